@@ -1,0 +1,7 @@
+"""``python -m envsync.cli`` runs the command line."""
+
+import sys
+
+from envsync.cli import main
+
+sys.exit(main())
