@@ -1,0 +1,692 @@
+"""The EnvSync resource: pydantic models of its `spec` and `status`, the one source of truth.
+
+Everything else about the resource is derived from these classes, the way kubebuilder derives
+a CRD from Go types: :mod:`envsync.crdgen` turns them into the CRD's OpenAPI schema (field
+descriptions are the attribute docstrings below, which is why each one gives the unit, the
+default and the reason), the reference documentation, and the chart's copy of the CRD. The
+operator and the CLI validate specs with the same models, so a spec the API server accepts is
+a spec the engine understands.
+
+Cross-field rules are written twice on purpose, side by side: as CEL (`Rule.rule`), which the
+API server evaluates on `kubectl apply`, and as a pydantic validator, which the CLI and the
+operator run. Both use the same message, and a test evaluates the CEL with a real CEL
+interpreter against the Python check so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Final, Literal, NamedTuple, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from envsync import errors, units
+
+__all__ = [
+    "API_GROUP",
+    "API_VERSION",
+    "CATEGORIES",
+    "KIND",
+    "PLURAL",
+    "SHORT_NAMES",
+    "SINGULAR",
+    "Auth",
+    "AuthSecretRef",
+    "Condition",
+    "ConfigMapKeyRef",
+    "EnvSync",
+    "EnvSyncSpec",
+    "EnvSyncStatus",
+    "KeyProblem",
+    "Memory",
+    "MemoryStatus",
+    "ParseErrorEntry",
+    "Performance",
+    "PoolStatus",
+    "PoolsStatus",
+    "Rule",
+    "SecretKeyRef",
+    "Source",
+    "SyncCounts",
+    "SyncPolicy",
+    "Target",
+    "rules_of",
+]
+
+API_GROUP: Final = "envsync.dev"
+API_VERSION: Final = "v1alpha1"
+KIND: Final = "EnvSync"
+PLURAL: Final = "envsyncs"
+SINGULAR: Final = "envsync"
+SHORT_NAMES: Final = ("envs",)
+"""`kubectl get envs`; External Secrets already uses `es` and `ps`."""
+CATEGORIES: Final = ("envsync",)
+"""`kubectl get envsync` lists every kind of the project; not in `all` (it is configuration)."""
+
+MAX_PARSE_ERRORS: Final = 10
+"""How many parse errors (and per-key problems) the status keeps: enough to fix a file, bounded."""
+
+DNS_SUBDOMAIN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+CONFIG_KEY: Final = r"^[-._a-zA-Z0-9]+$"
+REGION: Final = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"
+ROLE_ARN: Final = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$"
+TARGET_PATH: Final = r"^[a-zA-Z0-9/_+=.@-]+$"
+SSM_PREFIX: Final = r"^/([a-zA-Z0-9_.-]+/)*$"
+TAG_KEY: Final = r"^[\w .:/=+@-]+$"
+RESERVED_TAG_PREFIXES: Final = ("aws:", "envsync.dev/")
+"""Tag keys users may not set: AWS reserves `aws:`; envsync marks ownership under `envsync.dev/`."""
+CONDITION_TYPE: Final = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+CONDITION_REASON: Final = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
+
+class Rule(NamedTuple):
+    """A cross-field rule: CEL for the API server, the same message for the Python check."""
+
+    rule: str
+    message: str
+    field_path: str | None = None
+
+    def to_schema(self) -> dict[str, str]:
+        """The rule as one `x-kubernetes-validations` entry."""
+        entry = {"rule": self.rule, "message": self.message}
+        if self.field_path:
+            entry["fieldPath"] = self.field_path
+        return entry
+
+
+def _rules(*rules: Rule) -> dict[str, Any]:
+    return {"x-kubernetes-validations": [rule.to_schema() for rule in rules]}
+
+
+def _check(rule: Rule, holds: bool) -> None:
+    if not holds:
+        raise ValueError(rule.message)
+
+
+def rules_of(model: type[BaseModel]) -> tuple[Rule, ...]:
+    """The CEL rules a model carries (for tests and documentation)."""
+    return tuple(getattr(model, "RULES", ()))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The object as the API server stores it: camelCase, unset optionals left out."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def _quantity(value: int | str) -> int | str:
+    try:
+        units.parse_quantity(value)
+    except errors.ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+# --------------------------------------------------------------------------------------- source
+
+
+class ConfigMapKeyRef(_Model):
+    """A key of a ConfigMap in the EnvSync's own namespace that holds .env text."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+    """Name of the ConfigMap. Same namespace only, so a tenant can read nothing it could not read
+    itself."""
+    key: str = Field(default=".env", min_length=1, max_length=253, pattern=CONFIG_KEY)
+    """Key in `data` (or `binaryData`) holding the .env text. Default `.env`, what kustomize's
+    configMapGenerator names it."""
+
+
+class SecretKeyRef(_Model):
+    """A key of a Secret in the EnvSync's own namespace that holds .env text."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+    """Name of the Secret. Same namespace only, for the same reason as configMapRef."""
+    key: str = Field(default=".env", min_length=1, max_length=253, pattern=CONFIG_KEY)
+    """Key in the Secret's `data` holding the .env text. Default `.env`."""
+
+
+ONE_SOURCE: Final = Rule(
+    "has(self.configMapRef) != has(self.secretRef)",
+    "set exactly one of configMapRef or secretRef",
+)
+
+
+class Source(_Model):
+    """Where the .env text comes from: exactly one of configMapRef or secretRef."""
+
+    model_config = ConfigDict(json_schema_extra=_rules(ONE_SOURCE))
+    RULES: ClassVar[tuple[Rule, ...]] = (ONE_SOURCE,)
+
+    config_map_ref: ConfigMapKeyRef | None = None
+    """Read the .env text from a ConfigMap (plain configuration; values reach AWS as the target
+    says)."""
+    secret_ref: SecretKeyRef | None = None
+    """Read the .env text from a Secret, for files that hold credentials."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        _check(ONE_SOURCE, (self.config_map_ref is None) != (self.secret_ref is None))
+        return self
+
+    @property
+    def kind(self) -> Literal["ConfigMap", "Secret"]:
+        """The Kubernetes kind of the referenced object."""
+        return "ConfigMap" if self.config_map_ref is not None else "Secret"
+
+    @property
+    def ref(self) -> ConfigMapKeyRef | SecretKeyRef:
+        """The one reference that is set."""
+        ref = self.config_map_ref or self.secret_ref
+        assert ref is not None  # guaranteed by the validator
+        return ref
+
+
+# --------------------------------------------------------------------------------------- target
+
+SSM_ABSOLUTE: Final = Rule(
+    "self.provider != 'ssm' || self.path.startsWith('/')",
+    "an SSM path must start with '/'",
+    ".path",
+)
+SSM_HIERARCHY: Final = Rule(
+    "self.provider != 'ssm' || self.path.matches('" + SSM_PREFIX + "')",
+    "an SSM path is a prefix like /team/app/: segments of a-z A-Z 0-9 _ . - separated by "
+    "single '/' and ending in '/'",
+    ".path",
+)
+SSM_RESERVED_NAME: Final = r"^/?(?i:aws|ssm)"
+SSM_RESERVED: Final = Rule(
+    "self.provider != 'ssm' || !self.path.matches('" + SSM_RESERVED_NAME + "')",
+    "SSM names may not start with 'aws' or 'ssm' (any case)",
+    ".path",
+)
+KMS_NEEDS_SECURESTRING: Final = Rule(
+    "!has(self.kmsKeyId) || self.provider != 'ssm' || !has(self.parameterType) "
+    "|| self.parameterType == 'SecureString'",
+    "kmsKeyId is only used with parameterType SecureString",
+    ".kmsKeyId",
+)
+MODE_NEEDS_SECRETSMANAGER: Final = Rule(
+    "self.provider == 'secretsmanager' || !has(self.mode) || self.mode == 'perKey'",
+    "mode json is only available with provider secretsmanager",
+    ".mode",
+)
+JSON_SECRET_NAME: Final = Rule(
+    "self.provider != 'secretsmanager' || !has(self.mode) || self.mode != 'json' "
+    "|| !self.path.endsWith('/')",
+    "in mode json the path is the secret's name and must not end with '/'",
+    ".path",
+)
+TARGET_RULES: Final = (
+    SSM_ABSOLUTE,
+    SSM_HIERARCHY,
+    SSM_RESERVED,
+    KMS_NEEDS_SECURESTRING,
+    MODE_NEEDS_SECRETSMANAGER,
+    JSON_SECRET_NAME,
+)
+
+TagValue = Annotated[str, Field(max_length=256)]
+
+
+class Target(_Model):
+    """Where the variables go in AWS, and how they are stored there."""
+
+    model_config = ConfigDict(json_schema_extra=_rules(*TARGET_RULES))
+    RULES: ClassVar[tuple[Rule, ...]] = TARGET_RULES
+
+    provider: Literal["ssm", "secretsmanager"]
+    """`ssm` (Parameter Store: one parameter per key) or `secretsmanager` (one secret per key, or
+    one JSON secret)."""
+    path: str = Field(min_length=1, max_length=900, pattern=TARGET_PATH)
+    """Prefix: key `K` is stored as `<path>K`. SSM: absolute and ending in '/', e.g. `/team/app/`.
+    Secrets Manager mode json: the secret's name. The operator may restrict prefixes per
+    namespace."""
+    region: str | None = Field(default=None, max_length=32, pattern=REGION)
+    """AWS region, e.g. `eu-west-1`. Default: the operator's ENVSYNC_DEFAULT_REGION, then the SDK's
+    own (AWS_REGION)."""
+    parameter_type: Literal["String", "SecureString"] = "SecureString"
+    """SSM only. Default `SecureString`: a .env often holds secrets, so encryption is opt-out, not
+    opt-in."""
+    kms_key_id: str | None = Field(default=None, min_length=1, max_length=2048)
+    """KMS key id, ARN or alias for SSM SecureString or Secrets Manager. Default: the AWS-managed
+    key of the service."""
+    tier: Literal["Standard", "Advanced", "Intelligent-Tiering"] = "Standard"
+    """SSM only. `Standard` (free, 4 KB values), `Advanced` (8 KB, charged) or
+    `Intelligent-Tiering`. Default Standard."""
+    tags: dict[str, TagValue] = Field(default_factory=dict, max_length=40)
+    """Tags put on every entry envsync creates (at most 40; AWS allows 50 and envsync uses a few for
+    ownership). Keys starting with `aws:` or `envsync.dev/` are reserved."""
+    mode: Literal["perKey", "json"] = "perKey"
+    """Secrets Manager only. `perKey`: one secret per variable. `json`: the whole file as one JSON
+    secret named `path` (cheaper: one secret, one write per change). Default perKey."""
+    endpoint_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://[^\s]+$")
+    """Override the AWS endpoint (LocalStack, a VPC endpoint). Default: unset, the SDK picks the
+    regional endpoint."""
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_keys(cls, tags: dict[str, str]) -> dict[str, str]:
+        for key in tags:
+            if not 1 <= len(key) <= 128 or not _match(TAG_KEY, key):
+                raise ValueError(
+                    f"tag key {key!r} must be 1-128 characters of letters, digits, "
+                    "spaces and _ . : / = + - @"
+                )
+            if key.startswith(RESERVED_TAG_PREFIXES):
+                raise ValueError(f"tag key {key!r} uses a reserved prefix (aws: or envsync.dev/)")
+        return tags
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Self:
+        ssm = self.provider == "ssm"
+        _check(SSM_ABSOLUTE, not ssm or self.path.startswith("/"))
+        _check(SSM_HIERARCHY, not ssm or _match(SSM_PREFIX, self.path))
+        _check(SSM_RESERVED, not ssm or not _match(SSM_RESERVED_NAME, self.path))
+        _check(
+            KMS_NEEDS_SECURESTRING,
+            self.kms_key_id is None or not ssm or self.parameter_type == "SecureString",
+        )
+        _check(
+            MODE_NEEDS_SECRETSMANAGER, self.provider == "secretsmanager" or self.mode == "perKey"
+        )
+        json_mode = self.provider == "secretsmanager" and self.mode == "json"
+        _check(JSON_SECRET_NAME, not json_mode or not self.path.endswith("/"))
+        return self
+
+
+def _match(pattern: str, text: str) -> bool:
+    return re.match(pattern, text) is not None
+
+
+# ----------------------------------------------------------------------------------------- auth
+
+
+class AuthSecretRef(_Model):
+    """Static AWS keys in a Secret of the EnvSync's own namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+    """Name of the Secret holding the keys."""
+    access_key_id_key: str = Field(
+        default="AWS_ACCESS_KEY_ID", min_length=1, max_length=253, pattern=CONFIG_KEY
+    )
+    """Key holding the access key id. Default `AWS_ACCESS_KEY_ID`."""
+    secret_access_key_key: str = Field(
+        default="AWS_SECRET_ACCESS_KEY", min_length=1, max_length=253, pattern=CONFIG_KEY
+    )
+    """Key holding the secret access key. Default `AWS_SECRET_ACCESS_KEY`."""
+    session_token_key: str | None = Field(
+        default=None, min_length=1, max_length=253, pattern=CONFIG_KEY
+    )
+    """Key holding a session token, for temporary keys. Default: none."""
+
+
+AUTH_NOT_EMPTY: Final = Rule(
+    "has(self.roleArn) || has(self.secretRef)",
+    "auth needs roleArn, secretRef or both; leave auth out to use the operator's own credentials",
+)
+EXTERNAL_ID_NEEDS_ROLE: Final = Rule(
+    "!has(self.externalId) || has(self.roleArn)",
+    "externalId is only used together with roleArn",
+    ".externalId",
+)
+
+
+class Auth(_Model):
+    """Credentials for this EnvSync. Left out: the operator's own (IRSA / EKS Pod Identity)."""
+
+    model_config = ConfigDict(json_schema_extra=_rules(AUTH_NOT_EMPTY, EXTERNAL_ID_NEEDS_ROLE))
+    RULES: ClassVar[tuple[Rule, ...]] = (AUTH_NOT_EMPTY, EXTERNAL_ID_NEEDS_ROLE)
+
+    role_arn: str | None = Field(default=None, max_length=2048, pattern=ROLE_ARN)
+    """IAM role to assume (sts:AssumeRole) on top of the base credentials, e.g. for another account.
+    The operator may restrict which roles a namespace can name."""
+    external_id: str | None = Field(
+        default=None, min_length=2, max_length=1224, pattern=r"^[\w+=,.@:/-]+$"
+    )
+    """External id the role's trust policy requires, if any."""
+    secret_ref: AuthSecretRef | None = None
+    """Static keys from a Secret, used as base credentials instead of the operator's."""
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Self:
+        _check(AUTH_NOT_EMPTY, self.role_arn is not None or self.secret_ref is not None)
+        _check(EXTERNAL_ID_NEEDS_ROLE, self.external_id is None or self.role_arn is not None)
+        return self
+
+
+# --------------------------------------------------------------------------------------- policy
+
+
+class SyncPolicy(_Model):
+    """What a sync may do, and when it runs."""
+
+    prune: bool = True
+    """Delete remote keys that left the file. Only keys this EnvSync owns are ever deleted. Default
+    true: the file is the truth."""
+    deletion_policy: Literal["Retain", "Delete"] = "Retain"
+    """What happens to the remote keys when the EnvSync is deleted. Default `Retain`: deleting
+    configuration must be a deliberate choice."""
+    update_policy: Literal["Replace", "IfNotExists"] = "Replace"
+    """`Replace` keeps remote values equal to the file; `IfNotExists` only creates missing keys
+    (seed once, let AWS own them after). Default Replace."""
+    refresh_interval: str | None = Field(
+        default=None, max_length=64, pattern=units.DURATION_PATTERN
+    )
+    """How often to check AWS for drift, as a duration (`30m`, `1h`); `0s` turns the periodic check
+    off. Source changes sync at once regardless. Default: the operator's
+    ENVSYNC_DEFAULT_REFRESH_INTERVAL (1h), as each check costs API calls."""
+    suspend: bool = False
+    """Stop syncing this EnvSync (nothing is read or written) until set back to false. Default
+    false."""
+    dry_run: bool = False
+    """Compute and report the plan (counts in status) without writing to AWS. Default false."""
+    on_parse_error: Literal["Abort", "Skip"] = "Abort"
+    """`Abort`: a malformed line stops the sync before any write. `Skip`: push the good lines and
+    report the bad ones. Default Abort, so a broken file never half-applies."""
+
+    def refresh_interval_seconds(self, default: float) -> float:
+        """The drift-check interval in seconds; `default` when the spec leaves it out."""
+        if self.refresh_interval is None:
+            return default
+        return units.parse_duration(self.refresh_interval)
+
+
+# --------------------------------------------------------------------------------------- tuning
+
+GC_INTERVAL_POSITIVE: Final = Rule(
+    "self.gcInterval.matches('[1-9]')",
+    "gcInterval must be greater than zero",
+    ".gcInterval",
+)
+
+
+class Memory(_Model):
+    """Memory tuning (envy's `memory` section, with honest semantics; see docs/memory.md)."""
+
+    model_config = ConfigDict(json_schema_extra=_rules(GC_INTERVAL_POSITIVE))
+    RULES: ClassVar[tuple[Rule, ...]] = (GC_INTERVAL_POSITIVE,)
+
+    pool_enabled: bool = True
+    """Reuse strings, buffers and maps between lines instead of allocating new ones.
+    Default true."""
+    monitoring_enabled: bool = True
+    """Sample memory every gcInterval and act on memoryThreshold; without it the threshold has no
+    effect. Default true."""
+    string_pool_size: int = Field(default=64, ge=0, le=65536)
+    """Most string lists the string pool keeps (a count); 0 keeps none. Default 64."""
+    byte_pool_size: int = Field(default=16, ge=0, le=1024)
+    """Most read buffers the byte pool keeps over all size classes (a count, not bytes as in envy).
+    Default 16."""
+    map_pool_size: int = Field(default=64, ge=0, le=65536)
+    """Most maps the map pool keeps (a count). Default 64."""
+    gc_interval: str = Field(default="30s", max_length=64, pattern=units.DURATION_PATTERN)
+    """How often memory is checked, as a duration. Default `30s`, as in envy."""
+    memory_threshold: int | str = Field(
+        default="256Mi",
+        json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": units.QUANTITY_PATTERN},
+    )
+    """RSS above which a check collects garbage, empties the pools and holds back new syncs, as
+    bytes or a quantity like `256Mi`; 0 turns it off. Default 256Mi (a Python operator idles near
+    70 MiB)."""
+
+    @field_validator("memory_threshold")
+    @classmethod
+    def _valid_quantity(cls, value: int | str) -> int | str:
+        return _quantity(value)
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Self:
+        _check(GC_INTERVAL_POSITIVE, units.parse_duration(self.gc_interval) > 0)
+        return self
+
+    @property
+    def memory_threshold_bytes(self) -> int:
+        """The threshold in bytes."""
+        return units.parse_quantity(self.memory_threshold)
+
+    @property
+    def gc_interval_seconds(self) -> float:
+        """The check interval in seconds."""
+        return units.parse_duration(self.gc_interval)
+
+    def pool_config_fields(self) -> dict[str, Any]:
+        """Keyword arguments for `envsync.pools.PoolConfig` (api sits below pools, so no import)."""
+        return {
+            "enabled": self.pool_enabled,
+            "monitoring_enabled": self.monitoring_enabled,
+            "string_pool_size": self.string_pool_size,
+            "byte_pool_size": self.byte_pool_size,
+            "map_pool_size": self.map_pool_size,
+            "gc_interval": self.gc_interval_seconds,
+            "memory_threshold": self.memory_threshold_bytes,
+        }
+
+
+class Performance(_Model):
+    """Throughput tuning (envy's `performance` section). Defaults are envy's."""
+
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    """Jobs taken ahead of the workers at most, so a huge file never sits in memory as pending work.
+    AWS calls still carry at most 10 names each (the API limit). Default 50."""
+    worker_count: int = Field(default=4, ge=1, le=64)
+    """Jobs in flight at once for this EnvSync; the shared AWS rate limiter still applies. Default
+    4."""
+    streaming_enabled: bool = True
+    """Parse the source in chunks as it is read, so memory follows the longest line, not the file.
+    Default true."""
+    buffer_size: int = Field(default=8192, ge=512, le=2**20)
+    """Bytes read from the source per chunk, at most 1 MiB (the byte pool's largest buffer). Default
+    8192."""
+    max_line_size: int = Field(default=65536, ge=1024, le=16 * 2**20)
+    """Longest line (or multi-line value), in bytes, the parser accepts before reporting an error.
+    Default 65536."""
+
+
+# ----------------------------------------------------------------------------------------- spec
+
+
+class EnvSyncSpec(_Model):
+    """The desired state: one .env source, one AWS target, and how to keep them in step."""
+
+    source: Source
+    """The .env file to read."""
+    target: Target
+    """Where in AWS to write it."""
+    auth: Auth | None = None
+    """Credentials to use. Default: the operator's own (IRSA / EKS Pod Identity)."""
+    sync_policy: SyncPolicy = Field(default_factory=SyncPolicy, json_schema_extra={"default": {}})
+    """What a sync may do and when it runs. Every field has a safe default."""
+    memory: Memory | None = None
+    """Memory tuning (envy's memory section). Default: envy's defaults."""
+    performance: Performance | None = None
+    """Throughput tuning (envy's performance section). Default: envy's defaults."""
+
+    @property
+    def memory_or_default(self) -> Memory:
+        """The memory section, defaults filled in when the spec leaves it out."""
+        return self.memory or Memory()
+
+    @property
+    def performance_or_default(self) -> Performance:
+        """The performance section, defaults filled in when the spec leaves it out."""
+        return self.performance or Performance()
+
+
+# --------------------------------------------------------------------------------------- status
+
+
+class _Status(_Model):
+    # A newer operator may have written fields this one does not know: ignore, never fail.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+Count = Annotated[int, Field(ge=0, json_schema_extra={"format": "int64"})]
+
+
+class Condition(_Status):
+    """One condition, shaped like metav1.Condition."""
+
+    type: str = Field(max_length=316, pattern=CONDITION_TYPE)
+    """Ready, Reconciling or Stalled (kstatus), or a detail: SourceValid, Synced, Throttled."""
+    status: Literal["True", "False", "Unknown"]
+    """True, False or Unknown."""
+    observed_generation: Count | None = None
+    """The spec generation this condition was computed from."""
+    last_transition_time: datetime
+    """When status last changed (not when the condition was last written)."""
+    reason: str = Field(min_length=1, max_length=1024, pattern=CONDITION_REASON)
+    """One CamelCase word from the closed set in docs/conditions.md."""
+    message: str = Field(max_length=32768)
+    """What happened and what to do, for people. Never contains a value from the file."""
+
+
+class SyncCounts(_Status):
+    """Key counts of the last sync."""
+
+    parsed: Count = 0
+    """Variables read from the source."""
+    created: Count = 0
+    """Keys created in AWS (would be, in a dry run)."""
+    updated: Count = 0
+    """Keys whose remote value was replaced."""
+    unchanged: Count = 0
+    """Keys already equal remotely; no write was made."""
+    deleted: Count = 0
+    """Remote keys pruned because they left the file."""
+    failed: Count = 0
+    """Keys that could not be written; see failures."""
+    skipped: Count = 0
+    """Keys or lines left out on purpose (bad lines under onParseError Skip, IfNotExists,
+    bare keys)."""
+
+
+class ParseErrorEntry(_Status):
+    """A line of the source that could not be parsed."""
+
+    line: Count
+    """1-based line number in the source."""
+    message: str = Field(max_length=1024)
+    """What is wrong with the line. Never the line's content."""
+
+
+class KeyProblem(_Status):
+    """A key that failed or was skipped, and why."""
+
+    key: str = Field(max_length=1024)
+    """The variable name."""
+    reason: str = Field(max_length=1024)
+    """Why. Never the value."""
+
+
+class MemoryStatus(_Status):
+    """Memory figures of the operator process around the last sync."""
+
+    rss: Count | None = None
+    """Resident set size, in bytes, after the sync."""
+    peak: Count | None = None
+    """Highest RSS seen during the sync, in bytes."""
+    threshold: Count | None = None
+    """The memoryThreshold in force, in bytes."""
+    gc_runs: Count | None = None
+    """Garbage collections envsync forced during the sync."""
+    threshold_hits: Count | None = None
+    """Times memory was found above the threshold during the sync."""
+
+
+class PoolStatus(_Status):
+    """Statistics of one object pool during the last sync."""
+
+    gets: Count = 0
+    """Objects asked of the pool."""
+    puts: Count = 0
+    """Objects given back."""
+    hits: Count = 0
+    """Gets served by a reused object."""
+    misses: Count = 0
+    """Gets that had to allocate."""
+    hit_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    """hits / gets, between 0 and 1; 0 when nothing was asked."""
+
+
+class PoolsStatus(_Status):
+    """Pool statistics per pool (absent when pools are disabled)."""
+
+    string: PoolStatus | None = None
+    """The string pool."""
+    byte: PoolStatus | None = None
+    """The byte-buffer pool."""
+    map: PoolStatus | None = None
+    """The map pool."""
+
+
+class EnvSyncStatus(_Status):
+    """What the operator last observed and did. Written only through the status subresource."""
+
+    observed_generation: Count | None = None
+    """The spec generation the status describes; a Ready condition for an older generation
+    is stale."""
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    """Ready, Reconciling and Stalled in the kstatus sense, plus SourceValid, Synced and
+    Throttled."""
+    last_sync_time: datetime | None = None
+    """When the last sync finished (successfully or not)."""
+    last_sync_duration: str | None = Field(default=None, max_length=64)
+    """How long the last sync took, as a duration such as `1.234s`."""
+    source_hash: str | None = Field(default=None, max_length=128)
+    """Hash of the source content and the spec it was pushed with; unchanged hash and no drift means
+    no AWS writes."""
+    dry_run: bool | None = None
+    """True when the last sync was a dry run: the counts are a plan, nothing was written."""
+    keys: Count | None = None
+    """Keys this EnvSync manages in AWS after the last sync."""
+    counts: SyncCounts | None = None
+    """Key counts of the last sync."""
+    parse_errors: list[ParseErrorEntry] = Field(default_factory=list, max_length=MAX_PARSE_ERRORS)
+    """The first parse errors of the last sync: line and reason, never content."""
+    failures: list[KeyProblem] = Field(default_factory=list, max_length=MAX_PARSE_ERRORS)
+    """The first keys that failed in the last sync, with the reason."""
+    aws_calls: dict[str, Count] = Field(default_factory=dict)
+    """AWS API calls made by the last sync, by operation: shows what batching saved."""
+    throttled_calls: Count | None = None
+    """AWS calls that were throttled (and retried) during the last sync."""
+    memory: MemoryStatus | None = None
+    """Memory figures around the last sync."""
+    pools: PoolsStatus | None = None
+    """Object pool statistics of the last sync."""
+
+
+class EnvSync(BaseModel):
+    """EnvSync keeps the variables of one .env file, read from a ConfigMap or Secret, in step with
+    AWS SSM Parameter Store or Secrets Manager."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, use_attribute_docstrings=True
+    )
+
+    api_version: Literal["envsync.dev/v1alpha1"] = "envsync.dev/v1alpha1"
+    """Group and version."""
+    kind: Literal["EnvSync"] = "EnvSync"
+    """Kind."""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    """Standard object metadata."""
+    spec: EnvSyncSpec
+    """Desired state."""
+    status: EnvSyncStatus | None = None
+    """Observed state."""

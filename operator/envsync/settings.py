@@ -1,0 +1,184 @@
+"""Operator settings: one object, read once from `ENVSYNC_*` environment variables.
+
+The Helm chart maps its values onto these variables, and docs/configuration.md is generated
+from this class (see :func:`envsync.crdgen.render_configuration`), so each field's attribute
+docstring is its documentation: unit, default and the reason for the default. Durations and
+sizes accept the same forms as the CRD (`1h`, `100Mi`) through :mod:`envsync.units`.
+
+The tenancy guards live here too (:meth:`Settings.path_allowed`, :meth:`Settings.role_allowed`):
+they are policy the cluster admin sets, which no EnvSync in a namespace can widen.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from envsync import errors, units
+
+__all__ = ["ENV_PREFIX", "Settings", "env_var", "load_settings"]
+
+ENV_PREFIX: Final = "ENVSYNC_"
+NAMESPACE_PLACEHOLDER: Final = "{namespace}"
+
+
+def _seconds(value: Any) -> Any:
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        try:
+            return units.parse_duration(value)
+        except errors.ConfigError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+def _bytes(value: Any) -> Any:
+    if isinstance(value, int | str) and not isinstance(value, bool):
+        try:
+            return units.parse_quantity(value)
+        except errors.ConfigError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+def _split(value: Any) -> Any:
+    """Lists from the environment: a JSON array or comma-separated words."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(json_schema_extra={"unit": "seconds"})]
+"""A duration: `30s`, `1h30m` or a number of seconds."""
+Bytes = Annotated[int, BeforeValidator(_bytes), Field(json_schema_extra={"unit": "bytes"})]
+"""A size: `512Mi` or a number of bytes."""
+Words = Annotated[list[str], NoDecode, BeforeValidator(_split)]
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0", ""}
+
+
+class Settings(BaseSettings):
+    """How this operator process runs; set by the cluster admin, not by EnvSync objects."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        use_attribute_docstrings=True,
+        extra="ignore",
+        frozen=True,
+        validate_default=True,
+    )
+
+    namespaces: Words = Field(default_factory=list)
+    """Namespaces to watch, comma-separated. Empty (the default): the whole cluster, which needs a
+    ClusterRole."""
+    metrics_port: int = Field(default=8080, ge=0, le=65535)
+    """Port of the Prometheus endpoint (`/metrics`). 0 turns it off. Default 8080."""
+    metrics_address: str = "0.0.0.0"
+    """Address the metrics endpoint binds to. Default 0.0.0.0, so Prometheus can reach the pod."""
+    liveness_port: int = Field(default=8081, ge=0, le=65535)
+    """Port of kopf's liveness endpoint (`/healthz`), for the pod's livenessProbe. 0 turns it off.
+    Default 8081."""
+    max_concurrent_syncs: int = Field(default=4, ge=1, le=256)
+    """Syncs that may run at once across all EnvSyncs. Default 4: AWS write quotas (a few per second
+    per account) are the bottleneck, not CPU."""
+    memory_budget: Bytes = Field(default=512 * 2**20, ge=1)
+    """Process-wide memory (RSS) above which new syncs wait and pools are trimmed, as bytes or a
+    quantity. Default 512Mi; keep it below the container's memory limit."""
+    default_region: str | None = None
+    """AWS region for EnvSyncs that name none. Default: unset, the SDK's own (AWS_REGION, instance
+    metadata)."""
+    allowed_path_prefixes: Words = Field(default_factory=lambda: ["/{namespace}/"])
+    """Path prefixes an EnvSync may write under, comma-separated; `{namespace}` is replaced by the
+    EnvSync's namespace and a leading '/' is ignored (so one list serves SSM paths and Secrets
+    Manager names). `/` allows everything. Default `/{namespace}/`, so tenants cannot write each
+    other's keys."""
+    namespace_path_prefixes: dict[str, list[str]] = Field(default_factory=dict)
+    """Per-namespace exceptions to allowed_path_prefixes, as JSON, e.g. `{"platform":
+    ["/shared/"]}`. Default: none."""
+    allow_role_arn: bool | list[str] = False
+    """Whether spec.auth.roleArn may be used: `true`, `false`, or comma-separated glob patterns of
+    allowed role ARNs (`{namespace}` is replaced). Default false: otherwise any tenant could make
+    the operator assume any role it can."""
+    log_format: Literal["json", "plain"] = "json"
+    """`json` (one object per line, for log collectors) or `plain` (for people). Default json."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Least severe level logged. Default INFO."""
+    peering: str = ""
+    """kopf peering object name, so several replicas do not act at once. Empty (default):
+    standalone, one replica only."""
+    default_refresh_interval: Seconds = Field(default=3600.0, ge=0)
+    """Drift-check interval for EnvSyncs whose syncPolicy.refreshInterval is unset, as a duration. 0
+    turns periodic checks off. Default 1h: each check costs AWS read calls."""
+    drift_jitter: float = Field(default=0.1, ge=0.0, le=0.5)
+    """Fraction of the refresh interval added at random to each drift check, so EnvSyncs created
+    together do not poll AWS together. Default 0.1."""
+    sync_timeout: Seconds = Field(default=600.0, gt=0)
+    """Longest one sync may run before it is cancelled and retried, as a duration. Default 10m: a
+    first push of thousands of SSM keys at 3 writes/s takes minutes."""
+
+    @field_validator("allow_role_arn", mode="before")
+    @classmethod
+    def _bool_or_patterns(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            return _split(value)
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    def path_prefixes(self, namespace: str) -> tuple[str, ...]:
+        """The prefixes an EnvSync in `namespace` may write under."""
+        templates = self.namespace_path_prefixes.get(namespace, self.allowed_path_prefixes)
+        return tuple(template.replace(NAMESPACE_PLACEHOLDER, namespace) for template in templates)
+
+    def path_allowed(self, namespace: str, path: str) -> bool:
+        """Whether `path` lies under one of the namespace's allowed prefixes."""
+        wanted = path.lstrip("/")
+        return any(
+            wanted.startswith(prefix.lstrip("/")) for prefix in self.path_prefixes(namespace)
+        )
+
+    def role_allowed(self, namespace: str, role_arn: str) -> bool:
+        """Whether an EnvSync in `namespace` may ask the operator to assume `role_arn`."""
+        if isinstance(self.allow_role_arn, bool):
+            return self.allow_role_arn
+        return any(
+            fnmatch.fnmatchcase(role_arn, pattern.replace(NAMESPACE_PLACEHOLDER, namespace))
+            for pattern in self.allow_role_arn
+        )
+
+    @property
+    def liveness_endpoint(self) -> str | None:
+        """The URL kopf serves its liveness probe on, or None when turned off."""
+        return f"http://0.0.0.0:{self.liveness_port}/healthz" if self.liveness_port else None
+
+
+def env_var(field: str) -> str:
+    """The environment variable that sets a field, e.g. `ENVSYNC_METRICS_PORT`."""
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment; bad values raise ConfigError naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{env_var(str(err['loc'][0])) if err['loc'] else ENV_PREFIX + '*'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise errors.ConfigError(f"invalid operator settings: {problems}") from None

@@ -1,0 +1,874 @@
+"""An engine report (or a failure) → the EnvSync status patch and the events worth sending.
+
+Pure functions: no Kubernetes client, no clock (``now`` is passed in), so every state a user
+can see is tested without a cluster. The handlers call one builder per outcome and hand the
+result to kopf's ``patch.status``; :func:`transition_events` tells them which Kubernetes events
+to post, which is only on transitions and actionable problems, never on every periodic success.
+
+Conditions follow the Kubernetes API conventions and kstatus, which Flux and Argo CD read:
+
+* ``Ready`` is always present (``Unknown`` before the first result). ``Reconciling`` and
+  ``Stalled`` are "abnormal-true": present only while True, as kstatus recommends, so a healthy
+  object shows neither.
+* Detail conditions ``SourceValid``, ``Synced`` and ``Throttled`` say which part went wrong.
+* ``lastTransitionTime`` changes only when a condition's ``status`` flips; a new reason or
+  message keeps the old time.
+* ``status.observedGeneration`` (and each condition's) records which spec the status describes.
+
+Reasons form a closed set, :data:`REASONS`, each documented with what it means and what to do;
+docs/conditions.md is generated from it. Messages name keys, lines and objects, never values:
+the report carries none, and these functions read only counts, keys, line numbers and reasons.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Final, Literal, NamedTuple, Protocol
+
+from envsync import api, errors
+
+__all__ = [
+    "CONDITION_TYPES",
+    "REASONS",
+    "RECONCILING_REASONS",
+    "STALL_REASONS",
+    "Event",
+    "KeyIssueLike",
+    "ParseProblemLike",
+    "Reason",
+    "ReasonDoc",
+    "ReportLike",
+    "apply_patch",
+    "build_status",
+    "failure",
+    "reason_for",
+    "reconciling",
+    "source_not_found",
+    "stalled",
+    "suspended",
+    "transition_events",
+]
+
+READY: Final = "Ready"
+RECONCILING: Final = "Reconciling"
+STALLED: Final = "Stalled"
+SOURCE_VALID: Final = "SourceValid"
+SYNCED: Final = "Synced"
+THROTTLED: Final = "Throttled"
+CONDITION_TYPES: Final = (READY, RECONCILING, STALLED, SOURCE_VALID, SYNCED, THROTTLED)
+"""Condition types envsync writes, in the order they appear in the status."""
+_ALWAYS: Final = (READY, SOURCE_VALID, SYNCED, THROTTLED)
+"""Conditions present from the first visit on (as Unknown until known)."""
+
+MAX_MESSAGE: Final = 1024
+"""Longest condition or event message; enough for a summary and the first few keys."""
+MAX_LISTED: Final = 5
+"""Keys or lines named in one message before "and N more"."""
+
+
+class Reason(StrEnum):
+    """Every reason envsync puts on a condition or an event."""
+
+    SYNCED = "Synced"
+    DRY_RUN = "DryRun"
+    PROGRESSING = "Progressing"
+    RETRYING = "Retrying"
+    SYNC_FAILED = "SyncFailed"
+    KEYS_FAILED = "KeysFailed"
+    ABORTED = "Aborted"
+    VALID = "Valid"
+    LINES_SKIPPED = "LinesSkipped"
+    PARSE_FAILED = "ParseFailed"
+    SOURCE_NOT_FOUND = "SourceNotFound"
+    CREDENTIALS_UNAVAILABLE = "CredentialsUnavailable"
+    REMOTE_ERROR = "RemoteError"
+    MEMORY_PRESSURE = "MemoryPressure"
+    CLEANUP_FAILED = "CleanupFailed"
+    INVALID_SPEC = "InvalidSpec"
+    ACCESS_DENIED = "AccessDenied"
+    OWNERSHIP_CONFLICT = "OwnershipConflict"
+    PATH_NOT_ALLOWED = "PathNotAllowed"
+    ROLE_NOT_ALLOWED = "RoleNotAllowed"
+    SUSPENDED = "Suspended"
+    THROTTLED = "Throttled"
+    NOT_THROTTLED = "NotThrottled"
+    APPLIED = "Applied"
+    PRUNED = "Pruned"
+
+
+class ReasonDoc(NamedTuple):
+    """What a reason means, where it appears and what the user should do."""
+
+    where: str
+    meaning: str
+    action: str
+
+
+R = Reason
+REASONS: Final[Mapping[Reason, ReasonDoc]] = {
+    R.SYNCED: ReasonDoc(
+        "Ready=True, Synced=True; event",
+        "AWS holds exactly what the source says, for the keys this EnvSync owns.",
+        "Nothing.",
+    ),
+    R.DRY_RUN: ReasonDoc(
+        "Ready=True, Synced=False; event",
+        "syncPolicy.dryRun is true: the counts are the plan, nothing was written.",
+        "Check status.counts; set dryRun to false to apply.",
+    ),
+    R.PROGRESSING: ReasonDoc(
+        "Reconciling=True, Ready=Unknown; detail conditions before their first result",
+        "A new spec generation (or a first visit) is being synced.",
+        "Wait; it turns into another reason within syncTimeout.",
+    ),
+    R.RETRYING: ReasonDoc(
+        "Reconciling=True",
+        "The last sync did not finish cleanly (failed keys, an interrupted sync) and will be "
+        "retried with backoff.",
+        "Usually nothing; if it persists, read Ready's message and the Synced condition.",
+    ),
+    R.SYNC_FAILED: ReasonDoc(
+        "Ready=False; event",
+        "Some keys could not be written, or the sync stopped half-way. Nothing is lost: the next "
+        "sync converges.",
+        "Read status.failures; fix what the reasons name (value too large for the tier, KMS key "
+        "access) if they repeat.",
+    ),
+    R.KEYS_FAILED: ReasonDoc(
+        "Synced=False",
+        "The listed keys failed; the others were written.",
+        "See status.failures.",
+    ),
+    R.ABORTED: ReasonDoc(
+        "Synced=False",
+        "The sync stopped before the end (throttling past the retry budget, AWS errors, memory "
+        "pressure, timeout).",
+        "Nothing: the next sync picks up where this one stopped. Persistent: raise syncTimeout or "
+        "lower the load.",
+    ),
+    R.VALID: ReasonDoc(
+        "SourceValid=True",
+        "The source was read and every line parsed.",
+        "Nothing.",
+    ),
+    R.LINES_SKIPPED: ReasonDoc(
+        "SourceValid=False (Ready may be True)",
+        "onParseError is Skip: malformed lines were left out and the rest was pushed.",
+        "Fix the lines listed in status.parseErrors.",
+    ),
+    R.PARSE_FAILED: ReasonDoc(
+        "SourceValid=False, Ready=False, Stalled=True; event",
+        "onParseError is Abort and the source has malformed lines: nothing was written.",
+        "Fix the lines listed in status.parseErrors (line numbers, never content); the sync runs "
+        "when the source changes.",
+    ),
+    R.SOURCE_NOT_FOUND: ReasonDoc(
+        "SourceValid=False, Ready=False, Reconciling=True; event",
+        "The referenced ConfigMap or Secret, or its key, does not exist (yet).",
+        "Create it in the EnvSync's namespace, or fix spec.source; the sync runs as soon as it "
+        "appears.",
+    ),
+    R.CREDENTIALS_UNAVAILABLE: ReasonDoc(
+        "Ready=False, Reconciling=True; event",
+        "The Secret named by spec.auth.secretRef, or one of its keys, is missing, or STS could not"
+        " be reached.",
+        "Create the Secret with the keys spec.auth.secretRef names.",
+    ),
+    R.REMOTE_ERROR: ReasonDoc(
+        "Ready=False, Reconciling=True; event",
+        "AWS failed in a way that may pass (5xx, timeout, endpoint unreachable).",
+        "Nothing unless it persists; then check endpointUrl, the region and network policy.",
+    ),
+    R.MEMORY_PRESSURE: ReasonDoc(
+        "Ready=False, Reconciling=True; event",
+        "The operator stayed above its memory threshold and held this sync back.",
+        "Raise ENVSYNC_MEMORY_BUDGET / memoryThreshold with the pod's memory limit, or lower "
+        "maxConcurrentSyncs.",
+    ),
+    R.CLEANUP_FAILED: ReasonDoc(
+        "Ready=False, Reconciling=True; event",
+        "deletionPolicy is Delete and removing the remote keys failed; the EnvSync keeps its "
+        "finalizer.",
+        "Fix access (see the message), or set deletionPolicy to Retain to let it go.",
+    ),
+    R.INVALID_SPEC: ReasonDoc(
+        "Ready=False, Stalled=True; event",
+        "The spec passed the CRD schema but the operator cannot use it (for example a tag key "
+        "rule).",
+        "Fix the field the message names.",
+    ),
+    R.ACCESS_DENIED: ReasonDoc(
+        "Ready=False, Stalled=True, Synced=False; event",
+        "AWS refused the credentials (IAM policy, KMS key policy, trust policy of roleArn).",
+        "Grant the permissions the message names (see docs/aws.md), then touch the EnvSync or wait"
+        " for the refresh.",
+    ),
+    R.OWNERSHIP_CONFLICT: ReasonDoc(
+        "Ready=False, Stalled=True, Synced=False; event",
+        "Keys exist in AWS that another EnvSync or a person owns; envsync never overwrites or "
+        "deletes them.",
+        "Remove or rename the listed keys, choose another path, or tag the entries for this "
+        "EnvSync to adopt them.",
+    ),
+    R.PATH_NOT_ALLOWED: ReasonDoc(
+        "Ready=False, Stalled=True; event",
+        "spec.target.path is outside the prefixes the operator allows this namespace "
+        "(ENVSYNC_ALLOWED_PATH_PREFIXES).",
+        "Use a path under an allowed prefix, or ask the cluster admin to allow it.",
+    ),
+    R.ROLE_NOT_ALLOWED: ReasonDoc(
+        "Ready=False, Stalled=True; event",
+        "spec.auth.roleArn is not allowed for this namespace (ENVSYNC_ALLOW_ROLE_ARN).",
+        "Remove roleArn, or ask the cluster admin to allow the role.",
+    ),
+    R.SUSPENDED: ReasonDoc(
+        "Ready (status kept from before); event",
+        "syncPolicy.suspend is true: nothing is read or written.",
+        "Set suspend to false to resume.",
+    ),
+    R.THROTTLED: ReasonDoc(
+        "Throttled=True (Reconciling=True when the sync gave up); event",
+        "AWS throttled calls during the last sync; envsync slowed down and retried. Expected at "
+        "scale, not an error.",
+        "Nothing; if syncs get slow, spread refreshInterval, raise the account's SSM throughput or"
+        " use Secrets Manager json mode.",
+    ),
+    R.NOT_THROTTLED: ReasonDoc(
+        "Throttled=False",
+        "No call was throttled during the last sync.",
+        "Nothing.",
+    ),
+    R.APPLIED: ReasonDoc(
+        "event only",
+        "A sync of an EnvSync that was already Ready wrote changes (created or updated keys).",
+        "Nothing; the message has the counts.",
+    ),
+    R.PRUNED: ReasonDoc(
+        "event only",
+        "A sync deleted remote keys that left the source (syncPolicy.prune).",
+        "Nothing; the message has the count.",
+    ),
+}
+"""The closed set of reasons, documented (docs/conditions.md is generated from this)."""
+
+STALL_REASONS: Final = frozenset(
+    {
+        R.INVALID_SPEC,
+        R.ACCESS_DENIED,
+        R.OWNERSHIP_CONFLICT,
+        R.PATH_NOT_ALLOWED,
+        R.ROLE_NOT_ALLOWED,
+        R.PARSE_FAILED,
+    }
+)
+"""Reasons that need a person: the operator stops retrying until the spec or the source changes."""
+RECONCILING_REASONS: Final = frozenset(
+    {
+        R.PROGRESSING,
+        R.RETRYING,
+        R.SOURCE_NOT_FOUND,
+        R.CREDENTIALS_UNAVAILABLE,
+        R.REMOTE_ERROR,
+        R.MEMORY_PRESSURE,
+        R.CLEANUP_FAILED,
+        R.THROTTLED,
+    }
+)
+"""Reasons the operator works through by itself, with backoff."""
+
+
+# ------------------------------------------------------------------------- what status reads
+
+
+class ParseProblemLike(Protocol):
+    """A parse error as the engine reports it (`envsync.engine.ParseProblem`)."""
+
+    @property
+    def line(self) -> int: ...
+    @property
+    def reason(self) -> str: ...
+
+
+class KeyIssueLike(Protocol):
+    """A per-key problem as the engine reports it (`envsync.engine.KeyIssue`)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+
+
+class ReportLike(Protocol):
+    """The fields of the engine's `SyncReport` that the status is built from.
+
+    Parse errors and key problems may be the engine's records or plain `(line, reason)` /
+    `(key, reason)` pairs; pool and memory figures may be mappings (`as_dict()`) or objects.
+    Optional extras read when present: `parse_error_count`, `conflict_keys`, `notes`.
+    """
+
+    @property
+    def parsed(self) -> int: ...
+    @property
+    def created(self) -> int: ...
+    @property
+    def updated(self) -> int: ...
+    @property
+    def unchanged(self) -> int: ...
+    @property
+    def deleted(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def skipped(self) -> int: ...
+    @property
+    def parse_errors(self) -> Sequence[ParseProblemLike | tuple[int, str]]: ...
+    @property
+    def failures(self) -> Sequence[KeyIssueLike | tuple[str, str]]: ...
+    @property
+    def conflicts(self) -> int | Sequence[KeyIssueLike | tuple[str, str] | str]: ...
+    @property
+    def throttled(self) -> int: ...
+    @property
+    def aws_calls(self) -> Mapping[str, int]: ...
+    @property
+    def duration_seconds(self) -> float: ...
+    @property
+    def source_hash(self) -> str: ...
+    @property
+    def dry_run(self) -> bool: ...
+    @property
+    def aborted(self) -> bool: ...
+    @property
+    def pool_stats(self) -> Mapping[str, Any] | None: ...
+    @property
+    def memory(self) -> Any: ...
+
+
+Status = Mapping[str, Any]
+"""A status as read from the object (camelCase), or None before the first write."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A Kubernetes event to post on the EnvSync."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Cond:
+    status: ConditionStatus
+    reason: Reason
+    message: str
+
+
+# ---------------------------------------------------------------------------------- builders
+
+
+def build_status(
+    report: ReportLike,
+    *,
+    previous_status: Status | None,
+    generation: int,
+    now: datetime,
+    target: str = "",
+) -> dict[str, Any]:
+    """The status patch after a sync that produced a report.
+
+    ``target`` (e.g. ``"ssm /team/app/"``) only makes messages clearer. The result is a JSON
+    merge patch body: ``None`` values remove stale fields (see :func:`apply_patch`).
+    """
+    counts = {
+        "parsed": report.parsed,
+        "created": report.created,
+        "updated": report.updated,
+        "unchanged": report.unchanged,
+        "deleted": report.deleted,
+        "failed": report.failed,
+        "skipped": report.skipped,
+    }
+    updates = _outcome(report, counts, target)
+    patch: dict[str, Any] = {
+        "observedGeneration": generation,
+        "conditions": _conditions(previous_status, updates, generation, now),
+        "lastSyncTime": _timestamp(now),
+        "lastSyncDuration": f"{max(report.duration_seconds, 0.0):.3f}s",
+        "sourceHash": report.source_hash or None,
+        "dryRun": report.dry_run,
+        "counts": counts,
+        "parseErrors": [
+            {"line": int(line), "message": _clip(reason)}
+            for line, reason in _pairs(report.parse_errors, "line")[: api.MAX_PARSE_ERRORS]
+        ],
+        "failures": [
+            {"key": _clip(str(key)), "reason": _clip(reason)}
+            for key, reason in _pairs(report.failures, "key")[: api.MAX_PARSE_ERRORS]
+        ],
+        "awsCalls": _replacing(
+            (previous_status or {}).get("awsCalls"),
+            {str(op): int(n) for op, n in sorted(report.aws_calls.items())},
+        ),
+        "throttledCalls": report.throttled,
+        "memory": _memory(report.memory),
+        "pools": _replacing((previous_status or {}).get("pools"), _pools(report.pool_stats)),
+    }
+    if not report.dry_run and not report.aborted:
+        patch["keys"] = report.created + report.updated + report.unchanged
+    return patch
+
+
+def reconciling(
+    reason: Reason | str,
+    message: str,
+    *,
+    previous_status: Status | None,
+    generation: int,
+    now: datetime,
+) -> dict[str, Any]:
+    """Work in progress or being retried: ``Reconciling=True``.
+
+    ``Progressing`` (a new generation or a first visit) makes Ready Unknown; call it when the
+    generation changes, not before every periodic sync, or Ready would flap. Other reasons mean
+    a retryable failure and make Ready False.
+    """
+    why = _reason(reason, RECONCILING_REASONS, "reconciling")
+    ready: ConditionStatus = "Unknown" if why is R.PROGRESSING else "False"
+    updates: dict[str, _Cond | None] = {
+        READY: _Cond(ready, why, message),
+        RECONCILING: _Cond("True", why, message),
+        STALLED: None,
+    }
+    if why is R.THROTTLED:
+        updates[THROTTLED] = _Cond("True", why, message)
+    return _failure_patch(previous_status, updates, generation, now)
+
+
+def source_not_found(
+    kind: str,
+    name: str,
+    key: str | None = None,
+    *,
+    previous_status: Status | None,
+    generation: int,
+    now: datetime,
+) -> dict[str, Any]:
+    """The referenced ConfigMap/Secret (or, with ``key``, its key) is missing: wait for it."""
+    if key is None:
+        message = (
+            f"{kind} {name!r} not found in the EnvSync's namespace; "
+            "the sync runs as soon as it exists"
+        )
+    else:
+        message = f"{kind} {name!r} has no key {key!r}; the sync runs as soon as it appears"
+    updates: dict[str, _Cond | None] = {
+        READY: _Cond("False", R.SOURCE_NOT_FOUND, message),
+        RECONCILING: _Cond("True", R.SOURCE_NOT_FOUND, message),
+        STALLED: None,
+        SOURCE_VALID: _Cond("False", R.SOURCE_NOT_FOUND, message),
+    }
+    return _failure_patch(previous_status, updates, generation, now)
+
+
+def stalled(
+    reason: Reason | str,
+    message: str,
+    *,
+    previous_status: Status | None,
+    generation: int,
+    now: datetime,
+) -> dict[str, Any]:
+    """A problem retrying cannot fix: ``Stalled=True`` until the spec or the source changes."""
+    why = _reason(reason, STALL_REASONS, "stall")
+    updates: dict[str, _Cond | None] = {
+        READY: _Cond("False", why, message),
+        STALLED: _Cond("True", why, message),
+        RECONCILING: None,
+    }
+    if why is R.PARSE_FAILED:
+        updates[SOURCE_VALID] = _Cond("False", why, message)
+    if why in (R.ACCESS_DENIED, R.OWNERSHIP_CONFLICT):
+        updates[SYNCED] = _Cond("False", why, message)
+    return _failure_patch(previous_status, updates, generation, now)
+
+
+def suspended(
+    *,
+    previous_status: Status | None,
+    generation: int,
+    now: datetime,
+) -> dict[str, Any]:
+    """``syncPolicy.suspend`` is set: keep Ready's last status, say why nothing happens."""
+    previous = _find(previous_status, READY)
+    kept = previous.get("status") if previous else None
+    status: ConditionStatus = kept if kept in ("True", "False") else "Unknown"
+    message = "syncPolicy.suspend is true: nothing is read or written until it is cleared"
+    updates: dict[str, _Cond | None] = {
+        READY: _Cond(status, R.SUSPENDED, message),
+        RECONCILING: None,
+        STALLED: None,
+    }
+    return _failure_patch(previous_status, updates, generation, now)
+
+
+def failure(
+    exc: errors.EnvSyncError,
+    *,
+    previous_status: Status | None,
+    generation: int,
+    now: datetime,
+) -> dict[str, Any]:
+    """The patch for a sync that raised: stalled when retrying cannot help, else reconciling."""
+    why = reason_for(exc)
+    message = str(exc) or type(exc).__name__
+    if why in STALL_REASONS:
+        return stalled(
+            why, message, previous_status=previous_status, generation=generation, now=now
+        )
+    return reconciling(
+        why, message, previous_status=previous_status, generation=generation, now=now
+    )
+
+
+def reason_for(exc: errors.EnvSyncError) -> Reason:
+    """The condition reason for an error of the shared error tree."""
+    for kind, reason in _ERROR_REASONS:
+        if isinstance(exc, kind):
+            return reason
+    return R.REMOTE_ERROR if exc.retryable else R.INVALID_SPEC
+
+
+_ERROR_REASONS: Final[tuple[tuple[type[errors.EnvSyncError], Reason], ...]] = (
+    (errors.AccessDeniedError, R.ACCESS_DENIED),
+    (errors.ThrottledError, R.THROTTLED),
+    (errors.RemoteError, R.REMOTE_ERROR),
+    (errors.OwnershipError, R.OWNERSHIP_CONFLICT),
+    (errors.SourceError, R.SOURCE_NOT_FOUND),
+    (errors.MemoryPressureError, R.MEMORY_PRESSURE),
+    (errors.ConfigError, R.INVALID_SPEC),
+)
+
+
+# ------------------------------------------------------------------------------------ events
+
+
+def transition_events(old_status: Status | None, new_status: Status | None) -> list[Event]:
+    """Events for what changed between two statuses: transitions and new problems only.
+
+    A periodic sync that finds nothing to do yields no event; a failure that repeats with the
+    same reason yields one event, when it starts.
+    """
+    events: list[Event] = []
+    old_ready, new_ready = _find(old_status, READY), _find(new_status, READY)
+    if new_ready is not None and _key(old_ready) != _key(new_ready):
+        reason = str(new_ready.get("reason", ""))
+        if reason != R.PROGRESSING:
+            normal = new_ready.get("status") == "True" or reason == R.SUSPENDED
+            kind: Literal["Normal", "Warning"] = "Normal" if normal else "Warning"
+            events.append(Event(kind, reason, str(new_ready.get("message", ""))))
+    elif new_ready is not None and new_ready.get("status") == "True":
+        events.extend(_write_events(old_status, new_status))
+    old_throttled, new_throttled = _find(old_status, THROTTLED), _find(new_status, THROTTLED)
+    if _is_true(new_throttled) and not _is_true(old_throttled):
+        assert new_throttled is not None
+        events.append(Event("Warning", R.THROTTLED, str(new_throttled.get("message", ""))))
+    return events
+
+
+def _write_events(old_status: Status | None, new_status: Status | None) -> list[Event]:
+    """Applied/Pruned for a new, non-dry-run sync of an EnvSync that stayed Ready."""
+    assert new_status is not None
+    fresh = new_status.get("lastSyncTime") != (old_status or {}).get("lastSyncTime")
+    if not fresh or new_status.get("dryRun"):
+        return []
+    counts = new_status.get("counts") or {}
+    events = []
+    created, updated = int(counts.get("created", 0)), int(counts.get("updated", 0))
+    if created or updated:
+        events.append(Event("Normal", R.APPLIED, f"created {created}, updated {updated} keys"))
+    if deleted := int(counts.get("deleted", 0)):
+        events.append(Event("Normal", R.PRUNED, f"deleted {deleted} keys that left the source"))
+    return events
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+def apply_patch(status: Status | None, patch: Mapping[str, Any]) -> dict[str, Any]:
+    """The status after a JSON merge patch (RFC 7386), as the API server computes it."""
+    result: dict[str, Any] = copy.deepcopy(dict(status or {}))
+    for name, value in patch.items():
+        if value is None:
+            result.pop(name, None)
+        elif isinstance(value, Mapping) and isinstance(result.get(name), Mapping):
+            result[name] = apply_patch(result[name], value)
+        elif isinstance(value, Mapping):
+            result[name] = apply_patch({}, value)
+        else:
+            result[name] = copy.deepcopy(value)
+    return result
+
+
+def _outcome(report: ReportLike, counts: Mapping[str, int], target: str) -> dict[str, _Cond | None]:
+    where = f" in {target}" if target else ""
+    conflicts = _conflicts(report)
+    problems = _pairs(report.parse_errors, "line")
+    parse_failed = bool(problems) and report.aborted
+    updates: dict[str, _Cond | None] = {RECONCILING: None, STALLED: None}
+
+    if problems:
+        total = max(int(getattr(report, "parse_error_count", 0) or 0), len(problems))
+        listed = _listing((f"line {line}: {reason}" for line, reason in problems), total=total)
+        if parse_failed:
+            text = f"{total} malformed lines, nothing was written (onParseError Abort): {listed}"
+            updates[SOURCE_VALID] = _Cond("False", R.PARSE_FAILED, text)
+        else:
+            text = f"{total} malformed lines skipped (onParseError Skip): {listed}"
+            updates[SOURCE_VALID] = _Cond("False", R.LINES_SKIPPED, text)
+    else:
+        updates[SOURCE_VALID] = _Cond("True", R.VALID, f"parsed {report.parsed} variables")
+
+    if report.throttled:
+        text = (
+            f"AWS throttled {report.throttled} calls during the last sync; "
+            "envsync slowed down and retried"
+        )
+        updates[THROTTLED] = _Cond("True", R.THROTTLED, text)
+    else:
+        updates[THROTTLED] = _Cond("False", R.NOT_THROTTLED, "no AWS call was throttled")
+
+    summary = (
+        f"{counts['created']} created, {counts['updated']} updated, "
+        f"{counts['unchanged']} unchanged, {counts['deleted']} deleted"
+    )
+    if counts["skipped"]:
+        summary += f", {counts['skipped']} skipped"
+    notes = [str(note) for note in getattr(report, "notes", ()) or ()]
+    if notes:
+        summary += "; " + "; ".join(notes)
+    if parse_failed:
+        source = updates[SOURCE_VALID]
+        assert source is not None
+        updates[READY] = _Cond("False", R.PARSE_FAILED, source.message)
+        updates[STALLED] = _Cond("True", R.PARSE_FAILED, source.message)
+    elif conflicts:
+        text = (
+            f"{conflicts[0]} keys{where} belong to another owner and were left alone: "
+            f"{conflicts[1]}"
+        )
+        updates[READY] = _Cond("False", R.OWNERSHIP_CONFLICT, text)
+        updates[STALLED] = _Cond("True", R.OWNERSHIP_CONFLICT, text)
+        updates[SYNCED] = _Cond("False", R.OWNERSHIP_CONFLICT, text)
+    elif report.aborted:
+        text = f"the sync stopped before the end ({summary}); the next sync picks up from there"
+        updates[READY] = _Cond("False", R.SYNC_FAILED, text)
+        updates[RECONCILING] = _Cond("True", R.RETRYING, text)
+        updates[SYNCED] = _Cond("False", R.ABORTED, text)
+    elif report.failed:
+        listed = _listing(
+            (f"{key} ({reason})" for key, reason in _pairs(report.failures, "key")),
+            total=report.failed,
+        )
+        text = f"{report.failed} keys failed{where}: {listed}; the others were written"
+        updates[READY] = _Cond("False", R.SYNC_FAILED, text)
+        updates[RECONCILING] = _Cond("True", R.RETRYING, text)
+        updates[SYNCED] = _Cond("False", R.KEYS_FAILED, text)
+    elif report.dry_run:
+        text = (
+            f"dry run{where}: would create {counts['created']}, update {counts['updated']}, "
+            f"delete {counts['deleted']}; nothing was written"
+        )
+        updates[READY] = _Cond("True", R.DRY_RUN, text)
+        pending = counts["created"] + counts["updated"] + counts["deleted"]
+        updates[SYNCED] = (
+            _Cond("False", R.DRY_RUN, text)
+            if pending
+            else _Cond("True", R.SYNCED, f"AWS already matches the source{where}")
+        )
+    else:
+        text = f"{counts['parsed']} variables in step{where}: {summary}"
+        updates[READY] = _Cond("True", R.SYNCED, text)
+        updates[SYNCED] = _Cond("True", R.SYNCED, text)
+    return updates
+
+
+def _failure_patch(
+    previous_status: Status | None,
+    updates: dict[str, _Cond | None],
+    generation: int,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "observedGeneration": generation,
+        "conditions": _conditions(previous_status, updates, generation, now),
+    }
+
+
+def _conditions(
+    previous_status: Status | None,
+    updates: Mapping[str, _Cond | None],
+    generation: int,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The full condition list (a merge patch replaces lists whole)."""
+    previous = {c.get("type"): c for c in _condition_list(previous_status)}
+    stamp = _timestamp(now)
+    merged: dict[str, dict[str, Any]] = {}
+    for kind in CONDITION_TYPES:
+        if kind in updates:
+            cond = updates[kind]
+            if cond is not None:
+                merged[kind] = _condition(kind, cond, previous.get(kind), generation, stamp)
+        elif kind in previous:
+            merged[kind] = dict(previous[kind])
+        elif kind in _ALWAYS:
+            first = _Cond("Unknown", R.PROGRESSING, "not known yet")
+            merged[kind] = _condition(kind, first, None, generation, stamp)
+    ordered = [merged[kind] for kind in CONDITION_TYPES if kind in merged]
+    # Conditions of other types (another controller, a newer envsync) are kept as they are.
+    ordered.extend(dict(c) for t, c in previous.items() if t not in CONDITION_TYPES)
+    return ordered
+
+
+def _condition(
+    kind: str, cond: _Cond, before: Mapping[str, Any] | None, generation: int, stamp: str
+) -> dict[str, Any]:
+    since = stamp
+    if before is not None and before.get("status") == cond.status:
+        since = str(before.get("lastTransitionTime") or stamp)
+    return {
+        "type": kind,
+        "status": cond.status,
+        "reason": str(cond.reason),
+        "message": _clip(cond.message),
+        "observedGeneration": generation,
+        "lastTransitionTime": since,
+    }
+
+
+def _condition_list(status: Status | None) -> list[Mapping[str, Any]]:
+    conditions = (status or {}).get("conditions") or []
+    return [c for c in conditions if isinstance(c, Mapping) and c.get("type")]
+
+
+def _find(status: Status | None, kind: str) -> Mapping[str, Any] | None:
+    return next((c for c in _condition_list(status) if c.get("type") == kind), None)
+
+
+def _key(cond: Mapping[str, Any] | None) -> tuple[Any, Any]:
+    return (None, None) if cond is None else (cond.get("status"), cond.get("reason"))
+
+
+def _is_true(cond: Mapping[str, Any] | None) -> bool:
+    return cond is not None and cond.get("status") == "True"
+
+
+def _reason(reason: Reason | str, allowed: frozenset[Reason], what: str) -> Reason:
+    try:
+        why = Reason(reason)
+    except ValueError:
+        raise ValueError(f"unknown condition reason {reason!r}") from None
+    if why not in allowed:
+        names = ", ".join(sorted(allowed))
+        raise ValueError(f"{why} is not a {what} reason; use one of {names}")
+    return why
+
+
+def _memory(memory: Any) -> dict[str, int] | None:
+    if not memory:
+        return None
+    return {
+        "rss": int(_figure(memory, "rss_bytes")),
+        "peak": int(_figure(memory, "peak_rss_bytes")),
+        "threshold": int(_figure(memory, "threshold_bytes")),
+        "gcRuns": int(_figure(memory, "gc_runs")),
+        "thresholdHits": int(_figure(memory, "threshold_hits")),
+    }
+
+
+def _pools(stats: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not stats:
+        return None
+    pools: dict[str, Any] = {}
+    for name in ("string", "byte", "map"):
+        pool = stats.get(name)
+        if pool is not None:
+            pools[name] = {
+                "gets": int(_figure(pool, "gets")),
+                "puts": int(_figure(pool, "puts")),
+                "hits": int(_figure(pool, "hits")),
+                "misses": int(_figure(pool, "misses")),
+                "hitRate": round(min(max(_figure(pool, "hit_rate"), 0.0), 1.0), 4),
+            }
+    return pools or None
+
+
+def _replacing(before: Any, after: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A merge-patch value that replaces a map: keys the new map lacks are set to None."""
+    if after is None:
+        return None
+    stale = (
+        {key: None for key in before or {} if key not in after}
+        if isinstance(before, Mapping)
+        else {}
+    )
+    return {**stale, **after}
+
+
+def _figure(obj: Any, name: str) -> float:
+    """A number from a snapshot given as a mapping (`as_dict()`) or as an object."""
+    value = obj.get(name, 0) if isinstance(obj, Mapping) else getattr(obj, name, 0)
+    return float(value or 0)
+
+
+def _pairs(items: Iterable[Any], first: str) -> list[tuple[Any, str]]:
+    """(line|key, reason) from the engine's records or from plain pairs."""
+    pairs = []
+    for item in items:
+        if isinstance(item, tuple | list):
+            pairs.append((item[0], str(item[1]) if len(item) > 1 else ""))
+        else:
+            pairs.append((getattr(item, first), str(getattr(item, "reason", ""))))
+    return pairs
+
+
+def _conflicts(report: ReportLike) -> tuple[int, str] | None:
+    """(count, a listing of the first keys), from a count plus `conflict_keys` or from keys."""
+    given = report.conflicts
+    keys: list[str] = []
+    if isinstance(given, int):
+        count = given
+        keys = [str(key) for key, _ in _pairs(getattr(report, "conflict_keys", ()) or (), "key")]
+    else:
+        count = len(given)
+        for item in given:
+            keys.append(item if isinstance(item, str) else str(_pairs([item], "key")[0][0]))
+    if not count:
+        return None
+    listing = _listing(keys, total=count) if keys else "see the operator log for the keys"
+    return count, listing
+
+
+def _listing(items: Iterable[str], *, total: int | None = None) -> str:
+    every = list(items)
+    count = max(total or 0, len(every))
+    shown = "; ".join(every[:MAX_LISTED])
+    hidden = count - min(len(every), MAX_LISTED)
+    return shown + (f"; and {hidden} more" if hidden > 0 else "")
+
+
+def _clip(text: str, limit: int = MAX_MESSAGE) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _timestamp(now: datetime) -> str:
+    aware = now if now.tzinfo else now.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
