@@ -1,0 +1,1009 @@
+"""The streaming .env parser: bytes in, :class:`Variable` records out, in bounded memory.
+
+Everything that reads a .env file — the engine, ``envsync lint``, ``envsync parse`` — goes
+through :class:`Parser`, an incremental push parser. Its ``feed``/``close`` pair is the only
+place the grammar lives, and every entry point (:func:`parse`, :func:`aparse`,
+:func:`parse_file`) just drives it, so a result can never depend on how the input was split.
+
+The grammar is python-dotenv's (>= 1.2.4) without interpolation, so files people already use
+keep their meaning; where python-dotenv logs "could not parse" and drops a statement, envsync
+reports a :class:`ParseError` with the line, because a sync that silently loses a key is worse
+than one that stops. docs/dotenv.md lists the rules and every deliberate difference.
+
+Why the code is shaped like this: the parser must be fast in pure Python and never hold more
+than one statement. Each read buffer is decoded once and split into lines in C; a tight loop
+settles the common one-line statements with a few ``str`` methods, and hands anything else
+(multi-line quotes, escapes, errors, oversize input, bad UTF-8) to the exact statement parser
+:meth:`Parser._statement`. The fast loop only ever accepts lines on which both would agree;
+tests check that by running the exact parser alone on the same inputs. A statement that does
+not end inside the buffer is carried to the next ``feed``; limits are enforced while it grows,
+and an oversize statement is skipped without being buffered.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from itertools import chain, islice
+from typing import IO, Final, Literal, NamedTuple, Protocol, TextIO, TypeAlias, cast, overload
+
+from envsync import errors
+
+__all__ = [
+    "DEFAULT_BUFFER_SIZE",
+    "DEFAULT_MAX_LINE_SIZE",
+    "DEFAULT_MAX_VALUE_SIZE",
+    "BytePoolLike",
+    "CancelToken",
+    "ParseCancelled",
+    "ParseError",
+    "Parser",
+    "Source",
+    "Variable",
+    "aparse",
+    "dump",
+    "format_env",
+    "parse",
+    "parse_file",
+]
+
+DEFAULT_MAX_LINE_SIZE: Final = 1 << 20
+"""Longest physical line, in characters (1 MiB): bounds what a line-oriented statement can hold."""
+
+DEFAULT_MAX_VALUE_SIZE: Final = 1 << 20
+"""Longest value, in characters as written (1 MiB): bounds a multi-line quoted value."""
+
+DEFAULT_BUFFER_SIZE: Final = 64 << 10
+"""Bytes read per call (64 KiB): large enough that per-read overhead vanishes, small enough to stay
+in cache."""
+
+
+class Variable(NamedTuple):
+    """One assignment: ``value`` is ``None`` for a bare ``KEY`` line; ``line`` is 1-based, where the
+    statement starts."""
+
+    key: str
+    value: str | None
+    line: int
+
+
+class ParseError(errors.EnvSyncError, ValueError):
+    """A statement the grammar rejects, located by line; the message never holds the value."""
+
+    def __init__(self, line: int, reason: str, source: str | None = None) -> None:
+        super().__init__(line, reason, source)
+        self.line = line
+        self.reason = reason
+        self.source = source
+
+    def __str__(self) -> str:
+        if self.source is None:
+            return f"line {self.line}: {self.reason}"
+        return f"{self.source}:{self.line}: {self.reason}"
+
+
+class ParseCancelled(errors.EnvSyncError):
+    """The caller's cancel token was set; the parse stopped between two chunks."""
+
+    retryable = True
+
+
+class BytePoolLike(Protocol):
+    """What the read path needs from a byte pool (``envsync.pools.BytePool`` fits)."""
+
+    def get(self, size: int, /) -> bytearray: ...
+
+    def put(self, buffer: bytearray, /) -> None: ...
+
+
+class CancelToken(Protocol):
+    """A ``threading.Event``/``asyncio.Event``-like flag, polled between chunks."""
+
+    def is_set(self) -> bool: ...
+
+
+Item: TypeAlias = Variable | ParseError
+Source: TypeAlias = "str | bytes | bytearray | memoryview | IO[bytes] | Iterable[bytes]"
+
+# --- the exact statement grammar (text holds only "\n" line breaks by now) ----------------------
+_HSPACE = re.compile(r"[^\S\n]*")
+_EXPORT = re.compile(r"export[^\S\n]+")
+_KEY = re.compile(r"[^=#\s]+")
+_QUOTED_KEY = re.compile(r"'([^'\n]*)'")
+_EQUALS = re.compile(r"=[^\S\n]*")
+_ESCAPES: Final = {
+    "'": (("\\'", "'"),),
+    '"': tuple(
+        ("\\" + code, char) for code, char in zip("'\"abfnrtv", "'\"\a\b\f\n\r\t\v", strict=True)
+    ),
+}
+"""Two-character escapes other than ``\\\\``, per quote style."""
+_QUOTE_NAMES = {"'": "single", '"': "double"}
+_QUOTES: Final = frozenset(_QUOTE_NAMES)
+_INVALID = re.compile("[\udc80-\udcff]")
+"""Bytes that were not UTF-8, as the ``surrogateescape`` decoder left them."""
+
+
+class _Outcome(NamedTuple):
+    """What :meth:`Parser._statement` found, before limits and encoding are checked."""
+
+    end: int
+    """Where the next statement starts, or -1 when more input is needed."""
+    item: Item | None
+    value_open: int = -1
+    """Index of the opening quote of a quoted value, -1 if none."""
+    value_close: int = -1
+    """Index of its closing quote, -1 if not (yet) seen."""
+    unquoted_end: int = -1
+    """Index of the line end of an unquoted value that is too long, -1 otherwise."""
+    wait: str = "\n"
+    """When incomplete: the character that may complete it ("\\n" or the open quote)."""
+    carry: bool = False
+    """When waiting for a quote: the text ends in a backslash that escapes the next character."""
+
+
+_MORE: Final = _Outcome(-1, None)
+
+
+def _incomplete_utf8_tail(data: bytes | bytearray | memoryview) -> int:
+    """How many trailing bytes start a UTF-8 sequence the next chunk will finish (0-3)."""
+    size = len(data)
+    for back in range(1, min(3, size) + 1):
+        byte = data[size - back]
+        if byte < 0x80:
+            return 0
+        if byte >= 0xC0:
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return back if need > back else 0
+    return 0
+
+
+def _closing_quote(text: str, pos: int, quote: str) -> int:
+    """Index of the first unescaped ``quote`` from ``pos``; -1 if none, -2 if the text ends in a
+    backslash that will escape the next character.
+
+    A backslash escapes whatever follows it, in both quote styles (python-dotenv's
+    ``(?:\\.|[^"\\])*``); ``str.find`` does the scanning because a regex alternation costs
+    ten times more per character.
+    """
+    size = len(text)
+    close = text.find(quote, pos)
+    while True:
+        backslash = text.find("\\", pos, size if close < 0 else close)
+        if backslash < 0:
+            return close
+        pos = backslash + 2
+        if pos > size:
+            return -2
+        if 0 <= close < pos:
+            close = text.find(quote, pos)
+
+
+def _decode_value(raw: str, quote: str) -> str:
+    """python-dotenv's escape decoding: ``\\\\`` and ``\\'`` in single quotes; in double
+    quotes also ``\\" \\a \\b \\f \\n \\r \\t \\v``; any other backslash stays.
+
+    Escaped backslashes are split out first, so every backslash left in a piece starts a
+    two-character sequence, and plain ``str.replace`` calls decode the rest in C.
+    """
+    if "\\" not in raw:
+        return raw
+    table = _ESCAPES[quote]
+    pieces = raw.split("\\\\")
+    for index, piece in enumerate(pieces):
+        if "\\" in piece:
+            for sequence, char in table:
+                if sequence in piece:
+                    piece = piece.replace(sequence, char)
+            pieces[index] = piece
+    return "\\".join(pieces)
+
+
+def _unquoted(part: str) -> str:
+    """python-dotenv's unquoted value: cut at whitespace followed by ``#``, then right-trim."""
+    cut = 0
+    while (hash_at := part.find("#", cut)) >= 0:
+        if hash_at and part[hash_at - 1].isspace():
+            return part[:hash_at].rstrip()
+        cut = hash_at + 1
+    return part.rstrip()
+
+
+_NOTHING: Final = Variable("", None, 0)
+""":func:`_one_line` found a blank line or a comment."""
+
+
+def _one_line(line: str, number: int) -> Variable | None:
+    """A one-line statement in a form the hot loop does not settle itself.
+
+    Returns the variable, :data:`_NOTHING` for a blank or comment line, or None when only the
+    exact parser can tell (multi-line quotes, unusual keys, syntax errors). Every answer other
+    than None must be what :meth:`Parser._statement` would say.
+    """
+    key, eq, value = line.partition("=")
+    if not key.isidentifier():
+        key = key.lstrip()
+        if not key:
+            return None if eq else _NOTHING
+        if key[0] == "#":
+            return _NOTHING
+        if key[:6] == "export" and key[6:7].isspace():
+            key = key[6:].lstrip()
+        key = key.rstrip()
+        if not key.isidentifier():
+            return None
+    if not eq:
+        return tuple.__new__(Variable, (key, None, number))
+    stripped = value.strip()
+    first = stripped[:1]
+    if first not in _QUOTES:
+        if "#" in stripped:
+            # "KEY= # comment" is an empty value; otherwise cut at " #"
+            stripped = "" if first == "#" and value[0] != "#" else _unquoted(stripped)
+        return tuple.__new__(Variable, (key, stripped, number))
+    if stripped[-1] == first and len(stripped) > 1:
+        # closes at the end of the line unless a bare quote or a dangling backslash remains
+        # once escape pairs are removed (pairs bind left to right, like python-dotenv's scan)
+        inner = stripped[1:-1]
+        residue = inner.replace("\\\\", "").replace("\\" + first, "")
+        if first not in residue and residue[-1:] != "\\":
+            return tuple.__new__(Variable, (key, _decode_value(inner, first), number))
+    close = _closing_quote(stripped, 1, first)
+    if close < 0:
+        return None
+    rest = stripped[close + 1 :]
+    if rest and rest.lstrip()[0] != "#":
+        return None
+    return tuple.__new__(Variable, (key, _decode_value(stripped[1:close], first), number))
+
+
+class Parser:
+    """Incremental .env parser: ``feed`` bytes as they arrive, ``close`` at the end.
+
+    Each call returns the :class:`Variable` records and :class:`ParseError` objects completed so
+    far, in file order. It keeps at most one unfinished statement (bounded by the size limits)
+    plus up to three bytes of a split UTF-8 character; a statement over a limit is reported and
+    the rest of it is skipped as it streams past.
+    """
+
+    _FAST: bool = True
+    """Whether one-line statements take the fast loop (turned off only to test it against the
+    exact parser)."""
+
+    def __init__(
+        self,
+        *,
+        max_line_size: int = DEFAULT_MAX_LINE_SIZE,
+        max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        source_name: str | None = None,
+    ) -> None:
+        if max_line_size < 1 or max_value_size < 1:
+            raise errors.ConfigError("max_line_size and max_value_size must be at least 1")
+        self._max_line = max_line_size
+        self._max_value = max_value_size
+        self._fast_limit = min(max_line_size, max_value_size)
+        self.source_name = source_name
+        self.errors = 0
+        """How many :class:`ParseError` objects have been returned so far."""
+        self._closed = False
+        self._started = False  # a leading BOM was looked for
+        self._utf8_tail = b""  # bytes of a UTF-8 sequence split across chunks
+        self._cr = False  # the last chunk ended in "\r", which may be half of "\r\n"
+        self._line = 1  # line number where the pending text (or the next text) starts
+        # pending statement: pieces of text not yet parsed, and what it waits for
+        self._parts: list[str] = []
+        self._pending_len = 0
+        self._pending_invalid = False
+        self._wait = ""
+        self._carry = False
+        self._line_len = 0  # length of the last, unfinished line of the pending text
+        self._value_len = -1  # characters inside an open quoted value so far, or -1
+        # skipping the rest of an oversize statement: "" (not), "\n" (to end of line) or a quote
+        self._skip = ""
+        self._skip_carry = False
+        self._invalid = False  # the text being parsed holds undecodable bytes
+
+    # ---- public API ----------------------------------------------------------------------------
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> list[Item]:
+        """Parse the next chunk; returns what it completed, in order."""
+        if self._closed:
+            raise ValueError("feed() after close()")
+        text, invalid = self._decode(chunk, final=False)
+        out: list[Item] = []
+        if text:
+            self._consume(text, invalid, out, final=False)
+        return out
+
+    def close(self) -> list[Item]:
+        """Finish the input: flush the last statement and report what is left unterminated."""
+        if self._closed:
+            return []
+        text, invalid = self._decode(b"", final=True)
+        self._closed = True
+        out: list[Item] = []
+        self._consume(text, invalid, out, final=True)
+        return out
+
+    # ---- decoding ------------------------------------------------------------------------------
+
+    def _decode(self, chunk: bytes | bytearray | memoryview, *, final: bool) -> tuple[str, bool]:
+        """UTF-8 text with "\\n" line breaks only; ``invalid`` says it holds undecodable bytes."""
+        data: bytes | bytearray | memoryview = chunk
+        if self._utf8_tail:
+            data = self._utf8_tail + bytes(chunk)
+            self._utf8_tail = b""
+        if not final:
+            cut = _incomplete_utf8_tail(data)
+            if cut:
+                self._utf8_tail = bytes(data[len(data) - cut :])
+                data = data[: len(data) - cut]
+        invalid = False
+        try:
+            text = str(data, "utf-8")
+        except UnicodeDecodeError:
+            text = str(data, "utf-8", "surrogateescape")
+            invalid = True
+        if not self._started and text:
+            self._started = True
+            if text[0] == "\ufeff":
+                text = text[1:]
+        if self._cr:
+            text = "\r" + text
+            self._cr = False
+        if not final and text.endswith("\r"):
+            self._cr = True
+            text = text[:-1]
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        return text, invalid
+
+    # ---- pending text and skipping ------------------------------------------------------------
+
+    def _consume(self, text: str, invalid: bool, out: list[Item], *, final: bool) -> None:
+        if self._skip:
+            text = self._skip_through(text)
+            if self._skip:
+                return
+        if self._wait and not final and not self._completes(text):
+            self._parts.append(text)
+            self._pending_len += len(text)
+            self._pending_invalid = self._pending_invalid or invalid
+            return
+        if self._parts:
+            self._parts.append(text)
+            text = "".join(self._parts)
+            invalid = invalid or self._pending_invalid
+        self._parts = []
+        self._pending_len = 0
+        self._pending_invalid = False
+        self._wait = ""
+        self._run(text, invalid, out, final)
+
+    def _completes(self, text: str) -> bool:
+        """Whether ``text`` may finish the pending statement or push it over a limit.
+
+        False means "just append it": a cheap test on the new text only, so a statement arriving
+        in many small chunks costs linear time.
+        """
+        first_nl = text.find("\n")
+        if first_nl < 0:
+            longest = self._line_len + len(text)
+            new_line_len = longest
+        else:
+            longest = self._line_len + first_nl
+            if len(text) - first_nl > self._max_line:
+                longest = max(longest, *map(len, text[first_nl + 1 :].split("\n")))
+            new_line_len = len(text) - text.rfind("\n") - 1
+        if longest > self._max_line:
+            return True
+        if self._wait == "\n":
+            if first_nl >= 0:
+                return True
+        else:
+            close = _closing_quote(text, 1 if self._carry else 0, self._wait)
+            if close >= 0:
+                return True
+            self._carry = close == -2
+            self._value_len += len(text)
+            if self._value_len > self._max_value:
+                return True
+        self._line_len = new_line_len
+        return False
+
+    def _skip_through(self, text: str) -> str:
+        """Drop the rest of an oversize statement; return the text after it."""
+        if self._skip != "\n":
+            end = _closing_quote(text, 1 if self._skip_carry else 0, self._skip)
+            if end < 0:
+                self._skip_carry = end == -2
+                self._line += text.count("\n")
+                return ""
+            self._line += text.count("\n", 0, end)
+            text = text[end + 1 :]
+            self._skip = "\n"
+            self._skip_carry = False
+        newline = text.find("\n")
+        if newline < 0:
+            return ""
+        self._line += 1
+        self._skip = ""
+        return text[newline + 1 :]
+
+    def _keep(self, text: str, outcome: _Outcome, line: int) -> None:
+        """Carry an unfinished statement (all of ``text``) to the next feed."""
+        self._parts = [text]
+        self._pending_len = len(text)
+        self._line = line
+        self._wait = outcome.wait
+        self._carry = outcome.carry
+        self._line_len = len(text) - text.rfind("\n") - 1
+        self._value_len = len(text) - outcome.value_open - 1 if outcome.value_open >= 0 else -1
+
+    # ---- the main loop -------------------------------------------------------------------------
+
+    def _run(self, text: str, invalid: bool, out: list[Item], final: bool) -> None:
+        """Parse ``text`` (which starts at a statement boundary) into ``out``.
+
+        The loop below is the hot path: one ``partition`` and a handful of ``str`` tests per line
+        settle the one-line forms (plain, quoted, `export`, comments);
+        anything else goes to the exact parser at that line's offset, and the loop resumes after
+        the lines it consumed.
+        """
+        self._invalid = invalid
+        lines = text.split("\n")
+        tail = lines.pop()  # the unfinished last line ("" when text ends with a newline)
+        fast = self._FAST and not invalid
+        if fast and len(text) > self._fast_limit:
+            fast = max(map(len, lines), default=0) <= self._fast_limit
+        if not fast:
+            self._run_exact(text, 0, self._line, out, final)
+            return
+        append = out.append
+        new = tuple.__new__
+        one_line = _one_line
+        quotes = _QUOTES
+        line0 = self._line
+        base = offset = 0  # ``lines[base]`` starts at ``text[offset]``
+        numbered = enumerate(lines, line0)
+        for number, line in numbered:
+            key, eq, value = line.partition("=")
+            if not key.isidentifier():
+                if not line or line[0] == "#":
+                    continue
+                key = key[7:] if key[:7] == "export " and key[7:].isidentifier() else ""
+            if key and eq:
+                stripped = value.strip()
+                if "#" not in stripped and stripped[:1] not in quotes:
+                    append(new(Variable, (key, stripped, number)))
+                    continue
+                if len(stripped) > 1 and stripped[0] == stripped[-1] and stripped[0] in quotes:
+                    inner = stripped[1:-1]
+                    if stripped[0] not in inner and "\\" not in inner:
+                        append(new(Variable, (key, inner, number)))
+                        continue
+            found = one_line(line, number)
+            if found is not None:
+                if found is not _NOTHING:
+                    append(found)
+                continue
+            # the exact parser, from this line's offset
+            index = number - line0
+            offset += sum(map(len, lines[base:index])) + index - base
+            step = self._step(text, offset, number, final)
+            if step is None:
+                return
+            end, item = step
+            if item is not None:
+                append(item)
+                if type(item) is ParseError:
+                    self.errors += 1
+            if end >= len(text):
+                self._line = number + text.count("\n", offset)
+                return
+            spanned = text.count("\n", offset, end)
+            if spanned > 1:
+                next(islice(numbered, spanned - 2, spanned - 1), None)
+            base = index + spanned
+            offset = end
+        self._line = line0 + len(lines)
+        if tail:
+            self._run_exact(tail, 0, self._line, out, final)
+
+    def _run_exact(self, text: str, pos: int, line: int, out: list[Item], final: bool) -> None:
+        """Parse statement after statement with the exact parser only."""
+        size = len(text)
+        while pos < size:
+            step = self._step(text, pos, line, final)
+            if step is None:
+                return
+            end, item = step
+            if item is not None:
+                out.append(item)
+                if type(item) is ParseError:
+                    self.errors += 1
+            line += text.count("\n", pos, end)
+            pos = end
+        self._line = line
+
+    def _step(self, text: str, pos: int, line: int, final: bool) -> tuple[int, Item | None] | None:
+        """One statement from ``pos``, with limits and encoding checked; None when it is carried.
+
+        Checks run in a fixed order — size limits, then encoding, then syntax — and limits are
+        judged by the first character that crosses one, so that the outcome is the same whether
+        the statement arrived whole or was cut short by the end of a chunk.
+        """
+        outcome = self._statement(text, pos, line, final)
+        end = outcome.end
+        unterminated = outcome.value_open >= 0 and outcome.value_close < 0
+        stop = len(text) if end < 0 or unterminated else end
+        if stop - pos > self._fast_limit or outcome.unquoted_end >= 0:
+            crossing = self._crossing(text, pos, stop, outcome)
+            if crossing >= 0:
+                return self._oversize(text, pos, line, crossing, outcome, final)
+        if end < 0:
+            self._keep(text[pos:], outcome, line)
+            return None
+        if self._invalid:
+            match = _INVALID.search(text, pos, end)
+            if match is not None:
+                where = line + text.count("\n", pos, match.start())
+                return end, ParseError(where, "invalid UTF-8", self.source_name)
+        return end, outcome.item
+
+    def _crossing(self, text: str, start: int, stop: int, outcome: _Outcome) -> int:
+        """Index of the first character beyond a size limit in ``text[start:stop]``, or -1."""
+        best = -1
+        limit = self._max_line
+        if stop - start > limit:
+            line_start = start
+            while line_start < stop:
+                line_end = text.find("\n", line_start, stop)
+                if line_end < 0:
+                    line_end = stop
+                if line_end - line_start > limit:
+                    best = line_start + limit
+                    break
+                line_start = line_end + 1
+        if outcome.value_open >= 0:
+            content_end = outcome.value_close if outcome.value_close >= 0 else stop
+            if content_end - outcome.value_open - 1 > self._max_value:
+                value_crossing = outcome.value_open + 1 + self._max_value
+                if best < 0 or value_crossing < best:
+                    best = value_crossing
+        elif outcome.unquoted_end >= 0 and (best < 0 or outcome.unquoted_end < best):
+            best = outcome.unquoted_end
+        return best
+
+    def _oversize(
+        self, text: str, pos: int, line: int, crossing: int, outcome: _Outcome, final: bool
+    ) -> tuple[int, Item]:
+        """Report an oversize statement and skip the rest of it: to the end of its quoted value
+        when the crossing is inside one, else to the end of the crossing's line."""
+        opened, closed = outcome.value_open, outcome.value_close
+        if (opened >= 0 and crossing == opened + 1 + self._max_value) or (
+            crossing == outcome.unquoted_end
+        ):
+            reason = f"value is longer than max_value_size ({self._max_value} characters)"
+        else:
+            reason = f"line is longer than max_line_size ({self._max_line} characters)"
+        error = ParseError(line, reason, self.source_name)
+        in_value = opened >= 0 and crossing > opened and (closed < 0 or crossing <= closed)
+        if in_value and closed < 0:
+            if not final:
+                self._skip = text[opened]
+                self._skip_carry = outcome.carry
+            return len(text), error
+        newline = text.find("\n", closed if in_value else crossing)
+        if newline < 0:
+            if not final:
+                self._skip = "\n"
+            return len(text), error
+        return newline + 1, error
+
+    # ---- the grammar ---------------------------------------------------------------------------
+
+    def _statement(self, text: str, pos: int, line: int, final: bool) -> _Outcome:
+        """python-dotenv's ``parse_binding`` over ``text[pos:]``, a line start.
+
+        Returns ``end == -1`` when the text ends before the statement does; at ``final`` the end
+        of the text ends the last line.
+        """
+        size = len(text)
+        p = _HSPACE.match(text, pos).end()  # type: ignore[union-attr]  # matches the empty string
+        if p == size:
+            return _Outcome(size, None) if final else _MORE
+        if text[p] == "\n":
+            return _Outcome(p + 1, None)
+        export = _EXPORT.match(text, p)
+        if export is not None:
+            p = export.end()
+            if p == size and not final:
+                return _MORE
+        char = text[p] if p < size else "\n"
+        if char == "#":
+            return self._line_end(text, p, line, final, None)
+        if char == "'":
+            # parse as far as the text goes (never wait for more than is needed): a limit
+            # crossing must be judged on the same parse state however the text was cut
+            quoted = _QUOTED_KEY.match(text, p)
+            if quoted is None:
+                if text.find("\n", p) < 0 and not final:
+                    return _MORE
+                return self._error(text, p, line, "unterminated quoted key", final)
+            if not quoted[1]:
+                return self._error(text, p, line, "empty quoted key", final)
+            key = quoted[1]
+        else:
+            quoted = _KEY.match(text, p)
+            if quoted is None:
+                reason = "expected a key after 'export'" if export else "missing key before '='"
+                return self._error(text, p, line, reason, final)
+            key = quoted[0]
+        p = _HSPACE.match(text, quoted.end()).end()  # type: ignore[union-attr]
+        if p == size and not final:
+            return _MORE
+        if p == size or text[p] != "=":
+            item = Variable(key, None, line)
+            return self._line_end(text, p, line, final, item, "after the key")
+        start = _EQUALS.match(text, p).end()  # type: ignore[union-attr]
+        if start == size and not final:
+            return _MORE
+        char = text[start] if start < size else "\n"
+        if char == "#" and start - p > 1:
+            return self._line_end(text, start, line, final, Variable(key, "", line))
+        if char == "'" or char == '"':
+            return self._quoted_value(text, start, key, line, final)
+        if char == "\n":
+            return _Outcome(min(start + 1, size), Variable(key, "", line))
+        newline = text.find("\n", start)
+        if newline < 0:
+            if not final:
+                return _MORE
+            newline = size
+        value = _unquoted(text[start:newline])
+        end = min(newline + 1, size)
+        too_long = newline if len(value) > self._max_value else -1
+        return _Outcome(end, Variable(key, value, line), unquoted_end=too_long)
+
+    def _quoted_value(self, text: str, start: int, key: str, line: int, final: bool) -> _Outcome:
+        """A quoted value opening at ``start``; it may span lines."""
+        quote = text[start]
+        size = len(text)
+        close = _closing_quote(text, start + 1, quote)
+        if close >= 0:
+            item = Variable(key, _decode_value(text[start + 1 : close], quote), line)
+            newline = text.find("\n", close)
+            if newline < 0:
+                if not final:
+                    return _Outcome(-1, None, start, close)
+                newline = size
+            rest = text[close + 1 : newline].lstrip()
+            if rest and rest[0] != "#":
+                reason = f"unexpected text after the value of {key}"
+                item = ParseError(line, reason, self.source_name)  # type: ignore[assignment]
+            return _Outcome(min(newline + 1, size), item, start, close)
+        if not final:
+            return _Outcome(-1, None, start, wait=quote, carry=close == -2)
+        reason = f"unterminated {_QUOTE_NAMES[quote]}-quoted value for {key}"
+        end = self._error(text, start, line, reason, final)
+        return _Outcome(end.end, end.item, start)
+
+    def _line_end(
+        self, text: str, p: int, line: int, final: bool, item: Variable | None, where: str = ""
+    ) -> _Outcome:
+        """The rest of the line must be blank or a comment (python-dotenv's ``_comment`` and
+        ``_end_of_line``)."""
+        newline = text.find("\n", p)
+        if newline < 0:
+            if not final:
+                return _MORE
+            newline = len(text)
+        rest = text[p:newline].lstrip()
+        if rest and rest[0] != "#":
+            error = ParseError(line, f"unexpected text {where}", self.source_name)
+            return _Outcome(min(newline + 1, len(text)), error)
+        return _Outcome(min(newline + 1, len(text)), item)
+
+    def _error(self, text: str, p: int, line: int, reason: str, final: bool) -> _Outcome:
+        """A syntax error at ``p``: like python-dotenv, resume after the line holding ``p``."""
+        newline = text.find("\n", p)
+        if newline < 0:
+            if not final:
+                return _MORE
+            newline = len(text)
+        return _Outcome(min(newline + 1, len(text)), ParseError(line, reason, self.source_name))
+
+
+# ---- sources: everything becomes an iterator of byte chunks ----------------------------------
+
+
+def _text_chunks(text: str, size: int) -> Iterator[bytes]:
+    # "surrogatepass" lets lone surrogates through as bytes the decoder then reports as invalid
+    for start in range(0, len(text), size):
+        yield text[start : start + size].encode("utf-8", "surrogatepass")
+
+
+def _bytes_chunks(data: bytes | bytearray | memoryview, size: int) -> Iterator[memoryview]:
+    view = memoryview(data).cast("B")
+    for start in range(0, len(view), size):
+        yield view[start : start + size]
+
+
+def _file_chunks(
+    stream: IO[bytes], size: int, pool: BytePoolLike | None
+) -> Iterator[bytes | memoryview]:
+    readinto = getattr(stream, "readinto", None)
+    if pool is not None and readinto is not None:
+        buffer = pool.get(size)
+        view = memoryview(buffer)
+        try:
+            while count := readinto(view):
+                yield view[:count]
+        finally:
+            view.release()
+            pool.put(buffer)
+        return
+    # a text stream passed by mistake still works: its str chunks are encoded back
+    read: Callable[[int], bytes | str] = stream.read
+    while data := read(size):
+        yield data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+
+
+def _iter_chunks(
+    chunks: Iterable[bytes | bytearray | memoryview | str],
+) -> Iterator[bytes | bytearray | memoryview]:
+    for chunk in chunks:
+        yield chunk.encode("utf-8", "surrogatepass") if isinstance(chunk, str) else chunk
+
+
+def _chunks(
+    source: Source, size: int, pool: BytePoolLike | None
+) -> Iterator[bytes | bytearray | memoryview]:
+    if size < 1:
+        raise errors.ConfigError("buffer_size must be at least 1")
+    if isinstance(source, str):
+        return _text_chunks(source, size)
+    if isinstance(source, bytes | bytearray | memoryview):
+        return _bytes_chunks(source, size)
+    if hasattr(source, "read"):
+        return _file_chunks(source, size, pool)  # type: ignore[arg-type]
+    return _iter_chunks(source)
+
+
+def _cancelled(parser: Parser) -> ParseCancelled:
+    where = parser.source_name or "input"
+    return ParseCancelled(f"{where}: parsing cancelled before line {parser._line}")
+
+
+def _batches(
+    parser: Parser,
+    chunks: Iterator[bytes | bytearray | memoryview],
+    strict: bool,
+    cancel: CancelToken | None,
+    owned: IO[bytes] | None = None,
+) -> Iterator[list[Item]]:
+    """Feed ``chunks`` to ``parser`` and yield what each one completes, polling ``cancel``.
+
+    Batches, not items: :func:`parse` flattens them with ``itertools.chain``, so handing out a
+    variable costs no Python frame. In strict mode a batch is cut at its first error, which is
+    raised when the consumer reaches it. ``owned`` is a file we opened and must close.
+    """
+    try:
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise _cancelled(parser)
+            chunk = next(chunks, None)
+            items = parser.close() if chunk is None else parser.feed(chunk)
+            if strict and parser.errors:
+                first = next(i for i, item in enumerate(items) if type(item) is ParseError)
+                yield items[:first]
+                raise cast(ParseError, items[first])
+            yield items
+            if chunk is None:
+                return
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+        if owned is not None:
+            owned.close()
+
+
+def _drive(
+    parser: Parser,
+    chunks: Iterator[bytes | bytearray | memoryview],
+    strict: bool,
+    cancel: CancelToken | None,
+    owned: IO[bytes] | None = None,
+) -> Iterator[Item]:
+    return chain.from_iterable(_batches(parser, chunks, strict, cancel, owned))
+
+
+@overload
+def parse(
+    source: Source,
+    *,
+    strict: Literal[True] = ...,
+    max_line_size: int = ...,
+    max_value_size: int = ...,
+    buffer_size: int = ...,
+    byte_pool: BytePoolLike | None = ...,
+    cancel: CancelToken | None = ...,
+    source_name: str | None = ...,
+) -> Iterator[Variable]: ...
+@overload
+def parse(
+    source: Source,
+    *,
+    strict: bool,
+    max_line_size: int = ...,
+    max_value_size: int = ...,
+    buffer_size: int = ...,
+    byte_pool: BytePoolLike | None = ...,
+    cancel: CancelToken | None = ...,
+    source_name: str | None = ...,
+) -> Iterator[Variable | ParseError]: ...
+def parse(
+    source: Source,
+    *,
+    strict: bool = True,
+    max_line_size: int = DEFAULT_MAX_LINE_SIZE,
+    max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+    buffer_size: int = DEFAULT_BUFFER_SIZE,
+    byte_pool: BytePoolLike | None = None,
+    cancel: CancelToken | None = None,
+    source_name: str | None = None,
+) -> Iterator[Variable] | Iterator[Variable | ParseError]:
+    """Stream the variables of a .env ``source``, in file order.
+
+    ``source`` is a ``str``, bytes-like, a binary file object (read ``buffer_size`` bytes at a
+    time, with ``readinto`` into a pooled buffer when ``byte_pool`` is given) or an iterable of
+    byte chunks. With ``strict`` (the default) the first :class:`ParseError` is raised after the
+    variables before it; with ``strict=False`` errors are yielded in place and parsing goes on.
+    ``cancel.is_set()`` is polled before each chunk and raises :class:`ParseCancelled`.
+    """
+    parser = Parser(
+        max_line_size=max_line_size, max_value_size=max_value_size, source_name=source_name
+    )
+    return _drive(parser, _chunks(source, buffer_size, byte_pool), strict, cancel)
+
+
+@overload
+def parse_file(
+    path: str | os.PathLike[str],
+    *,
+    strict: Literal[True] = ...,
+    max_line_size: int = ...,
+    max_value_size: int = ...,
+    buffer_size: int = ...,
+    byte_pool: BytePoolLike | None = ...,
+    cancel: CancelToken | None = ...,
+    source_name: str | None = ...,
+) -> Iterator[Variable]: ...
+@overload
+def parse_file(
+    path: str | os.PathLike[str],
+    *,
+    strict: bool,
+    max_line_size: int = ...,
+    max_value_size: int = ...,
+    buffer_size: int = ...,
+    byte_pool: BytePoolLike | None = ...,
+    cancel: CancelToken | None = ...,
+    source_name: str | None = ...,
+) -> Iterator[Variable | ParseError]: ...
+def parse_file(
+    path: str | os.PathLike[str],
+    *,
+    strict: bool = True,
+    max_line_size: int = DEFAULT_MAX_LINE_SIZE,
+    max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+    buffer_size: int = DEFAULT_BUFFER_SIZE,
+    byte_pool: BytePoolLike | None = None,
+    cancel: CancelToken | None = None,
+    source_name: str | None = None,
+) -> Iterator[Variable] | Iterator[Variable | ParseError]:
+    """:func:`parse` over a file opened in binary mode; errors name ``source_name`` or the path.
+
+    The file is opened at once (so a missing file fails here, not at the first ``next``) and
+    closed when the iterator is exhausted or closed.
+    """
+    stream = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by _closing below
+    parser = Parser(
+        max_line_size=max_line_size,
+        max_value_size=max_value_size,
+        source_name=os.fspath(path) if source_name is None else source_name,
+    )
+    return _drive(parser, _chunks(stream, buffer_size, byte_pool), strict, cancel, stream)
+
+
+@overload
+def aparse(
+    chunks: AsyncIterable[bytes | bytearray | memoryview],
+    *,
+    strict: Literal[True] = ...,
+    max_line_size: int = ...,
+    max_value_size: int = ...,
+    cancel: CancelToken | None = ...,
+    source_name: str | None = ...,
+) -> AsyncIterator[Variable]: ...
+@overload
+def aparse(
+    chunks: AsyncIterable[bytes | bytearray | memoryview],
+    *,
+    strict: bool,
+    max_line_size: int = ...,
+    max_value_size: int = ...,
+    cancel: CancelToken | None = ...,
+    source_name: str | None = ...,
+) -> AsyncIterator[Variable | ParseError]: ...
+def aparse(
+    chunks: AsyncIterable[bytes | bytearray | memoryview],
+    *,
+    strict: bool = True,
+    max_line_size: int = DEFAULT_MAX_LINE_SIZE,
+    max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+    cancel: CancelToken | None = None,
+    source_name: str | None = None,
+) -> AsyncIterator[Variable] | AsyncIterator[Variable | ParseError]:
+    """:func:`parse` over an async iterable of byte chunks (an HTTP body, an aiofiles reader)."""
+    parser = Parser(
+        max_line_size=max_line_size, max_value_size=max_value_size, source_name=source_name
+    )
+    return _adrive(parser, chunks, strict, cancel)
+
+
+async def _adrive(
+    parser: Parser,
+    chunks: AsyncIterable[bytes | bytearray | memoryview],
+    strict: bool,
+    cancel: CancelToken | None,
+) -> AsyncIterator[Item]:
+    async for chunk in chunks:
+        if cancel is not None and cancel.is_set():
+            raise _cancelled(parser)
+        for item in parser.feed(chunk):
+            if strict and type(item) is ParseError:
+                raise item
+            yield item
+    if cancel is not None and cancel.is_set():
+        raise _cancelled(parser)
+    for item in parser.close():
+        if strict and type(item) is ParseError:
+            raise item
+        yield item
+
+
+# ---- writing .env text that the parser reads back unchanged --------------------------------------
+
+_PLAIN_KEY = re.compile(r"[^=#\s'][^=#\s]*")
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_@%+,./:=^~\-]*")
+_WRITE_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r"})
+
+
+def format_env(key: str, value: str | None) -> str:
+    """One .env line (without newline) that :func:`parse` reads back as ``(key, value)``.
+
+    Values are written bare when they hold only characters with no meaning to the grammar,
+    else double-quoted with ``\\\\``, ``\\"``, ``\\n`` and ``\\r`` escaped; ``None`` is a bare key.
+    """
+    if _PLAIN_KEY.fullmatch(key):
+        written_key = key
+    elif key and "'" not in key and "\n" not in key and "\r" not in key:
+        written_key = f"'{key}'"
+    else:
+        raise ValueError("key cannot be written to a .env file (empty, or holds ' or a newline)")
+    if value is None:
+        return written_key
+    if _PLAIN_VALUE.fullmatch(value):
+        return f"{written_key}={value}"
+    return f'{written_key}="{value.translate(_WRITE_ESCAPES)}"'
+
+
+def dump(pairs: Iterable[tuple[str, str | None]], stream: TextIO) -> None:
+    """Write ``pairs`` as .env lines (see :func:`format_env`)."""
+    for key, value in pairs:
+        stream.write(format_env(key, value))
+        stream.write("\n")
