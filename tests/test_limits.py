@@ -7,16 +7,25 @@ from envsync import limits
 
 @pytest.mark.parametrize(
     ("name", "fragment"),
-    [("/app/dev/DB_URL", None), ("/app/dev/my-key.v2", None), ("/app/dev/MY KEY", "allow only"),
-     ("/aws/x", "may not start"), ("/SSM/x", "may not start"), ("app/x", "must start with '/'"),
-     ("/app//x", "empty path segment"), ("/" + "/".join(["a"] * 16), "at most 15 levels"), ("", "empty")],
+    [
+        ("/app/dev/DB_URL", None),
+        ("/app/dev/my-key.v2", None),
+        ("/app/dev/MY KEY", "allow only"),
+        ("/aws/x", "may not start"),
+        ("/SSM/x", "may not start"),
+        ("app/x", "must start with '/'"),
+        ("/app//x", "empty path segment"),
+        ("/" + "/".join(["a"] * 16), "at most 15 levels"),
+        ("", "empty"),
+    ],
 )
 def test_ssm_names(name: str, fragment: str | None) -> None:
     problem = limits.ssm_name_problem(name)
     if fragment is None:
         assert problem is None
     else:
-        assert problem is not None and fragment in problem
+        assert problem is not None
+        assert fragment in problem
 
 
 def test_ssm_values_by_tier() -> None:

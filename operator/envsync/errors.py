@@ -29,7 +29,7 @@ class EnvSyncError(Exception):
 
 
 class ConfigError(EnvSyncError):
-    """A setting, a spec field or a CLI argument is wrong; retrying will not help until it is fixed."""
+    """A setting, a spec field or a CLI argument is wrong; retrying cannot help until fixed."""
 
 
 class SourceError(EnvSyncError):
@@ -45,7 +45,7 @@ class RemoteError(EnvSyncError):
 
 
 class ThrottledError(RemoteError):
-    """AWS kept throttling past the retry budget; the next sync will pick up where this one stopped."""
+    """AWS kept throttling past the retry budget; the next sync picks up where this one stopped."""
 
 
 class AccessDeniedError(RemoteError):

@@ -87,7 +87,10 @@ def secret_name_problem(name: str) -> str | None:
     if len(name) > SECRETSMANAGER_MAX_NAME_CHARS:
         return f"Secrets Manager names are limited to {SECRETSMANAGER_MAX_NAME_CHARS} characters"
     if re.search(r"-[A-Za-z0-9]{6}$", name):
-        return "Secrets Manager names should not end in '-' and six characters (looks like an ARN suffix)"
+        return (
+            "Secrets Manager names should not end in '-' and six characters "
+            "(that looks like an ARN suffix)"
+        )
     return None
 
 
@@ -95,7 +98,8 @@ def secret_value_problem(value: str) -> str | None:
     """Why Secrets Manager would refuse this SecretString, or None."""
     size = len(value.encode("utf-8"))
     if size > SECRETSMANAGER_MAX_VALUE_BYTES:
-        return f"value is {size} bytes, over Secrets Manager's {SECRETSMANAGER_MAX_VALUE_BYTES}-byte limit"
+        limit = SECRETSMANAGER_MAX_VALUE_BYTES
+        return f"value is {size} bytes, over Secrets Manager's {limit}-byte limit"
     return None
 
 

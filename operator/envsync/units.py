@@ -1,4 +1,4 @@
-"""Kubernetes-style quantities (``100Mi``) and Go-style durations (``1h30m``), as envy's config had them.
+"""Kubernetes-style quantities (``100Mi``) and Go-style durations (``1h30m``), as envy had them.
 
 Both the CRD and the CLI accept them, so the parsing lives at the bottom of the package where
 every layer may use it. Errors are :class:`~envsync.errors.ConfigError` with the offending text.
@@ -10,14 +10,29 @@ import re
 
 from envsync import errors
 
-__all__ = ["QUANTITY_PATTERN", "DURATION_PATTERN", "parse_duration", "parse_quantity", "format_bytes"]
+__all__ = [
+    "DURATION_PATTERN",
+    "QUANTITY_PATTERN",
+    "format_bytes",
+    "parse_duration",
+    "parse_quantity",
+]
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+_DECIMAL = {
+    "": 1,
+    "k": 10**3,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+}
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E)?$"
-"""The regular expression the CRD uses to validate quantities; kept beside the parser that agrees with it."""
+"""The CRD's validation pattern for quantities, kept beside the parser that agrees with it."""
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
 """The regular expression the CRD uses to validate durations."""
@@ -29,7 +44,9 @@ _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 def parse_quantity(value: int | str) -> int:
     """Return a byte count from ``1048576``, ``"1048576"``, ``"100Mi"`` or ``"1.5G"``."""
     if isinstance(value, bool):
-        raise errors.ConfigError(f"quantity must be a number of bytes or a string like '100Mi', got {value!r}")
+        raise errors.ConfigError(
+            f"quantity must be a number of bytes or a string like '100Mi', got {value!r}"
+        )
     if isinstance(value, int):
         if value < 0:
             raise errors.ConfigError(f"quantity must not be negative, got {value}")
@@ -37,7 +54,9 @@ def parse_quantity(value: int | str) -> int:
     text = value.strip()
     match = _QUANTITY.match(text)
     if not match:
-        raise errors.ConfigError(f"invalid quantity {value!r}: expected bytes or a number with Ki/Mi/Gi/k/M/G")
+        raise errors.ConfigError(
+            f"invalid quantity {value!r}: expected bytes or a number with Ki/Mi/Gi/k/M/G"
+        )
     suffix = match.group(2) or ""
     number = text[: len(text) - len(suffix)]
     factor = _BINARY.get(suffix) or _DECIMAL[suffix]
@@ -58,7 +77,9 @@ def parse_duration(value: int | float | str) -> float:
     except ValueError:
         pass
     if not re.fullmatch(DURATION_PATTERN, text):
-        raise errors.ConfigError(f"invalid duration {value!r}: expected seconds or e.g. '30s', '5m', '1h30m'")
+        raise errors.ConfigError(
+            f"invalid duration {value!r}: expected seconds or e.g. '30s', '5m', '1h30m'"
+        )
     return sum(float(num) * _UNITS[unit] for num, unit in _DURATION_PART.findall(text))
 
 
