@@ -1,0 +1,436 @@
+"""`envsync push | pull | diff`: the engine on a laptop or in CI, as envy's CLI offered.
+
+The commands are thin: flags become a :class:`envsync.engine.SyncRequest` and the engine's
+:class:`~envsync.engine.SyncReport` is printed, as text or as JSON (``--output json``) for
+pipelines. The same engine runs in the operator, so a CLI push and an operator sync make the
+same calls and honour the same ownership rules.
+
+Owner: what the CLI creates is marked ``cli`` unless ``--owner`` or ``ENVSYNC_OWNER`` says
+otherwise. One shared default lets CI and laptops update each other's pushes, while entries
+created by an EnvSync (owner ``namespace/name``) or by hand (no owner) stay untouchable unless
+``--adopt`` is given. Use distinct owners to keep pipelines apart.
+
+Exit status: 0 success; 1 per-key failures, ownership conflicts, parse errors or a remote
+failure (retrying may help); 2 usage, configuration or credential errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import pathlib
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import IO, Any, TextIO
+
+from envsync import engine, errors, sinks
+
+__all__ = ["DEFAULT_OWNER", "parse_target", "register"]
+
+DEFAULT_OWNER = "cli"
+"""Owner marker of CLI pushes when neither ``--owner`` nor ``ENVSYNC_OWNER`` is set."""
+
+_SYMBOLS = {
+    "create": "+",
+    "update": "~",
+    "delete": "-",
+    "unchanged": "=",
+    "adopt": "=",
+    "skip": "!",
+    "conflict": "x",
+}
+
+
+def parse_target(text: str, *, mode: str = "perKey") -> sinks.Target:
+    """``ssm:/app/dev/`` or ``secretsmanager:NAME`` (``sm:`` for short) → a target (no region)."""
+    scheme, sep, path = text.partition(":")
+    provider: sinks.base.Provider
+    if scheme == "ssm":
+        provider = "ssm"
+    elif scheme in ("secretsmanager", "sm"):
+        provider = "secretsmanager"
+    else:
+        raise errors.ConfigError(f"target {text!r}: expected ssm:/path/ or secretsmanager:NAME")
+    if not sep or not path:
+        raise errors.ConfigError(f"target {text!r}: the path or name is missing")
+    if provider == "ssm" and not path.startswith("/"):
+        raise errors.ConfigError(f"target {text!r}: SSM paths start with '/'")
+    return sinks.Target(provider, path, mode="json" if mode == "json" else "perKey")
+
+
+def register(subparsers: Any) -> None:
+    push = subparsers.add_parser(
+        "push",
+        help="push a .env file to SSM Parameter Store or Secrets Manager (only what changed)",
+        description="Diff FILE against the target and write only the keys that changed.",
+    )
+    push.add_argument("file", metavar="FILE", help=".env file to push ('-' for standard input)")
+    _target_flags(push, "--to")
+    _sync_flags(push)
+    push.add_argument("--dry-run", action="store_true", help="plan only; change nothing")
+    push.add_argument(
+        "--no-progress", action="store_true", help="no progress bar even on a terminal"
+    )
+    push.set_defaults(func=run_push)
+
+    diff = subparsers.add_parser(
+        "diff",
+        help="show what push would change, key by key (+ create, ~ update, - delete, = same)",
+        description="Compare FILE with the target. Values are masked unless --show-values.",
+    )
+    diff.add_argument("file", metavar="FILE", help=".env file ('-' for standard input)")
+    _target_flags(diff, "--to")
+    _sync_flags(diff)
+    diff.add_argument("--show-values", action="store_true", help="print values (careful)")
+    diff.set_defaults(func=run_diff)
+
+    pull = subparsers.add_parser(
+        "pull",
+        help="write everything under a target as a .env file",
+        description="Stream the target's entries into .env lines that envsync parses back exactly.",
+    )
+    _target_flags(pull, "--from")
+    pull.add_argument("-o", "--output-file", metavar="FILE", help="write here (default: stdout)")
+    pull.set_defaults(func=run_pull)
+
+
+def _target_flags(parser: argparse.ArgumentParser, flag: str) -> None:
+    parser.add_argument(
+        flag,
+        dest="target",
+        required=True,
+        metavar="TARGET",
+        help="ssm:/path/ or secretsmanager:NAME",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=["perKey", "json"],
+        default="perKey",
+        help="Secrets Manager: one secret per key, or the whole file as one JSON secret",
+    )
+    parser.add_argument("--region", help="AWS region (default: the credential chain's)")
+    parser.add_argument("--endpoint-url", help="service endpoint (LocalStack, VPC endpoint)")
+    parser.add_argument("--role-arn", help="role to assume through STS")
+    parser.add_argument("--external-id", help="external id for --role-arn")
+
+
+def _sync_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--owner",
+        default=os.environ.get("ENVSYNC_OWNER") or DEFAULT_OWNER,
+        help=f"owner marker (default: $ENVSYNC_OWNER or {DEFAULT_OWNER!r})",
+    )
+    parser.add_argument("--prune", action="store_true", help="delete owned keys not in FILE")
+    parser.add_argument("--adopt", action="store_true", help="take over entries of other owners")
+    parser.add_argument(
+        "--type",
+        dest="parameter_type",
+        choices=["SecureString", "String"],
+        default="SecureString",
+        help="SSM parameter type (default SecureString)",
+    )
+    parser.add_argument(
+        "--tier",
+        choices=["Standard", "Advanced", "Intelligent-Tiering"],
+        default="Standard",
+        help="SSM tier (default Standard: 4 KB values)",
+    )
+    parser.add_argument("--kms-key-id", help="KMS key for SecureString / secrets")
+    parser.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra tag on what is created (repeatable)",
+    )
+    parser.add_argument(
+        "--update-policy",
+        choices=["Replace", "IfNotExists"],
+        default="Replace",
+        help="IfNotExists never changes an existing value",
+    )
+    parser.add_argument(
+        "--on-parse-error",
+        choices=["Abort", "Skip"],
+        default="Abort",
+        help="Abort (default): push nothing if any line is bad",
+    )
+    parser.add_argument("--workers", type=int, default=4, help="parallel writes (default 4)")
+    parser.add_argument("--output", choices=["text", "json"], default="text")
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def run_push(args: argparse.Namespace) -> int:
+    with _errors_to_status() as status:
+        request, opened = _request(args)
+        progress = _Progress.maybe(enabled=not args.no_progress and args.output == "text")
+        with opened:
+            report = asyncio.run(
+                engine.sync(
+                    request,
+                    on_action=progress.tick if progress else None,
+                    on_plan=progress.plan if progress else None,
+                )
+            )
+        if progress:
+            progress.done()
+        _print_report(args, request.target, report)
+        status.code = _exit_code(report)
+    return status.code
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    with _errors_to_status() as status:
+        request, opened = _request(args, dry_run=True)
+        with opened:
+            lines, report = asyncio.run(engine.diff(request))
+        if args.output == "json":
+            data = report.as_dict()
+            data["target"] = request.target.describe()
+            data["keys"] = [_diff_json(line, show=args.show_values) for line in lines]
+            print(json.dumps(data, indent=2))
+        else:
+            for line in lines:
+                print(_diff_text(line, show=args.show_values))
+            _print_report(args, request.target, report, summary_only=True)
+        status.code = 1 if report.aborted else 0
+    return status.code
+
+
+def run_pull(args: argparse.Namespace) -> int:
+    with _errors_to_status() as status:
+        target, credentials = _target(args)
+        destination: str | None = args.output_file
+        if destination is None:
+            result = asyncio.run(engine.pull(target, sys.stdout, credentials=credentials))
+        else:
+            with _atomic_text(pathlib.Path(destination)) as out:
+                result = asyncio.run(engine.pull(target, out, credentials=credentials))
+        for issue in result.skipped:
+            print(f"envsync: skipped {issue.key}: {issue.reason}", file=sys.stderr)
+        print(
+            f"pulled {result.written} keys from {target.describe()} "
+            f"({sum(result.aws_calls.values())} AWS calls)",
+            file=sys.stderr,
+        )
+        status.code = 0
+    return status.code
+
+
+# -- plumbing ------------------------------------------------------------------------------
+
+
+class _Status:
+    code = 2
+
+
+@contextlib.contextmanager
+def _errors_to_status() -> Iterator[_Status]:
+    status = _Status()
+    try:
+        yield status
+    except (errors.ConfigError, errors.AccessDeniedError) as exc:
+        print(f"envsync: error: {exc}", file=sys.stderr)
+        status.code = 2
+    except OSError as exc:
+        print(f"envsync: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        status.code = 2
+    except errors.EnvSyncError as exc:
+        print(f"envsync: error: {exc}", file=sys.stderr)
+        status.code = 1
+
+
+def _target(args: argparse.Namespace) -> tuple[sinks.Target, sinks.Credentials | None]:
+    base = parse_target(args.target, mode=args.mode)
+    extra: dict[str, Any] = {}
+    if hasattr(args, "parameter_type"):
+        extra = {
+            "parameter_type": args.parameter_type,
+            "tier": args.tier,
+            "kms_key_id": args.kms_key_id,
+            "tags": _tags(args.tag),
+        }
+    target = sinks.Target(
+        base.provider,
+        base.path,
+        region=args.region,
+        mode=base.mode,
+        endpoint_url=args.endpoint_url,
+        **extra,
+    )
+    credentials = None
+    if args.role_arn:
+        credentials = sinks.Credentials(role_arn=args.role_arn, external_id=args.external_id)
+    elif args.external_id:
+        raise errors.ConfigError("--external-id needs --role-arn")
+    return target, credentials
+
+
+def _tags(pairs: list[str]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise errors.ConfigError(f"--tag {pair!r}: expected KEY=VALUE")
+        tags[key] = value
+    return tags
+
+
+def _request(
+    args: argparse.Namespace, *, dry_run: bool = False
+) -> tuple[engine.SyncRequest, contextlib.AbstractContextManager[Any]]:
+    target, credentials = _target(args)
+    if args.workers < 1:
+        raise errors.ConfigError("--workers must be at least 1")
+    source: IO[bytes]
+    opened: contextlib.AbstractContextManager[Any]
+    if args.file == "-":
+        source, name, opened = sys.stdin.buffer, "<stdin>", contextlib.nullcontext()
+    else:
+        source = open(args.file, "rb")  # noqa: SIM115 - closed by the caller's with-block
+        name, opened = args.file, source
+    request = engine.SyncRequest(
+        source=source,
+        source_name=name,
+        target=target,
+        credentials=credentials,
+        owner=args.owner,
+        prune=args.prune,
+        adopt=args.adopt,
+        update_policy=args.update_policy,
+        on_parse_error=args.on_parse_error,
+        dry_run=dry_run or bool(getattr(args, "dry_run", False)),
+        workers=args.workers,
+    )
+    return request, opened
+
+
+def _exit_code(report: engine.SyncReport) -> int:
+    return 0 if report.ok else 1
+
+
+def _print_report(
+    args: argparse.Namespace,
+    target: sinks.Target,
+    report: engine.SyncReport,
+    *,
+    summary_only: bool = False,
+) -> None:
+    if args.output == "json" and not summary_only:
+        data = report.as_dict()
+        data["target"] = target.describe()
+        print(json.dumps(data, indent=2))
+        return
+    out = sys.stdout if not summary_only else sys.stderr
+    for problem in report.parse_errors:
+        print(f"{report_source(args)}:{problem.line}: {problem.reason}", file=out)
+    if report.parse_error_count > len(report.parse_errors):
+        print(f"... {report.parse_error_count} parse errors in all", file=out)
+    if report.aborted:
+        print("aborted: parse errors (onParseError Abort); nothing was pushed", file=out)
+        return
+    if not summary_only:
+        for label, issues in (
+            ("failed", report.failures),
+            ("conflict", report.conflict_keys),
+            ("skipped", report.skips),
+        ):
+            for issue in issues:
+                print(f"{label}: {issue.key}: {issue.reason}", file=out)
+    for note in report.notes:
+        print(f"note: {note}", file=out)
+    verb = "would push" if report.dry_run else "pushed"
+    print(
+        f"{verb} to {target.describe()}: {report.created} created, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {report.deleted} deleted, {report.skipped} skipped, "
+        f"{report.conflicts} conflicts, {report.failed} failed "
+        f"({report.total_calls} AWS calls, {report.throttled} throttled, "
+        f"{report.duration_seconds:.1f}s)",
+        file=out,
+    )
+
+
+def report_source(args: argparse.Namespace) -> str:
+    return "<stdin>" if args.file == "-" else str(args.file)
+
+
+def _diff_text(line: engine.DiffLine, *, show: bool) -> str:
+    symbol = _SYMBOLS.get(line.action, "?")
+    text = f"{symbol} {line.key}"
+    if show and line.action == "update":
+        text += f": {line.remote!r} -> {line.local!r}"
+    elif show and line.action == "create":
+        text += f": {line.local!r}"
+    elif show and line.action == "delete":
+        text += f": {line.remote!r}"
+    if line.reason:
+        text += f"  ({line.reason})"
+    return text
+
+
+def _diff_json(line: engine.DiffLine, *, show: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {"key": line.key, "action": line.action, "reason": line.reason}
+    if show:
+        data["local"], data["remote"] = line.local, line.remote
+    return data
+
+
+@contextlib.contextmanager
+def _atomic_text(path: pathlib.Path) -> Iterator[TextIO]:
+    """Write next to ``path`` and rename on success: a failed pull leaves no half file."""
+    fd, temp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:  # mode 0600
+            yield out
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+class _Progress:
+    """A one-line progress display on stderr, only when stderr is a terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._counts: dict[str, int] = {}
+        self._last = 0.0
+        self._done = 0
+        self._total = 0
+
+    @classmethod
+    def maybe(cls, *, enabled: bool) -> _Progress | None:
+        return cls(sys.stderr) if enabled and sys.stderr.isatty() else None
+
+    def plan(self, total: int) -> None:
+        self._total = total
+
+    def tick(self, key: str, outcome: str) -> None:
+        self._done += 1
+        self._counts[outcome] = self._counts.get(outcome, 0) + 1
+        now = time.monotonic()
+        if now - self._last >= 0.1:
+            self._last = now
+            self._draw()
+
+    def _draw(self) -> None:
+        parts = ", ".join(f"{n} {k}" for k, n in sorted(self._counts.items()))
+        width = 30
+        filled = width * self._done // self._total if self._total else 0
+        bar = "#" * filled + "." * (width - filled)
+        self._stream.write(f"\r\x1b[2K[{bar}] {self._done}/{self._total} ({parts})")
+        self._stream.flush()
+
+    def done(self) -> None:
+        if self._done:
+            self._draw()
+            self._stream.write("\n")
+            self._stream.flush()

@@ -1,0 +1,691 @@
+"""One sync, start to finish: read the source → parse → read remote → plan → write → report.
+
+Both front doors call this module and nothing else: the operator turns the returned
+:class:`SyncReport` into a status patch and metrics, the CLI prints it. The engine is async so
+that the operator's event loop never blocks: every boto3 call runs in a worker thread (the
+sinks are thread-safe and share one client per identity/region/service), paced by the
+process-wide limiter the sinks' clients wait on.
+
+The order of work is chosen so that a sync that fails half-way loses nothing:
+
+1. the whole source is parsed in one streaming pass (hashing it on the way) before any call to
+   AWS, so ``onParseError: Abort`` pushes nothing when any line is bad, and ``Skip`` knows every
+   key before pruning (prune is suspended when lines were skipped: a key on a bad line must not
+   be deleted remotely because it could not be read);
+2. remote state is read in batches and diffed page by page (:class:`envsync.plan.Planner`);
+3. owners are confirmed only for entries about to be written or deleted, in batches;
+4. creates and updates run with at most ``workers`` in flight, one per name; deletes go in
+   batches; one key's failure never stops the others, but an access-denied or exhausted-throttle
+   answer stops *new* writes (the rest are reported as not attempted; the next sync resumes).
+
+Sync-wide problems (no credentials, no region, the remote state cannot be read) raise
+``envsync.errors`` exceptions; per-key problems are data in the report. Reports and errors
+carry keys, lines and reasons, never values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any, Final, Literal
+
+from envsync import batching, dotenv, errors, plan, pools, sinks
+
+__all__ = [
+    "DiffLine",
+    "KeyIssue",
+    "ParseProblem",
+    "PullResult",
+    "SyncReport",
+    "SyncRequest",
+    "delete_owned",
+    "diff",
+    "format_env_line",
+    "pull",
+    "sync",
+]
+
+MAX_PARSE_ERRORS: Final = 10
+MAX_ISSUES: Final = 50
+MEMORY_WAIT_SECONDS: Final = 300.0
+"""Longest wait for memory to fall under a PoolManager's threshold before a sync gives up
+(``errors.MemoryPressureError``, retryable)."""
+PRUNE_SUSPENDED: Final = "prune suspended: lines were skipped for parse errors"
+
+Source = bytes | IO[bytes] | Iterable[bytes]
+ActionCallback = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    """Everything one sync needs; built by the operator from a spec or by the CLI from flags."""
+
+    source: Source
+    """The .env bytes: a ``bytes`` object, a binary file, or an iterable of byte chunks."""
+    target: sinks.Target
+    owner: str
+    """Owner marker written on what this sync creates (``namespace/name`` or a CLI id)."""
+    source_name: str = "<source>"
+    """Where the bytes came from, for error messages (``ns/configmap/name[.env]`` or a path)."""
+    credentials: sinks.Credentials | None = None
+    prune: bool = False
+    update_policy: Literal["Replace", "IfNotExists"] = "Replace"
+    dry_run: bool = False
+    on_parse_error: Literal["Abort", "Skip"] = "Abort"
+    adopt: bool = False
+    batch_size: int = 50
+    workers: int = 4
+    buffer_size: int = 65536
+    max_line_size: int = 65536
+    max_value_size: int = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ParseProblem:
+    line: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyIssue:
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What one sync did. Immutable, and free of values by construction."""
+
+    parsed: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    failed: int = 0
+    skipped: int = 0
+    conflicts: int = 0
+    """Entries refused because another owner (or none) holds them."""
+    parse_errors: tuple[ParseProblem, ...] = ()
+    """The first parse errors (at most 10); ``parse_error_count`` has the total."""
+    parse_error_count: int = 0
+    failures: tuple[KeyIssue, ...] = ()
+    """The first per-key failures (at most 50); ``failed`` has the total."""
+    skips: tuple[KeyIssue, ...] = ()
+    """The first skipped keys with their reason (at most 50); ``skipped`` has the total."""
+    conflict_keys: tuple[KeyIssue, ...] = ()
+    throttled: int = 0
+    """Throttled or contended HTTP attempts (retried; not failures)."""
+    aws_calls: Mapping[str, int] = field(default_factory=dict)
+    """Calls by operation, e.g. ``{"ssm:GetParameters": 10, "ssm:PutParameter": 3}``."""
+    duration_seconds: float = 0.0
+    source_hash: str = ""
+    """sha256 hex of the source bytes, computed while streaming."""
+    dry_run: bool = False
+    aborted: bool = False
+    """Parse errors under ``onParseError: Abort``: nothing was read from or written to AWS."""
+    notes: tuple[str, ...] = ()
+    """Sync-level remarks (e.g. prune suspended), never values."""
+    pool_stats: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    memory: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Remote state now matches the file for every storable key."""
+        return not self.aborted and self.failed == 0 and self.conflicts == 0
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.aws_calls.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (the CLI's ``--output json``)."""
+        data = dataclasses.asdict(self)
+        data["ok"] = self.ok
+        data["aws_calls"] = dict(self.aws_calls)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class DiffLine:
+    """One key of a diff, for display by the CLI only (it holds values)."""
+
+    key: str
+    action: plan.Action
+    reason: str | None
+    local: str | None
+    remote: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PullResult:
+    written: int
+    skipped: tuple[KeyIssue, ...]
+    aws_calls: Mapping[str, int]
+
+
+# -- source --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Parsed:
+    desired: dict[str, plan.Desired]
+    count: int
+    errors: list[ParseProblem]
+    error_count: int
+    digest: str
+
+
+def _chunks(source: Source, size: int) -> Iterator[bytes]:
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        for start in range(0, len(data), size):
+            yield data[start : start + size]
+        return
+    read = getattr(source, "read", None)
+    if callable(read):
+        while chunk := read(size):
+            yield bytes(chunk)
+        return
+    for chunk in source:
+        yield bytes(chunk)
+
+
+def _hashing(chunks: Iterator[bytes], digest: Any) -> Iterator[bytes]:
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
+
+
+def _parse(
+    request: SyncRequest,
+    problem: Callable[[str, str], str | None],
+    manager: pools.PoolManager | None,
+) -> _Parsed:
+    """One streaming pass: variables into the desired mapping, errors kept as data."""
+    digest = hashlib.sha256()
+    chunks = _hashing(_chunks(request.source, request.buffer_size), digest)
+    options: dict[str, Any] = {
+        "strict": False,
+        "max_line_size": request.max_line_size,
+        "max_value_size": request.max_value_size,
+        "source_name": request.source_name,
+    }
+    if manager is not None:
+        options["byte_pool"] = manager.byte_pool
+    desired: dict[str, plan.Desired] = {}
+    problems: list[ParseProblem] = []
+    count = error_count = 0
+    for item in dotenv.parse(chunks, **options):
+        if isinstance(item, dotenv.ParseError):
+            error_count += 1
+            if len(problems) < MAX_PARSE_ERRORS:
+                problems.append(ParseProblem(item.line, item.reason))
+            continue
+        count += 1
+        key, value = item.key, item.value
+        desired.pop(key, None)  # the last assignment wins, in file order
+        desired[key] = plan.desired_entry(value, item.line, functools.partial(problem, key))
+    for _ in chunks:  # a parser that stops early must still hash the whole source
+        pass
+    return _Parsed(desired, count, problems, error_count, digest.hexdigest())
+
+
+# -- the sync ------------------------------------------------------------------------------
+
+
+_OUTCOMES: Final = (
+    "create",
+    "update",
+    "unchanged",
+    "delete",
+    "skip",
+    "conflict",
+    "adopt",
+    "failed",
+)
+
+
+@dataclass
+class _Tally:
+    """Outcomes gathered while the sync runs (on the event loop thread only)."""
+
+    on_action: ActionCallback | None
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_OUTCOMES, 0))
+    failures: list[KeyIssue] = field(default_factory=list)
+    skips: list[KeyIssue] = field(default_factory=list)
+    conflicts: list[KeyIssue] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def record(self, key: str, outcome: str, reason: str | None = None) -> None:
+        self.counts[outcome] += 1
+        bucket = {"failed": self.failures, "skip": self.skips, "conflict": self.conflicts}
+        if outcome in bucket and len(bucket[outcome]) < MAX_ISSUES:
+            bucket[outcome].append(KeyIssue(key, reason or outcome))
+        if self.on_action is not None:
+            self.on_action(key, outcome)
+
+
+class _Gate:
+    """Stops new writes after an error that would repeat for every key (denied, throttled)."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def check(self) -> None:
+        if self.reason is not None:
+            raise errors.RemoteError(f"not attempted: {self.reason}")
+
+    def trip(self, exc: BaseException) -> None:
+        if isinstance(exc, errors.AccessDeniedError | errors.ThrottledError) and not self.reason:
+            self.reason = f"an earlier write failed ({type(exc).__name__})"
+
+
+async def sync(
+    request: SyncRequest,
+    *,
+    pools: pools.PoolManager | None = None,
+    on_action: ActionCallback | None = None,
+    on_plan: Callable[[int], None] | None = None,
+) -> SyncReport:
+    """Run one sync and report it. ``on_action(key, outcome)`` is called as each key settles.
+
+    Outcomes: ``create``, ``update``, ``unchanged``, ``delete``, ``skip``, ``conflict``,
+    ``adopt``, ``failed`` (in a dry run: what would happen). ``on_plan(n)`` is called once
+    the plan is made, with the number of keys that will settle (for progress bars). With a
+    ``PoolManager`` the sync takes one of its slots (bounded concurrent syncs, memory
+    back-pressure), parses with its byte pool, and the report carries pool and memory figures.
+    """
+    manager = pools
+    started = time.monotonic()
+    slot = (
+        manager.sync_slot(timeout=MEMORY_WAIT_SECONDS)
+        if manager is not None
+        else contextlib.nullcontext()
+    )
+    async with slot:
+        report = await _sync(request, manager, on_action, on_plan, started)
+    if manager is not None:
+        report = dataclasses.replace(
+            report,
+            pool_stats={k: v.as_dict() for k, v in manager.all_stats().items()},
+            memory=manager.memory_stats().as_dict(),
+        )
+    return report
+
+
+async def _sync(
+    request: SyncRequest,
+    manager: pools.PoolManager | None,
+    on_action: ActionCallback | None,
+    on_plan: Callable[[int], None] | None,
+    started: float,
+) -> SyncReport:
+    sink = await _open(request)
+    parsed = await asyncio.to_thread(_parse, request, sink.problem, manager)
+    tally = _Tally(on_action)
+    if parsed.error_count and request.on_parse_error == "Abort":
+        return _report(request, parsed, tally, sink, started, aborted=True)
+    prune = request.prune
+    if parsed.error_count and prune:
+        prune = False
+        tally.notes.append(PRUNE_SUSPENDED)
+    steps = await _plan(request, sink, parsed.desired, prune=prune)
+    if on_plan is not None:
+        on_plan(len(steps))
+    if request.dry_run:
+        for step in steps:
+            tally.record(step.key, step.action, step.reason)
+    else:
+        await _execute(request, sink, parsed.desired, steps, tally)
+    return _report(request, parsed, tally, sink, started)
+
+
+async def _open(request: SyncRequest) -> sinks.Sink:
+    """Build the sink off the loop: the first client of a kind loads botocore's models."""
+    return await asyncio.to_thread(
+        sinks.open_sink,
+        request.target,
+        owner=request.owner,
+        credentials=request.credentials,
+        workers=request.workers,
+        adopt=request.adopt,
+    )
+
+
+async def _plan(
+    request: SyncRequest,
+    sink: sinks.Sink,
+    desired: Mapping[str, plan.Desired],
+    *,
+    prune: bool,
+    remote_values: dict[str, str | None] | None = None,
+) -> list[plan.Step]:
+    """Read remote state in batches, diff as pages arrive, then settle owners in batches."""
+    planner = plan.Planner(
+        desired,
+        owner=request.owner,
+        prune=prune,
+        update_policy=request.update_policy,
+        adopt=request.adopt,
+        kind=sink.kind,
+    )
+    steps: list[plan.Step] = []
+
+    def feed(page: list[sinks.RemoteEntry]) -> None:
+        if remote_values is not None:
+            remote_values.update((entry.key, entry.value) for entry in page)
+        steps.extend(planner.feed(page))
+
+    if prune or _prefers_scan(sink):
+        pages = sink.scan()
+        while (page := await asyncio.to_thread(next, pages, None)) is not None:
+            feed(page)
+    else:
+        await _fetch(request, sink, desired, feed)
+    steps.extend(planner.finish())
+    return await _settle_owners(request, sink, steps)
+
+
+def _prefers_scan(sink: sinks.Sink) -> bool:
+    return bool(getattr(sink, "prefers_scan", False))
+
+
+async def _fetch(
+    request: SyncRequest,
+    sink: sinks.Sink,
+    desired: Mapping[str, plan.Desired],
+    feed: Callable[[list[sinks.RemoteEntry]], None],
+) -> None:
+    """Read the file's keys by name, ``read_batch`` per call, in parallel; each answer is
+    diffed as it arrives. Any failed read fails the sync: without the remote state there is
+    no safe plan."""
+    keys = [key for key, want in desired.items() if want.skip is None]
+    jobs = [
+        functools.partial(sink.fetch, chunk) for chunk in sinks.base.chunks(keys, sink.read_batch)
+    ]
+
+    def settle(result: batching.JobResult[list[sinks.RemoteEntry]]) -> None:
+        if result.error is not None:
+            raise result.error
+        feed(result.value or [])
+
+    processor = batching.BatchProcessor(batch_size=request.batch_size, workers=request.workers)
+    await processor.run_in_threads(jobs, on_result=settle)
+
+
+async def _threads(request: SyncRequest, funcs: Sequence[Callable[[], Any]]) -> list[Any]:
+    processor = batching.BatchProcessor(batch_size=request.batch_size, workers=request.workers)
+    return await processor.run_in_threads(funcs)
+
+
+async def _settle_owners(
+    request: SyncRequest, sink: sinks.Sink, steps: list[plan.Step]
+) -> list[plan.Step]:
+    """Resolve ``verify`` steps with one owner lookup per ``owner_batch`` keys."""
+    pending = [step for step in steps if step.verify]
+    if not pending:
+        return steps
+    keys = [step.key for step in pending]
+    jobs = [
+        functools.partial(sink.owners, chunk) for chunk in sinks.base.chunks(keys, sink.owner_batch)
+    ]
+    owners: dict[str, str | None] = {}
+    for result in await _threads(request, jobs):
+        if result.error is not None:
+            raise result.error
+        owners.update(result.value or {})
+    settled: list[plan.Step] = []
+    for step in steps:
+        if not step.verify:
+            settled.append(step)
+            continue
+        final = plan.resolve(
+            step,
+            owners.get(step.key),
+            owner=request.owner,
+            adopt=request.adopt,
+            known=step.key in owners,
+        )
+        if final is not None:
+            settled.append(final)
+    return settled
+
+
+async def _execute(
+    request: SyncRequest,
+    sink: sinks.Sink,
+    desired: Mapping[str, plan.Desired],
+    steps: list[plan.Step],
+    tally: _Tally,
+) -> None:
+    writes: list[plan.Step] = []
+    deletes: list[str] = []
+    for step in steps:
+        if step.action in ("create", "update", "adopt"):
+            writes.append(step)
+        elif step.action == "delete":
+            deletes.append(step.key)
+        else:
+            tally.record(step.key, step.action, step.reason)
+    gate = _Gate()
+    done: list[tuple[str, str]] = []
+
+    def write(step: plan.Step) -> None:
+        gate.check()
+        value = desired[step.key].value if step.key in desired else None
+        try:
+            if step.action == "create":
+                assert value is not None
+                sink.create(step.key, value)
+            elif step.action == "update":
+                assert value is not None
+                sink.update(step.key, value, take=step.take)
+            else:
+                sink.adopt(step.key)
+        except Exception as exc:
+            gate.trip(exc)
+            raise
+
+    def remove(keys: Sequence[str]) -> dict[str, str | None]:
+        gate.check()
+        try:
+            return sink.delete(keys)
+        except Exception as exc:
+            gate.trip(exc)
+            raise
+
+    for step, result in zip(
+        writes, await _threads(request, [functools.partial(write, s) for s in writes]), strict=True
+    ):
+        if result.error is None:
+            done.append((step.key, step.action))
+        elif isinstance(result.error, errors.OwnershipError):
+            tally.record(step.key, "conflict", sinks.base.safe_reason(result.error))
+        else:
+            tally.record(step.key, "failed", sinks.base.safe_reason(result.error))
+    batches = list(sinks.base.chunks(deletes, sink.delete_batch))
+    for batch, result in zip(
+        batches,
+        await _threads(request, [functools.partial(remove, b) for b in batches]),
+        strict=True,
+    ):
+        if result.error is not None:
+            for key in batch:
+                tally.record(key, "failed", sinks.base.safe_reason(result.error))
+            continue
+        for key in batch:
+            reason = (result.value or {}).get(key)
+            if reason is None:
+                done.append((key, "delete"))
+            else:
+                tally.record(key, "failed", reason)
+    try:
+        await asyncio.to_thread(sink.flush)
+    except Exception as exc:
+        reason = sinks.base.safe_reason(exc)
+        for key, _ in done:
+            tally.record(key, "failed", reason)
+        return
+    for key, action in done:
+        tally.record(key, action)
+
+
+def _report(
+    request: SyncRequest,
+    parsed: _Parsed,
+    tally: _Tally,
+    sink: sinks.Sink,
+    started: float,
+    *,
+    aborted: bool = False,
+) -> SyncReport:
+    counts = tally.counts
+    return SyncReport(
+        parsed=parsed.count,
+        created=counts["create"],
+        updated=counts["update"],
+        unchanged=counts["unchanged"] + counts["adopt"],
+        deleted=counts["delete"],
+        failed=counts["failed"],
+        skipped=counts["skip"],
+        conflicts=counts["conflict"],
+        parse_errors=tuple(parsed.errors),
+        parse_error_count=parsed.error_count,
+        failures=tuple(tally.failures),
+        skips=tuple(tally.skips),
+        conflict_keys=tuple(tally.conflicts),
+        throttled=sink.stats.throttled,
+        aws_calls=sink.stats.calls(),
+        duration_seconds=time.monotonic() - started,
+        source_hash=parsed.digest,
+        dry_run=request.dry_run,
+        aborted=aborted,
+        notes=tuple(tally.notes),
+    )
+
+
+# -- diff, pull, delete --------------------------------------------------------------------
+
+
+async def diff(request: SyncRequest) -> tuple[list[DiffLine], SyncReport]:
+    """What :func:`sync` would do, key by key, with both values (for the CLI's display only)."""
+    started = time.monotonic()
+    sink = await _open(request)
+    parsed = await asyncio.to_thread(_parse, request, sink.problem, None)
+    tally = _Tally(None)
+    if parsed.error_count and request.on_parse_error == "Abort":
+        return [], _report(request, parsed, tally, sink, started, aborted=True)
+    prune = request.prune and not parsed.error_count
+    if request.prune and not prune:
+        tally.notes.append(PRUNE_SUSPENDED)
+    remote: dict[str, str | None] = {}
+    steps = await _plan(request, sink, parsed.desired, prune=prune, remote_values=remote)
+    lines = []
+    for step in sorted(steps, key=lambda s: s.key):
+        tally.record(step.key, step.action, step.reason)
+        want = parsed.desired.get(step.key)
+        lines.append(
+            DiffLine(
+                step.key,
+                step.action,
+                step.reason,
+                want.value if want else None,
+                remote.get(step.key),
+            )
+        )
+    report = _report(dataclasses.replace(request, dry_run=True), parsed, tally, sink, started)
+    return lines, report
+
+
+async def pull(
+    target: sinks.Target,
+    out: IO[str],
+    *,
+    credentials: sinks.Credentials | None = None,
+    owner: str = "pull",
+) -> PullResult:
+    """Stream everything under the target into ``out`` as .env lines, page by page."""
+    sink = await asyncio.to_thread(sinks.open_sink, target, owner=owner, credentials=credentials)
+    pages = sink.scan()
+    written = 0
+    skipped: list[KeyIssue] = []
+    while (page := await asyncio.to_thread(next, pages, None)) is not None:
+        for entry in page:
+            line, reason = format_env_line(entry.key, entry.value)
+            if line is None:
+                if len(skipped) < MAX_ISSUES:
+                    skipped.append(KeyIssue(entry.key, reason or "not representable"))
+                continue
+            out.write(line)
+            written += 1
+    return PullResult(written, tuple(skipped), sink.stats.calls())
+
+
+def format_env_line(key: str, value: str | None) -> tuple[str | None, str | None]:
+    """One .env line (``dotenv.format_env``) that :func:`envsync.dotenv.parse` reads back exactly.
+
+    Returns ``(None, reason)`` for what a .env file cannot express.
+    """
+    if value is None:
+        return None, "no text value (binary or unreadable)"
+    try:
+        return dotenv.format_env(key, value) + "\n", None
+    except ValueError:
+        return None, "key cannot be written in .env syntax"
+
+
+async def delete_owned(
+    target: sinks.Target,
+    owner: str,
+    credentials: sinks.Credentials | None = None,
+    *,
+    workers: int = 4,
+    batch_size: int = 50,
+) -> SyncReport:
+    """Delete every entry under the target that ``owner`` owns (``deletionPolicy: Delete``).
+
+    In Secrets Manager ``json`` mode the whole secret is scheduled for deletion (if ours);
+    ``deleted`` then counts the keys it held.
+    """
+    if target.provider == "secretsmanager" and target.mode == "json":
+        return await _delete_document(target, owner, credentials)
+    request = SyncRequest(
+        source=b"",
+        target=target,
+        owner=owner,
+        credentials=credentials,
+        prune=True,
+        workers=workers,
+        batch_size=batch_size,
+        source_name="<deletion>",
+    )
+    return await sync(request)
+
+
+async def _delete_document(
+    target: sinks.Target, owner: str, credentials: sinks.Credentials | None
+) -> SyncReport:
+    started = time.monotonic()
+    sink = await asyncio.to_thread(sinks.open_sink, target, owner=owner, credentials=credentials)
+    assert isinstance(sink, sinks.secretsmanager.JsonSecretSink)
+    try:
+        pages = await asyncio.to_thread(list, sink.scan())
+    except errors.RemoteError:
+        pages = []  # not a JSON document: still deleted below if it is ours
+    keys = [entry.key for page in pages for entry in page]
+    deleted = await asyncio.to_thread(sinks.secretsmanager.delete_document, sink)
+    return SyncReport(
+        deleted=len(keys) if deleted else 0,
+        conflicts=0 if deleted or not keys else 1,
+        conflict_keys=() if deleted or not keys else (KeyIssue(target.path, "not owned"),),
+        aws_calls=sink.stats.calls(),
+        throttled=sink.stats.throttled,
+        duration_seconds=time.monotonic() - started,
+        source_hash=hashlib.sha256(b"").hexdigest(),
+    )

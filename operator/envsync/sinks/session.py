@@ -1,0 +1,503 @@
+"""AWS clients for every sync in the process: credentials, endpoints, retries, rate limits.
+
+Why one module owns all of this: SSM's write quota (about 3 requests/s by default) and Secrets
+Manager's are per account and region, shared by every sync the process runs and by every retry
+botocore makes. So clients are created once per (credentials, region, service, endpoint) and
+shared across threads (boto3 clients are thread-safe once built; building them is not), and
+each one is instrumented with botocore's own events:
+
+- ``before-send`` (every HTTP attempt, retries included) waits on the process-wide AIMD
+  limiter of its (account or credentials, region, service, read/write class);
+- ``response-received`` classifies each attempt as ``ok``/``throttled``/``error``, feeds the
+  limiter (back off on throttling, creep back on success) and the request observers that the
+  metrics module registers without importing boto3;
+- ``before-call`` counts operations for the sync that made them (a thread-local set by the
+  sink around each call), which is how a ``SyncReport`` knows its own AWS calls.
+
+botocore runs in ``standard`` retry mode (jittered exponential backoff, a wider throttle list,
+a retry quota) with a connection pool sized to the worker count. Credentials follow the
+default chain unless a role (assumed through STS, refreshed before expiry, cached per role,
+external id and region) or static keys are given. Errors are translated into ``envsync.errors``
+without AWS's message text, which may echo the request's values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+import boto3
+import botocore.config
+import botocore.credentials
+import botocore.exceptions
+import botocore.session
+
+from envsync import batching, errors
+from envsync.sinks import base
+
+__all__ = [
+    "ACCESS_DENIED_CODES",
+    "THROTTLE_CODES",
+    "RateSettings",
+    "add_request_observer",
+    "attribute_to",
+    "aws_code",
+    "call",
+    "configure",
+    "error_code",
+    "get_client",
+    "name_lock",
+    "remove_request_observer",
+    "reset",
+    "settings",
+    "translate",
+]
+
+log = logging.getLogger(__name__)
+
+THROTTLE_CODES: Final = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "SlowDown",
+    }
+)
+"""Rate errors: the limiter backs off on these."""
+
+CONTENTION_CODES: Final = frozenset({"TooManyUpdates"})
+"""Per-entry contention: reported as throttling, retried by the sink, not a rate signal."""
+
+ACCESS_DENIED_CODES: Final = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "AuthFailure",
+        "KMSAccessDeniedException",
+    }
+)
+
+_WRITE_OPERATIONS: Final = frozenset(
+    {
+        "PutParameter",
+        "DeleteParameter",
+        "DeleteParameters",
+        "AddTagsToResource",
+        "RemoveTagsFromResource",
+        "LabelParameterVersion",
+        "CreateSecret",
+        "PutSecretValue",
+        "UpdateSecret",
+        "DeleteSecret",
+        "RestoreSecret",
+        "TagResource",
+        "UntagResource",
+    }
+)
+_META_OPERATIONS: Final = frozenset({"DescribeParameters", "ListTagsForResource"})
+
+
+@dataclass(frozen=True)
+class RateSettings:
+    """Request-rate ceilings (requests/s) per service and operation class, and retry budget.
+
+    Defaults are the quotas of a default account: SSM writes about 3/s (10/s with higher
+    throughput enabled), SSM reads 40/s, DescribeParameters unpublished and low, Secrets
+    Manager writes 50/s and reads 100/s. They are ceilings: the AIMD limiter starts at a
+    fraction, halves on throttling and creeps back up on success.
+    """
+
+    ssm_write: float = 3.0
+    ssm_read: float = 40.0
+    ssm_meta: float = 2.0
+    secretsmanager_write: float = 50.0
+    secretsmanager_read: float = 100.0
+    other: float = 20.0
+    """Any other service (STS when used through :func:`get_client`)."""
+    max_attempts: int = 8
+    """botocore attempts per call (``standard`` mode), first try included."""
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+
+    def ceiling(self, service: str, op_class: str) -> float:
+        value = getattr(self, f"{service}_{op_class}", None) or getattr(
+            self, f"{service}_read", None
+        )
+        return float(value) if value else self.other
+
+
+ObserverFn = Callable[[str, str, str], None]
+
+
+class _State:
+    """Process-wide caches, behind one lock (client construction is not thread-safe)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.settings = RateSettings()
+        self.clients: dict[tuple[str, str, str, str | None], tuple[int, Any]] = {}
+        self.credentials: dict[tuple[str, str], botocore.credentials.Credentials] = {}
+        self.observers: list[ObserverFn] = []
+        self.name_locks: dict[str, tuple[threading.Lock, int]] = {}
+        self.generation = 0
+
+
+_state = _State()
+_local = threading.local()
+
+
+def configure(settings: RateSettings | None = None, **changes: Any) -> RateSettings:
+    """Set the process-wide rate ceilings and retry budget; applies to limiters made later."""
+    with _state.lock:
+        _state.settings = replace(settings or _state.settings, **changes)
+        return _state.settings
+
+
+def settings() -> RateSettings:
+    return _state.settings
+
+
+def reset() -> None:
+    """Forget cached clients and credentials (tests and benchmarks that change settings)."""
+    with _state.lock:
+        _state.clients.clear()
+        _state.credentials.clear()
+        _state.generation += 1
+    batching.reset_limiters()
+
+
+def add_request_observer(callback: ObserverFn) -> None:
+    """Call ``callback(service, operation, outcome)`` after every HTTP attempt.
+
+    ``outcome`` is ``"ok"``, ``"throttled"`` or ``"error"``. Observers must be quick and must
+    not raise (exceptions are logged and dropped).
+    """
+    with _state.lock:
+        _state.observers.append(callback)
+
+
+def remove_request_observer(callback: ObserverFn) -> None:
+    with _state.lock, contextlib.suppress(ValueError):
+        _state.observers.remove(callback)
+
+
+@contextlib.contextmanager
+def attribute_to(stats: base.CallStats) -> Iterator[None]:
+    """Count the AWS calls made by this thread inside the block into ``stats``."""
+    previous = getattr(_local, "stats", None)
+    _local.stats = stats
+    try:
+        yield
+    finally:
+        _local.stats = previous
+
+
+@contextlib.contextmanager
+def name_lock(name: str) -> Iterator[None]:
+    """Serialize writes to one remote name across the whole process (SSM's TooManyUpdates)."""
+    with _state.lock:
+        lock, users = _state.name_locks.get(name, (threading.Lock(), 0))
+        _state.name_locks[name] = (lock, users + 1)
+    try:
+        with lock:
+            yield
+    finally:
+        with _state.lock:
+            lock, users = _state.name_locks[name]
+            if users <= 1:
+                del _state.name_locks[name]
+            else:
+                _state.name_locks[name] = (lock, users - 1)
+
+
+def get_client(
+    service: str,
+    *,
+    region: str | None,
+    credentials: base.Credentials | None = None,
+    endpoint_url: str | None = None,
+    workers: int = 10,
+) -> Any:
+    """The shared, instrumented client for this service, region, identity and endpoint.
+
+    A cached client whose connection pool is smaller than ``workers`` is replaced by a larger
+    one (threads still holding the old one finish with it).
+    """
+    creds = credentials or base.Credentials()
+    problem = creds.problem()
+    if problem:
+        raise errors.ConfigError(problem)
+    with _state.lock:
+        session = _boto_session(creds, region)
+        resolved = region or session.region_name
+        if not resolved:
+            raise errors.ConfigError(
+                "no AWS region: give one (--region, target.region) or set AWS_REGION"
+            )
+        key = (creds.identity(), resolved, service, endpoint_url)
+        cached = _state.clients.get(key)
+        if cached is not None and cached[0] >= workers:
+            return cached[1]
+        pool = max(workers, 10)
+        client = session.client(
+            service,  # type: ignore[call-overload]
+            region_name=resolved,
+            endpoint_url=endpoint_url,
+            config=_client_config(pool),
+        )
+        _instrument(client, service, limiter_scope=(creds.account() or creds.identity(), resolved))
+        _state.clients[key] = (pool, client)
+        return client
+
+
+def _client_config(pool: int) -> botocore.config.Config:
+    cfg = _state.settings
+    return botocore.config.Config(
+        retries={"mode": "standard", "total_max_attempts": cfg.max_attempts},
+        max_pool_connections=pool,
+        connect_timeout=cfg.connect_timeout,
+        read_timeout=cfg.read_timeout,
+        user_agent_extra="envsync",
+    )
+
+
+def _boto_session(creds: base.Credentials, region: str | None) -> boto3.Session:
+    if creds.role_arn:
+        botocore_session = botocore.session.Session()
+        assumed = _assumed_credentials(creds, region)
+        resolver = botocore_session.get_component("credential_provider")
+        resolver.insert_before("env", _FixedProvider(assumed))
+        return boto3.Session(botocore_session=botocore_session, region_name=region)
+    if creds.access_key_id:
+        return boto3.Session(
+            aws_access_key_id=creds.access_key_id,
+            aws_secret_access_key=creds.secret_access_key,
+            aws_session_token=creds.session_token,
+            region_name=region,
+        )
+    return boto3.Session(region_name=region)
+
+
+class _FixedProvider(botocore.credentials.CredentialProvider):
+    """Puts already-built (refreshable) credentials first in a session's chain."""
+
+    METHOD = "envsync-assume-role"
+    CANONICAL_NAME = "envsync-assume-role"
+
+    def __init__(self, credentials: botocore.credentials.Credentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> botocore.credentials.Credentials:
+        return self._credentials
+
+
+def _assumed_credentials(
+    creds: base.Credentials, region: str | None
+) -> botocore.credentials.Credentials:
+    """Refreshable credentials for the role, shared by every client that assumes it."""
+    key = (creds.identity(), region or "")
+    cached = _state.credentials.get(key)
+    if cached is not None:
+        return cached
+    source = _boto_session(replace(creds, role_arn=None, external_id=None), region)
+    sts = source.client(
+        "sts",
+        region_name=region or source.region_name or "us-east-1",
+        endpoint_url=creds.sts_endpoint_url,
+        config=_client_config(2),
+    )
+
+    def refresh() -> dict[str, str]:
+        kwargs: dict[str, Any] = {
+            "RoleArn": creds.role_arn,
+            "RoleSessionName": creds.session_name,
+        }
+        if creds.external_id:
+            kwargs["ExternalId"] = creds.external_id
+        answer = sts.assume_role(**kwargs)["Credentials"]
+        return {
+            "access_key": answer["AccessKeyId"],
+            "secret_key": answer["SecretAccessKey"],
+            "token": answer["SessionToken"],
+            "expiry_time": answer["Expiration"].isoformat(),
+        }
+
+    assumed = botocore.credentials.DeferredRefreshableCredentials(
+        refresh_using=refresh, method="sts-assume-role"
+    )
+    _state.credentials[key] = assumed
+    return assumed
+
+
+def operation_class(operation: str) -> str:
+    """``write``, ``meta`` (slow metadata reads) or ``read``: each class has its own limiter."""
+    if operation in _WRITE_OPERATIONS:
+        return "write"
+    if operation in _META_OPERATIONS:
+        return "meta"
+    return "read"
+
+
+def _limiter(scope: tuple[str, str], service: str, op_class: str) -> batching.AimdRateLimiter:
+    identity, region = scope
+    ceiling = _state.settings.ceiling(service, op_class)
+    return batching.get_limiter(
+        (identity, region, f"{service}:{op_class}"), lambda: _new_limiter(ceiling)
+    )
+
+
+def _new_limiter(ceiling: float) -> batching.AimdRateLimiter:
+    """Start at the ceiling: the first throttle halves it, successes creep back up."""
+    return batching.AimdRateLimiter(rate=ceiling, max_rate=ceiling, burst=min(ceiling, 5.0))
+
+
+def _instrument(client: Any, service: str, *, limiter_scope: tuple[str, str]) -> None:
+    events = client.meta.events
+
+    def before_call(model: Any, **_: Any) -> None:
+        stats: base.CallStats | None = getattr(_local, "stats", None)
+        if stats is not None:
+            stats.count_call(f"{service}:{model.name}")
+
+    def before_send(event_name: str, **_: Any) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        _limiter(limiter_scope, service, operation_class(operation)).acquire_blocking()
+
+    def response_received(
+        event_name: str,
+        parsed_response: dict[str, Any] | None = None,
+        response_dict: dict[str, Any] | None = None,
+        exception: BaseException | None = None,
+        **_: Any,
+    ) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        code = (parsed_response or {}).get("Error", {}).get("Code")
+        status = (response_dict or {}).get("status_code", 0)
+        limiter = _limiter(limiter_scope, service, operation_class(operation))
+        if code in THROTTLE_CODES or status == 429:
+            outcome = "throttled"
+            limiter.on_throttle()
+        elif code in CONTENTION_CODES:
+            outcome = "throttled"
+        elif exception is not None or code is not None or status >= 300:
+            outcome = "error"
+        else:
+            outcome = "ok"
+            limiter.on_success()
+        _notify(service, operation, outcome)
+
+    events.register("before-call", before_call)
+    events.register("before-send", before_send)
+    events.register("response-received", response_received)
+
+
+def _notify(service: str, operation: str, outcome: str) -> None:
+    stats: base.CallStats | None = getattr(_local, "stats", None)
+    if stats is not None:
+        stats.count_attempt(outcome)
+    for observer in list(_state.observers):
+        try:
+            observer(service, operation, outcome)
+        except Exception:  # an observer must never break a sync
+            log.exception("request observer failed")
+
+
+def error_code(exc: BaseException) -> str | None:
+    """AWS's error code of a ``ClientError``, else None."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code: str | None = exc.response.get("Error", {}).get("Code")
+        return code
+    return None
+
+
+def translate(exc: BaseException, *, what: str) -> errors.EnvSyncError:
+    """Map a botocore failure to an envsync error naming ``what`` (service call and subject).
+
+    AWS's message is kept only for access errors (it names the principal, action and resource,
+    which is what a human needs to fix IAM); other messages can echo request values.
+    """
+    if isinstance(exc, errors.EnvSyncError):
+        return exc
+    code = error_code(exc)
+    if code is not None:
+        if code in ACCESS_DENIED_CODES:
+            message = _client_error_message(exc)
+            return errors.AccessDeniedError(f"{what}: access denied ({code}): {message}")
+        if code in THROTTLE_CODES:
+            return errors.ThrottledError(f"{what}: still throttled after retries ({code})")
+        return errors.RemoteError(f"{what}: AWS refused the request ({code})")
+    if isinstance(
+        exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
+    ):
+        return errors.AccessDeniedError(
+            f"{what}: no usable AWS credentials (environment, web identity, Pod Identity, "
+            "profile or instance role)"
+        )
+    if isinstance(exc, botocore.exceptions.NoRegionError):
+        return errors.ConfigError(f"{what}: no AWS region configured")
+    if isinstance(exc, botocore.exceptions.ParamValidationError):
+        return errors.RemoteError(f"{what}: request rejected by the client's validation")
+    if isinstance(exc, botocore.exceptions.BotoCoreError):
+        return errors.RemoteError(f"{what}: {type(exc).__name__}")
+    return errors.RemoteError(f"{what}: {type(exc).__name__}")
+
+
+def _client_error_message(exc: BaseException) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        message: str = exc.response.get("Error", {}).get("Message", "")
+        return message[:300]
+    return ""
+
+
+def call(
+    client: Any,
+    stats: base.CallStats,
+    service: str,
+    operation: str,
+    subject: str,
+    **kwargs: Any,
+) -> Any:
+    """Make one AWS call attributed to ``stats``; failures become envsync errors.
+
+    The translated error remembers AWS's code (see :func:`aws_code`) so sinks can react to
+    specific codes (``ParameterAlreadyExists``, ``TooManyUpdates``) without botocore types.
+    The original exception is not chained: its text may echo request values.
+    """
+    method = getattr(client, _snake(operation))
+    with attribute_to(stats):
+        try:
+            return method(**kwargs)
+        except Exception as exc:
+            translated = translate(exc, what=f"{service}:{operation} on {subject}")
+            translated.__dict__["aws_code"] = error_code(exc)
+            raise translated from None
+
+
+def aws_code(exc: BaseException) -> str | None:
+    """The AWS error code behind an error raised by :func:`call`, if there was one."""
+    code = exc.__dict__.get("aws_code")
+    return code if isinstance(code, str) else None
+
+
+def _snake(operation: str) -> str:
+    out = []
+    for index, char in enumerate(operation):
+        if char.isupper() and index:
+            out.append("_")
+        out.append(char.lower())
+    return "".join(out)

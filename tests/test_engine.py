@@ -1,0 +1,434 @@
+"""The engine end to end against moto over HTTP: counts, call budgets, ownership, faults.
+
+AWS calls are counted twice, both with botocore's own events: the report's ``aws_calls``
+(``before-call``, one per operation) and the ``request_log`` fixture (``response-received``,
+one per HTTP attempt, through ``session.add_request_observer``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+import uuid
+from typing import Any
+
+import boto3
+import pytest
+from moto.ssm.models import ssm_backends
+
+from envsync import dotenv, engine, pools, sinks
+from faultproxy import FaultProxy, Rule
+
+ME = "ns/app"
+ACCOUNT = "123456789012"
+
+TRICKY = {
+    "MULTILINE": "line one\nline two\n  indented\n",
+    "QUOTES": "it's \"quoted\" and 'single'",
+    "BACKSLASH": "C:\\path\\to\\n not a newline \\",
+    "UNICODE": "héllo wörld ✓ 日本語 🚀",
+    "HASH": "value # not a comment",
+    "EQUALS": "a=b=c",
+    "SPACES": "  leading and trailing  ",
+    "DOLLAR": "${NOT_INTERPOLATED} $HOME",
+    "CRLF": "windows\r\nline",
+    "TAB": "tab\there",
+    "JSONISH": '{"k": [1, 2, "three"]}',
+    "AT_LIMIT": "x" * 4096,
+    "MULTIBYTE_AT_LIMIT": "é" * 2048,
+}
+
+
+def env_bytes(values: dict[str, str]) -> bytes:
+    return "".join(dotenv.format_env(k, v) + "\n" for k, v in values.items()).encode()
+
+
+def ssm_target(endpoint: str, path: str, **extra: Any) -> sinks.Target:
+    return sinks.Target("ssm", path, region="us-east-1", endpoint_url=endpoint, **extra)
+
+
+async def push(target: sinks.Target, source: Any, **extra: Any) -> engine.SyncReport:
+    request = engine.SyncRequest(
+        source=source,
+        target=target,
+        owner=extra.pop("owner", ME),
+        source_name="test.env",
+        workers=extra.pop("workers", 4),
+        **extra,
+    )
+    return await engine.sync(request)
+
+
+def remote_values(ssm_client: Any, path: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for page in ssm_client.get_paginator("get_parameters_by_path").paginate(
+        Path=path.rstrip("/"), WithDecryption=True
+    ):
+        values.update({p["Name"][len(path) :]: p["Value"] for p in page["Parameters"]})
+    return values
+
+
+def budget(n: int, changed: int) -> float:
+    return n / 10 + 1.1 * changed + 5
+
+
+async def test_create_unchanged_update_prune_with_call_budget(
+    moto_endpoint: str, unique_path: str, ssm_client: Any
+) -> None:
+    target = ssm_target(moto_endpoint, unique_path)
+    n = 120
+    values = {f"KEY_{i:03d}": f"value-{i}" for i in range(n)}
+
+    first = await push(target, env_bytes(values))
+    assert (first.created, first.updated, first.unchanged, first.failed) == (n, 0, 0, 0)
+    assert first.total_calls <= budget(n, n)
+    assert remote_values(ssm_client, unique_path) == values
+
+    again = await push(target, env_bytes(values))
+    assert (again.created, again.updated, again.unchanged) == (0, 0, n)
+    assert set(again.aws_calls) == {"ssm:GetParameters"}  # an unchanged re-push only reads
+    assert again.aws_calls["ssm:GetParameters"] == math.ceil(n / 10)
+
+    changed = dict(values, KEY_000="new-0", KEY_001="new-1")
+    third = await push(target, env_bytes(changed))
+    assert (third.updated, third.unchanged) == (2, n - 2)
+    assert third.aws_calls["ssm:PutParameter"] == 2
+    assert third.total_calls <= budget(n, 2)
+
+    kept = {k: v for k, v in changed.items() if k < "KEY_090"}
+    fourth = await push(target, env_bytes(kept), prune=True)
+    assert (fourth.deleted, fourth.unchanged, fourth.created) == (30, 90, 0)
+    assert fourth.aws_calls["ssm:DeleteParameters"] == 3
+    assert remote_values(ssm_client, unique_path) == kept
+    assert fourth.ok
+
+
+async def test_foreign_and_unowned_parameters_are_left_alone(
+    moto_endpoint: str, unique_path: str, ssm_client: Any, seed_parameters: Any
+) -> None:
+    seed_parameters(
+        {unique_path + "THEIRS": "t", unique_path + "THEIRS_EXTRA": "te"}, owner="other/app"
+    )
+    seed_parameters({unique_path + "HUMAN": "h", unique_path + "HUMAN_EXTRA": "he"})
+    target = ssm_target(moto_endpoint, unique_path)
+    source = env_bytes({"THEIRS": "mine", "HUMAN": "mine", "NEW": "n"})
+    report = await push(target, source, prune=True)
+    assert report.created == 1
+    assert report.conflicts == 2
+    assert report.deleted == 0
+    assert {i.key for i in report.conflict_keys} == {"THEIRS", "HUMAN"}
+    assert not report.ok
+    assert remote_values(ssm_client, unique_path) == {
+        "THEIRS": "t",
+        "THEIRS_EXTRA": "te",
+        "HUMAN": "h",
+        "HUMAN_EXTRA": "he",
+        "NEW": "n",
+    }
+
+    adopted = await push(target, source, prune=True, adopt=True)
+    assert adopted.updated == 2
+    assert adopted.deleted == 0  # adopt takes over named keys; prune still spares others
+    assert remote_values(ssm_client, unique_path)["HUMAN"] == "mine"
+    tags = ssm_client.list_tags_for_resource(
+        ResourceType="Parameter", ResourceId=unique_path + "HUMAN"
+    )["TagList"]
+    assert {"Key": "envsync.dev/owner", "Value": ME} in tags
+
+
+async def test_dry_run_changes_nothing(
+    moto_endpoint: str,
+    unique_path: str,
+    ssm_client: Any,
+    seed_parameters: Any,
+    request_log: list[Any],
+) -> None:
+    seed_parameters({unique_path + "OLD": "o", unique_path + "SAME": "s"}, owner=ME)
+    target = ssm_target(moto_endpoint, unique_path)
+    report = await push(target, env_bytes({"SAME": "s", "NEW": "n"}), prune=True, dry_run=True)
+    assert (report.created, report.deleted, report.unchanged) == (1, 1, 1)
+    assert report.dry_run
+    assert remote_values(ssm_client, unique_path) == {"OLD": "o", "SAME": "s"}
+    writes = {"PutParameter", "DeleteParameters", "AddTagsToResource"}
+    assert not [op for _, op, _ in request_log if op in writes]
+
+
+async def test_update_policy_if_not_exists(
+    moto_endpoint: str, unique_path: str, ssm_client: Any, seed_parameters: Any
+) -> None:
+    seed_parameters({unique_path + "A": "remote"}, owner=ME)
+    report = await push(
+        ssm_target(moto_endpoint, unique_path),
+        env_bytes({"A": "file", "B": "b"}),
+        update_policy="IfNotExists",
+    )
+    assert (report.created, report.updated, report.unchanged) == (1, 0, 1)
+    assert remote_values(ssm_client, unique_path) == {"A": "remote", "B": "b"}
+
+
+@pytest.mark.parametrize(
+    "make_target",
+    [
+        lambda ep, p: ssm_target(ep, p),
+        lambda ep, p: ssm_target(ep, p, parameter_type="String", tier="Intelligent-Tiering"),
+        lambda ep, p: sinks.Target(
+            "secretsmanager", p.strip("/") + "/", region="us-east-1", endpoint_url=ep
+        ),
+        lambda ep, p: sinks.Target(
+            "secretsmanager",
+            p.strip("/") + "/doc",
+            region="us-east-1",
+            endpoint_url=ep,
+            mode="json",
+        ),
+    ],
+    ids=["ssm", "ssm-string-intelligent", "secrets-per-key", "secrets-json"],
+)
+async def test_push_pull_parse_round_trip(
+    moto_endpoint: str, unique_path: str, make_target: Any
+) -> None:
+    target = make_target(moto_endpoint, unique_path)
+    report = await push(target, io.BytesIO(env_bytes(TRICKY)))
+    assert report.failed == 0
+    assert report.skipped == 0
+    assert report.created == len(TRICKY)
+    out = io.StringIO()
+    result = await engine.pull(target, out)
+    assert result.written == len(TRICKY)
+    pulled = {v.key: v.value for v in dotenv.parse(out.getvalue())}
+    assert pulled == TRICKY
+    again = await push(target, env_bytes(pulled))
+    assert again.unchanged == len(TRICKY)
+
+
+async def test_unstorable_values_are_skipped_with_reasons_never_truncated(
+    moto_endpoint: str, unique_path: str, ssm_client: Any
+) -> None:
+    source = (
+        b'OK=1\nBARE\nEMPTY=\nBIG="'
+        + b"x" * 4097
+        + b'"\nMULTIBYTE="'
+        + "é".encode() * 2049
+        + b'"\n'
+    )
+    report = await push(ssm_target(moto_endpoint, unique_path), source)
+    skips = {i.key: i.reason for i in report.skips}
+    assert set(skips) == {"BARE", "EMPTY", "BIG", "MULTIBYTE"}
+    assert "never pushed" in skips["BARE"]
+    assert "empty" in skips["EMPTY"]
+    assert "4097 bytes" in skips["BIG"]
+    assert "4098 bytes" in skips["MULTIBYTE"]
+    assert remote_values(ssm_client, unique_path) == {"OK": "1"}
+    assert report.ok
+
+
+async def test_parse_errors_abort_before_any_call(
+    moto_endpoint: str, unique_path: str, request_log: list[Any]
+) -> None:
+    source = b'A=1\nthis line is broken\nB="unterminated\n'
+    report = await push(ssm_target(moto_endpoint, unique_path), source)
+    assert report.aborted
+    assert report.parse_error_count >= 1
+    assert report.parse_errors[0].line == 2
+    assert report.aws_calls == {}
+    assert request_log == []
+    assert report.source_hash == hashlib.sha256(source).hexdigest()
+
+
+async def test_parse_errors_skipped_suspend_prune(
+    moto_endpoint: str, unique_path: str, ssm_client: Any, seed_parameters: Any
+) -> None:
+    seed_parameters({unique_path + "BROKEN": "keep-me"}, owner=ME)
+    report = await push(
+        ssm_target(moto_endpoint, unique_path),
+        b"A=1\nBROKEN is not valid\n",
+        on_parse_error="Skip",
+        prune=True,
+    )
+    assert report.created == 1
+    assert report.parse_error_count == 1
+    assert report.deleted == 0
+    assert engine.PRUNE_SUSPENDED in report.notes
+    assert remote_values(ssm_client, unique_path) == {"A": "1", "BROKEN": "keep-me"}
+
+
+async def test_secrets_manager_per_key_counts_and_prune(
+    moto_endpoint: str, secrets_client: Any
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}/"
+    target = sinks.Target("secretsmanager", prefix, region="us-east-1", endpoint_url=moto_endpoint)
+    secrets_client.create_secret(Name=prefix + "HUMAN", SecretString="h")
+    first = await push(target, env_bytes({"A": "1", "B": "2", "C": "3"}))
+    assert first.created == 3
+    again = await push(target, env_bytes({"A": "1", "B": "two"}), prune=True)
+    assert (again.updated, again.unchanged, again.deleted) == (1, 1, 1)
+    assert set(again.aws_calls) == {
+        "secretsmanager:ListSecrets",
+        "secretsmanager:BatchGetSecretValue",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:DeleteSecret",
+    }
+    assert secrets_client.get_secret_value(SecretId=prefix + "HUMAN")["SecretString"] == "h"
+
+
+async def test_secrets_manager_json_is_one_write_and_refuses_over_64kb(
+    moto_endpoint: str, secrets_client: Any
+) -> None:
+    name = f"t{uuid.uuid4().hex[:8]}/doc"
+    target = sinks.Target(
+        "secretsmanager", name, region="us-east-1", endpoint_url=moto_endpoint, mode="json"
+    )
+    values = {f"K{i}": f"v{i}" for i in range(100)}
+    first = await push(target, env_bytes(values))
+    assert first.created == 100
+    assert first.aws_calls.get("secretsmanager:CreateSecret") == 1
+    changed = dict(values, K1="x", K2="y")
+    second = await push(target, env_bytes(changed))
+    assert (second.updated, second.unchanged) == (2, 98)
+    assert second.aws_calls.get("secretsmanager:PutSecretValue") == 1
+    too_big = dict(changed, **{f"HUGE{i}": "sentinel-" * 800 for i in range(10)})
+    third = await push(target, env_bytes(too_big))
+    assert third.failed == 10
+    assert "65536-byte limit" in third.failures[0].reason
+    assert "sentinel" not in json.dumps(third.as_dict())
+    stored = json.loads(secrets_client.get_secret_value(SecretId=name)["SecretString"])
+    assert stored == changed
+
+    foreign = await engine.delete_owned(target, "someone/else")
+    assert foreign.deleted == 0
+    assert foreign.conflicts == 1
+    gone = await engine.delete_owned(target, ME)
+    assert gone.deleted == 100
+    assert "DeletedDate" in secrets_client.describe_secret(SecretId=name)
+
+
+async def test_pagination_over_thousands_of_parameters(
+    moto_endpoint: str, unique_path: str
+) -> None:
+    n = 2000
+    region = "us-west-2"  # moto filters by scanning the whole region: keep it to this test
+    backend = ssm_backends[ACCOUNT][region]  # arrange quickly, in moto's own backend
+    for i in range(n):
+        backend.put_parameter(
+            name=f"{unique_path}K{i:04d}",
+            description="",
+            value=f"v{i}",
+            parameter_type="SecureString",
+            allowed_pattern="",
+            keyid="alias/aws/ssm",
+            overwrite=False,
+            tags=[{"Key": "envsync.dev/owner", "Value": ME}],
+            data_type="text",
+            tier=None,
+            policies=None,
+        )
+    keep = {f"K{i:04d}": f"v{i}" for i in range(n) if i % 20}
+    keep["K0001"] = "changed"
+    target = sinks.Target("ssm", unique_path, region=region, endpoint_url=moto_endpoint)
+    report = await push(target, env_bytes(keep), prune=True, workers=8)
+    assert (report.updated, report.unchanged, report.deleted) == (1, len(keep) - 1, n // 20)
+    assert report.aws_calls["ssm:GetParametersByPath"] >= n // 10
+    assert report.aws_calls["ssm:DeleteParameters"] == math.ceil((n // 20) / 10)
+    names = [name for name in backend._parameters if name.startswith(unique_path)]
+    assert sorted(names) == sorted(unique_path + key for key in keep)
+    client = boto3.client("ssm", region_name=region, endpoint_url=moto_endpoint)
+    got = client.get_parameter(Name=unique_path + "K0001", WithDecryption=True)["Parameter"]
+    assert got["Value"] == "changed"
+
+
+async def test_throttling_and_faults_converge_and_lose_nothing(
+    moto_endpoint: str, unique_path: str
+) -> None:
+    rules = [
+        Rule("throttle", "PutParameter", every=5, limit=6),
+        Rule("too_many_updates", "PutParameter", every=7, limit=4),
+        Rule("unavailable", "GetParameters", every=3, limit=3),
+        Rule("reset", "PutParameter", every=11, limit=3),
+        Rule("reset_after", "PutParameter", every=13, limit=3),
+        Rule("throttle", "DescribeParameters", limit=1),
+    ]
+    values = {f"K{i:02d}": f"v{i}" for i in range(40)}
+    with FaultProxy(moto_endpoint, rules) as proxy:
+        target = sinks.Target("ssm", unique_path, region="ap-northeast-1", endpoint_url=proxy.url)
+        first = await push(target, env_bytes(values), workers=6)
+        changed = {k: v + "-2" for k, v in values.items()}
+        second = await push(target, env_bytes(changed), workers=6)
+    assert proxy.faults["throttle"] > 0
+    assert proxy.faults["reset_after"] == 3
+    assert first.throttled > 0
+    assert first.ok, first.failures
+    assert second.ok, second.failures
+    assert second.updated == 40
+    direct = sinks.Target("ssm", unique_path, region="ap-northeast-1", endpoint_url=moto_endpoint)
+    out = io.StringIO()
+    await engine.pull(direct, out)
+    assert {v.key: v.value for v in dotenv.parse(out.getvalue())} == changed
+
+
+async def test_access_denied_stops_new_writes(moto_endpoint: str, unique_path: str) -> None:
+    values = {f"K{i:02d}": "v" for i in range(40)}
+    with FaultProxy(moto_endpoint, [Rule("denied", "PutParameter")]) as proxy:
+        target = sinks.Target("ssm", unique_path, region="eu-north-1", endpoint_url=proxy.url)
+        report = await push(target, env_bytes(values), workers=2)
+    assert report.failed == 40
+    assert proxy.requests["PutParameter"] < 10  # not one denied call per key
+    assert any("access denied" in f.reason for f in report.failures)
+    assert any("not attempted" in f.reason for f in report.failures)
+
+
+async def test_values_never_leak(
+    moto_endpoint: str, unique_path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    sentinel = "SENTINEL-8c1f"
+    source = (
+        f"GOOD={sentinel}-good\nBIG={sentinel}{'x' * 5000}\nEMPTY=\n"
+        f"bad key={sentinel}-bad\nBROKEN {sentinel}\n"
+    ).encode()
+    caplog.set_level(logging.DEBUG, logger="envsync")
+    with FaultProxy(moto_endpoint, [Rule("denied", "PutParameter")]) as proxy:
+        target = sinks.Target("ssm", unique_path, region="eu-south-1", endpoint_url=proxy.url)
+        report = await push(target, source, on_parse_error="Skip")
+        lines, diff_report = await engine.diff(
+            engine.SyncRequest(source=source, target=target, owner=ME, on_parse_error="Skip")
+        )
+    assert report.failed == 1
+    text = json.dumps(report.as_dict()) + json.dumps(diff_report.as_dict()) + repr(report)
+    assert sentinel not in text
+    assert sentinel not in caplog.text
+    assert any(line.local and sentinel in line.local for line in lines)  # diff holds them
+
+
+async def test_pool_manager_figures_and_callbacks(moto_endpoint: str, unique_path: str) -> None:
+    seen: list[tuple[str, str]] = []
+    planned: list[int] = []
+    config = pools.PoolConfig(memory_threshold=0)  # the test process's RSS is not the point
+    async with pools.PoolManager(config) as manager:
+        request = engine.SyncRequest(
+            source=iter([b"A=1\n", b"B=2\n"]),
+            owner=ME,
+            target=ssm_target(moto_endpoint, unique_path),
+        )
+        report = await engine.sync(
+            request,
+            pools=manager,
+            on_action=lambda k, a: seen.append((k, a)),
+            on_plan=planned.append,
+        )
+    assert sorted(seen) == [("A", "create"), ("B", "create")]
+    assert planned == [2]
+    assert set(report.pool_stats) >= {"string", "byte", "map"}
+    assert report.memory["rss_bytes"] > 0
+    assert report.source_hash == hashlib.sha256(b"A=1\nB=2\n").hexdigest()
+
+
+async def test_delete_owned_removes_only_ours(
+    moto_endpoint: str, unique_path: str, ssm_client: Any, seed_parameters: Any
+) -> None:
+    seed_parameters({unique_path + "MINE1": "1", unique_path + "MINE2": "2"}, owner=ME)
+    seed_parameters({unique_path + "THEIRS": "t"}, owner="other/x")
+    report = await engine.delete_owned(ssm_target(moto_endpoint, unique_path), ME)
+    assert report.deleted == 2
+    assert remote_values(ssm_client, unique_path) == {"THEIRS": "t"}

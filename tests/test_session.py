@@ -1,0 +1,158 @@
+"""Shared clients, credentials, retries, the shared limiter and request observers, over HTTP."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from envsync import batching, errors, sinks
+from envsync.sinks import session
+from faultproxy import FaultProxy, Rule
+
+ROLE = "arn:aws:iam::123456789012:role/envsync-test"
+
+
+@pytest.fixture
+def few_attempts() -> Iterator[None]:
+    """Fewer botocore attempts for tests that exhaust retries (clients made meanwhile keep it)."""
+    before = session.settings()
+    session.configure(max_attempts=2)
+    try:
+        yield
+    finally:
+        session.configure(before)
+
+
+def test_clients_are_shared_per_identity_region_service_endpoint(moto_endpoint: str) -> None:
+    first = session.get_client("ssm", region="us-east-1", endpoint_url=moto_endpoint)
+    assert session.get_client("ssm", region="us-east-1", endpoint_url=moto_endpoint) is first
+    assert session.get_client("ssm", region="eu-west-1", endpoint_url=moto_endpoint) is not first
+    static = sinks.Credentials(access_key_id="AKIDEXAMPLE", secret_access_key="s3cr3t")
+    other = session.get_client(
+        "ssm", region="us-east-1", credentials=static, endpoint_url=moto_endpoint
+    )
+    assert other is not first
+    bigger = session.get_client("ssm", region="us-east-1", endpoint_url=moto_endpoint, workers=64)
+    assert bigger is not first
+    assert bigger.meta.config.max_pool_connections == 64
+    assert bigger.meta.config.retries["mode"] == "standard"
+
+
+def test_assumed_role_is_used_and_cached(moto_endpoint: str) -> None:
+    creds = sinks.Credentials(role_arn=ROLE, external_id="ext-1", sts_endpoint_url=moto_endpoint)
+    sts = session.get_client(
+        "sts", region="us-east-1", credentials=creds, endpoint_url=moto_endpoint
+    )
+    identity = sts.get_caller_identity()
+    assert identity["Arn"].startswith("arn:aws:sts::123456789012:assumed-role/envsync-test/envsync")
+    ssm = session.get_client(
+        "ssm", region="us-east-1", credentials=creds, endpoint_url=moto_endpoint
+    )
+    assert ssm is not sts
+    key_a = sts._request_signer._credentials.get_frozen_credentials().access_key
+    key_b = ssm._request_signer._credentials.get_frozen_credentials().access_key
+    assert key_a == key_b  # one AssumeRole per (role, external id, region), shared
+
+
+def test_credentials_never_show_secrets() -> None:
+    creds = sinks.Credentials(access_key_id="AKID", secret_access_key="s3cr3t", session_token="tok")
+    assert "s3cr3t" not in repr(creds)
+    assert "tok" not in repr(creds)
+    assert "s3cr3t" not in creds.identity()
+    assert sinks.Credentials(role_arn=ROLE).account() == "123456789012"
+
+
+def test_half_static_credentials_are_a_config_error() -> None:
+    with pytest.raises(errors.ConfigError, match="both"):
+        session.get_client(
+            "ssm", region="us-east-1", credentials=sinks.Credentials(access_key_id="AKID")
+        )
+
+
+def test_no_region_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    with pytest.raises(errors.ConfigError, match="region"):
+        session.get_client("ssm", region=None)
+
+
+def test_observers_see_every_attempt_and_the_limiter_backs_off(
+    moto_endpoint: str, unique_path: str, request_log: list[Any]
+) -> None:
+    rules = [
+        Rule("throttle", "PutParameter", every=2, limit=3),
+        Rule("unavailable", "GetParameters", limit=1),
+    ]
+    with FaultProxy(moto_endpoint, rules) as proxy:
+        target = sinks.Target("ssm", unique_path, region="ca-central-1", endpoint_url=proxy.url)
+        sink = sinks.open_sink(target, owner="o/x")
+        for i in range(5):
+            sink.create(f"K{i}", "v")
+        assert len(sink.fetch([f"K{i}" for i in range(5)])) == 5
+    puts = [outcome for _, op, outcome in request_log if op == "PutParameter"]
+    assert puts.count("throttled") == 3
+    assert puts.count("ok") == 5
+    assert [o for _, op, o in request_log if op == "GetParameters"] == ["error", "ok"]
+    assert sink.stats.throttled == 3
+    assert sink.stats.calls()["ssm:PutParameter"] == 5  # operations, not attempts
+    limiter = dict(batching.registry().items())[("chain", "ca-central-1", "ssm:write")]
+    assert limiter.decreases >= 1
+    assert limiter.throttles == 3
+
+
+def test_exhausted_throttling_and_denial_map_to_envsync_errors(
+    moto_endpoint: str, unique_path: str, few_attempts: None
+) -> None:
+    rules = [Rule("throttle", "PutParameter"), Rule("denied", "GetParameters")]
+    with FaultProxy(moto_endpoint, rules) as proxy:
+        target = sinks.Target("ssm", unique_path, region="sa-east-1", endpoint_url=proxy.url)
+        sink = sinks.open_sink(target, owner="o/x")
+        with pytest.raises(errors.ThrottledError) as throttled:
+            sink.create("K", "sentinel-value")
+        with pytest.raises(errors.AccessDeniedError, match="not authorized") as denied:
+            sink.fetch(["K"])
+    assert proxy.requests["PutParameter"] == 2
+    assert proxy.requests["GetParameters"] == 1  # access errors are not retried
+    assert "sentinel-value" not in str(throttled.value)
+    assert throttled.value.__cause__ is None
+    assert not denied.value.retryable
+
+
+def test_connection_resets_are_retried(
+    moto_endpoint: str, unique_path: str, ssm_client: Any
+) -> None:
+    with FaultProxy(moto_endpoint, [Rule("reset", "PutParameter", every=2, limit=2)]) as proxy:
+        target = sinks.Target("ssm", unique_path, region="us-east-1", endpoint_url=proxy.url)
+        sink = sinks.open_sink(target, owner="o/x")
+        for i in range(4):
+            sink.create(f"K{i}", f"v{i}")
+    assert proxy.faults["reset"] == 2
+    names = [f"{unique_path}K{i}" for i in range(4)]
+    assert len(ssm_client.get_parameters(Names=names)["Parameters"]) == 4
+
+
+def test_name_lock_serializes_one_name() -> None:
+    inside = 0
+    peak = 0
+    guard = threading.Lock()
+
+    def work() -> None:
+        nonlocal inside, peak
+        with session.name_lock("ssm:/x/A"):
+            with guard:
+                inside += 1
+                peak = max(peak, inside)
+            time.sleep(0.01)
+            with guard:
+                inside -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak == 1
