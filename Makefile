@@ -19,5 +19,8 @@ pytest:
 bench:
 	$(PYTHON) bench/run.py
 
+demo:  ## the operator against local Kubernetes and AWS emulators (kmock, moto): no cluster, no account
+	[ -x .venv/bin/envsync ] || { python3 -m venv .venv && .venv/bin/python -m pip install -q -e '.[test]'; } && .venv/bin/envsync demo
+
 clean:
 	rm -rf build dist .mypy_cache .ruff_cache bench/.data

@@ -16,7 +16,12 @@ import envsync
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
-COMMAND_MODULES: tuple[str, ...] = ("envsync.cli.lintcmd",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "envsync.cli.lintcmd",
+    "envsync.cli.awscmd",
+    "envsync.cli.crdcmd",
+    "envsync.cli.operatorcmd",
+)
 """Sub-command modules, in the order their commands appear in ``--help``."""
 
 

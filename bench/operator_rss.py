@@ -1,0 +1,154 @@
+"""Operator memory and reaction time: RSS idle and with N EnvSyncs; ConfigMap edit → AWS write.
+
+The operator runs in a child process of its own (as in a pod), so its RSS is not mixed with the
+emulators': kmock's Kubernetes emulator and moto's AWS run in this process. Steps:
+
+1. start the operator with no EnvSync and let it settle: idle RSS;
+2. create N ConfigMaps (``--keys`` variables each) and N EnvSyncs, wait until every one is Ready:
+   RSS under load, its peak (VmHWM), and the time to converge;
+3. edit ``--edits`` ConfigMaps one at a time and time each edit until the new value is in SSM.
+
+moto has no quotas, so the operator's AWS rate ceilings are lifted in the child (a real account
+paces SSM writes at a few per second, which would make step 2 measure AWS, not the operator).
+
+    python bench/operator_rss.py            # 100 EnvSyncs
+    python bench/operator_rss.py --quick    # 10 EnvSyncs
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import boto3
+import psutil
+
+from envsync.cli import sandbox
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+CHILD = """
+from envsync.sinks import session
+session.configure(ssm_write=5000.0, ssm_read=5000.0, ssm_meta=5000.0)
+from envsync import settings
+from envsync.cli import operatorcmd
+operatorcmd.run_operator(settings.load_settings())
+"""
+
+
+def rss_mib(process: psutil.Process) -> tuple[float, float]:
+    """(RSS now, peak RSS) of a process in MiB; the peak from /proc (VmHWM) where available."""
+    rss = process.memory_info().rss / 2**20
+    peak = rss
+    status = pathlib.Path(f"/proc/{process.pid}/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) / 1024
+    return rss, peak
+
+
+def ready_count(client: sandbox.KubeClient, namespace: str) -> int:
+    items = client.list(sandbox.resource_path("envsync.dev/v1alpha1", "envsyncs", namespace))
+    count = 0
+    for obj in items:
+        conds = (obj.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
+            count += 1
+    return count
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=100, help="EnvSyncs to create")
+    parser.add_argument("--keys", type=int, default=20, help="variables per .env")
+    parser.add_argument("--edits", type=int, default=20, help="ConfigMap edits to time")
+    parser.add_argument("--quick", action="store_true", help="10 EnvSyncs, 5 edits")
+    args = parser.parse_args()
+    if args.quick:
+        args.count, args.edits = 10, 5
+    namespace = "bench"
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="envsync-bench-"))
+    with sandbox.KubernetesServer() as kube, sandbox.AwsServer() as aws:
+        client = sandbox.KubeClient(kube.url)
+        client.create(sandbox.load_manifests(ROOT / "crds")[0])
+        env = {
+            **os.environ, **aws.environment(),
+            "KUBECONFIG": str(kube.write_kubeconfig(workdir / "kubeconfig")),
+            "ENVSYNC_METRICS_PORT": "0", "ENVSYNC_LIVENESS_PORT": "0",
+            "ENVSYNC_LOG_LEVEL": "WARNING", "ENVSYNC_LOG_FORMAT": "plain",
+        }  # fmt: skip
+        ssm: Any = boto3.client(
+            "ssm", endpoint_url=aws.url, region_name="us-east-1",
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )  # fmt: skip
+        with (workdir / "operator.log").open("w") as log:
+            child = subprocess.Popen([sys.executable, "-c", CHILD], env=env, stdout=log, stderr=log)
+            try:
+                proc = psutil.Process(child.pid)
+                time.sleep(8)  # imports, login, first (empty) listings
+                idle, _ = rss_mib(proc)
+
+                started = time.monotonic()
+                for i in range(args.count):
+                    text = "".join(f"KEY_{k}=value-{i}-{k}\n" for k in range(args.keys))
+                    client.create({"apiVersion": "v1", "kind": "ConfigMap",
+                                   "metadata": {"name": f"env-{i}", "namespace": namespace},
+                                   "data": {".env": text}})  # fmt: skip
+                    client.create({
+                        "apiVersion": "envsync.dev/v1alpha1", "kind": "EnvSync",
+                        "metadata": {"name": f"app-{i}", "namespace": namespace},
+                        "spec": {"source": {"configMapRef": {"name": f"env-{i}"}},
+                                 "target": {"provider": "ssm", "path": f"/{namespace}/app-{i}/",
+                                            "parameterType": "String"}},
+                    })  # fmt: skip
+                while ready_count(client, namespace) < args.count:
+                    if time.monotonic() - started > 600 or child.poll() is not None:
+                        print(f"gave up; see {workdir / 'operator.log'}")
+                        return 1
+                    time.sleep(0.5)
+                converged = time.monotonic() - started
+                loaded, peak = rss_mib(proc)
+                time.sleep(5)
+                settled, _ = rss_mib(proc)
+
+                latencies = []
+                for i in range(args.edits):
+                    name = f"/{namespace}/app-{i}/KEY_0"
+                    text = f"KEY_0=edited-{i}\n" + "".join(
+                        f"KEY_{k}=value-{i}-{k}\n" for k in range(1, args.keys)
+                    )
+                    path = sandbox.resource_path("v1", "configmaps", namespace, f"env-{i}")
+                    edited = time.monotonic()
+                    client.patch(path, {"data": {".env": text}})
+                    while ssm.get_parameter(Name=name)["Parameter"]["Value"] != f"edited-{i}":
+                        time.sleep(0.005)
+                    latencies.append(time.monotonic() - edited)
+            finally:
+                child.terminate()
+                child.wait(timeout=30)
+    print("| measure | value |\n|---|---|")
+    print(f"| operator RSS, idle (no EnvSync) | {idle:.1f} MiB |")
+    print(
+        f"| operator RSS, {args.count} EnvSyncs Ready ({args.keys} keys each) | {loaded:.1f} MiB |"
+    )
+    print(f"| operator RSS, 5 s later | {settled:.1f} MiB |")
+    print(f"| operator peak RSS (VmHWM) | {peak:.1f} MiB |")
+    keys = args.count * args.keys
+    print(f"| time to converge {args.count} EnvSyncs ({keys} keys) | {converged:.1f} s |")
+    print(
+        f"| ConfigMap edit → value in SSM, {len(latencies)} edits | "
+        f"median {statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms |"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

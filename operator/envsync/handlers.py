@@ -1,0 +1,1008 @@
+"""kopf wiring: the only module that imports kopf, and the operator's one level-triggered pass.
+
+Every EnvSync is handled by one function, :meth:`Runtime.reconcile` (a *pass*): it looks at the
+spec, the source and the recorded status as they are now and decides, whatever woke it. A pass
+runs inside the EnvSync's own event handler (:func:`envsync_changed`), so kopf applies its status
+patch and never runs two passes of one object at once. A pass is wanted when:
+
+* the object is seen for the first time (creation, or operator resume) or its generation moves;
+* a ConfigMap/Secret it reads changes or appears — they are watched, and an index maps each
+  (namespace, kind, name) to the EnvSyncs that read it (:func:`envsync_sources`; names only,
+  never values), so a change reaches AWS within a second, not at the next refresh;
+* the drift check (``refreshInterval``, jittered) or a retry after a failure (backoff) is due.
+
+The last two ask for a pass by annotating the EnvSync (:data:`REQUEST_ANNOTATION`), which makes
+kopf deliver an event. kopf timers would have been the obvious host for a loop, but kopf puts a
+finalizer on every object a timer serves, and EnvSync promises a finalizer only with
+``deletionPolicy: Delete`` (:func:`envsync_deleted` is the one handler that needs it).
+
+A pass reads the source and compares its hash and the spec generation with the status: unchanged
+means zero AWS calls. Otherwise it runs :func:`envsync.engine.sync` inside the process-wide
+:class:`envsync.pools.PoolManager` slot (global concurrency and memory budget) with the pools and
+tuning of the spec, and turns the report into a status patch (:mod:`envsync.status`), events on
+transitions only, and metrics (:mod:`envsync.metrics`). Failures are states, not crashes: each
+error class maps to a condition and a retry policy.
+
+The kopf handlers are thin — a guard and one call. The kopf-free parts (spec translation, the
+Kubernetes client, the retry and drift arithmetic) are plain functions and classes, tested
+without an operator running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import datetime
+import hashlib
+import json
+import logging
+import random
+import traceback
+import types
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any, Final
+
+import aiohttp
+import kopf
+import pydantic
+
+from envsync import api, engine, errors, metrics, pools, sinks, status
+from envsync import settings as settings_module
+
+__all__ = [
+    "FINALIZER",
+    "REQUEST_ANNOTATION",
+    "KubeClient",
+    "Runtime",
+    "Tracker",
+    "backoff",
+    "credentials_for",
+    "drift_due_in",
+    "owner_id",
+    "parse_spec",
+    "pool_config",
+    "run",
+    "sync_request",
+    "target_for",
+]
+
+log = logging.getLogger(__name__)
+
+GROUP: Final = api.API_GROUP
+VERSION: Final = api.API_VERSION
+PLURAL: Final = api.PLURAL
+FINALIZER: Final = f"{GROUP}/finalizer"
+"""Added by kopf only to EnvSyncs with ``deletionPolicy: Delete`` (the one handler needing it)."""
+
+REQUEST_ANNOTATION: Final = f"{GROUP}/sync-requested"
+"""Set by the operator to ask itself for a pass (source changed, drift check or retry due);
+the value says why and when. Writing it is what makes kopf deliver an event to the handler."""
+RETRY_FIRST: Final = 2.0
+"""Seconds before the first retry of a failed sync; doubles per failure (jittered)."""
+RETRY_MAX: Final = 300.0
+"""Longest wait between retries: a stalled EnvSync costs at most one attempt per 5 minutes."""
+MEMORY_WAIT: Final = 30.0
+"""Seconds a sync waits for memory to fall under a threshold before reporting MemoryPressure."""
+
+Key = tuple[str, str]
+
+
+# ------------------------------------------------------------------------ spec → engine request
+
+
+def owner_id(namespace: str, name: str) -> str:
+    """The owner marker on what an EnvSync creates in AWS; unique per object in the cluster."""
+    return f"{namespace}/{name}"
+
+
+def parse_spec(spec: Mapping[str, Any]) -> api.EnvSyncSpec:
+    """The spec as the models read it; the API server's schema is not trusted to be installed."""
+    try:
+        return api.EnvSyncSpec.model_validate(dict(spec))
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            if err["loc"]
+            else err["msg"]
+            for err in exc.errors(include_input=False, include_url=False)
+        )
+        raise errors.ConfigError(problems) from None
+
+
+def target_for(spec: api.EnvSyncSpec, settings: settings_module.Settings) -> sinks.Target:
+    target = spec.target
+    return sinks.Target(
+        provider=target.provider,
+        path=target.path,
+        region=target.region or settings.default_region,
+        parameter_type=target.parameter_type,
+        kms_key_id=target.kms_key_id,
+        tier=target.tier,
+        tags=dict(target.tags),
+        mode=target.mode,
+        endpoint_url=target.endpoint_url,
+    )
+
+
+def pool_config(spec: api.EnvSyncSpec) -> pools.PoolConfig:
+    """The spec's ``memory`` section as the EnvSync's own pools take it."""
+    return pools.PoolConfig(**spec.memory_or_default.pool_config_fields())
+
+
+def sync_request(
+    spec: api.EnvSyncSpec,
+    source: bytes,
+    *,
+    namespace: str,
+    name: str,
+    source_name: str,
+    settings: settings_module.Settings,
+    credentials: sinks.Credentials | None,
+) -> engine.SyncRequest:
+    """The engine request for a spec: its policy, tuning and target, the object as owner."""
+    policy = spec.sync_policy
+    performance = spec.performance_or_default
+    return engine.SyncRequest(
+        source=source,
+        source_name=source_name,
+        target=target_for(spec, settings),
+        owner=owner_id(namespace, name),
+        credentials=credentials,
+        prune=policy.prune,
+        update_policy=policy.update_policy,
+        dry_run=policy.dry_run,
+        on_parse_error=policy.on_parse_error,
+        batch_size=performance.batch_size,
+        workers=performance.worker_count,
+        buffer_size=performance.buffer_size,
+        max_line_size=performance.max_line_size,
+    )
+
+
+def source_name(namespace: str, spec: api.EnvSyncSpec) -> str:
+    """How messages name the source: ``ns/ConfigMap/name[key]``."""
+    ref = spec.source.ref
+    return f"{namespace}/{spec.source.kind}/{ref.name}[{ref.key}]"
+
+
+def guard_tenancy(
+    namespace: str, spec: api.EnvSyncSpec, settings: settings_module.Settings
+) -> None:
+    """Refuse paths and roles the cluster admin did not allow this namespace."""
+    if not settings.path_allowed(namespace, spec.target.path):
+        allowed = ", ".join(settings.path_prefixes(namespace))
+        raise PolicyError(
+            status.Reason.PATH_NOT_ALLOWED,
+            f"spec.target.path {spec.target.path!r} is outside the prefixes allowed in "
+            f"namespace {namespace!r}: {allowed}",
+        )
+    role = spec.auth.role_arn if spec.auth else None
+    if role and not settings.role_allowed(namespace, role):
+        raise PolicyError(
+            status.Reason.ROLE_NOT_ALLOWED,
+            f"spec.auth.roleArn {role!r} is not allowed in namespace {namespace!r}",
+        )
+
+
+class PolicyError(errors.ConfigError):
+    """The spec asks for something the operator's settings forbid; carries its status reason."""
+
+    def __init__(self, reason: status.Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# ------------------------------------------------------------------------------ timing
+
+
+def backoff(failures: int, *, first: float = RETRY_FIRST, limit: float = RETRY_MAX) -> float:
+    """Seconds before retry number ``failures`` (1-based): doubling, capped, jittered."""
+    ceiling = min(limit, first * 2 ** max(failures - 1, 0))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def drift_due_in(
+    last_sync: str | None, interval: float, now: datetime.datetime, *, jitter: float = 0.0
+) -> float | None:
+    """Seconds until the next drift check (<= 0: due now); None when periodic checks are off."""
+    if interval <= 0:
+        return None
+    if not last_sync:
+        return 0.0
+    try:
+        then = datetime.datetime.fromisoformat(last_sync.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return interval * (1.0 + jitter) - (now - then).total_seconds()
+
+
+def _settled(previous: Mapping[str, Any], generation: int, digest: str) -> bool:
+    """Whether the status already describes this generation and this source, successfully."""
+    if previous.get("observedGeneration") != generation or previous.get("sourceHash") != digest:
+        return False
+    ready = _ready(previous)
+    return ready.get("status") == "True" and ready.get("observedGeneration") == generation
+
+
+def _ready(previous: Mapping[str, Any]) -> Mapping[str, Any]:
+    conditions = previous.get("conditions") or []
+    found: Mapping[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
+    return found
+
+
+def _suspended(previous: Mapping[str, Any], generation: int) -> bool:
+    """Whether the status already says "suspended" for this generation (no need to write again)."""
+    ready = _ready(previous)
+    return ready.get("reason") == "Suspended" and previous.get("observedGeneration") == generation
+
+
+def _log_unexpected(namespace: str, name: str, exc: BaseException) -> None:
+    """An unexpected error, logged by type and frames only: its message might echo a value."""
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    log.error("%s/%s: unexpected %s; will retry\n%s", namespace, name, type(exc).__name__, frames)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+# ------------------------------------------------------------------------- reading the source
+
+
+class KubeClient:
+    """Reads ConfigMaps and Secrets, and annotates EnvSyncs, with the operator's credentials.
+
+    kopf exposes no client for arbitrary objects, but it logs in with a public
+    :class:`kopf.ConnectionInfo`; this client reuses those credentials over aiohttp (kopf's
+    own HTTP stack). Values are returned to the caller and kept nowhere.
+    """
+
+    def __init__(self) -> None:
+        self._info: kopf.ConnectionInfo | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._relogin: Callable[[], kopf.ConnectionInfo | None] | None = None
+
+    def use(
+        self,
+        info: kopf.ConnectionInfo,
+        relogin: Callable[[], kopf.ConnectionInfo | None] | None = None,
+    ) -> None:
+        """Adopt fresh credentials (called from kopf's login handler)."""
+        self._info = info
+        self._relogin = relogin
+        old, self._session = self._session, None
+        if old is not None:
+            asyncio.get_running_loop().create_task(old.close())
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._info is None:
+            raise errors.SourceError("not logged in to the Kubernetes API yet")
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                base_url=None,
+                connector=aiohttp.TCPConnector(ssl=self._info.as_ssl_context(), limit=16),
+                headers=self._info.as_http_headers(),
+                timeout=aiohttp.ClientTimeout(total=30),
+            )
+        return self._session
+
+    async def get(self, path: str, what: str) -> dict[str, Any] | None:
+        """The object at ``path``, or None when it does not exist. ``what`` names it in errors."""
+        for attempt in (1, 2):
+            assert self._info is not None or attempt == 1
+            client = self._client()
+            assert self._info is not None
+            url = self._info.server.rstrip("/") + path
+            try:
+                async with client.get(url) as resp:
+                    if resp.status == 404:
+                        return None
+                    if resp.status == 401 and attempt == 1 and self._relogin is not None:
+                        fresh = self._relogin()
+                        if fresh is not None:
+                            self.use(fresh, self._relogin)
+                        continue
+                    if resp.status in (401, 403):
+                        raise errors.SourceError(
+                            f"{what}: the operator may not read it (HTTP {resp.status})"
+                        )
+                    if resp.status >= 400:
+                        raise errors.SourceError(
+                            f"{what}: the API server answered HTTP {resp.status}"
+                        )
+                    body: dict[str, Any] = await resp.json()
+                    return body
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise errors.SourceError(
+                    f"{what}: cannot reach the API server ({type(exc).__name__})"
+                ) from None
+        return None  # pragma: no cover - the loop returns or raises
+
+    async def patch(self, path: str, body: Mapping[str, Any]) -> None:
+        """A JSON merge patch (used only to annotate an EnvSync, asking for a pass)."""
+        client = self._client()
+        assert self._info is not None
+        url = self._info.server.rstrip("/") + path
+        headers = {"Content-Type": "application/merge-patch+json"}
+        try:
+            async with client.patch(url, data=json.dumps(dict(body)), headers=headers) as resp:
+                if resp.status >= 400 and resp.status != 404:  # gone: nothing to ask for
+                    raise errors.RemoteError(f"PATCH {path}: HTTP {resp.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise errors.RemoteError(f"PATCH {path}: {type(exc).__name__}") from None
+
+    async def read_key(self, namespace: str, kind: str, name: str, key: str) -> bytes | None:
+        """One key's bytes of a ConfigMap (``data`` or ``binaryData``) or Secret; None if missing.
+
+        Raises :class:`SourceMissing` when the object itself does not exist.
+        """
+        plural = "configmaps" if kind == "ConfigMap" else "secrets"
+        obj = await self.get(
+            f"/api/v1/namespaces/{namespace}/{plural}/{name}", f"{kind} {namespace}/{name}"
+        )
+        if obj is None:
+            raise SourceMissing(kind, name)
+        text = (obj.get("data") or {}).get(key)
+        if kind == "ConfigMap":
+            if text is not None:
+                return str(text).encode("utf-8")
+            binary = (obj.get("binaryData") or {}).get(key)
+            return base64.b64decode(binary) if binary is not None else None
+        return base64.b64decode(text) if text is not None else None
+
+
+class SourceMissing(errors.SourceError):
+    """The referenced object (or, with ``key``, its key) does not exist."""
+
+    def __init__(self, kind: str, name: str, key: str | None = None) -> None:
+        where = f"{kind} {name!r}" if key is None else f"{kind} {name!r} key {key!r}"
+        super().__init__(f"{where} not found")
+        self.kind, self.name, self.key = kind, name, key
+
+
+async def credentials_for(
+    reader: KubeClient, namespace: str, spec: api.EnvSyncSpec
+) -> sinks.Credentials | None:
+    """The credentials ``spec.auth`` asks for; None means the operator's own chain."""
+    auth = spec.auth
+    if auth is None:
+        return None
+    keys: dict[str, str | None] = {}
+    if auth.secret_ref is not None:
+        ref = auth.secret_ref
+        wanted = {
+            "access_key_id": ref.access_key_id_key,
+            "secret_access_key": ref.secret_access_key_key,
+            "session_token": ref.session_token_key,
+        }
+        for field, key in wanted.items():
+            if key is None:
+                continue
+            raw = await reader.read_key(namespace, "Secret", ref.name, key)
+            if raw is None:
+                raise CredentialsMissing(
+                    f"Secret {ref.name!r} has no key {key!r} (spec.auth.secretRef)"
+                )
+            keys[field] = raw.decode("utf-8").strip()
+    return sinks.Credentials(
+        role_arn=auth.role_arn,
+        external_id=auth.external_id,
+        access_key_id=keys.get("access_key_id"),
+        secret_access_key=keys.get("secret_access_key"),
+        session_token=keys.get("session_token"),
+        session_name="envsync",
+        sts_endpoint_url=spec.target.endpoint_url,
+    )
+
+
+class CredentialsMissing(errors.SourceError):
+    """The Secret spec.auth.secretRef names, or one of its keys, is missing."""
+
+
+# ---------------------------------------------------------------------------- the runtime
+
+
+@dataclasses.dataclass
+class Tracker:
+    """What the operator remembers about one EnvSync between passes.
+
+    Lost on restart, on purpose: the status is the truth, and the first pass after a restart
+    rebuilds this from it (an unchanged source with a recent ``lastSyncTime`` costs nothing).
+    """
+
+    key: Key
+    requested: bool = True
+    """A pass is wanted (first sight, source change, drift check or retry due)."""
+    generation: int | None = None
+    """The generation the last pass looked at; a newer one is always worth a pass."""
+    failures: int = 0
+    retry_at: float | None = None
+    """Loop time of the next retry after a failure, if any."""
+    attempted: tuple[int, str] | None = None
+    """(generation, source hash) of the last sync attempt: a retry waits unless one changes."""
+    announced: int | None = None
+    """The generation a Progressing status was published for."""
+    jitter: float = 0.0
+    """This cycle's share of ENVSYNC_DRIFT_JITTER, drawn once per successful sync."""
+    ready: str = "Unknown"
+    """The Ready condition's status as last published, for the envsync_resources gauge."""
+    manager: pools.PoolManager | None = None
+    timer: asyncio.TimerHandle | None = None
+    """The scheduled next pass (drift check or retry)."""
+
+    def pools_for(self, config: pools.PoolConfig, watcher: metrics.Metrics) -> pools.PoolManager:
+        """The EnvSync's own pools, rebuilt when its memory section changes."""
+        if self.manager is None or self.manager.config != config:
+            if self.manager is not None:
+                watcher.unwatch_pools(self.manager)
+                self.manager.close()
+            self.manager = pools.PoolManager(config, max_concurrent_syncs=1)
+            watcher.watch_pools(self.manager)
+        return self.manager
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+class Runtime:
+    """Process-wide state: settings, the sync gate, the Kubernetes reader, metrics, trackers."""
+
+    def __init__(self, settings: settings_module.Settings, registry: Any = None) -> None:
+        self.settings = settings
+        self.metrics = metrics.Metrics(registry)
+        self.gate = pools.PoolManager(
+            pools.PoolConfig(enabled=False, memory_threshold=settings.memory_budget),
+            max_concurrent_syncs=settings.max_concurrent_syncs,
+        )
+        self.client = KubeClient()
+        self.trackers: dict[Key, Tracker] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def observe_request(self, service: str, operation: str, outcome: str) -> None:
+        """The sinks' request hook → the metrics' outcome names (``ok`` is ``success`` there)."""
+        self.metrics.observe_request(service, operation, "success" if outcome == "ok" else outcome)
+
+    async def start(self) -> None:
+        await self.gate.start()
+        self.metrics.watch_pools(self.gate)
+        sinks.session.add_request_observer(self.observe_request)
+        if self.settings.metrics_port:
+            self.metrics.serve(self.settings.metrics_port, self.settings.metrics_address)
+
+    async def close(self) -> None:
+        sinks.session.remove_request_observer(self.observe_request)
+        for key in list(self.trackers):
+            self._retire(key)
+        for task in list(self._tasks):
+            task.cancel()
+        await self.gate.aclose()
+        await self.client.close()
+        self.metrics.close()
+
+    def _retire(self, key: Key) -> None:
+        tracker = self.trackers.pop(key, None)
+        if tracker is None:
+            return
+        tracker.cancel()
+        if tracker.manager is not None:
+            self.metrics.unwatch_pools(tracker.manager)
+            tracker.manager.close()
+        self._count_ready()
+
+    def _count_ready(self) -> None:
+        states = [tracker.ready for tracker in self.trackers.values()]
+        self.metrics.set_ready_counts(
+            true=states.count("True"), false=states.count("False"), unknown=states.count("Unknown")
+        )
+
+    # -- trackers --------------------------------------------------------------------------
+
+    def tracker(self, namespace: str, name: str) -> Tracker:
+        key = (namespace, name)
+        if key not in self.trackers:
+            self.trackers[key] = Tracker(key)
+        return self.trackers[key]
+
+    def request(self, namespace: str, names: Iterable[str], reason: str) -> None:
+        """Ask for a pass of these EnvSyncs now (a source they read changed).
+
+        The pass runs in the EnvSync's own event handler, where kopf applies the status patch;
+        an annotation on the object is what makes kopf deliver that event.
+        """
+        for name in names:
+            tracker = self.trackers.get((namespace, name))
+            if tracker is not None:
+                tracker.requested = True
+                self._spawn(self._nudge(namespace, name, reason))
+
+    def schedule(self, tracker: Tracker, delay: float | None) -> None:
+        """Ask for the next pass after ``delay`` seconds (drift check, retry); None: no timer."""
+        tracker.cancel()
+        if delay is None:
+            return
+        loop = asyncio.get_running_loop()
+        tracker.timer = loop.call_later(max(delay, 0.0), self._due, tracker.key)
+
+    def _due(self, key: Key) -> None:
+        tracker = self.trackers.get(key)
+        if tracker is not None:
+            tracker.timer = None
+            tracker.requested = True
+            self._spawn(self._nudge(key[0], key[1], "due"))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _nudge(self, namespace: str, name: str, reason: str) -> None:
+        """Annotate the EnvSync so that kopf delivers an event and its handler runs a pass."""
+        stamp = f"{reason} {_now().strftime('%Y-%m-%dT%H:%M:%S.%fZ')}"
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+        try:
+            await self.client.patch(
+                path, {"metadata": {"annotations": {REQUEST_ANNOTATION: stamp}}}
+            )
+        except errors.EnvSyncError as exc:
+            log.warning("%s/%s: could not request a sync (%s); retrying", namespace, name, exc)
+            tracker = self.trackers.get((namespace, name))
+            if tracker is not None:
+                self.schedule(tracker, backoff(2))
+
+    # -- the pass --------------------------------------------------------------------------
+
+    async def on_event(self, event_type: str | None, body: kopf.Body, patch: kopf.Patch) -> None:
+        """The EnvSync's own watch event: run a pass if one is wanted, then schedule the next."""
+        namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+        if event_type == "DELETED":
+            self._retire((namespace, name))
+            return
+        tracker = self.tracker(namespace, name)
+        if body.metadata.get("deletionTimestamp"):
+            tracker.cancel()  # deletion is the delete handler's business now
+            return
+        generation = int(body.metadata.get("generation") or 1)
+        if not tracker.requested and generation == tracker.generation:
+            return  # our own status write, or a change that is not ours to act on
+        tracker.requested = False
+        tracker.cancel()
+        try:
+            delay = await self.reconcile(body, patch, tracker)
+        except Exception as exc:  # a bug must not leave the object without a next pass
+            _log_unexpected(namespace, name, exc)
+            self.metrics.observe_error()
+            delay = self._retry(tracker)
+        self.schedule(tracker, delay)
+
+    async def reconcile(self, body: kopf.Body, patch: kopf.Patch, tracker: Tracker) -> float | None:
+        """Bring AWS in step with the source once; return seconds until the next pass is due.
+
+        ``None`` means "only when something changes" (a stalled spec, a suspended object, a
+        source that failed to parse under Abort).
+        """
+        namespace, name = tracker.key
+        generation = int(body.metadata.get("generation") or 1)
+        previous: Mapping[str, Any] = body.get("status") or {}
+        now = _now()
+        tracker.generation = generation
+        try:
+            spec = parse_spec(body.get("spec") or {})
+            if spec.sync_policy.suspend:
+                if not _suspended(previous, generation):
+                    new = status.suspended(previous_status=previous, generation=generation, now=now)
+                    self._publish(body, patch, previous, new, tracker)
+                return None
+            guard_tenancy(namespace, spec, self.settings)
+            source = await self.client.read_key(
+                namespace, spec.source.kind, spec.source.ref.name, spec.source.ref.key
+            )
+            if source is None:
+                raise SourceMissing(spec.source.kind, spec.source.ref.name, spec.source.ref.key)
+            digest = hashlib.sha256(source).hexdigest()
+            interval = spec.sync_policy.refresh_interval_seconds(
+                self.settings.default_refresh_interval
+            )
+            wait = self._nothing_to_do(tracker, previous, generation, digest, interval, now)
+            if wait is not None:
+                return wait
+            if previous.get("observedGeneration") != generation and tracker.announced != generation:
+                # kstatus: say Reconciling for a new generation before the (maybe long) sync.
+                tracker.announced = generation
+                message = f"syncing generation {generation}"
+                self._publish(
+                    body,
+                    patch,
+                    previous,
+                    status.reconciling(
+                        status.Reason.PROGRESSING,
+                        message,
+                        previous_status=previous,
+                        generation=generation,
+                        now=now,
+                    ),
+                    tracker,
+                )
+                tracker.requested = True  # the event of this very status write runs the sync
+                return None
+            credentials = await credentials_for(self.client, namespace, spec)
+            request = sync_request(
+                spec,
+                source,
+                namespace=namespace,
+                name=name,
+                settings=self.settings,
+                source_name=source_name(namespace, spec),
+                credentials=credentials,
+            )
+            report = await self._run(request, spec, tracker)
+        except SourceMissing as exc:
+            new = status.source_not_found(
+                exc.kind,
+                exc.name,
+                exc.key,
+                previous_status=previous,
+                generation=generation,
+                now=now,
+            )
+            return self._failed(body, patch, previous, new, tracker, retry=True)
+        except PolicyError as exc:
+            new = status.stalled(
+                exc.reason, str(exc), previous_status=previous, generation=generation, now=now
+            )
+            return self._failed(body, patch, previous, new, tracker, retry=False)
+        except CredentialsMissing as exc:
+            new = status.reconciling(
+                status.Reason.CREDENTIALS_UNAVAILABLE,
+                str(exc),
+                previous_status=previous,
+                generation=generation,
+                now=now,
+            )
+            return self._failed(body, patch, previous, new, tracker, retry=True)
+        except errors.EnvSyncError as exc:
+            new = status.failure(exc, previous_status=previous, generation=generation, now=now)
+            self.metrics.observe_error()
+            stall = status.reason_for(exc) in status.STALL_REASONS and not isinstance(
+                exc, errors.AccessDeniedError
+            )
+            return self._failed(body, patch, previous, new, tracker, retry=not stall)
+        new = status.build_status(
+            _ReportView(report),
+            previous_status=previous,
+            generation=generation,
+            now=_now(),
+            target=f"{spec.target.provider} {spec.target.path}",
+        )
+        self._publish(body, patch, previous, new, tracker)
+        self.metrics.observe_report(report)
+        if report.ok:
+            tracker.failures, tracker.retry_at = 0, None
+            tracker.jitter = random.uniform(0.0, self.settings.drift_jitter)
+            return drift_due_in(new.get("lastSyncTime"), interval, _now(), jitter=tracker.jitter)
+        if report.aborted and report.parse_error_count:
+            tracker.failures, tracker.retry_at = 0, None
+            return None  # the source has to change first
+        return self._retry(tracker)
+
+    async def _run(
+        self, request: engine.SyncRequest, spec: api.EnvSyncSpec, tracker: Tracker
+    ) -> engine.SyncReport:
+        """The engine inside the process-wide slot, with this EnvSync's pools and threshold."""
+        manager = tracker.pools_for(pool_config(spec), self.metrics)
+        async with self.gate.sync_slot(timeout=MEMORY_WAIT):
+            await manager.wait_for_memory(timeout=MEMORY_WAIT)
+            try:
+                return await asyncio.wait_for(
+                    engine.sync(request, pools=manager), self.settings.sync_timeout
+                )
+            except TimeoutError:
+                raise errors.RemoteError(
+                    f"the sync took longer than ENVSYNC_SYNC_TIMEOUT "
+                    f"({self.settings.sync_timeout:g}s) and was cancelled; the next one resumes"
+                ) from None
+
+    def _nothing_to_do(
+        self,
+        tracker: Tracker,
+        previous: Mapping[str, Any],
+        generation: int,
+        digest: str,
+        interval: float,
+        now: datetime.datetime,
+    ) -> float | None:
+        """Seconds to wait when this pass has no work (unchanged input), else None."""
+        if _settled(previous, generation, digest) and tracker.failures == 0:
+            due = drift_due_in(previous.get("lastSyncTime"), interval, now, jitter=tracker.jitter)
+            return due if due is not None and due > 0 else None
+        loop_now = asyncio.get_running_loop().time()
+        if (
+            tracker.retry_at is not None
+            and loop_now < tracker.retry_at
+            and tracker.attempted == (generation, digest)
+        ):
+            return tracker.retry_at - loop_now
+        tracker.attempted = (generation, digest)
+        return None
+
+    def _retry(self, tracker: Tracker) -> float:
+        tracker.failures += 1
+        delay = backoff(tracker.failures)
+        tracker.retry_at = asyncio.get_running_loop().time() + delay
+        return delay
+
+    def _failed(
+        self,
+        body: kopf.Body,
+        patch: kopf.Patch,
+        previous: Mapping[str, Any],
+        new: dict[str, Any],
+        tracker: Tracker,
+        *,
+        retry: bool,
+    ) -> float | None:
+        self._publish(body, patch, previous, new, tracker)
+        if not retry:
+            tracker.failures, tracker.retry_at = 0, None
+            return None
+        return self._retry(tracker)
+
+    def _publish(
+        self,
+        body: kopf.Body,
+        patch: kopf.Patch,
+        previous: Mapping[str, Any],
+        new: dict[str, Any],
+        tracker: Tracker,
+    ) -> None:
+        """Status through kopf's patch; events only on transitions (status.transition_events)."""
+        for key, value in new.items():
+            patch.status[key] = value
+        after = status.apply_patch(previous, new)
+        for event in status.transition_events(previous, after):
+            kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        tracker.ready = str(_ready(after).get("status", "Unknown"))
+        self._count_ready()
+
+    # -- deletion --------------------------------------------------------------------------
+
+    async def finalize(self, body: kopf.Body, patch: kopf.Patch) -> None:
+        """``deletionPolicy: Delete``: remove what this EnvSync owns before kopf lets it go."""
+        namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+        previous: Mapping[str, Any] = body.get("status") or {}
+        tracker = self.tracker(namespace, name)
+        tracker.cancel()
+        try:
+            spec = parse_spec(body.get("spec") or {})
+            guard_tenancy(namespace, spec, self.settings)
+        except errors.ConfigError as exc:  # it could never have written there
+            log.warning("%s/%s: not cleaning up remote keys: %s", namespace, name, exc)
+            return
+        try:
+            credentials = await credentials_for(self.client, namespace, spec)
+            report = await engine.delete_owned(
+                target_for(spec, self.settings),
+                owner_id(namespace, name),
+                credentials,
+                workers=spec.performance_or_default.worker_count,
+            )
+        except errors.EnvSyncError as exc:
+            raise self._cleanup_failed(body, patch, previous, str(exc), tracker) from None
+        except Exception as exc:  # logged without its message, which might echo input
+            _log_unexpected(namespace, name, exc)
+            message = f"unexpected {type(exc).__name__} while deleting remote keys"
+            raise self._cleanup_failed(body, patch, previous, message, tracker) from None
+        if report.failed or report.conflicts:
+            listed = "; ".join(f"{issue.key} ({issue.reason})" for issue in report.failures[:5])
+            raise self._cleanup_failed(
+                body,
+                patch,
+                previous,
+                f"{report.failed} keys could not be deleted: {listed}",
+                tracker,
+            )
+        kopf.event(
+            body,
+            type="Normal",
+            reason=str(status.Reason.PRUNED),
+            message=f"deletionPolicy Delete: deleted the {report.deleted} keys this EnvSync owned",
+        )
+        self.trackers.pop((namespace, name), None)
+
+    def _cleanup_failed(
+        self,
+        body: kopf.Body,
+        patch: kopf.Patch,
+        previous: Mapping[str, Any],
+        message: str,
+        tracker: Tracker,
+    ) -> kopf.TemporaryError:
+        new = status.reconciling(
+            status.Reason.CLEANUP_FAILED,
+            message,
+            previous_status=previous,
+            generation=int(body.metadata.get("generation") or 1),
+            now=_now(),
+        )
+        self._publish(body, patch, previous, new, tracker)
+        tracker.failures += 1
+        return kopf.TemporaryError(message, delay=backoff(tracker.failures))
+
+
+class _ReportView:
+    """The engine's report in the shape :mod:`envsync.status` reads (tuples, attribute objects)."""
+
+    def __init__(self, report: engine.SyncReport) -> None:
+        self._report = report
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._report, name)
+
+    @property
+    def parse_errors(self) -> list[tuple[int, str]]:
+        return [(p.line, p.reason) for p in self._report.parse_errors]
+
+    @property
+    def failures(self) -> list[tuple[str, str]]:
+        return [(f.key, f.reason) for f in self._report.failures]
+
+    @property
+    def conflicts(self) -> int | list[tuple[str, str]]:
+        keys = [(c.key, c.reason) for c in self._report.conflict_keys]
+        return keys or self._report.conflicts
+
+    @property
+    def memory(self) -> Any:
+        return types.SimpleNamespace(**self._report.memory) if self._report.memory else None
+
+    @property
+    def pool_stats(self) -> Any:
+        stats = self._report.pool_stats
+        return {k: types.SimpleNamespace(**v) for k, v in stats.items()} if stats else None
+
+
+# ------------------------------------------------------------------------------ kopf wiring
+
+
+def source_keys(
+    namespace: str, name: str, spec: Mapping[str, Any]
+) -> dict[tuple[str, str, str], str]:
+    """Index entries of one EnvSync: each object it reads (source, credentials) → its name."""
+    keys: dict[tuple[str, str, str], str] = {}
+    source = spec.get("source") or {}
+    for field, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
+        ref = source.get(field) or {}
+        if ref.get("name"):
+            keys[(namespace, kind, ref["name"])] = name
+    auth_ref = (spec.get("auth") or {}).get("secretRef") or {}
+    if auth_ref.get("name"):
+        keys[(namespace, "Secret", auth_ref["name"])] = name
+    return keys
+
+
+def _runtime(memo: Any) -> Runtime:
+    runtime: Runtime = memo.envsync
+    return runtime
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    """Read ENVSYNC_* settings, tune kopf, start the metrics endpoint and the memory watch."""
+    config = memo.get("settings") or settings_module.load_settings()
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.reporting_component = "envsync"
+    settings.posting.event_name_prefix = "envsync-"
+    settings.posting.loggers = False
+    runtime = Runtime(config)
+    await runtime.start()
+    memo.envsync = runtime
+
+
+@kopf.on.cleanup()
+async def shutdown(memo: Any, **_: Any) -> None:
+    """Stop the metrics endpoint and the memory watch; close the pools and the reader."""
+    if "envsync" in memo:
+        await _runtime(memo).close()
+
+
+@kopf.on.login()
+def login(memo: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster service account first, then a kubeconfig; the source reader shares the result."""
+
+    def attempt() -> kopf.ConnectionInfo | None:
+        account: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
+        return account or kopf.login_with_kubeconfig(**kwargs)
+
+    info = attempt()
+    if info is not None and "envsync" in memo:
+        _runtime(memo).client.use(info, attempt)
+    return info
+
+
+@kopf.on.probe(id="syncs")
+def active_syncs(memo: Any, **_: Any) -> int:
+    """Liveness detail: syncs running now."""
+    return _runtime(memo).gate.active_syncs if "envsync" in memo else 0
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def envsync_sources(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str, str, str], str]:
+    """(namespace, kind, name) of each object an EnvSync reads → the EnvSync's name. Names only."""
+    return source_keys(namespace or "", name, spec)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def envsync_changed(
+    type: str, body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any
+) -> None:
+    """Every EnvSync event: one level-triggered pass when wanted (create, resume, update, due)."""
+    if "envsync" in memo:
+        await _runtime(memo).on_event(type, body, patch)
+
+
+@kopf.on.event("", "v1", "configmaps")
+async def configmap_changed(namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
+    """A ConfigMap an EnvSync reads changed or appeared: push it now, not at the next refresh."""
+    index: kopf.Index[tuple[str, str, str], str] = kwargs["envsync_sources"]
+    key = (namespace or "", "ConfigMap", name)
+    if key in index and "envsync" in memo:
+        _runtime(memo).request(namespace or "", index[key], "source")
+
+
+@kopf.on.event("", "v1", "secrets")
+async def secret_changed(namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
+    """A Secret an EnvSync reads (its source or its credentials) changed or appeared."""
+    index: kopf.Index[tuple[str, str, str], str] = kwargs["envsync_sources"]
+    key = (namespace or "", "Secret", name)
+    if key in index and "envsync" in memo:
+        _runtime(memo).request(namespace or "", index[key], "source")
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, field="spec.syncPolicy.deletionPolicy", value="Delete")
+async def envsync_deleted(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
+    """``deletionPolicy: Delete``: the keys this EnvSync owns go before the finalizer does."""
+    await _runtime(memo).finalize(body, patch)
+
+
+# ----------------------------------------------------------------------------------- running
+
+
+def run(
+    config: settings_module.Settings,
+    *,
+    stop_flag: Any = None,
+    ready_flag: Any = None,
+) -> None:
+    """Run the operator until stopped: what ``envsync run`` and ``envsync demo`` call.
+
+    Namespace scope and peering come from the settings; the liveness endpoint too.
+    """
+    kopf.configure(
+        verbose=config.log_level == "DEBUG",
+        log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    logging.getLogger().setLevel(config.log_level)
+    memo = kopf.Memo(settings=config)
+    kopf.run(
+        clusterwide=not config.namespaces,
+        namespaces=config.namespaces,
+        standalone=not config.peering,
+        peering_name=config.peering or None,
+        liveness_endpoint=config.liveness_endpoint,
+        memo=memo,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )

@@ -1,0 +1,248 @@
+"""The kopf-free parts of envsync.handlers: spec translation, timing, the Kubernetes client.
+
+The handlers running under kopf are exercised end to end in test_operator.py; here each piece
+is checked on its own, the Kubernetes client over real HTTP against the emulator.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import kopf
+import pytest
+
+from envsync import engine, errors, handlers, settings, status
+from envsync.cli import sandbox
+
+SPEC: dict[str, Any] = {
+    "source": {"configMapRef": {"name": "app-env"}},
+    "target": {"provider": "ssm", "path": "/team/app/"},
+}
+
+
+def make_settings(**changes: Any) -> settings.Settings:
+    return settings.Settings(**changes)
+
+
+# ------------------------------------------------------------------------------ translation
+
+
+def test_parse_spec_names_the_field_and_never_the_value() -> None:
+    bad = {**SPEC, "target": {"provider": "ssm", "path": "no-leading-slash-SENTINEL"}}
+    with pytest.raises(errors.ConfigError) as caught:
+        handlers.parse_spec(bad)
+    assert "spec.target" in str(caught.value)
+    assert "SENTINEL" not in str(caught.value)
+
+
+def test_sync_request_carries_the_spec_policy_and_tuning() -> None:
+    spec = handlers.parse_spec(
+        {
+            **SPEC,
+            "target": {**SPEC["target"], "region": "eu-west-1", "tags": {"team": "a"}},
+            "syncPolicy": {"prune": False, "dryRun": True, "onParseError": "Skip"},
+            "performance": {
+                "batchSize": 7,
+                "workerCount": 3,
+                "bufferSize": 4096,
+                "maxLineSize": 2048,
+            },
+        }
+    )
+    request = handlers.sync_request(
+        spec, b"A=1\n", namespace="ns", name="app", source_name="src",
+        settings=make_settings(), credentials=None,
+    )  # fmt: skip
+    assert request.owner == "ns/app"
+    assert (request.prune, request.dry_run, request.on_parse_error) == (False, True, "Skip")
+    assert (request.batch_size, request.workers) == (7, 3)
+    assert (request.buffer_size, request.max_line_size) == (4096, 2048)
+    assert request.target.region == "eu-west-1"
+    assert dict(request.target.tags) == {"team": "a"}
+
+
+def test_target_region_falls_back_to_the_operator_default() -> None:
+    spec = handlers.parse_spec(SPEC)
+    assert (
+        handlers.target_for(spec, make_settings(default_region="ap-south-1")).region == "ap-south-1"
+    )
+    assert handlers.target_for(spec, make_settings()).region is None
+
+
+def test_pool_config_follows_the_memory_section() -> None:
+    spec = handlers.parse_spec(
+        {**SPEC, "memory": {"poolEnabled": False, "stringPoolSize": 5, "memoryThreshold": "1Gi"}}
+    )
+    config = handlers.pool_config(spec)
+    assert config.enabled is False
+    assert config.string_pool_size == 5
+    assert config.memory_threshold == 2**30
+
+
+def test_tenancy_refuses_paths_and_roles_the_namespace_may_not_use() -> None:
+    spec = handlers.parse_spec(SPEC)
+    with pytest.raises(handlers.PolicyError) as caught:
+        handlers.guard_tenancy("other", spec, make_settings())
+    assert caught.value.reason is status.Reason.PATH_NOT_ALLOWED
+    handlers.guard_tenancy("team", spec, make_settings())  # /{namespace}/ allows /team/...
+
+    with_role = handlers.parse_spec(
+        {**SPEC, "auth": {"roleArn": "arn:aws:iam::123456789012:role/x"}}
+    )
+    with pytest.raises(handlers.PolicyError) as caught:
+        handlers.guard_tenancy("team", with_role, make_settings())
+    assert caught.value.reason is status.Reason.ROLE_NOT_ALLOWED
+    handlers.guard_tenancy("team", with_role, make_settings(allow_role_arn=True))
+
+
+def test_index_keys_name_every_object_an_envsync_reads() -> None:
+    spec = {**SPEC, "auth": {"secretRef": {"name": "aws-keys"}}}
+    assert handlers.source_keys("ns", "app", spec) == {
+        ("ns", "ConfigMap", "app-env"): "app",
+        ("ns", "Secret", "aws-keys"): "app",
+    }
+    secret_source = {"source": {"secretRef": {"name": "env"}}}
+    assert handlers.source_keys("ns", "app", secret_source) == {("ns", "Secret", "env"): "app"}
+
+
+# ----------------------------------------------------------------------------------- timing
+
+
+def test_backoff_doubles_with_jitter_and_is_capped() -> None:
+    for failures, ceiling in ((1, 2.0), (2, 4.0), (3, 8.0), (20, handlers.RETRY_MAX)):
+        delays = {handlers.backoff(failures) for _ in range(50)}
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(delays) > 1
+
+
+def test_drift_check_timing() -> None:
+    now = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
+    assert handlers.drift_due_in("2026-01-01T11:59:00Z", 0, now) is None  # periodic checks off
+    assert handlers.drift_due_in(None, 3600, now) == 0.0  # never synced: due now
+    assert handlers.drift_due_in("2026-01-01T11:59:00Z", 3600, now) == pytest.approx(3540)
+    assert handlers.drift_due_in("2026-01-01T11:59:00Z", 3600, now, jitter=0.1) == pytest.approx(
+        3900
+    )
+    assert handlers.drift_due_in("2026-01-01T10:00:00Z", 3600, now) < 0  # overdue
+
+
+def test_settled_means_same_generation_same_source_and_ready() -> None:
+    ready = {"type": "Ready", "status": "True", "observedGeneration": 2}
+    previous = {"observedGeneration": 2, "sourceHash": "abc", "conditions": [ready]}
+    assert handlers._settled(previous, 2, "abc")
+    assert not handlers._settled(previous, 3, "abc")
+    assert not handlers._settled(previous, 2, "def")
+    failed = {**previous, "conditions": [{**ready, "status": "False"}]}
+    assert not handlers._settled(failed, 2, "abc")
+
+
+def test_report_view_fits_the_status_builder() -> None:
+    report = engine.SyncReport(
+        parsed=2, created=1, failed=1, aborted=False,
+        parse_errors=(engine.ParseProblem(3, "unterminated quote"),),
+        failures=(engine.KeyIssue("B", "too large"),),
+        memory={"rss_bytes": 10, "peak_rss_bytes": 20, "threshold_bytes": 30, "gc_runs": 1,
+                "threshold_hits": 0},
+        pool_stats={"byte": {"gets": 4, "puts": 4, "hits": 3, "misses": 1, "hit_rate": 0.75}},
+    )  # fmt: skip
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    built = status.build_status(
+        handlers._ReportView(report), previous_status=None, generation=1, now=now
+    )
+    assert built["parseErrors"] == [{"line": 3, "message": "unterminated quote"}]
+    assert built["failures"] == [{"key": "B", "reason": "too large"}]
+    assert built["memory"]["peak"] == 20
+    assert built["pools"]["byte"]["hitRate"] == 0.75
+
+
+# -------------------------------------------------------------------- the Kubernetes client
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[sandbox.KubernetesServer]:
+    with sandbox.KubernetesServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def client(emulator: sandbox.KubernetesServer) -> AsyncIterator[handlers.KubeClient]:
+    kube = handlers.KubeClient()
+    kube.use(kopf.ConnectionInfo(server=emulator.url))
+    yield kube
+    await kube.close()
+
+
+def _apply(server: sandbox.KubernetesServer, obj: dict[str, Any]) -> None:
+    sandbox.KubeClient(server.url).apply(obj)
+
+
+async def test_client_reads_configmap_text_binary_and_secret_keys(
+    emulator: sandbox.KubernetesServer, client: handlers.KubeClient
+) -> None:
+    _apply(emulator, {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "namespace": "r1"},
+        "data": {".env": "A=1\n"}, "binaryData": {"bin.env": base64.b64encode(b"B=2\n").decode()},
+    })  # fmt: skip
+    _apply(emulator, {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sec", "namespace": "r1"},
+        "data": {".env": base64.b64encode(b"C=3\n").decode()},
+    })  # fmt: skip
+
+    assert await client.read_key("r1", "ConfigMap", "cm", ".env") == b"A=1\n"
+    assert await client.read_key("r1", "ConfigMap", "cm", "bin.env") == b"B=2\n"
+    assert await client.read_key("r1", "Secret", "sec", ".env") == b"C=3\n"
+    assert await client.read_key("r1", "ConfigMap", "cm", "absent") is None
+    with pytest.raises(handlers.SourceMissing) as caught:
+        await client.read_key("r1", "ConfigMap", "nope", ".env")
+    assert "ConfigMap 'nope' not found" in str(caught.value)
+
+
+async def test_client_annotates_an_object_and_ignores_one_that_is_gone(
+    emulator: sandbox.KubernetesServer, client: handlers.KubeClient
+) -> None:
+    _apply(
+        emulator,
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "n", "namespace": "r2"}},
+    )
+    path = "/api/v1/namespaces/r2/configmaps/n"
+
+    await client.patch(
+        path, {"metadata": {"annotations": {handlers.REQUEST_ANNOTATION: "source now"}}}
+    )
+    await client.patch("/api/v1/namespaces/r2/configmaps/gone", {"metadata": {"annotations": {}}})
+
+    stored = sandbox.KubeClient(emulator.url).get(path)
+    assert stored["metadata"]["annotations"] == {handlers.REQUEST_ANNOTATION: "source now"}
+
+
+async def test_client_without_login_is_a_source_error() -> None:
+    with pytest.raises(errors.SourceError):
+        await handlers.KubeClient().read_key("ns", "ConfigMap", "cm", ".env")
+
+
+async def test_credentials_come_from_the_auth_secret(
+    emulator: sandbox.KubernetesServer, client: handlers.KubeClient
+) -> None:
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    _apply(emulator, {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys", "namespace": "r3"},
+        "data": {"AWS_ACCESS_KEY_ID": b64("AKIDEXAMPLE"), "AWS_SECRET_ACCESS_KEY": b64("shh\n")},
+    })  # fmt: skip
+    spec = handlers.parse_spec({**SPEC, "auth": {"secretRef": {"name": "keys"}}})
+    creds = await handlers.credentials_for(client, "r3", spec)
+    assert creds is not None
+    assert (creds.access_key_id, creds.secret_access_key) == ("AKIDEXAMPLE", "shh")
+    assert "shh" not in repr(creds)
+
+    missing = handlers.parse_spec(
+        {**SPEC, "auth": {"secretRef": {"name": "keys", "sessionTokenKey": "TOKEN"}}}
+    )
+    with pytest.raises(handlers.CredentialsMissing) as caught:
+        await handlers.credentials_for(client, "r3", missing)
+    assert "TOKEN" in str(caught.value)
+    assert await handlers.credentials_for(client, "r3", handlers.parse_spec(SPEC)) is None

@@ -1,0 +1,507 @@
+"""The operator end to end: kopf running envsync.handlers against an API server and AWS over HTTP.
+
+Here the API server is kmock's emulator (with the bookkeeping layer of envsync.cli.sandbox) and
+AWS is moto in server mode; ``tests/e2e/`` runs these same functions against a real cluster and
+LocalStack. One operator serves the whole module (as in a cluster); each scenario works in a
+namespace of its own and asserts what a user would look at: the EnvSync's status, its events
+and what AWS holds. Nothing sleeps for a fixed time except where a scenario proves that nothing
+happens, and even there the emulator's request log says when the operator has looked.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+import kube
+from faultproxy import FaultProxy, Rule
+
+pytestmark = pytest.mark.timeout(120)
+
+SENTINEL = "s3cr3t-SENTINEL-9f2c"
+"""A value that must never show up in status, events or metrics."""
+
+
+# --------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[kube.EmulatedCluster]:
+    with kube.emulated_cluster() as emulated:
+        yield emulated
+
+
+@pytest.fixture(scope="module")
+def aws_endpoint(moto_endpoint: str) -> str:
+    return moto_endpoint
+
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster: kube.EmulatedCluster, aws_endpoint: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The running operator; yields its metrics URL."""
+    kubeconfig = cluster.server.write_kubeconfig(tmp_path_factory.mktemp("kube") / "config")
+    port = kube.free_port()
+    with kube.run_operator(
+        kubeconfig, metrics_port=str(port), liveness_port="0", log_format="plain"
+    ):
+        yield f"http://127.0.0.1:{port}/metrics"
+
+
+@pytest.fixture
+def namespace(cluster: kube.Cluster) -> str:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.create_namespace(name)
+    return name
+
+
+@pytest.fixture
+def ssm(aws_endpoint: str) -> Any:
+    return boto3.client("ssm", region_name="us-east-1", endpoint_url=aws_endpoint)
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def params(ssm: Any, path: str) -> dict[str, str]:
+    """name → value of every parameter under ``path``."""
+    found: dict[str, str] = {}
+    for page in ssm.get_paginator("get_parameters_by_path").paginate(
+        Path=path, WithDecryption=True
+    ):
+        found.update({p["Name"]: p["Value"] for p in page["Parameters"]})
+    return found
+
+
+def owner_tag(ssm: Any, name: str) -> str | None:
+    tags = ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=name)["TagList"]
+    return next((t["Value"] for t in tags if t["Key"] == "envsync.dev/owner"), None)
+
+
+def ready(cluster: kube.Cluster, namespace: str, name: str, reason: str = "Synced") -> Any:
+    """Wait until Ready has ``reason`` for the current generation; return the object."""
+
+    def probe() -> Any:
+        obj = cluster.get("EnvSync", namespace, name)
+        cond = kube.condition(obj, "Ready")
+        fresh = obj and obj.get("status", {}).get("observedGeneration") == obj["metadata"].get(
+            "generation"
+        )
+        return obj if fresh and cond and cond["reason"] == reason else None
+
+    return kube.wait_until(probe, what=f"{namespace}/{name} Ready reason {reason}")
+
+
+def counts(**nonzero: int) -> dict[str, int]:
+    """The status counts with every other figure zero."""
+    names = ("parsed", "created", "updated", "unchanged", "deleted", "failed", "skipped")
+    return {name: nonzero.get(name, 0) for name in names}
+
+
+def reasons(cluster: kube.Cluster, namespace: str, name: str) -> list[str]:
+    return [e["reason"] for e in cluster.events(namespace, name)]
+
+
+def looked_at_source(
+    cluster: kube.Cluster, namespace: str, source: str, before: int | None
+) -> None:
+    """Wait until the operator has read the source again (or, on a real cluster, a little while)."""
+    if before is None:
+        time.sleep(3)
+        return
+    kube.wait_until(
+        lambda: (cluster.reads("ConfigMap", namespace, source) or 0) > before,
+        what=f"the operator to read {namespace}/{source}",
+    )
+    time.sleep(0.3)  # the pass that read it finishes (no AWS call is expected)
+
+
+def no_secret_leaks(*texts: str) -> None:
+    for text in texts:
+        assert SENTINEL not in text
+
+
+# -------------------------------------------------------------------------------- scenarios
+
+
+def test_create_reports_ready_with_counts(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    path = f"/{namespace}/app/"
+    cluster.apply(kube.configmap("app-env", namespace, f"A=1\nB=two\nTOKEN={SENTINEL}\n"))
+    cluster.apply(
+        kube.envsync("app", namespace, source="app-env", path=path, endpoint=aws_endpoint)
+    )
+
+    obj = ready(cluster, namespace, "app")
+
+    state = obj["status"]
+    assert state["counts"] == counts(parsed=3, created=3)
+    assert state["keys"] == 3
+    assert kube.is_true(obj, "Synced")
+    assert kube.is_true(obj, "SourceValid")
+    assert not kube.is_true(obj, "Throttled")
+    assert state["memory"]["rss"] > 0
+    assert set(state["pools"]) == {"string", "byte", "map"}
+    assert state["awsCalls"]["ssm:PutParameter"] == 3
+    assert params(ssm, path) == {f"{path}A": "1", f"{path}B": "two", f"{path}TOKEN": SENTINEL}
+    assert owner_tag(ssm, f"{path}A") == f"{namespace}/app"
+    assert "Synced" in reasons(cluster, namespace, "app")
+    no_secret_leaks(json.dumps(obj), json.dumps(cluster.events(namespace, "app")))
+
+
+def test_configmap_edit_reaches_aws_without_a_spec_change(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    path = f"/{namespace}/app/"
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\nB=2\n"))
+    cluster.apply(
+        kube.envsync("app", namespace, source="app-env", path=path, endpoint=aws_endpoint)
+    )
+    ready(cluster, namespace, "app")
+    time.sleep(1.1)  # lastSyncTime has whole seconds: a sync within the same second is not "new"
+
+    edited = time.monotonic()
+    cluster.patch("ConfigMap", namespace, "app-env", {"data": {".env": "A=1\nB=3\nC=new\n"}})
+    kube.wait_until(
+        lambda: params(ssm, path) == {f"{path}A": "1", f"{path}B": "3", f"{path}C": "new"},
+        timeout=5,
+        what="the edit to reach AWS",
+    )
+    latency = time.monotonic() - edited
+
+    obj = kube.wait_until(
+        lambda: (
+            (o := cluster.get("EnvSync", namespace, "app"))
+            and o["status"]["counts"]["created"] == 1
+            and o
+        )
+    )
+    assert obj["metadata"]["generation"] == 1  # no spec change was needed
+    assert obj["status"]["counts"] == counts(parsed=3, created=1, updated=1, unchanged=1)
+    kube.wait_until(lambda: "Applied" in reasons(cluster, namespace, "app"))
+    assert latency < 5, f"the edit took {latency:.2f}s to reach AWS"
+
+
+def test_key_removed_from_the_file_is_pruned(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    path = f"/{namespace}/app/"
+    cluster.apply(kube.configmap("app-env", namespace, "KEEP=1\nDROP=2\n"))
+    cluster.apply(
+        kube.envsync(
+            "app", namespace, source="app-env", path=path, endpoint=aws_endpoint, prune=True
+        )
+    )
+    ready(cluster, namespace, "app")
+    time.sleep(1.1)  # lastSyncTime has whole seconds: a sync within the same second is not "new"
+
+    cluster.patch("ConfigMap", namespace, "app-env", {"data": {".env": "KEEP=1\n"}})
+
+    kube.wait_until(lambda: params(ssm, path) == {f"{path}KEEP": "1"}, what="DROP to be pruned")
+    obj = kube.wait_until(
+        lambda: (
+            (o := cluster.get("EnvSync", namespace, "app"))
+            and o["status"]["counts"]["deleted"] == 1
+            and o
+        )
+    )
+    assert obj["status"]["keys"] == 1
+    kube.wait_until(lambda: "Pruned" in reasons(cluster, namespace, "app"))
+
+
+def test_parse_error_pushes_nothing_and_reports_the_line(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    path = f"/{namespace}/app/"
+    text = f"GOOD=1\nALSO_GOOD=2\nBROKEN='{SENTINEL}\n"  # line 3 opens a quote it never closes
+    cluster.apply(kube.configmap("app-env", namespace, text))
+    cluster.apply(
+        kube.envsync("app", namespace, source="app-env", path=path, endpoint=aws_endpoint)
+    )
+
+    obj = ready(cluster, namespace, "app", reason="ParseFailed")
+
+    assert kube.condition(obj, "Ready")["status"] == "False"
+    assert kube.is_true(obj, "Stalled")
+    assert kube.condition(obj, "SourceValid")["reason"] == "ParseFailed"
+    assert [e["line"] for e in obj["status"]["parseErrors"]] == [3]
+    assert "line 3" in kube.condition(obj, "Ready")["message"]
+    assert params(ssm, path) == {}
+    events = cluster.events(namespace, "app")
+    assert [e["type"] for e in events if e["reason"] == "ParseFailed"] == ["Warning"]
+    no_secret_leaks(json.dumps(obj), json.dumps(events))
+
+
+def test_missing_configmap_is_reported_and_recovers_when_created(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    path = f"/{namespace}/app/"
+    cluster.apply(
+        kube.envsync("app", namespace, source="late-env", path=path, endpoint=aws_endpoint)
+    )
+
+    obj = ready(cluster, namespace, "app", reason="SourceNotFound")
+    assert kube.is_true(obj, "Reconciling")
+    assert not kube.is_true(obj, "Stalled")
+    assert "late-env" in kube.condition(obj, "Ready")["message"]
+    kube.wait_until(lambda: "SourceNotFound" in reasons(cluster, namespace, "app"))
+
+    cluster.apply(kube.configmap("late-env", namespace, "LATE=1\n"))
+
+    ready(cluster, namespace, "app")
+    assert params(ssm, path) == {f"{path}LATE": "1"}
+
+
+def test_unchanged_source_costs_no_aws_calls(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    path = f"/{namespace}/app/"
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
+    cluster.apply(
+        kube.envsync("app", namespace, source="app-env", path=path, endpoint=aws_endpoint)
+    )
+    first = ready(cluster, namespace, "app")["status"]
+    calls_before = kube.total(kube.scrape(operator), "envsync_aws_requests_total")
+    reads_before = cluster.reads("ConfigMap", namespace, "app-env")
+
+    # A change to the ConfigMap that is not a change of the file: the operator looks, and stops.
+    cluster.patch("ConfigMap", namespace, "app-env", {"metadata": {"labels": {"touched": "yes"}}})
+    looked_at_source(cluster, namespace, "app-env", reads_before)
+
+    assert kube.total(kube.scrape(operator), "envsync_aws_requests_total") == calls_before
+    after = cluster.get("EnvSync", namespace, "app")
+    assert after is not None
+    assert after["status"]["lastSyncTime"] == first["lastSyncTime"]
+    assert after["status"]["sourceHash"] == first["sourceHash"]
+
+
+def test_suspended_envsync_writes_nothing_until_resumed(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    path = f"/{namespace}/app/"
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
+    cluster.apply(
+        kube.envsync("app", namespace, source="app-env", path=path, endpoint=aws_endpoint)
+    )
+    ready(cluster, namespace, "app")
+
+    cluster.patch("EnvSync", namespace, "app", {"spec": {"syncPolicy": {"suspend": True}}})
+    obj = ready(cluster, namespace, "app", reason="Suspended")
+    assert kube.condition(obj, "Ready")["status"] == "True"  # kept from before the suspension
+    calls_before = kube.total(kube.scrape(operator), "envsync_aws_requests_total")
+    cluster.patch("ConfigMap", namespace, "app-env", {"data": {".env": "A=2\n"}})
+    time.sleep(1.0)  # a suspended EnvSync does not even read its source: nothing to wait on
+    assert params(ssm, path) == {f"{path}A": "1"}
+    assert kube.total(kube.scrape(operator), "envsync_aws_requests_total") == calls_before
+
+    cluster.patch("EnvSync", namespace, "app", {"spec": {"syncPolicy": {"suspend": False}}})
+    ready(cluster, namespace, "app")
+    assert params(ssm, path) == {f"{path}A": "2"}
+    assert "Suspended" in reasons(cluster, namespace, "app")
+
+
+def test_dry_run_reports_the_plan_and_writes_nothing(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    path = f"/{namespace}/app/"
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\nB=2\n"))
+    cluster.apply(
+        kube.envsync(
+            "app", namespace, source="app-env", path=path, endpoint=aws_endpoint, dryRun=True
+        )
+    )
+
+    obj = ready(cluster, namespace, "app", reason="DryRun")
+
+    assert obj["status"]["dryRun"] is True
+    assert obj["status"]["counts"]["created"] == 2
+    assert kube.condition(obj, "Synced")["status"] == "False"
+    assert params(ssm, path) == {}
+
+
+def test_delete_policy_removes_owned_keys_before_the_object_goes(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    path = f"/{namespace}/app/"
+    ssm.put_parameter(Name=f"{path}HUMAN", Value="hands off", Type="String")  # nobody's
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\nB=2\n"))
+    cluster.apply(
+        kube.envsync(
+            "app",
+            namespace,
+            source="app-env",
+            path=path,
+            endpoint=aws_endpoint,
+            deletionPolicy="Delete",
+        )
+    )
+    obj = ready(cluster, namespace, "app")
+    assert "envsync.dev/finalizer" in obj["metadata"].get("finalizers", [])
+
+    cluster.delete("EnvSync", namespace, "app")
+
+    kube.wait_until(
+        lambda: cluster.get("EnvSync", namespace, "app") is None, what="the object to go"
+    )
+    assert params(ssm, path) == {f"{path}HUMAN": "hands off"}
+    messages = [e["message"] for e in cluster.events(namespace, "app") if e["reason"] == "Pruned"]
+    assert any("deleted the 2 keys this EnvSync owned" in m for m in messages)
+
+
+def test_retain_policy_keeps_keys_and_adds_no_finalizer(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    path = f"/{namespace}/app/"
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
+    cluster.apply(
+        kube.envsync("app", namespace, source="app-env", path=path, endpoint=aws_endpoint)
+    )
+    obj = ready(cluster, namespace, "app")
+    assert not obj["metadata"].get("finalizers")
+
+    cluster.delete("EnvSync", namespace, "app")
+
+    kube.wait_until(
+        lambda: cluster.get("EnvSync", namespace, "app") is None, what="the object to go"
+    )
+    assert params(ssm, path) == {f"{path}A": "1"}
+
+
+def test_second_envsync_on_the_same_path_is_refused_and_the_first_untouched(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    path = f"/{namespace}/shared/"
+    cluster.apply(kube.configmap("first-env", namespace, "A=first\n"))
+    cluster.apply(
+        kube.envsync("first", namespace, source="first-env", path=path, endpoint=aws_endpoint)
+    )
+    ready(cluster, namespace, "first")
+
+    cluster.apply(kube.configmap("second-env", namespace, "A=second\n"))
+    cluster.apply(
+        kube.envsync("second", namespace, source="second-env", path=path, endpoint=aws_endpoint)
+    )
+
+    refused = ready(cluster, namespace, "second", reason="OwnershipConflict")
+    assert kube.is_true(refused, "Stalled")
+    assert "A" in kube.condition(refused, "Ready")["message"]
+    assert params(ssm, path) == {f"{path}A": "first"}
+    assert owner_tag(ssm, f"{path}A") == f"{namespace}/first"
+    assert kube.is_true(cluster.get("EnvSync", namespace, "first"), "Ready")
+    kube.wait_until(lambda: "OwnershipConflict" in reasons(cluster, namespace, "second"))
+
+
+def test_secret_source_to_securestring(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    import base64
+
+    path = f"/{namespace}/secret/"
+    encoded = base64.b64encode(f"PASSWORD={SENTINEL}\n".encode()).decode()
+    meta = {"name": "creds", "namespace": namespace}
+    cluster.apply(
+        {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "data": {".env": encoded}}
+    )
+    manifest = kube.envsync(
+        "app", namespace, source="creds", source_kind="secretRef", path=path,
+        endpoint=aws_endpoint, parameter_type="SecureString",
+    )  # fmt: skip
+    cluster.apply(manifest)
+
+    obj = ready(cluster, namespace, "app")
+
+    assert params(ssm, path) == {f"{path}PASSWORD": SENTINEL}
+    described = ssm.get_parameter(Name=f"{path}PASSWORD")["Parameter"]
+    assert described["Type"] == "SecureString"
+    no_secret_leaks(json.dumps(obj), json.dumps(cluster.events(namespace, "app")))
+
+
+def test_path_outside_the_namespace_prefix_is_refused(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    path = "/someone-else/app/"
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
+    cluster.apply(
+        kube.envsync("app", namespace, source="app-env", path=path, endpoint=aws_endpoint)
+    )
+
+    obj = ready(cluster, namespace, "app", reason="PathNotAllowed")
+
+    assert kube.is_true(obj, "Stalled")
+    assert params(ssm, path) == {}
+
+
+def test_metrics_endpoint_is_scraped_and_parsed(
+    operator: str, cluster: kube.Cluster, namespace: str, aws_endpoint: str
+) -> None:
+    path = f"/{namespace}/app/"
+    cluster.apply(kube.configmap("app-env", namespace, f"TOKEN={SENTINEL}\n"))
+    cluster.apply(
+        kube.envsync("app", namespace, source="app-env", path=path, endpoint=aws_endpoint)
+    )
+    ready(cluster, namespace, "app")
+
+    samples = kube.scrape(operator)  # parsed by prometheus-client's own text parser
+
+    assert kube.total(samples, "envsync_syncs_total", result="success") >= 1
+    assert kube.total(samples, "envsync_aws_requests_total", service="ssm", outcome="success") >= 2
+    assert kube.total(samples, "envsync_keys_total", action="created") >= 1
+    assert kube.total(samples, "envsync_resources", ready="true") >= 1
+    assert kube.total(samples, "envsync_sync_duration_seconds_count") >= 1
+    assert kube.total(samples, "envsync_pool_gets_total", pool="byte") >= 0
+    text = "\n".join(samples)
+    no_secret_leaks(text)
+    assert namespace not in text  # no per-object labels: bounded however many EnvSyncs exist
+
+
+# ------------------------------------------- AWS misbehaving (fault proxy; emulator suite only)
+
+
+def test_throttling_is_reported_and_the_sync_still_converges(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    path = f"/{namespace}/app/"
+    rules = [Rule("throttle", "PutParameter", every=2, limit=3)]
+    with FaultProxy(aws_endpoint, rules) as proxy:
+        cluster.apply(kube.configmap("app-env", namespace, "A=1\nB=2\nC=3\n"))
+        cluster.apply(
+            kube.envsync("app", namespace, source="app-env", path=path, endpoint=proxy.url)
+        )
+
+        obj = ready(cluster, namespace, "app")
+
+        assert proxy.faults["throttle"] >= 1
+    assert kube.is_true(obj, "Throttled")
+    assert obj["status"]["throttledCalls"] >= 1
+    assert params(ssm, path) == {f"{path}A": "1", f"{path}B": "2", f"{path}C": "3"}
+    kube.wait_until(lambda: "Throttled" in reasons(cluster, namespace, "app"))
+
+
+def test_access_denied_stalls_with_backoff_not_a_hot_loop(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    path = f"/{namespace}/app/"
+    # IAM without ssm:GetParametersByPath: the sync cannot even read what is there.
+    with FaultProxy(aws_endpoint, [Rule("denied", "GetParametersByPath")]) as proxy:
+        cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
+        cluster.apply(
+            kube.envsync("app", namespace, source="app-env", path=path, endpoint=proxy.url)
+        )
+
+        obj = ready(cluster, namespace, "app", reason="AccessDenied")
+        attempts = proxy.requests["GetParametersByPath"]
+        time.sleep(2.0)
+        retried = proxy.requests["GetParametersByPath"] - attempts
+
+    assert kube.is_true(obj, "Stalled")
+    assert retried <= 1  # the first retry comes after 1-2 s, the next after 2-4 s more
+    assert params(ssm, path) == {}
+    kube.wait_until(lambda: "AccessDenied" in reasons(cluster, namespace, "app"))

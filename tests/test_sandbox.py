@@ -1,0 +1,149 @@
+"""The bookkeeping layer over kmock's emulator: what a real API server does and kopf relies on.
+
+Each test states one behaviour of a real API server that plain kmock lacks; without the layer
+in envsync.cli.sandbox these assertions fail (see docs/testing.md, "emulator gaps").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from envsync.cli import sandbox
+
+CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.dev"},
+    "spec": {
+        "group": "example.dev",
+        "scope": "Namespaced",
+        "names": {
+            "plural": "widgets",
+            "singular": "widget",
+            "kind": "Widget",
+            "shortNames": ["wd"],
+        },
+        "versions": [
+            {"name": "v1", "served": True, "storage": True, "subresources": {"status": {}}},
+        ],
+    },
+}
+PATH = "/apis/example.dev/v1/namespaces/ns/widgets/w1"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[sandbox.KubernetesServer]:
+    with sandbox.KubernetesServer() as running:
+        sandbox.KubeClient(running.url).create(CRD)
+        yield running
+
+
+@pytest.fixture
+def client(server: sandbox.KubernetesServer) -> Iterator[sandbox.KubeClient]:
+    kube = sandbox.KubeClient(server.url)
+    kube.create({"apiVersion": "example.dev/v1", "kind": "Widget",
+                 "metadata": {"name": "w1", "namespace": "ns"}, "spec": {"size": 1},
+                 "status": {"ignored": True}})  # fmt: skip
+    yield kube
+    kube.delete(PATH)
+
+
+def test_a_created_crd_is_served_with_its_names(client: sandbox.KubeClient) -> None:
+    listing = client.get("/apis/example.dev/v1")
+    resources = {r["name"]: r for r in listing["resources"]}
+    assert resources["widgets"]["kind"] == "Widget"
+    assert resources["widgets"]["shortNames"] == ["wd"]
+    assert "widgets/status" in resources
+
+
+def test_create_sets_uid_generation_and_version_and_ignores_status(
+    client: sandbox.KubeClient,
+) -> None:
+    obj = client.get(PATH)
+    meta = obj["metadata"]
+    assert meta["generation"] == 1
+    assert meta["uid"]
+    assert meta["resourceVersion"]
+    assert meta["creationTimestamp"].endswith("Z")
+    assert "status" not in obj
+
+
+def test_generation_moves_only_when_the_spec_changes(client: sandbox.KubeClient) -> None:
+    first = client.get(PATH)["metadata"]["resourceVersion"]
+    client.patch(PATH, {"metadata": {"labels": {"a": "b"}}})
+    labelled = client.get(PATH)["metadata"]
+    assert labelled["generation"] == 1
+    assert int(labelled["resourceVersion"]) > int(first)
+
+    client.patch(PATH, {"spec": {"size": 1}})  # same value: no change
+    assert client.get(PATH)["metadata"]["generation"] == 1
+    client.patch(PATH, {"spec": {"size": 2}})
+    assert client.get(PATH)["metadata"]["generation"] == 2
+
+
+def test_status_goes_through_the_subresource_only(client: sandbox.KubeClient) -> None:
+    client.patch(PATH, {"status": {"phase": "main-endpoint"}})
+    assert "status" not in client.get(PATH)
+    client.patch(PATH + "/status", {"status": {"phase": "ok"}, "spec": {"size": 99}})
+    obj = client.get(PATH)
+    assert obj["status"] == {"phase": "ok"}
+    assert obj["spec"]["size"] == 1
+    assert obj["metadata"]["generation"] == 1
+
+
+def test_a_stale_json_patch_test_is_a_conflict_not_a_server_error(
+    client: sandbox.KubeClient,
+) -> None:
+    version = client.get(PATH)["metadata"]["resourceVersion"]
+    client.patch(PATH, {"metadata": {"labels": {"x": "y"}}})  # moves the version on
+    ops = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+        {"op": "add", "path": "/metadata/finalizers", "value": ["f"]},
+    ]
+    with pytest.raises(sandbox.KubeError) as caught:
+        client.request("PATCH", PATH, ops, content_type="application/json-patch+json")
+    assert caught.value.status == 422
+
+    current = client.get(PATH)["metadata"]["resourceVersion"]
+    ops[0]["value"] = current
+    client.request("PATCH", PATH, ops, content_type="application/json-patch+json")
+    after = client.get(PATH)["metadata"]
+    assert after["finalizers"] == ["f"]
+    assert int(after["resourceVersion"]) > int(current)
+    client.request("PATCH", PATH, [{"op": "remove", "path": "/metadata/finalizers"}],
+                   content_type="application/json-patch+json")  # fmt: skip
+
+
+def test_generate_name_gets_a_unique_name(server: sandbox.KubernetesServer) -> None:
+    kube = sandbox.KubeClient(server.url)
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": "e-", "namespace": "ns"},
+    }
+    names = {kube.create(event)["metadata"]["name"] for _ in range(3)}
+    assert len(names) == 3
+    assert all(name.startswith("e-") for name in names)
+
+
+def test_aws_server_environment_points_boto3_at_moto() -> None:
+    import boto3
+
+    with sandbox.AwsServer() as aws:
+        env = aws.environment()
+        assert env["AWS_ENDPOINT_URL"] == aws.url
+        ssm = boto3.client(
+            "ssm", endpoint_url=aws.url, region_name=env["AWS_DEFAULT_REGION"],
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )  # fmt: skip
+        ssm.put_parameter(Name="/sandbox/x", Value="1", Type="String")
+        assert ssm.get_parameter(Name="/sandbox/x")["Parameter"]["Value"] == "1"
+
+
+def test_manifests_load_in_file_order(tmp_path: Any) -> None:
+    (tmp_path / "20-b.yaml").write_text("kind: B\n---\nkind: C\n")
+    (tmp_path / "10-a.yaml").write_text("kind: A\n")
+    assert [m["kind"] for m in sandbox.load_manifests(tmp_path)] == ["A", "B", "C"]
