@@ -1,0 +1,614 @@
+"""The Helm chart, rendered by Helm's own engine and checked the way an install would check it.
+
+``helm_python`` binds Helm's Go SDK, so rendering, ``values.schema.json`` validation and lint
+are Helm's, not an imitation. Every rendered object of every variant is validated against the
+Kubernetes OpenAPI schemas of the chart's oldest supported version and of the newest one
+``kubernetes-validate`` knows, in strict mode (an unknown field fails, as ``kubectl apply
+--validate=strict`` would). prometheus-operator kinds (ServiceMonitor, PrometheusRule) and
+kopf's peering kinds have no schema there: they are CRD-typed, so they are checked by
+structure instead (see :data:`CRD_TYPED`).
+
+The RBAC tests pin the exact rules the operator needs; the settings tests feed the rendered
+environment to :mod:`envsync.settings` itself, so a value that maps to a misspelled or
+mis-shaped ``ENVSYNC_*`` variable fails here rather than in a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import tomllib
+from collections.abc import Iterator
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+from envsync import settings, units
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CHART = ROOT / "charts" / "envsync"
+RELEASE = "envsync"
+NAMESPACE = "envsync-system"
+
+CRD_TYPED = {"monitoring.coreos.com", "kopf.dev"}
+"""API groups whose kinds are CustomResourceDefinitions: kubernetes-validate has no schema for
+them (it knows only the built-in API), so their objects are checked by structure instead."""
+
+KUBE_VERSIONS = ("1.25", kubernetes_validate.latest_version())
+"""The chart's kubeVersion floor (Chart.yaml) and the newest schemas kubernetes-validate ships."""
+
+OPERATOR_RULES = [
+    {"apiGroups": ["envsync.dev"], "resources": ["envsyncs"],
+     "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": ["envsync.dev"], "resources": ["envsyncs/status"], "verbs": ["patch"]},
+    {"apiGroups": ["envsync.dev"], "resources": ["envsyncs/finalizers"], "verbs": ["update"]},
+    {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+]  # fmt: skip
+"""Exactly what the operator does: follow EnvSyncs (kopf's finalizer and progress go in through
+patch), write status only through its subresource, read sources and auth Secrets, post events."""
+
+
+def peering_rules(resource: str, name: str) -> list[dict[str, Any]]:
+    """kopf watches the peering objects and patches its keep-alive into the one it uses."""
+    return [
+        {"apiGroups": ["kopf.dev"], "resources": [resource], "resourceNames": [name],
+         "verbs": ["patch"]},
+        {"apiGroups": ["kopf.dev"], "resources": [resource], "verbs": ["list", "watch"]},
+    ]  # fmt: skip
+
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "namespaced": {"operator": {"watchNamespaces": ["team-a", "team-b"]}},
+    "ha": {
+        "replicaCount": 2,
+        "peering": {"enabled": True},
+        "podDisruptionBudget": {"enabled": True},
+    },
+    "ha-namespaced": {
+        "replicaCount": 3,
+        "peering": {"enabled": True, "name": "envsync-peers"},
+        "operator": {"watchNamespaces": ["team-a"]},
+    },
+    "monitoring": {
+        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+                    "prometheusRule": {"enabled": True}},
+    },
+    "irsa": {
+        "image": {"digest": "sha256:" + "a" * 64},
+        "serviceAccount": {
+            "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/envsync"}
+        },
+        "operator": {
+            "defaultRegion": "eu-west-1",
+            "allowedPathPrefixes": ["/{namespace}/", "/shared/{namespace}/"],
+            "namespacePathPrefixes": {"platform": ["/"]},
+            "allowRoleArn": ["arn:aws:iam::123456789012:role/envsync-{namespace}-*"],
+            "maxConcurrentSyncs": 8,
+            "memoryBudget": "1Gi",
+            "defaultRefreshInterval": "30m",
+            "driftJitter": 0.2,
+            "syncTimeout": "20m",
+            "logFormat": "plain",
+            "logLevel": "DEBUG",
+        },
+        "resources": {"limits": {"memory": "1280Mi"}},
+        "extraEnv": [{"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"}],
+        "notes": {"argocdHealthCheck": True},
+    },
+    "existing-identity": {
+        "serviceAccount": {"create": False, "name": "platform-envsync"},
+        "rbac": {"create": False},
+        "operator": {"allowRoleArn": True},
+    },
+    "no-metrics": {"metrics": {"enabled": False}},
+}  # fmt: skip
+"""Value sets a user would install with; each must lint, render and validate."""
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="module")
+def chart() -> Iterator[helm.Chart]:
+    with helm.Chart.load(CHART) as loaded:
+        yield loaded
+
+
+def render(chart: helm.Chart, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every object an install of ``values`` would create, in template order."""
+    manifests = chart.render(values or {}, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    return [
+        doc
+        for path, text in sorted(manifests.items())
+        if not path.endswith("NOTES.txt")
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+
+
+def notes(chart: helm.Chart, values: dict[str, Any] | None = None) -> str:
+    manifests = chart.render(values or {}, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    return next(text for path, text in manifests.items() if path.endswith("NOTES.txt"))
+
+
+def only(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [obj for obj in objects if obj["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    (operator,) = pod["containers"]
+    return operator  # type: ignore[no-any-return]
+
+
+def envsync_env(objects: list[dict[str, Any]]) -> dict[str, str]:
+    return {
+        item["name"]: item["value"]
+        for item in container(objects)["env"]
+        if item["name"].startswith(settings.ENV_PREFIX)
+    }
+
+
+def group_of(obj: dict[str, Any]) -> str:
+    api_version: str = obj["apiVersion"]
+    return api_version.split("/")[0] if "/" in api_version else ""
+
+
+# ------------------------------------------------------------------------------ lint, render
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_helm_lint_is_clean(variant: str) -> None:
+    report = helm.lint(
+        CHART, VARIANTS[variant], strict=True, namespace=NAMESPACE, kube_version="v1.34.0"
+    )
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not report["errors"], report["errors"]
+    assert not problems, problems
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_rendered_object_validates_against_kubernetes(
+    chart: helm.Chart, variant: str
+) -> None:
+    objects = render(chart, VARIANTS[variant])
+    assert objects
+    for obj in objects:
+        if group_of(obj) in CRD_TYPED:
+            continue  # no OpenAPI schema outside the built-in API; see test_crd_typed_objects
+        for version in KUBE_VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_chart_crds_validate_against_kubernetes(chart: helm.Chart) -> None:
+    crds = chart.crds
+    assert {entry["name"] for entry in crds} >= {"crds/kopf.dev_peerings.yaml"}
+    for entry in crds:
+        for doc in yaml.safe_load_all(entry["data"]):
+            if doc:
+                assert doc["kind"] == "CustomResourceDefinition"
+                kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_chart_crd_is_the_generated_one_byte_for_byte() -> None:
+    generated = ROOT / "crds" / "envsync.dev_envsyncs.yaml"
+    copy = CHART / "crds" / "envsync.dev_envsyncs.yaml"
+    assert generated.is_file(), (
+        "crds/envsync.dev_envsyncs.yaml is missing: run `envsync crd --write`"
+    )
+    assert copy.is_file(), "the chart has no copy of the CRD: run `envsync crd --write`"
+    assert copy.read_bytes() == generated.read_bytes(), (
+        "the chart's copy of the CRD differs from crds/: run `envsync crd --write`"
+    )
+
+
+def test_every_variant_gets_its_own_names_and_labels(chart: helm.Chart) -> None:
+    for values in VARIANTS.values():
+        for obj in render(chart, values):
+            labels = obj["metadata"]["labels"]
+            assert labels["app.kubernetes.io/instance"] == RELEASE
+            assert labels["app.kubernetes.io/managed-by"] == "Helm"
+            if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering"):
+                assert obj["metadata"]["namespace"], obj["kind"]
+
+
+def test_app_version_is_the_package_version(chart: helm.Chart) -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert chart.metadata["appVersion"] == project["version"]
+
+
+def test_image_defaults_to_app_version_and_digest_wins(chart: helm.Chart) -> None:
+    assert container(render(chart))["image"].endswith(":" + chart.metadata["appVersion"])
+    pinned = container(render(chart, VARIANTS["irsa"]))["image"]
+    assert pinned == "ghcr.io/envsync/envsync-operator@sha256:" + "a" * 64
+
+
+# ------------------------------------------------------------------------------- deployment
+
+
+def test_pod_runs_locked_down(chart: helm.Chart) -> None:
+    objects = render(chart)
+    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] > 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    ctx = container(objects)["securityContext"]
+    assert ctx["readOnlyRootFilesystem"] is True
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["capabilities"] == {"drop": ["ALL"]}
+    assert ctx["privileged"] is False
+    resources = container(objects)["resources"]
+    assert resources["requests"]["cpu"]
+    assert resources["requests"]["memory"]
+    assert resources["limits"]["memory"]
+
+
+def test_memory_budget_stays_below_the_memory_limit(chart: helm.Chart) -> None:
+    for variant in ("default", "irsa"):
+        objects = render(chart, VARIANTS[variant])
+        budget = units.parse_quantity(envsync_env(objects)["ENVSYNC_MEMORY_BUDGET"])
+        limit = units.parse_quantity(container(objects)["resources"]["limits"]["memory"])
+        assert budget < limit, variant
+
+
+def test_probes_hit_kopfs_liveness_endpoint(chart: helm.Chart) -> None:
+    objects = render(chart, {"liveness": {"port": 9999}})
+    operator = container(objects)
+    ports = {port["name"]: port["containerPort"] for port in operator["ports"]}
+    assert ports["healthz"] == 9999
+    assert envsync_env(objects)["ENVSYNC_LIVENESS_PORT"] == "9999"
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert operator[probe]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+
+
+def test_standalone_operator_never_overlaps_with_its_successor(chart: helm.Chart) -> None:
+    assert only(render(chart), "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    rolling = only(render(chart, VARIANTS["ha"]), "Deployment")["spec"]["strategy"]
+    assert rolling["type"] == "RollingUpdate"
+    assert rolling["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_pod_id_names_the_replica_for_peering(chart: helm.Chart) -> None:
+    env = {item["name"]: item for item in container(render(chart))["env"]}
+    assert env["POD_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+
+
+def test_irsa_annotation_lands_on_the_service_account(chart: helm.Chart) -> None:
+    objects = render(chart, VARIANTS["irsa"])
+    account = only(objects, "ServiceAccount")
+    assert account["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/envsync"
+    }
+    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+
+
+def test_existing_service_account_and_no_rbac(chart: helm.Chart) -> None:
+    objects = render(chart, VARIANTS["existing-identity"])
+    assert not of_kind(objects, "ServiceAccount")
+    assert not [o for o in objects if group_of(o) == "rbac.authorization.k8s.io"]
+    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "platform-envsync"
+
+
+# ------------------------------------------------------------------------------------- RBAC
+
+
+def test_cluster_mode_grants_exactly_what_the_operator_uses(chart: helm.Chart) -> None:
+    objects = render(chart)
+    assert only(objects, "ClusterRole")["rules"] == OPERATOR_RULES
+    binding = only(objects, "ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": RELEASE,
+    }  # fmt: skip
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}
+    ]
+    assert not of_kind(objects, "Role")
+    assert not of_kind(objects, "RoleBinding")
+
+
+def test_namespaced_mode_has_a_role_per_namespace_and_nothing_cluster_wide(
+    chart: helm.Chart,
+) -> None:
+    objects = render(chart, VARIANTS["namespaced"])
+    assert not of_kind(objects, "ClusterRole")
+    assert not of_kind(objects, "ClusterRoleBinding")
+    roles = {role["metadata"]["namespace"]: role for role in of_kind(objects, "Role")}
+    bindings = {b["metadata"]["namespace"]: b for b in of_kind(objects, "RoleBinding")}
+    assert set(roles) == set(bindings) == {"team-a", "team-b"}
+    for namespace, role in roles.items():
+        assert role["rules"] == OPERATOR_RULES
+        assert bindings[namespace]["subjects"] == [
+            {"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}
+        ]
+    assert envsync_env(objects)["ENVSYNC_NAMESPACES"] == "team-a,team-b"
+
+
+def test_peering_rules_and_objects_only_when_peering_is_on(chart: helm.Chart) -> None:
+    cluster = render(chart, VARIANTS["ha"])
+    assert only(cluster, "ClusterRole")["rules"] == OPERATOR_RULES + peering_rules(
+        "clusterkopfpeerings", RELEASE
+    )
+    assert only(cluster, "ClusterKopfPeering")["metadata"]["name"] == RELEASE
+    assert envsync_env(cluster)["ENVSYNC_PEERING"] == RELEASE
+
+    namespaced = render(chart, VARIANTS["ha-namespaced"])
+    role = only(namespaced, "Role")
+    assert role["rules"] == OPERATOR_RULES + peering_rules("kopfpeerings", "envsync-peers")
+    peering = only(namespaced, "KopfPeering")
+    assert (peering["metadata"]["namespace"], peering["metadata"]["name"]) == (
+        "team-a",
+        "envsync-peers",
+    )
+    assert envsync_env(namespaced)["ENVSYNC_PEERING"] == "envsync-peers"
+
+    standalone = render(chart)
+    assert "ENVSYNC_PEERING" not in envsync_env(standalone)
+    assert not [o for o in standalone if group_of(o) == "kopf.dev"]
+
+
+def test_no_variant_grants_writes_on_sources_or_wildcards(chart: helm.Chart) -> None:
+    for name, values in VARIANTS.items():
+        for obj in render(chart, values):
+            for rule in obj.get("rules", []):
+                assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], name
+                if {"configmaps", "secrets"} & set(rule["resources"]):
+                    assert set(rule["verbs"]) <= {"get", "list", "watch"}, name
+
+
+def test_rbac_covers_every_resource_the_handlers_watch(chart: helm.Chart) -> None:
+    """The kopf registry says what the operator watches; each needs list and watch."""
+    kopf = pytest.importorskip("kopf")
+    handlers = pytest.importorskip("envsync.handlers")
+    registry = getattr(handlers, "registry", None) or kopf.get_default_registry()
+    watched = set()
+    for group in (registry._watching, registry._changing, registry._indexing, registry._spawning):
+        for handler in group.get_all_handlers():
+            selector = handler.selector
+            if selector is not None:
+                watched.add((selector.group or "", selector.plural or selector.any_name))
+    assert watched, "the handlers register nothing"
+    granted = {
+        (group, resource)
+        for rule in only(render(chart), "ClusterRole")["rules"]
+        if {"list", "watch"} <= set(rule["verbs"])
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    assert watched <= granted, f"watched without list/watch: {watched - granted}"
+
+
+# --------------------------------------------------------------------------------- settings
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_rendered_environment_is_what_the_operator_reads(
+    chart: helm.Chart, variant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = chart.merge_values(VARIANTS[variant])
+    env = envsync_env(render(chart, VARIANTS[variant]))
+    fields = {settings.env_var(name) for name in settings.Settings.model_fields}
+    assert set(env) <= fields, f"not operator settings: {set(env) - fields}"
+    for var in fields:
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    loaded = settings.load_settings()
+
+    op = values["operator"]
+    assert loaded.namespaces == op["watchNamespaces"]
+    assert loaded.max_concurrent_syncs == op["maxConcurrentSyncs"]
+    assert loaded.memory_budget == units.parse_quantity(op["memoryBudget"])
+    assert loaded.default_region == (op["defaultRegion"] or None)
+    assert loaded.allowed_path_prefixes == op["allowedPathPrefixes"]
+    assert loaded.namespace_path_prefixes == op["namespacePathPrefixes"]
+    assert loaded.allow_role_arn == op["allowRoleArn"]
+    assert loaded.default_refresh_interval == units.parse_duration(op["defaultRefreshInterval"])
+    assert loaded.drift_jitter == pytest.approx(op["driftJitter"])
+    assert loaded.sync_timeout == units.parse_duration(op["syncTimeout"])
+    assert loaded.log_format == op["logFormat"]
+    assert loaded.log_level == op["logLevel"]
+    metrics = values["metrics"]
+    assert loaded.metrics_port == (metrics["port"] if metrics["enabled"] else 0)
+    assert loaded.liveness_port == values["liveness"]["port"]
+    peering = values["peering"]
+    assert loaded.peering == ((peering["name"] or RELEASE) if peering["enabled"] else "")
+
+
+UNMAPPED_SETTINGS = {"metrics_address"}
+"""Settings the chart leaves at their default on purpose: the pod must listen on all addresses."""
+
+
+def test_every_operator_setting_has_a_chart_value(chart: helm.Chart) -> None:
+    """A new field in envsync.settings fails here until the chart maps it (or lists it above)."""
+    mapped = set()
+    for values in VARIANTS.values():
+        mapped |= set(envsync_env(render(chart, values)))
+    fields = {settings.env_var(name) for name in settings.Settings.model_fields}
+    missing = fields - mapped - {settings.env_var(name) for name in UNMAPPED_SETTINGS}
+    assert not missing, f"settings with no chart value: {sorted(missing)}"
+
+
+# ----------------------------------------------------------------------------------- schema
+
+BAD_VALUES = {
+    "unknown top-level key": {"replicas": 2},
+    "typo inside operator": {"operator": {"watchNamespace": ["a"]}},
+    "log format": {"operator": {"logFormat": "xml"}},
+    "log level": {"operator": {"logLevel": "verbose"}},
+    "namespace name": {"operator": {"watchNamespaces": ["Team_A"]}},
+    "memory budget": {"operator": {"memoryBudget": "lots"}},
+    "refresh interval": {"operator": {"defaultRefreshInterval": "hourly"}},
+    "concurrency zero": {"operator": {"maxConcurrentSyncs": 0}},
+    "concurrency as text": {"operator": {"maxConcurrentSyncs": "4"}},
+    "region": {"operator": {"defaultRegion": "Europe"}},
+    "jitter": {"operator": {"driftJitter": 2}},
+    "role arn pattern": {"operator": {"allowRoleArn": ["role/admin"]}},
+    "path prefixes empty": {"operator": {"allowedPathPrefixes": []}},
+    "metrics port": {"metrics": {"port": 70000}},
+    "pull policy": {"image": {"pullPolicy": "Sometimes"}},
+    "digest": {"image": {"digest": "latest"}},
+    "replicas": {"replicaCount": 0},
+    "scrape interval": {"metrics": {"serviceMonitor": {"interval": "often"}}},
+    "annotation value": {"serviceAccount": {"annotations": {"a": 1}}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_VALUES))
+def test_values_schema_rejects_bad_values(chart: helm.Chart, case: str) -> None:
+    with pytest.raises(helm.HelmError):
+        chart.validate_schema(BAD_VALUES[case])
+    with pytest.raises(helm.HelmError):
+        chart.render(BAD_VALUES[case], name=RELEASE, namespace=NAMESPACE)
+
+
+def test_values_schema_accepts_every_variant(chart: helm.Chart) -> None:
+    for values in VARIANTS.values():
+        chart.validate_schema(values)
+
+
+def test_schema_error_names_the_key(chart: helm.Chart) -> None:
+    with pytest.raises(helm.HelmError, match="logFormat"):
+        chart.validate_schema({"operator": {"logFormat": "xml"}})
+
+
+def test_schema_patterns_are_the_operators(chart: helm.Chart) -> None:
+    schema = chart.schema
+    assert schema is not None
+    operator = schema["properties"]["operator"]["properties"]
+    assert operator["defaultRefreshInterval"]["pattern"] == units.DURATION_PATTERN
+    assert operator["syncTimeout"]["pattern"] == units.DURATION_PATTERN
+    assert operator["memoryBudget"]["oneOf"][0]["pattern"] == units.QUANTITY_PATTERN
+    log_level = settings.Settings.model_fields["log_level"].annotation
+    assert set(operator["logLevel"]["enum"]) == set(log_level.__args__)  # type: ignore[union-attr]
+
+
+CROSS_FIELD = {
+    "replicas without peering": ({"replicaCount": 2}, "peering.enabled"),
+    "budget with one replica": ({"podDisruptionBudget": {"enabled": True}}, "replicaCount >= 2"),
+    "monitor without metrics": (
+        {"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}},
+        "metrics.enabled",
+    ),
+    "alerts without metrics": (
+        {"metrics": {"enabled": False, "prometheusRule": {"enabled": True}}},
+        "metrics.enabled",
+    ),
+    "existing account without a name": (
+        {"serviceAccount": {"create": False}},
+        "serviceAccount.name",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CROSS_FIELD))
+def test_cross_field_mistakes_fail_with_a_message(chart: helm.Chart, case: str) -> None:
+    values, words = CROSS_FIELD[case]
+    with pytest.raises(helm.HelmError, match=re.escape(words)):
+        chart.render(values, name=RELEASE, namespace=NAMESPACE)
+
+
+# ------------------------------------------------------------------------ monitoring, notes
+
+
+def test_crd_typed_objects(chart: helm.Chart) -> None:
+    """ServiceMonitor and PrometheusRule, checked by structure (kubernetes-validate has none)."""
+    objects = render(chart, VARIANTS["monitoring"])
+    service = only(objects, "Service")
+    monitor = only(objects, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    selected = monitor["spec"]["selector"]["matchLabels"]
+    assert selected.items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    service_ports = {port["name"] for port in service["spec"]["ports"]}
+    assert {endpoint["port"] for endpoint in monitor["spec"]["endpoints"]} <= service_ports
+    pod_ports = {port["name"] for port in container(objects)["ports"]}
+    assert {port["targetPort"] for port in service["spec"]["ports"]} <= pod_ports
+
+    rule = only(objects, "PrometheusRule")
+    (group,) = rule["spec"]["groups"]
+    alerts = {entry["alert"]: entry for entry in group["rules"]}
+    assert set(alerts) >= {"EnvSyncSyncFailing", "EnvSyncThrottled", "EnvSyncMemoryThresholdHit"}
+    for alert in alerts.values():
+        assert alert["expr"].count("(") == alert["expr"].count(")")
+        assert alert["expr"].count("{") == alert["expr"].count("}")
+        assert re.fullmatch(r"([0-9]+[smhdwy])+", alert["for"])
+        assert alert["labels"]["severity"]
+        assert alert["annotations"]["summary"]
+        assert f'job="{RELEASE}-metrics"' in alert["expr"]
+
+
+def exposed_metric_names() -> set[str]:
+    """Names a scrape of a fresh registry shows, samples included (``_total``, ``_bucket``…)."""
+    metrics = pytest.importorskip("envsync.metrics")
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+    return {
+        family.name + suffix
+        for family in metrics.Metrics().registry.collect()
+        for suffix in suffixes.get(family.type, ("",))
+    }
+
+
+def test_alerts_use_metrics_the_operator_exports(chart: helm.Chart) -> None:
+    rule = only(render(chart, VARIANTS["monitoring"]), "PrometheusRule")
+    used = {
+        name
+        for entry in rule["spec"]["groups"][0]["rules"]
+        for name in re.findall(r"\b(envsync_[a-z_]+|up)\b", entry["expr"])
+    } - {"up"}
+    assert used, "the alerts read no envsync metric"
+    assert used <= exposed_metric_names(), f"unknown metrics: {used - exposed_metric_names()}"
+
+
+def test_metrics_disabled_removes_port_and_service(chart: helm.Chart) -> None:
+    objects = render(chart, VARIANTS["no-metrics"])
+    assert not of_kind(objects, "Service")
+    assert [port["name"] for port in container(objects)["ports"]] == ["healthz"]
+
+
+def test_pod_disruption_budget_selects_the_pods(chart: helm.Chart) -> None:
+    objects = render(chart, VARIANTS["ha"])
+    budget = only(objects, "PodDisruptionBudget")
+    pod_labels = only(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert budget["spec"]["minAvailable"] == 1
+
+
+def test_notes_say_what_to_apply_next(chart: helm.Chart) -> None:
+    text = notes(chart)
+    assert "kind: EnvSync" in text
+    assert f"rollout status deployment/{RELEASE}" in text
+    assert "No IRSA role annotation" in text
+    irsa = notes(chart, VARIANTS["irsa"])
+    assert "arn:aws:iam::123456789012:role/envsync" in irsa
+    assert "region: eu-west-1" not in irsa  # the operator's default region applies
+
+
+def test_notes_carry_the_argocd_health_check_verbatim(chart: helm.Chart) -> None:
+    lua = (ROOT / "docs" / "argocd-health.lua").read_text(encoding="utf-8")
+    assert (CHART / "files" / "argocd-health.lua").read_text(encoding="utf-8") == lua
+    text = notes(chart, {"notes": {"argocdHealthCheck": True}})
+    block = text.split("resource.customizations.health.envsync.dev_EnvSync: |\n", 1)[1]
+    lines = [line[4:] if line.strip() else "" for line in block.splitlines()]
+    assert "\n".join(lines).strip() == lua.strip()
+    assert "resource.customizations" not in notes(chart)
+
+
+def test_schema_file_is_valid_json_with_a_draft() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    assert schema["$schema"].startswith("http://json-schema.org/draft-07")
+    assert schema["additionalProperties"] is False
