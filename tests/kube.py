@@ -293,10 +293,17 @@ def environment(**variables: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def run_operator(
-    kubeconfig: pathlib.Path | str, *, namespaces: tuple[str, ...] = (), **settings: str
+    kubeconfig: pathlib.Path | str,
+    *,
+    namespaces: tuple[str, ...] = (),
+    debug: bool = False,
+    **settings: str,
 ) -> Iterator[KopfRunner]:
-    """The operator under :class:`KopfRunner`, configured by ``ENVSYNC_<SETTING>`` variables."""
+    """The operator under :class:`KopfRunner`, configured by ``ENVSYNC_<SETTING>`` variables;
+    ``debug`` is kopf's ``--debug`` (every logger of the process at DEBUG)."""
     scope = [arg for ns in namespaces for arg in ("--namespace", ns)] or ["--all-namespaces"]
+    if debug:
+        scope.append("--debug")
     variables = {
         "KUBECONFIG": str(kubeconfig),
         **{f"ENVSYNC_{k.upper()}": v for k, v in settings.items()},

@@ -51,6 +51,7 @@ __all__ = [
     "error_code",
     "get_client",
     "name_lock",
+    "quiet_sdk_loggers",
     "remove_request_observer",
     "reset",
     "settings",
@@ -241,6 +242,7 @@ def get_client(
     problem = creds.problem()
     if problem:
         raise errors.ConfigError(problem)
+    quiet_sdk_loggers()
     with _state.lock:
         session = _boto_session(creds, region)
         resolved = region or session.region_name
@@ -262,6 +264,23 @@ def get_client(
         _instrument(client, service, limiter_scope=(creds.account() or creds.identity(), resolved))
         _state.clients[key] = (pool, client)
         return client
+
+
+SDK_LOGGERS: Final = ("boto3", "botocore", "urllib3", "s3transfer")
+"""Loggers of the AWS SDK stack. At DEBUG, botocore logs request parameters and response bodies,
+which hold the values being pushed and the decrypted values read back."""
+
+
+def quiet_sdk_loggers() -> None:
+    """Keep the AWS SDK's loggers at WARNING or above, whatever the root level.
+
+    Called before any client exists, so ``ENVSYNC_LOG_LEVEL=DEBUG`` (or kopf's ``--debug``)
+    debugs envsync without printing secrets. Their warnings and errors carry no bodies.
+    """
+    for name in SDK_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level < logging.WARNING:  # NOTSET (inherit the root's level) included
+            logger.setLevel(logging.WARNING)
 
 
 def _client_config(pool: int) -> botocore.config.Config:
