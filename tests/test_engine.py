@@ -424,6 +424,28 @@ async def test_pool_manager_figures_and_callbacks(moto_endpoint: str, unique_pat
     assert report.source_hash == hashlib.sha256(b"A=1\nB=2\n").hexdigest()
 
 
+async def test_syncs_read_into_the_byte_pool_and_batch_names_in_the_string_pool(
+    moto_endpoint: str, unique_path: str
+) -> None:
+    """The pools are on the sync's path: one read buffer per sync, one name list per batch."""
+    config = pools.PoolConfig(memory_threshold=0)
+    source = "".join(f"K{i}=v{i}\n" for i in range(25)).encode()  # 3 batches of 10 names
+    async with pools.PoolManager(config) as manager:
+        request = engine.SyncRequest(
+            source=source, owner=ME, target=ssm_target(moto_endpoint, unique_path)
+        )
+        first = await engine.sync(request, pools=manager)
+        again = await engine.sync(request, pools=manager)
+    assert first.created == 25
+    assert again.unchanged == 25
+    byte, string = again.pool_stats["byte"], again.pool_stats["string"]
+    assert (byte["gets"], byte["puts"], byte["hits"], byte["misses"]) == (2, 2, 1, 1)
+    assert first.pool_stats["string"]["misses"] >= 3
+    assert string["gets"] == string["puts"]
+    assert string["hits"] >= 3  # the second sync's batches reuse the first sync's lists
+    assert again.source_hash == first.source_hash == hashlib.sha256(source).hexdigest()
+
+
 async def test_delete_owned_removes_only_ours(
     moto_endpoint: str, unique_path: str, ssm_client: Any, seed_parameters: Any
 ) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "ParseCancelled",
     "ParseError",
     "Parser",
+    "Readable",
     "Source",
     "Variable",
     "aparse",
@@ -97,6 +98,13 @@ class BytePoolLike(Protocol):
     def put(self, buffer: bytearray, /) -> None: ...
 
 
+class Readable(Protocol):
+    """A binary reader: a file, a socket reader, anything with ``read(n) -> bytes``. One with
+    ``readinto`` as well is read into a pooled buffer when a byte pool is given."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
 class CancelToken(Protocol):
     """A ``threading.Event``/``asyncio.Event``-like flag, polled between chunks."""
 
@@ -104,7 +112,7 @@ class CancelToken(Protocol):
 
 
 Item: TypeAlias = Variable | ParseError
-Source: TypeAlias = "str | bytes | bytearray | memoryview | IO[bytes] | Iterable[bytes]"
+Source: TypeAlias = "str | bytes | bytearray | memoryview | Readable | Iterable[bytes]"
 
 # --- the exact statement grammar (text holds only "\n" line breaks by now) ----------------------
 _HSPACE = re.compile(r"[^\S\n]*")
@@ -732,7 +740,7 @@ def _bytes_chunks(data: bytes | bytearray | memoryview, size: int) -> Iterator[m
 
 
 def _file_chunks(
-    stream: IO[bytes], size: int, pool: BytePoolLike | None
+    stream: Readable, size: int, pool: BytePoolLike | None
 ) -> Iterator[bytes | memoryview]:
     readinto = getattr(stream, "readinto", None)
     if pool is not None and readinto is not None:

@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import io
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -181,25 +182,71 @@ class _Parsed:
     digest: str
 
 
-def _chunks(source: Source, size: int) -> Iterator[bytes]:
-    if isinstance(source, bytes | bytearray | memoryview):
-        data = bytes(source)
-        for start in range(0, len(data), size):
-            yield data[start : start + size]
-        return
-    read = getattr(source, "read", None)
-    if callable(read):
-        while chunk := read(size):
-            yield bytes(chunk)
-        return
-    for chunk in source:
-        yield bytes(chunk)
+class _HashingReader:
+    """A binary reader that hashes what passes through it, so the source is read only once.
+
+    It offers ``readinto``, which is what lets the parser read into a pooled buffer instead of
+    allocating a bytes object per chunk (``io.BytesIO`` over the source's bytes shares them
+    until written, so wrapping costs no copy).
+    """
+
+    def __init__(self, raw: dotenv.Readable, digest: Any) -> None:
+        self._raw = raw
+        self._digest = digest
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        readinto = getattr(self._raw, "readinto", None)
+        if readinto is not None:
+            count = readinto(buffer) or 0
+        else:
+            data = self._raw.read(len(buffer)) or b""
+            count = len(data)
+            buffer[:count] = data
+        with memoryview(buffer) as view, view[:count] as filled:
+            self._digest.update(filled)
+        return count
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size) or b""
+        self._digest.update(data)
+        return data
 
 
-def _hashing(chunks: Iterator[bytes], digest: Any) -> Iterator[bytes]:
+def _hashing(chunks: Iterable[bytes], digest: Any) -> Iterator[bytes]:
     for chunk in chunks:
         digest.update(chunk)
         yield chunk
+
+
+def _readable(source: Source, digest: Any) -> _HashingReader | Iterator[bytes]:
+    """The source as the parser should read it: a hashing reader, or hashed chunks."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return _HashingReader(io.BytesIO(source), digest)
+    if callable(getattr(source, "read", None)):
+        return _HashingReader(source, digest)  # type: ignore[arg-type]
+    return _hashing(source, digest)
+
+
+@contextlib.contextmanager
+def _name_batches(
+    keys: Sequence[str], size: int, names: pools.StringPool | None
+) -> Iterator[list[list[str]]]:
+    """``keys`` in lists of at most ``size``, borrowed from ``names`` and given back after use.
+
+    Batches of names are the engine's one ``list[str]`` per AWS call; the pool's statistics are
+    what ``status.pools.string`` reports (docs/memory.md says what they save in CPython).
+    """
+    batches: list[list[str]] = []
+    for start in range(0, len(keys), size):
+        batch = names.get() if names is not None else []
+        batch.extend(keys[start : start + size])
+        batches.append(batch)
+    try:
+        yield batches
+    finally:
+        if names is not None:
+            for batch in batches:
+                names.put(batch)
 
 
 def _parse(
@@ -209,11 +256,12 @@ def _parse(
 ) -> _Parsed:
     """One streaming pass: variables into the desired mapping, errors kept as data."""
     digest = hashlib.sha256()
-    chunks = _hashing(_chunks(request.source, request.buffer_size), digest)
+    readable = _readable(request.source, digest)
     options: dict[str, Any] = {
         "strict": False,
         "max_line_size": request.max_line_size,
         "max_value_size": request.max_value_size,
+        "buffer_size": request.buffer_size,
         "source_name": request.source_name,
     }
     if manager is not None:
@@ -221,7 +269,7 @@ def _parse(
     desired: dict[str, plan.Desired] = {}
     problems: list[ParseProblem] = []
     count = error_count = 0
-    for item in dotenv.parse(chunks, **options):
+    for item in dotenv.parse(readable, **options):
         if isinstance(item, dotenv.ParseError):
             error_count += 1
             if len(problems) < MAX_PARSE_ERRORS:
@@ -231,8 +279,13 @@ def _parse(
         key, value = item.key, item.value
         desired.pop(key, None)  # the last assignment wins, in file order
         desired[key] = plan.desired_entry(value, item.line, functools.partial(problem, key))
-    for _ in chunks:  # a parser that stops early must still hash the whole source
-        pass
+    # a parser that stops early must still hash the whole source
+    if isinstance(readable, _HashingReader):
+        while readable.read(request.buffer_size):
+            pass
+    else:
+        for _ in readable:
+            pass
     return _Parsed(desired, count, problems, error_count, digest.hexdigest())
 
 
@@ -335,14 +388,15 @@ async def _sync(
     if parsed.error_count and prune:
         prune = False
         tally.notes.append(PRUNE_SUSPENDED)
-    steps = await _plan(request, sink, parsed.desired, prune=prune)
+    names = manager.string_pool if manager is not None else None
+    steps = await _plan(request, sink, parsed.desired, prune=prune, names=names)
     if on_plan is not None:
         on_plan(len(steps))
     if request.dry_run:
         for step in steps:
             tally.record(step.key, step.action, step.reason)
     else:
-        await _execute(request, sink, parsed.desired, steps, tally)
+        await _execute(request, sink, parsed.desired, steps, tally, names)
     return _report(request, parsed, tally, sink, started)
 
 
@@ -365,6 +419,7 @@ async def _plan(
     *,
     prune: bool,
     remote_values: dict[str, str | None] | None = None,
+    names: pools.StringPool | None = None,
 ) -> list[plan.Step]:
     """Read remote state in batches, diff as pages arrive, then settle owners in batches."""
     planner = plan.Planner(
@@ -387,9 +442,9 @@ async def _plan(
         while (page := await asyncio.to_thread(next, pages, None)) is not None:
             feed(page)
     else:
-        await _fetch(request, sink, desired, feed)
+        await _fetch(request, sink, desired, feed, names)
     steps.extend(planner.finish())
-    return await _settle_owners(request, sink, steps)
+    return await _settle_owners(request, sink, steps, names)
 
 
 def _prefers_scan(sink: sinks.Sink) -> bool:
@@ -401,14 +456,12 @@ async def _fetch(
     sink: sinks.Sink,
     desired: Mapping[str, plan.Desired],
     feed: Callable[[list[sinks.RemoteEntry]], None],
+    names: pools.StringPool | None,
 ) -> None:
     """Read the file's keys by name, ``read_batch`` per call, in parallel; each answer is
     diffed as it arrives. Any failed read fails the sync: without the remote state there is
     no safe plan."""
     keys = [key for key, want in desired.items() if want.skip is None]
-    jobs = [
-        functools.partial(sink.fetch, chunk) for chunk in sinks.base.chunks(keys, sink.read_batch)
-    ]
 
     def settle(result: batching.JobResult[list[sinks.RemoteEntry]]) -> None:
         if result.error is not None:
@@ -416,7 +469,9 @@ async def _fetch(
         feed(result.value or [])
 
     processor = batching.BatchProcessor(batch_size=request.batch_size, workers=request.workers)
-    await processor.run_in_threads(jobs, on_result=settle)
+    with _name_batches(keys, sink.read_batch, names) as batches:
+        jobs = [functools.partial(sink.fetch, batch) for batch in batches]
+        await processor.run_in_threads(jobs, on_result=settle)
 
 
 async def _threads(request: SyncRequest, funcs: Sequence[Callable[[], Any]]) -> list[Any]:
@@ -425,21 +480,23 @@ async def _threads(request: SyncRequest, funcs: Sequence[Callable[[], Any]]) -> 
 
 
 async def _settle_owners(
-    request: SyncRequest, sink: sinks.Sink, steps: list[plan.Step]
+    request: SyncRequest,
+    sink: sinks.Sink,
+    steps: list[plan.Step],
+    names: pools.StringPool | None = None,
 ) -> list[plan.Step]:
     """Resolve ``verify`` steps with one owner lookup per ``owner_batch`` keys."""
     pending = [step for step in steps if step.verify]
     if not pending:
         return steps
     keys = [step.key for step in pending]
-    jobs = [
-        functools.partial(sink.owners, chunk) for chunk in sinks.base.chunks(keys, sink.owner_batch)
-    ]
     owners: dict[str, str | None] = {}
-    for result in await _threads(request, jobs):
-        if result.error is not None:
-            raise result.error
-        owners.update(result.value or {})
+    with _name_batches(keys, sink.owner_batch, names) as batches:
+        jobs = [functools.partial(sink.owners, batch) for batch in batches]
+        for result in await _threads(request, jobs):
+            if result.error is not None:
+                raise result.error
+            owners.update(result.value or {})
     settled: list[plan.Step] = []
     for step in steps:
         if not step.verify:
@@ -463,6 +520,7 @@ async def _execute(
     desired: Mapping[str, plan.Desired],
     steps: list[plan.Step],
     tally: _Tally,
+    names: pools.StringPool | None = None,
 ) -> None:
     writes: list[plan.Step] = []
     deletes: list[str] = []
@@ -509,22 +567,19 @@ async def _execute(
             tally.record(step.key, "conflict", sinks.base.safe_reason(result.error))
         else:
             tally.record(step.key, "failed", sinks.base.safe_reason(result.error))
-    batches = list(sinks.base.chunks(deletes, sink.delete_batch))
-    for batch, result in zip(
-        batches,
-        await _threads(request, [functools.partial(remove, b) for b in batches]),
-        strict=True,
-    ):
-        if result.error is not None:
+    with _name_batches(deletes, sink.delete_batch, names) as batches:
+        results = await _threads(request, [functools.partial(remove, b) for b in batches])
+        for batch, result in zip(batches, results, strict=True):
+            if result.error is not None:
+                for key in batch:
+                    tally.record(key, "failed", sinks.base.safe_reason(result.error))
+                continue
             for key in batch:
-                tally.record(key, "failed", sinks.base.safe_reason(result.error))
-            continue
-        for key in batch:
-            reason = (result.value or {}).get(key)
-            if reason is None:
-                done.append((key, "delete"))
-            else:
-                tally.record(key, "failed", reason)
+                reason = (result.value or {}).get(key)
+                if reason is None:
+                    done.append((key, "delete"))
+                else:
+                    tally.record(key, "failed", reason)
     try:
         await asyncio.to_thread(sink.flush)
     except Exception as exc:
