@@ -36,5 +36,5 @@ def test_demo_pushes_the_basic_example_and_masks_values() -> None:
     for key in ("APP_NAME", "LOG_LEVEL", "FEATURE_FLAGS", "DATABASE_URL", "GREETING"):
         assert f"/demo/app/{key}" in out
     assert "(57 chars)" in out  # DATABASE_URL's length, not its content
-    for value in ("not-a-real-password", "demo-app\n", "search,checkout", "Hello, world"):
+    for value in ("not-a-real-password", "storefront", "search,checkout", "Hello, world"):
         assert value not in out + done.stderr

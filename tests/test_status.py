@@ -464,6 +464,24 @@ def test_events_only_on_transitions() -> None:
     ]
 
 
+def test_a_sync_within_the_same_second_still_announces_its_writes() -> None:
+    first = build(Report(), now=T1)
+    again = build(Report(created=0, updated=1), first, now=T1)  # same lastSyncTime
+    assert status.transition_events(first, again) == []  # inferred: looks like no new sync
+    assert [e.reason for e in status.transition_events(first, again, synced=True)] == ["Applied"]
+    assert status.transition_events(first, first, synced=False) == []
+
+
+def test_writes_of_a_drift_check_are_reported_as_drift() -> None:
+    first = build(Report(), now=T1)
+    repaired = build(Report(created=1, updated=2, unchanged=4), first, now=T2)
+    events = status.transition_events(first, repaired, synced=True, drift_check=True)
+    assert [(e.type, e.reason) for e in events] == [("Warning", "DriftRepaired")]
+    assert "3 keys differed in AWS" in events[0].message
+    clean = build(Report(created=0, updated=0, deleted=0, unchanged=7), first, now=T2)
+    assert status.transition_events(first, clean, synced=True, drift_check=True) == []
+
+
 def test_a_repeating_failure_posts_one_warning() -> None:
     ok = build(Report())
     failing = build(Report(failed=1, failures=(("K", "x"),)), ok, now=T1)

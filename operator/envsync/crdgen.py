@@ -467,8 +467,11 @@ def render_conditions() -> str:
         )
     lines += [
         "",
-        "Stall reasons (operator stops retrying): "
-        + ", ".join(f"`{r}`" for r in sorted(status.STALL_REASONS))
+        "Stall reasons (a person must act; the operator waits for the spec or the source to "
+        "change): "
+        + ", ".join(f"`{r}`" for r in sorted(status.STALL_REASONS - status.RETRIED_STALLS))
+        + ". Stalls fixed outside Kubernetes, retried with backoff capped at five minutes: "
+        + ", ".join(f"`{r}`" for r in sorted(status.RETRIED_STALLS))
         + ".",
         "",
         "Reconciling reasons (operator retries with backoff): "

@@ -613,6 +613,7 @@ class Runtime:
             wait = self._nothing_to_do(tracker, previous, generation, digest, interval, now)
             if wait is not None:
                 return wait
+            drift_check = _settled(previous, generation, digest)
             if previous.get("observedGeneration") != generation and tracker.announced != generation:
                 # kstatus: say Reconciling for a new generation before the (maybe long) sync.
                 tracker.announced = generation
@@ -670,10 +671,9 @@ class Runtime:
         except errors.EnvSyncError as exc:
             new = status.failure(exc, previous_status=previous, generation=generation, now=now)
             self.metrics.observe_error()
-            stall = status.reason_for(exc) in status.STALL_REASONS and not isinstance(
-                exc, errors.AccessDeniedError
-            )
-            return self._failed(body, patch, previous, new, tracker, retry=not stall)
+            why = status.reason_for(exc)
+            waits = why in status.STALL_REASONS and why not in status.RETRIED_STALLS
+            return self._failed(body, patch, previous, new, tracker, retry=not waits)
         new = status.build_status(
             _ReportView(report),
             previous_status=previous,
@@ -681,7 +681,7 @@ class Runtime:
             now=_now(),
             target=f"{spec.target.provider} {spec.target.path}",
         )
-        self._publish(body, patch, previous, new, tracker)
+        self._publish(body, patch, previous, new, tracker, synced=True, drift_check=drift_check)
         self.metrics.observe_report(report)
         if report.ok:
             tracker.failures, tracker.retry_at = 0, None
@@ -761,12 +761,21 @@ class Runtime:
         previous: Mapping[str, Any],
         new: dict[str, Any],
         tracker: Tracker,
+        *,
+        synced: bool = False,
+        drift_check: bool = False,
     ) -> None:
-        """Status through kopf's patch; events only on transitions (status.transition_events)."""
+        """Status through kopf's patch; events only on transitions (status.transition_events).
+
+        ``synced``: ``new`` reports a sync that just ran, whose writes get an event;
+        ``drift_check``: it ran only because the drift check was due."""
         for key, value in new.items():
             patch.status[key] = value
         after = status.apply_patch(previous, new)
-        for event in status.transition_events(previous, after):
+        events = status.transition_events(
+            previous, after, synced=synced, drift_check=drift_check
+        )
+        for event in events:
             kopf.event(body, type=event.type, reason=event.reason, message=event.message)
         tracker.ready = str(_ready(after).get("status", "Unknown"))
         self._count_ready()

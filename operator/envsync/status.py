@@ -35,6 +35,7 @@ __all__ = [
     "CONDITION_TYPES",
     "REASONS",
     "RECONCILING_REASONS",
+    "RETRIED_STALLS",
     "STALL_REASONS",
     "Event",
     "KeyIssueLike",
@@ -98,6 +99,7 @@ class Reason(StrEnum):
     NOT_THROTTLED = "NotThrottled"
     APPLIED = "Applied"
     PRUNED = "Pruned"
+    DRIFT_REPAIRED = "DriftRepaired"
 
 
 class ReasonDoc(NamedTuple):
@@ -252,6 +254,13 @@ REASONS: Final[Mapping[Reason, ReasonDoc]] = {
         "A sync deleted remote keys that left the source (syncPolicy.prune).",
         "Nothing; the message has the count.",
     ),
+    R.DRIFT_REPAIRED: ReasonDoc(
+        "Warning event only",
+        "A drift check (refreshInterval; neither spec nor source had changed) found keys "
+        "changed or removed in AWS outside envsync, and restored them.",
+        "Find who edits the path by hand (CloudTrail); set updatePolicy IfNotExists if AWS "
+        "should own the values after the first push.",
+    ),
 }
 """The closed set of reasons, documented (docs/conditions.md is generated from this)."""
 
@@ -265,7 +274,11 @@ STALL_REASONS: Final = frozenset(
         R.PARSE_FAILED,
     }
 )
-"""Reasons that need a person: the operator stops retrying until the spec or the source changes."""
+"""Reasons that need a person: the operator waits for the spec or the source to change, except
+for :data:`RETRIED_STALLS`."""
+RETRIED_STALLS: Final = frozenset({R.ACCESS_DENIED, R.OWNERSHIP_CONFLICT})
+"""Stalls fixed outside Kubernetes (an IAM policy, the entries in AWS), so no event would wake
+the operator: they are retried with backoff, capped at five minutes."""
 RECONCILING_REASONS: Final = frozenset(
     {
         R.PROGRESSING,
@@ -560,11 +573,21 @@ _ERROR_REASONS: Final[tuple[tuple[type[errors.EnvSyncError], Reason], ...]] = (
 # ------------------------------------------------------------------------------------ events
 
 
-def transition_events(old_status: Status | None, new_status: Status | None) -> list[Event]:
+def transition_events(
+    old_status: Status | None,
+    new_status: Status | None,
+    *,
+    synced: bool | None = None,
+    drift_check: bool = False,
+) -> list[Event]:
     """Events for what changed between two statuses: transitions and new problems only.
 
     A periodic sync that finds nothing to do yields no event; a failure that repeats with the
-    same reason yields one event, when it starts.
+    same reason yields one event, when it starts. ``synced`` says whether ``new_status`` comes
+    from a sync that just ran (then its writes are announced); left out, that is inferred from
+    ``lastSyncTime``, which has whole seconds and so misses a second sync within the same second.
+    ``drift_check``: that sync ran because the drift check was due, with spec and source
+    unchanged, so whatever it wrote had been changed in AWS behind envsync's back.
     """
     events: list[Event] = []
     old_ready, new_ready = _find(old_status, READY), _find(new_status, READY)
@@ -575,7 +598,7 @@ def transition_events(old_status: Status | None, new_status: Status | None) -> l
             kind: Literal["Normal", "Warning"] = "Normal" if normal else "Warning"
             events.append(Event(kind, reason, str(new_ready.get("message", ""))))
     elif new_ready is not None and new_ready.get("status") == "True":
-        events.extend(_write_events(old_status, new_status))
+        events.extend(_write_events(old_status, new_status, synced, drift_check))
     old_throttled, new_throttled = _find(old_status, THROTTLED), _find(new_status, THROTTLED)
     if _is_true(new_throttled) and not _is_true(old_throttled):
         assert new_throttled is not None
@@ -583,18 +606,28 @@ def transition_events(old_status: Status | None, new_status: Status | None) -> l
     return events
 
 
-def _write_events(old_status: Status | None, new_status: Status | None) -> list[Event]:
-    """Applied/Pruned for a new, non-dry-run sync of an EnvSync that stayed Ready."""
+def _write_events(
+    old_status: Status | None, new_status: Status | None, synced: bool | None, drift: bool
+) -> list[Event]:
+    """Applied/Pruned (DriftRepaired after a drift check) for a new, non-dry-run sync of an
+    EnvSync that stayed Ready."""
     assert new_status is not None
-    fresh = new_status.get("lastSyncTime") != (old_status or {}).get("lastSyncTime")
+    fresh = synced
+    if fresh is None:
+        fresh = new_status.get("lastSyncTime") != (old_status or {}).get("lastSyncTime")
     if not fresh or new_status.get("dryRun"):
         return []
     counts = new_status.get("counts") or {}
     events = []
     created, updated = int(counts.get("created", 0)), int(counts.get("updated", 0))
+    deleted = int(counts.get("deleted", 0))
+    if drift and (created or updated or deleted):
+        restored = f"created {created}, updated {updated}, deleted {deleted}"
+        text = f"drift check: {created + updated + deleted} keys differed in AWS; restored them"
+        return [Event("Warning", R.DRIFT_REPAIRED, f"{text} ({restored})")]
     if created or updated:
         events.append(Event("Normal", R.APPLIED, f"created {created}, updated {updated} keys"))
-    if deleted := int(counts.get("deleted", 0)):
+    if deleted:
         events.append(Event("Normal", R.PRUNED, f"deleted {deleted} keys that left the source"))
     return events
 
