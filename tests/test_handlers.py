@@ -246,3 +246,20 @@ async def test_credentials_come_from_the_auth_secret(
         await handlers.credentials_for(client, "r3", missing)
     assert "TOKEN" in str(caught.value)
     assert await handlers.credentials_for(client, "r3", handlers.parse_spec(SPEC)) is None
+
+
+def test_force_token_asks_once_per_new_value_and_hashes_long_ones() -> None:
+    def body(value: str | None, handled: str | None = None) -> dict[str, Any]:
+        annotations = {} if value is None else {handlers.FORCE_ANNOTATION: value}
+        return {"metadata": {"annotations": annotations}, "status": {"forceSyncHandled": handled}}
+
+    assert handlers.force_token(body(None)) is None
+    assert handlers.force_token(body("t1")) == "t1"
+    assert handlers.force_token(body("t1", handled="t1")) is None
+    assert handlers.force_token(body("t2", handled="t1")) == "t2"
+    long = "x" * 500
+    token = handlers.force_token(body(long))
+    assert token is not None
+    assert token.startswith("sha256:")
+    assert len(token) <= 128  # fits status.forceSyncHandled's maxLength
+    assert handlers.force_token(body(long, handled=token)) is None

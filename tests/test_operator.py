@@ -277,8 +277,12 @@ def test_drift_in_aws_is_repaired_and_reported(
     assert event["type"] == "Warning"
     assert "created 1, updated 1" in event["message"]
     obj = cluster.get("EnvSync", namespace, "app")
+    assert obj is not None
     assert obj["metadata"]["generation"] == 1
     no_secret_leaks(json.dumps(obj), json.dumps(cluster.events(namespace, "app")))
+    # a 2s drift check would keep calling AWS under the scenarios that count calls
+    cluster.delete("EnvSync", namespace, "app")
+    kube.wait_until(lambda: cluster.get("EnvSync", namespace, "app") is None)
 
 
 def test_parse_error_pushes_nothing_and_reports_the_line(
@@ -345,6 +349,38 @@ def test_unchanged_source_costs_no_aws_calls(
     assert after is not None
     assert after["status"]["lastSyncTime"] == first["lastSyncTime"]
     assert after["status"]["sourceHash"] == first["sourceHash"]
+
+
+def test_force_sync_annotation_runs_a_full_sync_once_per_value(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    path = f"/{namespace}/app/"
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
+    cluster.apply(
+        kube.envsync("app", namespace, source="app-env", path=path, endpoint=aws_endpoint)
+    )
+    ready(cluster, namespace, "app")
+    ssm.put_parameter(Name=f"{path}A", Value="edited-by-hand", Type="String", Overwrite=True)
+
+    # the drift check is an hour away: the annotation asks for it now
+    annotate = {"metadata": {"annotations": {"envsync.dev/force-sync": "2026-12-01T10:00:00Z"}}}
+    cluster.patch("EnvSync", namespace, "app", annotate)
+    kube.wait_until(lambda: params(ssm, path) == {f"{path}A": "1"}, what="the forced sync")
+    obj = kube.wait_until(
+        lambda: (
+            (o := cluster.get("EnvSync", namespace, "app"))
+            and o["status"].get("forceSyncHandled") == "2026-12-01T10:00:00Z"
+            and o
+        )
+    )
+    assert obj["status"]["counts"]["updated"] == 1
+    assert obj["metadata"]["generation"] == 1
+
+    # the same value again is already answered: nothing more happens
+    calls = kube.total(kube.scrape(operator), "envsync_aws_requests_total")
+    cluster.patch("EnvSync", namespace, "app", {"metadata": {"labels": {"touched": "yes"}}})
+    time.sleep(1.5)  # proving that nothing happens: the event is handled well within this
+    assert kube.total(kube.scrape(operator), "envsync_aws_requests_total") == calls
 
 
 def test_suspended_envsync_writes_nothing_until_resumed(

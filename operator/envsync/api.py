@@ -67,6 +67,8 @@ CATEGORIES: Final = ("envsync",)
 
 MAX_PARSE_ERRORS: Final = 10
 """How many parse errors (and per-key problems) the status keeps: enough to fix a file, bounded."""
+MAX_FORCE_TOKEN: Final = 120
+"""Longest force-sync annotation value kept verbatim in status; longer ones are kept as a hash."""
 
 DNS_SUBDOMAIN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 CONFIG_KEY: Final = r"^[-._a-zA-Z0-9]+$"
@@ -670,6 +672,9 @@ class EnvSyncStatus(_Status):
     """Memory figures around the last sync."""
     pools: PoolsStatus | None = None
     """Object pool statistics of the last sync."""
+    force_sync_handled: str | None = Field(default=None, max_length=MAX_FORCE_TOKEN + 8)
+    """The value of the `envsync.dev/force-sync` annotation the operator last answered with a
+    full sync; set the annotation to any new value (a timestamp) to force one."""
 
 
 class EnvSync(BaseModel):

@@ -52,6 +52,7 @@ from envsync import settings as settings_module
 
 __all__ = [
     "FINALIZER",
+    "FORCE_ANNOTATION",
     "REQUEST_ANNOTATION",
     "KubeClient",
     "Runtime",
@@ -78,6 +79,9 @@ FINALIZER: Final = f"{GROUP}/finalizer"
 REQUEST_ANNOTATION: Final = f"{GROUP}/sync-requested"
 """Set by the operator to ask itself for a pass (source changed, drift check or retry due);
 the value says why and when. Writing it is what makes kopf deliver an event to the handler."""
+FORCE_ANNOTATION: Final = f"{GROUP}/force-sync"
+"""Set by a user to force a full sync now (a drift check), whatever the interval: any new value
+triggers one pass, answered in ``status.forceSyncHandled``. A GitOps tool can carry it too."""
 RETRY_FIRST: Final = 2.0
 """Seconds before the first retry of a failed sync; doubles per failure (jittered)."""
 RETRY_MAX: Final = 300.0
@@ -215,6 +219,22 @@ def drift_due_in(
     except ValueError:
         return 0.0
     return interval * (1.0 + jitter) - (now - then).total_seconds()
+
+
+def force_token(body: Mapping[str, Any]) -> str | None:
+    """The force-sync annotation's value when it asks for a sync not yet answered, else None.
+
+    Long values are compared by hash, so the answer always fits ``status.forceSyncHandled``.
+    """
+    metadata = body.get("metadata") or {}
+    value = (metadata.get("annotations") or {}).get(FORCE_ANNOTATION)
+    if value is None:
+        return None
+    token = str(value)
+    if len(token) > api.MAX_FORCE_TOKEN:
+        token = "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+    handled = (body.get("status") or {}).get("forceSyncHandled")
+    return None if token == handled else token
 
 
 def _settled(previous: Mapping[str, Any], generation: int, digest: str) -> bool:
@@ -570,20 +590,27 @@ class Runtime:
             tracker.cancel()  # deletion is the delete handler's business now
             return
         generation = int(body.metadata.get("generation") or 1)
-        if not tracker.requested and generation == tracker.generation:
+        forced = force_token(body)
+        if forced is not None:
+            patch.status["forceSyncHandled"] = forced  # answered whatever the pass finds
+        if not tracker.requested and generation == tracker.generation and forced is None:
             return  # our own status write, or a change that is not ours to act on
         tracker.requested = False
         tracker.cancel()
         try:
-            delay = await self.reconcile(body, patch, tracker)
+            delay = await self.reconcile(body, patch, tracker, force=forced is not None)
         except Exception as exc:  # a bug must not leave the object without a next pass
             _log_unexpected(namespace, name, exc)
             self.metrics.observe_error()
             delay = self._retry(tracker)
         self.schedule(tracker, delay)
 
-    async def reconcile(self, body: kopf.Body, patch: kopf.Patch, tracker: Tracker) -> float | None:
+    async def reconcile(
+        self, body: kopf.Body, patch: kopf.Patch, tracker: Tracker, *, force: bool = False
+    ) -> float | None:
         """Bring AWS in step with the source once; return seconds until the next pass is due.
+
+        ``force`` (the force-sync annotation) runs the sync even when nothing changed.
 
         ``None`` means "only when something changes" (a stalled spec, a suspended object, a
         source that failed to parse under Abort).
@@ -611,7 +638,7 @@ class Runtime:
                 self.settings.default_refresh_interval
             )
             wait = self._nothing_to_do(tracker, previous, generation, digest, interval, now)
-            if wait is not None:
+            if wait is not None and not force:
                 return wait
             drift_check = _settled(previous, generation, digest)
             if previous.get("observedGeneration") != generation and tracker.announced != generation:
@@ -772,9 +799,7 @@ class Runtime:
         for key, value in new.items():
             patch.status[key] = value
         after = status.apply_patch(previous, new)
-        events = status.transition_events(
-            previous, after, synced=synced, drift_check=drift_check
-        )
+        events = status.transition_events(previous, after, synced=synced, drift_check=drift_check)
         for event in events:
             kopf.event(body, type=event.type, reason=event.reason, message=event.message)
         tracker.ready = str(_ready(after).get("status", "Unknown"))
