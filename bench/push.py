@@ -163,7 +163,9 @@ def main() -> None:
     sizes = (200, 1000) if opts.quick else (1000, 10000)
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")  # moto only
     os.environ.pop("AWS_SESSION_TOKEN", None)
-    session.configure(ssm_write=1e6, ssm_read=1e6, ssm_meta=1e6)  # moto has no quotas
+    # moto has no quotas: lift the ceilings here and for the CLI (which reads ENVSYNC_*_RATE)
+    session.configure(ssm_write=1000.0, ssm_read=10000.0, ssm_meta=1000.0)
+    os.environ.update(ENVSYNC_SSM_WRITE_RATE="1000", ENVSYNC_SSM_READ_RATE="10000")
     rows: list[tuple[Any, ...]] = []
     with moto_server() as endpoint:
         for n in sizes:

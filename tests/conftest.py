@@ -52,6 +52,8 @@ def moto_endpoint() -> Iterator[str]:
         env.setenv("AWS_DEFAULT_REGION", REGION)
         env.setenv("AWS_CONFIG_FILE", os.devnull)
         env.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+        for setting in ("SSM_WRITE", "SSM_READ", "SECRETSMANAGER_WRITE", "SECRETSMANAGER_READ"):
+            env.setenv(f"ENVSYNC_{setting}_RATE", "1000")  # for the CLI, which reads them
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()

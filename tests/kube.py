@@ -25,7 +25,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import yaml
 from kopf.testing import KopfRunner
@@ -289,6 +289,15 @@ def environment(**variables: str) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+FAST_AWS_RATES: Final = {
+    "ssm_write_rate": "1000",
+    "ssm_read_rate": "1000",
+    "secretsmanager_write_rate": "1000",
+    "secretsmanager_read_rate": "1000",
+}
+"""Operator settings for the emulators: moto has no quotas, so do not pace calls like AWS."""
 
 
 @contextlib.contextmanager

@@ -263,3 +263,30 @@ def test_force_token_asks_once_per_new_value_and_hashes_long_ones() -> None:
     assert token.startswith("sha256:")
     assert len(token) <= 128  # fits status.forceSyncHandled's maxLength
     assert handlers.force_token(body(long, handled=token)) is None
+
+
+async def test_runtime_applies_the_aws_rate_settings_process_wide() -> None:
+    from envsync.sinks import session
+
+    before = session.settings()
+    runtime = handlers.Runtime(
+        make_settings(
+            metrics_port=0,
+            ssm_write_rate=7.0,
+            ssm_read_rate=70.0,
+            secretsmanager_write_rate=5.0,
+            secretsmanager_read_rate=50.0,
+            aws_max_attempts=3,
+        )
+    )
+    try:
+        await runtime.start()
+        applied = session.settings()
+        assert applied.ceiling("ssm", "write") == 7.0
+        assert applied.ceiling("ssm", "read") == 70.0
+        assert applied.ceiling("secretsmanager", "write") == 5.0
+        assert applied.ceiling("secretsmanager", "read") == 50.0
+        assert applied.max_attempts == 3
+    finally:
+        await runtime.close()
+        session.configure(before)

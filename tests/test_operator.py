@@ -80,7 +80,12 @@ def operator(
     kubeconfig = cluster.server.write_kubeconfig(tmp_path_factory.mktemp("kube") / "config")
     port = kube.free_port()
     with kube.run_operator(
-        kubeconfig, metrics_port=str(port), liveness_port="0", log_format="plain", debug=True
+        kubeconfig,
+        metrics_port=str(port),
+        liveness_port="0",
+        log_format="plain",
+        debug=True,
+        **kube.FAST_AWS_RATES,
     ):
         yield f"http://127.0.0.1:{port}/metrics"
 

@@ -491,6 +491,7 @@ class Runtime:
         self.metrics.observe_request(service, operation, "success" if outcome == "ok" else outcome)
 
     async def start(self) -> None:
+        sinks.session.configure(**self.settings.aws_limits())
         await self.gate.start()
         self.metrics.watch_pools(self.gate)
         sinks.session.add_request_observer(self.observe_request)

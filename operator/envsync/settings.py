@@ -122,6 +122,30 @@ class Settings(BaseSettings):
     sync_timeout: Seconds = Field(default=600.0, gt=0)
     """Longest one sync may run before it is cancelled and retried, as a duration. Default 10m: a
     first push of thousands of SSM keys at 3 writes/s takes minutes."""
+    ssm_write_rate: float = Field(default=3.0, gt=0, le=1000)
+    """SSM writes per second for the whole process, per account and region (PutParameter,
+    DeleteParameters, tags). Default 3, a default account's PutParameter quota; 10 with higher
+    throughput. Lower it when other writers share the account: the quota is theirs too."""
+    ssm_read_rate: float = Field(default=40.0, gt=0, le=10000)
+    """SSM reads per second per account and region (GetParameters, GetParametersByPath). Default
+    40, the shared quota of standard throughput."""
+    secretsmanager_write_rate: float = Field(default=50.0, gt=0, le=1000)
+    """Secrets Manager writes per second per account and region. Default 50, AWS's quota."""
+    secretsmanager_read_rate: float = Field(default=100.0, gt=0, le=10000)
+    """Secrets Manager reads per second per account and region. Default 100."""
+    aws_max_attempts: int = Field(default=8, ge=1, le=20)
+    """Attempts per AWS call, the first included, in botocore's standard retry mode (jittered
+    exponential backoff). Default 8: throttling is expected at scale and waited out."""
+
+    def aws_limits(self) -> dict[str, float]:
+        """The rate ceilings and retry budget as ``envsync.sinks.session.configure`` takes them."""
+        return {
+            "ssm_write": self.ssm_write_rate,
+            "ssm_read": self.ssm_read_rate,
+            "secretsmanager_write": self.secretsmanager_write_rate,
+            "secretsmanager_read": self.secretsmanager_read_rate,
+            "max_attempts": self.aws_max_attempts,
+        }
 
     @field_validator("allow_role_arn", mode="before")
     @classmethod

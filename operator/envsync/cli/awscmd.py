@@ -10,6 +10,9 @@ otherwise. One shared default lets CI and laptops update each other's pushes, wh
 created by an EnvSync (owner ``namespace/name``) or by hand (no owner) stay untouchable unless
 ``--adopt`` is given. Use distinct owners to keep pipelines apart.
 
+AWS pacing: the same ``ENVSYNC_SSM_WRITE_RATE`` (and the other ``ENVSYNC_*_RATE`` settings) as
+the operator, so a laptop push and the operator can share an account's quota deliberately.
+
 Exit status: 0 success; 1 per-key failures, ownership conflicts, parse errors or a remote
 failure (retrying may help); 2 usage, configuration or credential errors.
 """
@@ -28,7 +31,7 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any, TextIO
 
-from envsync import engine, errors, sinks
+from envsync import engine, errors, settings, sinks
 
 __all__ = ["DEFAULT_OWNER", "parse_target", "register"]
 
@@ -248,6 +251,8 @@ def _errors_to_status() -> Iterator[_Status]:
 
 
 def _target(args: argparse.Namespace) -> tuple[sinks.Target, sinks.Credentials | None]:
+    # the operator's ENVSYNC_*_RATE and ENVSYNC_AWS_MAX_ATTEMPTS apply to the CLI as well
+    sinks.session.configure(**settings.load_settings().aws_limits())
     base = parse_target(args.target, mode=args.mode)
     extra: dict[str, Any] = {}
     if hasattr(args, "parameter_type"):

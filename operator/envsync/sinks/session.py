@@ -118,8 +118,9 @@ class RateSettings:
 
     Defaults are the quotas of a default account: SSM writes about 3/s (10/s with higher
     throughput enabled), SSM reads 40/s, DescribeParameters unpublished and low, Secrets
-    Manager writes 50/s and reads 100/s. They are ceilings: the AIMD limiter starts at a
-    fraction, halves on throttling and creeps back up on success.
+    Manager writes 50/s and reads 100/s. They are ceilings: each AIMD limiter starts at its
+    ceiling, halves on throttling and creeps back up on success. The operator sets them from
+    its ENVSYNC_*_RATE settings.
     """
 
     ssm_write: float = 3.0
@@ -161,7 +162,7 @@ _state = _State()
 _local = threading.local()
 
 
-def configure(settings: RateSettings | None = None, **changes: Any) -> RateSettings:
+def configure(settings: RateSettings | None = None, /, **changes: Any) -> RateSettings:
     """Set the process-wide rate ceilings and retry budget; applies to limiters made later."""
     with _state.lock:
         _state.settings = replace(settings or _state.settings, **changes)
