@@ -290,6 +290,9 @@ async def test_secrets_manager_json_is_one_write_and_refuses_over_64kb(
     assert (second.updated, second.unchanged) == (2, 98)
     assert second.aws_calls.get("secretsmanager:PutSecretValue") == 1
     too_big = dict(changed, **{f"HUGE{i}": "sentinel-" * 800 for i in range(10)})
+    planned = await push(target, env_bytes(too_big), dry_run=True)
+    assert (planned.failed, planned.created) == (10, 0)  # the plan says what AWS would refuse
+    assert "65536-byte limit" in planned.failures[0].reason
     third = await push(target, env_bytes(too_big))
     assert third.failed == 10
     assert "65536-byte limit" in third.failures[0].reason

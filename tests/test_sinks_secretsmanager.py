@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from typing import Any
 
 import pytest
 
 from envsync import errors, limits, sinks
+from envsync.sinks import session
 
 ME = "ns/app"
 
@@ -166,3 +168,24 @@ def test_json_refuses_to_replace_a_non_json_secret(
     with pytest.raises(errors.RemoteError, match="not JSON") as caught:
         list(sink.scan())
     assert "sentinel" not in str(caught.value)
+
+
+def test_per_key_writes_to_one_secret_wait_for_each_other(
+    per_key: sinks.Target, secrets_client: Any, prefix: str
+) -> None:
+    """At most one write per secret in flight, process-wide (as for SSM parameters)."""
+    sink = sinks.open_sink(per_key, owner=ME)
+    sink.create("K", "v1")
+    done = threading.Event()
+
+    def write() -> None:
+        sink.update("K", "v2")
+        done.set()
+
+    with session.name_lock(f"secretsmanager:{prefix}K"):  # another writer holds the secret
+        worker = threading.Thread(target=write)
+        worker.start()
+        assert not done.wait(0.5), "the update did not wait for the write in flight"
+    assert done.wait(10)
+    worker.join()
+    assert secrets_client.get_secret_value(SecretId=prefix + "K")["SecretString"] == "v2"

@@ -389,15 +389,46 @@ async def _sync(
         prune = False
         tally.notes.append(PRUNE_SUSPENDED)
     names = manager.string_pool if manager is not None else None
-    steps = await _plan(request, sink, parsed.desired, prune=prune, names=names)
+    # a sink that writes one document: a dry run checks the document it would write
+    check = getattr(sink, "document_problem", None) if request.dry_run else None
+    remote: dict[str, str | None] | None = {} if check is not None else None
+    steps = await _plan(
+        request, sink, parsed.desired, prune=prune, names=names, remote_values=remote
+    )
     if on_plan is not None:
         on_plan(len(steps))
     if request.dry_run:
+        problem = None
+        if check is not None and remote is not None:
+            problem = check(_document_after(remote, steps, parsed.desired))
         for step in steps:
-            tally.record(step.key, step.action, step.reason)
+            if problem is not None and step.action in _WRITES:
+                tally.record(step.key, "failed", problem)
+            else:
+                tally.record(step.key, step.action, step.reason)
     else:
         await _execute(request, sink, parsed.desired, steps, tally, names)
     return _report(request, parsed, tally, sink, started)
+
+
+_WRITES: Final = frozenset({"create", "update", "adopt", "delete"})
+
+
+def _document_after(
+    remote: Mapping[str, str | None],
+    steps: Iterable[plan.Step],
+    desired: Mapping[str, plan.Desired],
+) -> dict[str, str]:
+    """The remote document as the plan's writes would leave it."""
+    document = {key: value for key, value in remote.items() if value is not None}
+    for step in steps:
+        if step.action == "delete":
+            document.pop(step.key, None)
+        elif step.action in ("create", "update"):
+            value = desired[step.key].value
+            if value is not None:
+                document[step.key] = value
+    return document
 
 
 async def _open(request: SyncRequest) -> sinks.Sink:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from envsync import errors, limits
@@ -178,6 +178,10 @@ class PerKeySecretSink(_SecretsBase):
 
     def create(self, key: str, value: str) -> None:
         name = self.target.name_for(key)
+        with session.name_lock(f"secretsmanager:{name}"):  # one write per secret at a time
+            self._create(name, value)
+
+    def _create(self, name: str, value: str) -> None:
         try:
             self._create_secret(name, value)
             return
@@ -197,12 +201,15 @@ class PerKeySecretSink(_SecretsBase):
 
     def update(self, key: str, value: str, *, take: bool = False) -> None:
         name = self.target.name_for(key)
-        self._call("PutSecretValue", name, SecretId=name, SecretString=value)
-        if take:
-            self._tag_owner(name)
+        with session.name_lock(f"secretsmanager:{name}"):
+            self._call("PutSecretValue", name, SecretId=name, SecretString=value)
+            if take:
+                self._tag_owner(name)
 
     def adopt(self, key: str) -> None:
-        self._tag_owner(self.target.name_for(key))
+        name = self.target.name_for(key)
+        with session.name_lock(f"secretsmanager:{name}"):
+            self._tag_owner(name)
 
     def delete(self, keys: Sequence[str]) -> dict[str, str | None]:
         results: dict[str, str | None] = {}
@@ -316,6 +323,18 @@ class JsonSecretSink(_SecretsBase):
                     self._dirty = True
         return dict.fromkeys(keys)
 
+    def document_problem(self, document: Mapping[str, str]) -> str | None:
+        """Why a secret holding ``document`` could not be written (its size), or None; a dry run
+        asks this of the document it would write, so a plan never promises what AWS refuses."""
+        size = len(_encode(document).encode("utf-8"))
+        if size <= limits.SECRETSMANAGER_MAX_VALUE_BYTES:
+            return None
+        return (
+            f"secretsmanager:{self.name}: the JSON document would be {size} bytes, over "
+            f"Secrets Manager's {limits.SECRETSMANAGER_MAX_VALUE_BYTES}-byte limit; "
+            "split the file or use mode perKey"
+        )
+
     def _guard(self) -> None:
         if self._exists and self._remote_owner != self.owner and not self._adopt:
             raise errors.OwnershipError(
@@ -327,14 +346,10 @@ class JsonSecretSink(_SecretsBase):
             retag = self._take and self._exists and self._remote_owner != self.owner
             if not (self._dirty or retag):
                 return
-            body = json.dumps(self._document, ensure_ascii=False, separators=(",", ":"))
-            size = len(body.encode("utf-8"))
-            if size > limits.SECRETSMANAGER_MAX_VALUE_BYTES:
-                raise errors.ConfigError(
-                    f"secretsmanager:{self.name}: the JSON document would be {size} bytes, over "
-                    f"Secrets Manager's {limits.SECRETSMANAGER_MAX_VALUE_BYTES}-byte limit; "
-                    "split the file or use mode perKey"
-                )
+            body = _encode(self._document)
+            problem = self.document_problem(self._document)
+            if problem is not None:
+                raise errors.ConfigError(problem)
             if not self._exists:
                 self._create_secret(self.name, body)
                 self._exists, self._remote_owner = True, self.owner
@@ -358,6 +373,10 @@ def delete_document(sink: JsonSecretSink) -> bool:
         return False
     sink._call("DeleteSecret", sink.name, SecretId=sink.name, RecoveryWindowInDays=RECOVERY_DAYS)
     return True
+
+
+def _encode(document: Mapping[str, str]) -> str:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
 
 def _decode(name: str, text: str | None) -> dict[str, str]:
