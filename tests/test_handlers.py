@@ -200,6 +200,24 @@ async def test_client_reads_configmap_text_binary_and_secret_keys(
     assert "ConfigMap 'nope' not found" in str(caught.value)
 
 
+async def test_client_refuses_invalid_base64_instead_of_dropping_characters(
+    emulator: sandbox.KubernetesServer, client: handlers.KubeClient
+) -> None:
+    _apply(emulator, {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bad", "namespace": "r3"},
+        "data": {"junk": "QT0x!!\n", "padding": "QT0xC"},
+    })  # fmt: skip
+    _apply(emulator, {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bad", "namespace": "r3"},
+        "binaryData": {".env": "not base64 at all"},
+    })  # fmt: skip
+    for kind, key in (("Secret", "junk"), ("Secret", "padding"), ("ConfigMap", ".env")):
+        with pytest.raises(handlers.SourceUndecodable) as caught:
+            await client.read_key("r3", kind, "bad", key)
+        assert f"{kind} 'bad' key '{key}'" in str(caught.value)
+        assert "not valid base64" in str(caught.value)
+
+
 async def test_client_annotates_an_object_and_ignores_one_that_is_gone(
     emulator: sandbox.KubernetesServer, client: handlers.KubeClient
 ) -> None:

@@ -10,6 +10,7 @@ happens, and even there the emulator's request log says when the operator has lo
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
@@ -507,8 +508,6 @@ def test_second_envsync_on_the_same_path_is_refused_and_the_first_untouched(
 def test_secret_source_to_securestring(
     operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
 ) -> None:
-    import base64
-
     path = f"/{namespace}/secret/"
     encoded = base64.b64encode(f"PASSWORD={SENTINEL}\n".encode()).decode()
     meta = {"name": "creds", "namespace": namespace}
@@ -527,6 +526,31 @@ def test_secret_source_to_securestring(
     described = ssm.get_parameter(Name=f"{path}PASSWORD")["Parameter"]
     assert described["Type"] == "SecureString"
     no_secret_leaks(json.dumps(obj), json.dumps(cluster.events(namespace, "app")))
+
+
+def test_secret_with_invalid_base64_stalls_and_recovers_when_fixed(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    """A real API server stores only valid base64; through anything else, nothing is pushed."""
+    path = f"/{namespace}/secret/"
+    meta = {"name": "creds", "namespace": namespace}
+    cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": meta, "data": {".env": "%%"}})
+    manifest = kube.envsync(
+        "app", namespace, source="creds", source_kind="secretRef", path=path,
+        endpoint=aws_endpoint,
+    )  # fmt: skip
+    cluster.apply(manifest)
+
+    obj = ready(cluster, namespace, "app", reason="ParseFailed")
+    assert kube.is_true(obj, "Stalled")
+    assert not kube.is_true(obj, "SourceValid")
+    assert "not valid base64" in kube.condition(obj, "Ready")["message"]  # type: ignore[index]
+    assert params(ssm, path) == {}
+
+    fixed = base64.b64encode(b"A=1\n").decode()
+    cluster.patch("Secret", namespace, "creds", {"data": {".env": fixed}})
+    ready(cluster, namespace, "app")
+    assert params(ssm, path) == {f"{path}A": "1"}
 
 
 def test_path_outside_the_namespace_prefix_is_refused(

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import dataclasses
 import datetime
 import hashlib
@@ -369,12 +370,28 @@ class KubeClient:
         if obj is None:
             raise SourceMissing(kind, name)
         text = (obj.get("data") or {}).get(key)
+        what = f"{kind} {name!r} key {key!r}"
         if kind == "ConfigMap":
             if text is not None:
                 return str(text).encode("utf-8")
             binary = (obj.get("binaryData") or {}).get(key)
-            return base64.b64decode(binary) if binary is not None else None
-        return base64.b64decode(text) if text is not None else None
+            return _base64(binary, f"{what} (binaryData)") if binary is not None else None
+        return _base64(text, what) if text is not None else None
+
+
+def _base64(text: Any, what: str) -> bytes:
+    """Strict base64: junk characters are an error, never silently dropped (an API server
+    stores only valid base64; anything else did not come through one)."""
+    try:
+        return base64.b64decode(str(text), validate=True)
+    except (binascii.Error, ValueError):
+        raise SourceUndecodable(f"{what} is not valid base64; nothing was pushed") from None
+
+
+class SourceUndecodable(errors.SourceError):
+    """The source's bytes cannot be recovered (bad base64): it must change before a sync."""
+
+    retryable = False
 
 
 class SourceMissing(errors.SourceError):
@@ -672,6 +689,15 @@ class Runtime:
                 credentials=credentials,
             )
             report = await self._run(request, spec, tracker)
+        except SourceUndecodable as exc:
+            new = status.stalled(
+                status.Reason.PARSE_FAILED,
+                str(exc),
+                previous_status=previous,
+                generation=generation,
+                now=now,
+            )
+            return self._failed(body, patch, previous, new, tracker, retry=False)
         except SourceMissing as exc:
             new = status.source_not_found(
                 exc.kind,
