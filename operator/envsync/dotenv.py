@@ -209,7 +209,7 @@ def _decode_value(raw: str, quote: str) -> str:
 
 
 _INLINE_COMMENT = re.compile(r"\s#")
-"""Where an unquoted value's comment starts: python-dotenv's ``\s+#`` (one regex search in C)."""
+r"""Where an unquoted value's comment starts: python-dotenv's ``\s+#`` (one regex search in C)."""
 
 
 def _unquoted(part: str) -> str:
