@@ -6,14 +6,19 @@ moto unless a :class:`Rule` says to fail it. Faults are what AWS does under load
 - ``throttle``: HTTP 400 ``ThrottlingException`` (the account's rate quota);
 - ``too_many_updates``: HTTP 400 ``TooManyUpdates`` (SSM's per-parameter contention);
 - ``unavailable``: HTTP 503 ``ServiceUnavailable``;
+- ``internal``: HTTP 500 ``InternalFailure``;
+- ``slow``: the request reaches moto only after ``delay`` seconds, past a short client timeout,
+  so the client retries while its first attempt is still on its way (and is applied late);
 - ``denied``: HTTP 400 ``AccessDeniedException`` (IAM says no: never retried);
 - ``reset``: the connection is reset before the request reaches moto;
 - ``reset_after``: moto applies the request, then the connection is reset before the answer,
   so the client cannot know whether its write happened (the hardest case for convergence).
 
 The operation is read from the ``X-Amz-Target`` header (``AmazonSSM.PutParameter``), so rules
-can target one operation. Rules are deterministic (every n-th matching request, up to a limit):
-tests assert exact convergence, not luck.
+can target one operation. Rules are deterministic (every n-th matching request, up to a limit,
+optionally only for ``duration`` seconds from the first match: a storm): tests assert exact
+convergence, not luck. ``attempts`` counts requests per (operation, parameter or secret name),
+which is how tests see that retries stay within their budget.
 """
 
 from __future__ import annotations
@@ -24,17 +29,28 @@ import json
 import socket
 import struct
 import threading
+import time
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-Fault = Literal["throttle", "too_many_updates", "unavailable", "denied", "reset", "reset_after"]
+Fault = Literal[
+    "throttle",
+    "too_many_updates",
+    "unavailable",
+    "internal",
+    "denied",
+    "slow",
+    "reset",
+    "reset_after",
+]
 
 _ERRORS: dict[str, tuple[int, str, str]] = {
     "throttle": (400, "ThrottlingException", "Rate exceeded"),
     "too_many_updates": (400, "TooManyUpdates", "There are concurrent updates"),
     "unavailable": (503, "ServiceUnavailable", "Service unavailable"),
+    "internal": (500, "InternalFailure", "We encountered an internal error"),
     "denied": (
         400,
         "AccessDeniedException",
@@ -45,19 +61,35 @@ _ERRORS: dict[str, tuple[int, str, str]] = {
 
 @dataclass
 class Rule:
-    """Fail every ``every``-th request to ``operation`` (None: any), at most ``limit`` times."""
+    """Fail every ``every``-th request to ``operation`` (None: any), at most ``limit`` times,
+    and, with ``duration``, only during that many seconds after the first matching request."""
 
     fault: Fault
     operation: str | None = None
     every: int = 1
     limit: int | None = None
+    duration: float | None = None
+    delay: float = 0.0
+    """For ``slow``: seconds the request is held before it is forwarded."""
     seen: int = field(default=0, init=False)
     fired: int = field(default=0, init=False)
+    started: float | None = field(default=None, init=False)
+
+    @property
+    def over(self) -> bool:
+        """A storm that has blown over (always False without ``duration``)."""
+        if self.duration is None or self.started is None:
+            return False
+        return time.monotonic() - self.started > self.duration
 
     def matches(self, operation: str) -> bool:
         if self.operation is not None and self.operation != operation:
             return False
         if self.limit is not None and self.fired >= self.limit:
+            return False
+        if self.started is None:
+            self.started = time.monotonic()
+        if self.over:
             return False
         self.seen += 1
         if self.seen % self.every:
@@ -74,6 +106,7 @@ class FaultProxy:
         self.upstream = (parsed.hostname or "127.0.0.1", parsed.port or 80)
         self.rules = list(rules or [])
         self.requests: Counter[str] = Counter()
+        self.attempts: Counter[tuple[str, str]] = Counter()
         self.faults: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -93,13 +126,15 @@ class FaultProxy:
         self._server.shutdown()
         self._server.server_close()
 
-    def decide(self, operation: str) -> Fault | None:
+    def decide(self, operation: str, subject: str = "") -> Rule | None:
         with self._lock:
             self.requests[operation] += 1
+            if subject:
+                self.attempts[(operation, subject)] += 1
             for rule in self.rules:
                 if rule.matches(operation):
                     self.faults[rule.fault] += 1
-                    return rule.fault
+                    return rule
         return None
 
     def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
@@ -115,7 +150,10 @@ class FaultProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 target = self.headers.get("X-Amz-Target", "")
                 operation = target.rsplit(".", 1)[-1] if target else "?"
-                fault = proxy.decide(operation)
+                rule = proxy.decide(operation, _subject(body))
+                fault = rule.fault if rule is not None else None
+                if rule is not None and fault == "slow":
+                    time.sleep(rule.delay)
                 if fault == "reset":
                     self._reset()
                     return
@@ -163,3 +201,14 @@ class FaultProxy:
                 self.connection.close()
 
         return Handler
+
+
+def _subject(body: bytes) -> str:
+    """The parameter or secret a request is about (``Name`` / ``SecretId``), if it names one."""
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    return str(data.get("Name") or data.get("SecretId") or "")

@@ -608,10 +608,26 @@ def test_throttling_is_reported_and_the_sync_still_converges(
         obj = ready(cluster, namespace, "app")
 
         assert proxy.faults["throttle"] >= 1
-    assert kube.is_true(obj, "Throttled")
-    assert obj["status"]["throttledCalls"] >= 1
-    assert params(ssm, path) == {f"{path}A": "1", f"{path}B": "2", f"{path}C": "3"}
-    kube.wait_until(lambda: "Throttled" in reasons(cluster, namespace, "app"))
+        assert kube.is_true(obj, "Throttled")
+        assert obj["status"]["throttledCalls"] >= 1
+        assert params(ssm, path) == {f"{path}A": "1", f"{path}B": "2", f"{path}C": "3"}
+        kube.wait_until(lambda: "Throttled" in reasons(cluster, namespace, "app"))
+
+        # the throttling passes: the next sync clears the condition
+        proxy.rules.clear()
+        cluster.patch("ConfigMap", namespace, "app-env", {"data": {".env": "A=1\nB=2\nC=4\n"}})
+        cleared = kube.wait_until(
+            lambda: (
+                (o := cluster.get("EnvSync", namespace, "app"))
+                and (cond := kube.condition(o, "Throttled"))
+                and cond["status"] == "False"
+                and o
+            ),
+            what="Throttled to clear",
+        )
+    assert kube.condition(cleared, "Throttled")["reason"] == "NotThrottled"  # type: ignore[index]
+    assert cleared["status"]["throttledCalls"] == 0
+    assert params(ssm, path)[f"{path}C"] == "4"
 
 
 def test_access_denied_stalls_with_backoff_not_a_hot_loop(

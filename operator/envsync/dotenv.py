@@ -471,6 +471,8 @@ class Parser:
         append = out.append
         new = tuple.__new__
         one_line = _one_line
+        unquoted = _unquoted
+        decode = _decode_value
         quotes = _QUOTES
         line0 = self._line
         base = offset = 0  # ``lines[base]`` starts at ``text[offset]``
@@ -483,14 +485,26 @@ class Parser:
                 key = key[7:] if key[:7] == "export " and key[7:].isidentifier() else ""
             if key and eq:
                 stripped = value.strip()
-                if "#" not in stripped and '"' not in stripped and "'" not in stripped:
+                if '"' not in stripped and "'" not in stripped:
+                    if "#" in stripped:  # as in _one_line: "KEY= # c" is empty, else cut " #"
+                        if stripped[0] == "#" and value[0] != "#":
+                            stripped = ""
+                        else:
+                            stripped = unquoted(stripped)
                     append(new(Variable, (key, stripped, number)))
                     continue
-                if len(stripped) > 1 and stripped[0] == stripped[-1] and stripped[0] in quotes:
+                first = stripped[:1]
+                if first in quotes and len(stripped) > 1 and stripped[-1] == first:
                     inner = stripped[1:-1]
-                    if stripped[0] not in inner and "\\" not in inner:
-                        append(new(Variable, (key, inner, number)))
-                        continue
+                    if "\\" not in inner:
+                        if first not in inner:
+                            append(new(Variable, (key, inner, number)))
+                            continue
+                    else:  # as in _one_line: closed here unless a bare quote or "\" remains
+                        residue = inner.replace("\\\\", "").replace("\\" + first, "")
+                        if first not in residue and residue[-1:] != "\\":
+                            append(new(Variable, (key, decode(inner, first), number)))
+                            continue
             found = one_line(line, number)
             if found is not None:
                 if found is not _NOTHING:
