@@ -6,6 +6,8 @@ in envsync.cli.sandbox these assertions fail (see docs/testing.md, "emulator gap
 
 from __future__ import annotations
 
+import threading
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -147,3 +149,34 @@ def test_manifests_load_in_file_order(tmp_path: Any) -> None:
     (tmp_path / "20-b.yaml").write_text("kind: B\n---\nkind: C\n")
     (tmp_path / "10-a.yaml").write_text("kind: A\n")
     assert [m["kind"] for m in sandbox.load_manifests(tmp_path)] == ["A", "B", "C"]
+
+
+def test_a_restart_drops_open_watches_and_keeps_the_objects() -> None:
+    configmap = {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "app-env", "namespace": "demo"}, "data": {".env": "A=1\n"},
+    }  # fmt: skip
+    with sandbox.KubernetesServer() as server:
+        client = sandbox.KubeClient(server.url)
+        client.apply(configmap)
+        url = server.url
+        ended = threading.Event()
+
+        def watch() -> None:
+            path = "/api/v1/namespaces/demo/configmaps?watch=true"
+            try:
+                with urllib.request.urlopen(server.url + path, timeout=30) as stream:
+                    while stream.readline():
+                        pass
+            except OSError:
+                pass
+            ended.set()
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        assert not ended.wait(0.5), "the watch should stay open"
+        server.restart(downtime=0.2)
+        assert ended.wait(5), "the restart did not drop the watch"
+        assert server.url == url  # clients find it where it was
+        stored = client.get("/api/v1/namespaces/demo/configmaps/app-env")
+        assert stored["data"] == configmap["data"]

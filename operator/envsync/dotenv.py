@@ -379,7 +379,8 @@ class Parser:
             self._pending_len += len(text)
             self._pending_invalid = self._pending_invalid or invalid
             return
-        if self._parts:
+        carried = bool(self._parts)
+        if carried:
             self._parts.append(text)
             text = "".join(self._parts)
             invalid = invalid or self._pending_invalid
@@ -387,6 +388,22 @@ class Parser:
         self._pending_len = 0
         self._pending_invalid = False
         self._wait = ""
+        if carried:
+            # The carried statement first, alone: it may be up to a limit long, and the line
+            # split of the fast loop would copy every line of it.
+            self._invalid = invalid
+            step = self._step(text, 0, self._line, final)
+            if step is None:
+                return  # still unfinished: carried again
+            end, item = step
+            if item is not None:
+                out.append(item)
+                if type(item) is ParseError:
+                    self.errors += 1
+            self._line += text.count("\n", 0, end)
+            text = text[end:]
+            if not text:
+                return
         self._run(text, invalid, out, final)
 
     def _completes(self, text: str) -> bool:

@@ -34,6 +34,7 @@ import os
 import pathlib
 import secrets
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -231,6 +232,8 @@ class KubernetesServer:
             target=self._loop.run_forever, name="kube-emulator", daemon=True
         )
         self._stack: contextlib.AsyncExitStack | None = None
+        self._serving = contextlib.AsyncExitStack()
+        self._server: Any = None
         self.emulator: EmulatedKubernetes | None = None
         self.url = ""
 
@@ -242,15 +245,37 @@ class KubernetesServer:
     async def _start(self) -> None:
         self._stack = contextlib.AsyncExitStack()
         self.emulator = await self._stack.enter_async_context(EmulatedKubernetes())
-        server = await self._stack.enter_async_context(
+        await self._serve()
+
+    async def _serve(self) -> None:
+        assert self.emulator is not None
+        self._serving = contextlib.AsyncExitStack()
+        server = await self._serving.enter_async_context(
             kmock.Server(self.emulator, host=self._host, port=self._port)
         )
         self.url = str(server.url).rstrip("/")
+        self._port = int(server.port)  # a restart must come back where clients look
+        self._server = server
+
+    async def _drop(self) -> None:
+        """Close every open connection at once (watches included), then stop listening."""
+        runner = getattr(self._server.server, "runner", None)
+        for connection in list(getattr(getattr(runner, "server", None), "connections", [])):
+            connection.force_close()
+        await self._serving.aclose()
+
+    def restart(self, downtime: float = 1.0) -> None:
+        """Stop serving (every connection and watch drops), wait ``downtime`` seconds, and serve
+        the same objects again on the same port: an API server restart, as clients see one."""
+        asyncio.run_coroutine_threadsafe(self._drop(), self._loop).result(timeout=30)
+        time.sleep(downtime)
+        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(timeout=30)
 
     def stop(self) -> None:
         if self._stack is not None:
             stack, self._stack = self._stack, None
             with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self._serving.aclose(), self._loop).result(10)
                 asyncio.run_coroutine_threadsafe(stack.aclose(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
