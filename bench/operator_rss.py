@@ -53,6 +53,20 @@ def rss_mib(process: psutil.Process) -> tuple[float, float]:
     return rss, peak
 
 
+def operator_env(
+    kube: sandbox.KubernetesServer, aws: sandbox.AwsServer, workdir: pathlib.Path
+) -> dict[str, str]:
+    """The child operator's environment: the emulators, quiet logs, AWS ceilings lifted."""
+    return {
+        **os.environ, **aws.environment(),
+        "KUBECONFIG": str(kube.write_kubeconfig(workdir / "kubeconfig")),
+        "ENVSYNC_METRICS_PORT": "0", "ENVSYNC_LIVENESS_PORT": "0",
+        "ENVSYNC_LOG_LEVEL": "WARNING", "ENVSYNC_LOG_FORMAT": "plain",
+        # moto has no quotas: lift the ceilings so the run measures the operator, not AWS
+        "ENVSYNC_SSM_WRITE_RATE": "1000", "ENVSYNC_SSM_READ_RATE": "1000",
+    }  # fmt: skip
+
+
 def ready_count(client: sandbox.KubeClient, namespace: str) -> int:
     items = client.list(sandbox.resource_path("envsync.dev/v1alpha1", "envsyncs", namespace))
     count = 0
@@ -77,14 +91,7 @@ def main() -> int:
     with sandbox.KubernetesServer() as kube, sandbox.AwsServer() as aws:
         client = sandbox.KubeClient(kube.url)
         client.create(sandbox.load_manifests(ROOT / "crds")[0])
-        env = {
-            **os.environ, **aws.environment(),
-            "KUBECONFIG": str(kube.write_kubeconfig(workdir / "kubeconfig")),
-            "ENVSYNC_METRICS_PORT": "0", "ENVSYNC_LIVENESS_PORT": "0",
-            "ENVSYNC_LOG_LEVEL": "WARNING", "ENVSYNC_LOG_FORMAT": "plain",
-            # moto has no quotas: lift the ceilings so the run measures the operator, not AWS
-            "ENVSYNC_SSM_WRITE_RATE": "1000", "ENVSYNC_SSM_READ_RATE": "1000",
-        }  # fmt: skip
+        env = operator_env(kube, aws, workdir)
         ssm: Any = boto3.client(
             "ssm", endpoint_url=aws.url, region_name="us-east-1",
             aws_access_key_id="testing", aws_secret_access_key="testing",

@@ -156,3 +156,27 @@ def test_name_lock_serializes_one_name() -> None:
     for thread in threads:
         thread.join()
     assert peak == 1
+
+
+def test_clients_of_every_region_share_one_parsed_service_model(moto_endpoint: str) -> None:
+    """One session per identity and one model loader per process: a client per region must
+    not parse the service's model again (it cost ~11 MiB per region before)."""
+    clients = [
+        session.get_client("ssm", region=region, endpoint_url=moto_endpoint)
+        for region in ("eu-west-1", "eu-west-2", "ap-south-1")
+    ]
+    clients.append(session.get_client("secretsmanager", region="eu-west-1"))
+    ssm_models = {id(c.meta.service_model._service_description) for c in clients[:3]}
+    assert len(ssm_models) == 1
+    assert len({c.meta.region_name for c in clients[:3]}) == 3  # still one client per region
+
+
+def test_rotated_static_keys_get_a_fresh_client() -> None:
+    first = sinks.Credentials(access_key_id="AKIDEXAMPLE", secret_access_key="old-secret")
+    rotated = sinks.Credentials(access_key_id="AKIDEXAMPLE", secret_access_key="new-secret")
+    assert first.identity() == rotated.identity()
+    assert first.cache_key() != rotated.cache_key()
+    assert "old-secret" not in first.cache_key()
+    one = session.get_client("ssm", region="eu-west-1", credentials=first)
+    two = session.get_client("ssm", region="eu-west-1", credentials=rotated)
+    assert one is not two

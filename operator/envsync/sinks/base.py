@@ -10,6 +10,7 @@ operator and the CLI can build them without importing AWS libraries.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from collections import Counter
@@ -118,6 +119,12 @@ class Credentials:
         if self.role_arn:
             return f"role:{self.role_arn}:{self.external_id or ''}:{base}"
         return base
+
+    def cache_key(self) -> str:
+        """:meth:`identity` plus a digest of the secret parts, so rotated keys (or a new session
+        token) get a new session and client instead of the cached, stale one."""
+        secret = f"{self.secret_access_key or ''}\0{self.session_token or ''}"
+        return f"{self.identity()}:{hashlib.sha256(secret.encode()).hexdigest()[:16]}"
 
     def account(self) -> str | None:
         """The account id when the credentials name one (a role ARN), for the shared limiter."""

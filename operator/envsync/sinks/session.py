@@ -34,6 +34,7 @@ import boto3
 import botocore.config
 import botocore.credentials
 import botocore.exceptions
+import botocore.loaders
 import botocore.session
 
 from envsync import batching, errors
@@ -153,6 +154,7 @@ class _State:
         self.settings = RateSettings()
         self.clients: dict[tuple[str, str, str, str | None], tuple[int, Any]] = {}
         self.credentials: dict[tuple[str, str], botocore.credentials.Credentials] = {}
+        self.sessions: dict[tuple[str, str], boto3.Session] = {}
         self.observers: list[ObserverFn] = []
         self.name_locks: dict[str, tuple[threading.Lock, int]] = {}
         self.generation = 0
@@ -178,6 +180,7 @@ def reset() -> None:
     with _state.lock:
         _state.clients.clear()
         _state.credentials.clear()
+        _state.sessions.clear()
         _state.generation += 1
     batching.reset_limiters()
 
@@ -251,7 +254,7 @@ def get_client(
             raise errors.ConfigError(
                 "no AWS region: give one (--region, target.region) or set AWS_REGION"
             )
-        key = (creds.identity(), resolved, service, endpoint_url)
+        key = (creds.cache_key(), resolved, service, endpoint_url)
         cached = _state.clients.get(key)
         if cached is not None and cached[0] >= workers:
             return cached[1]
@@ -296,20 +299,38 @@ def _client_config(pool: int) -> botocore.config.Config:
 
 
 def _boto_session(creds: base.Credentials, region: str | None) -> boto3.Session:
+    """One session per identity (and region, for an assumed role), built once, under the lock.
+
+    A session per client would load each service's model again: a few MiB per region and
+    service, which an operator spreading EnvSyncs over 20 regions paid 20 times. All sessions
+    also share one loader, so a model is parsed once per process.
+    """
+    key = (creds.cache_key(), (region or "") if creds.role_arn else "")
+    cached = _state.sessions.get(key)
+    if cached is not None:
+        return cached
+    botocore_session = botocore.session.Session()
+    botocore_session.register_component("data_loader", _LOADER)
     if creds.role_arn:
-        botocore_session = botocore.session.Session()
         assumed = _assumed_credentials(creds, region)
         resolver = botocore_session.get_component("credential_provider")
         resolver.insert_before("env", _FixedProvider(assumed))
-        return boto3.Session(botocore_session=botocore_session, region_name=region)
-    if creds.access_key_id:
-        return boto3.Session(
+        built = boto3.Session(botocore_session=botocore_session, region_name=region)
+    elif creds.access_key_id:
+        built = boto3.Session(
             aws_access_key_id=creds.access_key_id,
             aws_secret_access_key=creds.secret_access_key,
             aws_session_token=creds.session_token,
-            region_name=region,
+            botocore_session=botocore_session,
         )
-    return boto3.Session(region_name=region)
+    else:
+        built = boto3.Session(botocore_session=botocore_session)
+    _state.sessions[key] = built
+    return built
+
+
+_LOADER: Final = botocore.loaders.create_loader()
+"""The service-model loader every session shares (it caches what it has parsed)."""
 
 
 class _FixedProvider(botocore.credentials.CredentialProvider):
@@ -330,7 +351,7 @@ def _assumed_credentials(
     creds: base.Credentials, region: str | None
 ) -> botocore.credentials.Credentials:
     """Refreshable credentials for the role, shared by every client that assumes it."""
-    key = (creds.identity(), region or "")
+    key = (creds.cache_key(), region or "")
     cached = _state.credentials.get(key)
     if cached is not None:
         return cached
