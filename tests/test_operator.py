@@ -194,6 +194,26 @@ def test_create_reports_ready_with_counts(
     no_secret_leaks(json.dumps(obj), json.dumps(cluster.events(namespace, "app")))
 
 
+def test_a_threshold_below_the_operators_rss_collects_but_never_blocks_the_sync(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    """memoryThreshold is per EnvSync, RSS is the whole process's: a threshold the process is
+    already above must not hold this EnvSync back (the operator-wide budget does that)."""
+    path = f"/{namespace}/app/"
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
+    manifest = kube.envsync("app", namespace, source="app-env", path=path, endpoint=aws_endpoint)
+    manifest["spec"]["memory"] = {"memoryThreshold": "1Mi"}
+    cluster.apply(manifest)
+
+    obj = ready(cluster, namespace, "app")
+
+    assert params(ssm, path) == {f"{path}A": "1"}
+    memory = obj["status"]["memory"]
+    assert memory["threshold"] == 2**20
+    assert memory["thresholdHits"] >= 1
+    assert memory["gcRuns"] >= 1
+
+
 def test_configmap_edit_reaches_aws_without_a_spec_change(
     operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
 ) -> None:

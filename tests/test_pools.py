@@ -628,3 +628,22 @@ def test_close_without_a_loop_or_task() -> None:
 def test_max_concurrent_syncs_is_validated() -> None:
     with pytest.raises(errors.ConfigError, match="max_concurrent_syncs"):
         pools.PoolManager(max_concurrent_syncs=0)
+
+
+async def test_without_back_pressure_the_threshold_collects_but_never_holds_a_sync() -> None:
+    """A per-EnvSync manager in an operator: the process is above this resource's threshold
+    (other EnvSyncs' work, not this one's), so waiting would never end."""
+    rss = FakeRss(5000)
+    manager = pools.PoolManager(
+        pools.PoolConfig(memory_threshold=1000, gc_interval=3600),
+        max_concurrent_syncs=1,
+        rss_reader=rss,
+        back_pressure=False,
+    )
+    fill(manager)
+    async with asyncio.timeout(1), manager.sync_slot(timeout=0.01):
+        assert manager.active_syncs == 1
+    assert manager.check_memory() is False  # still above: reported, collected, trimmed
+    figures = manager.memory_stats()
+    assert (figures.threshold_hits, figures.gc_runs) == (1, 1)
+    assert all(s.size == 0 for s in manager.all_stats().values())

@@ -441,9 +441,10 @@ class Memory(_Model):
         default="256Mi",
         json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": units.QUANTITY_PATTERN},
     )
-    """RSS above which a check collects garbage, empties the pools and holds back new syncs, as
-    bytes or a quantity like `256Mi`; 0 turns it off. Default 256Mi (a Python operator idles near
-    70 MiB)."""
+    """Operator RSS above which, after a sync of this EnvSync, envsync collects garbage and
+    empties this EnvSync's pools (status.memory.thresholdHits counts it), as bytes or a quantity
+    like `256Mi`; 0 turns it off. It never holds this EnvSync back: ENVSYNC_MEMORY_BUDGET does
+    that for all EnvSyncs together. Default 256Mi (a Python operator idles near 70 MiB)."""
 
     @field_validator("memory_threshold")
     @classmethod

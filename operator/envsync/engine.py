@@ -364,6 +364,8 @@ async def sync(
     async with slot:
         report = await _sync(request, manager, on_action, on_plan, started)
     if manager is not None:
+        # above the threshold after a sync: collect, empty the pools (counted in the report)
+        await asyncio.to_thread(manager.check_memory)
         report = dataclasses.replace(
             report,
             pool_stats={k: v.as_dict() for k, v in manager.all_stats().items()},

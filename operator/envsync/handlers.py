@@ -479,7 +479,8 @@ class Tracker:
             if self.manager is not None:
                 watcher.unwatch_pools(self.manager)
                 self.manager.close()
-            self.manager = pools.PoolManager(config, max_concurrent_syncs=1)
+            # the process-wide gate holds syncs back; this EnvSync's threshold collects and trims
+            self.manager = pools.PoolManager(config, max_concurrent_syncs=1, back_pressure=False)
             watcher.watch_pools(self.manager)
         return self.manager
 
@@ -752,7 +753,6 @@ class Runtime:
         """The engine inside the process-wide slot, with this EnvSync's pools and threshold."""
         manager = tracker.pools_for(pool_config(spec), self.metrics)
         async with self.gate.sync_slot(timeout=MEMORY_WAIT):
-            await manager.wait_for_memory(timeout=MEMORY_WAIT)
             try:
                 return await asyncio.wait_for(
                     engine.sync(request, pools=manager), self.settings.sync_timeout

@@ -489,6 +489,7 @@ class PoolManager:
         *,
         max_concurrent_syncs: int = 4,
         rss_reader: Callable[[], int] | None = None,
+        back_pressure: bool = True,
     ) -> None:
         if max_concurrent_syncs < 1:
             raise errors.ConfigError(
@@ -500,6 +501,11 @@ class PoolManager:
         self.byte_pool = BytePool(self.config.byte_pool_size if on else 0)
         self.map_pool = MapPool(self.config.map_pool_size if on else 0)
         self.max_concurrent_syncs = max_concurrent_syncs
+        self.back_pressure = back_pressure
+        """Whether syncs wait for memory to fall under the threshold. Off, the threshold only
+        triggers collection and trimming (a per-EnvSync manager inside an operator, where the
+        process-wide budget does the waiting: a per-resource threshold compared with the RSS of
+        a process serving many would otherwise hold its syncs back forever)."""
         self._read_rss = rss_reader if rss_reader is not None else _psutil_rss_reader()
         self._lock = threading.Lock()
         self._peak_rss = 0
@@ -607,7 +613,7 @@ class PoolManager:
         :meth:`check_memory`, or, when no monitoring task runs, its own every ``gc_interval``.
         """
         threshold = self.threshold
-        if not threshold or self._sample() <= threshold:
+        if not self.back_pressure or not threshold or self._sample() <= threshold:
             return
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
