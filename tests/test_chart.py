@@ -73,7 +73,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ha-namespaced": {
         "replicaCount": 3,
         "peering": {"enabled": True, "name": "envsync-peers"},
-        "operator": {"watchNamespaces": ["team-a"]},
+        "operator": {"watchNamespaces": ["team-a"], "labelSelector": "envsync.dev/shard=a"},
     },
     "monitoring": {
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
@@ -410,6 +410,7 @@ def test_rendered_environment_is_what_the_operator_reads(
 
     op = values["operator"]
     assert loaded.namespaces == op["watchNamespaces"]
+    assert loaded.label_selector == op["labelSelector"]
     assert loaded.max_concurrent_syncs == op["maxConcurrentSyncs"]
     assert loaded.memory_budget == units.parse_quantity(op["memoryBudget"])
     assert loaded.default_region == (op["defaultRegion"] or None)
@@ -450,6 +451,7 @@ BAD_VALUES = {
     "log format": {"operator": {"logFormat": "xml"}},
     "log level": {"operator": {"logLevel": "verbose"}},
     "namespace name": {"operator": {"watchNamespaces": ["Team_A"]}},
+    "label selector": {"operator": {"labelSelector": "shard in (a,b)"}},
     "memory budget": {"operator": {"memoryBudget": "lots"}},
     "refresh interval": {"operator": {"defaultRefreshInterval": "hourly"}},
     "concurrency zero": {"operator": {"maxConcurrentSyncs": 0}},

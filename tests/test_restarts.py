@@ -252,3 +252,35 @@ def test_api_server_restarts_mid_sync_and_mid_watch_are_survived(
             what="the status to report the edit",
         )
         assert obj["status"]["counts"]["unchanged"] == len(values) - 1
+
+
+def test_a_sharded_operator_serves_only_its_label_selector(
+    api_server: sandbox.KubernetesServer, operator: Operator, moto_endpoint: str, namespace: str
+) -> None:
+    """Two deployments split a cluster by label: this one never touches the other's EnvSyncs,
+    not even with a finalizer."""
+    ssm = boto3.client("ssm", region_name="us-east-1", endpoint_url=moto_endpoint)
+    api = client(api_server)
+    with explained(operator):
+        operator.start(label_selector="envsync.dev/shard=a")
+        for name, shard in (("mine", "a"), ("theirs", "b")):
+            api.apply(kube.configmap(f"{name}-env", namespace, f"WHO={name}\n"))
+            manifest = kube.envsync(
+                name, namespace, source=f"{name}-env", path=f"/{namespace}/{name}/",
+                endpoint=None, deletionPolicy="Delete",
+            )  # fmt: skip
+            manifest["metadata"]["labels"] = {"envsync.dev/shard": shard}
+            api.apply(manifest)
+
+        def path_of(name: str) -> str:
+            return sandbox.resource_path("envsync.dev/v1alpha1", "envsyncs", namespace, name)
+
+        kube.wait_until(
+            lambda: kube.is_true(api.find(path_of("mine")), "Ready"), timeout=60, what="mine"
+        )
+        time.sleep(2)  # proving that nothing happens to the other one
+        theirs = api.find(path_of("theirs"))
+        assert not theirs.get("status")
+        assert "envsync.dev/finalizer" not in theirs["metadata"].get("finalizers", [])
+        assert remote(ssm, f"/{namespace}/mine/") == {"WHO": "mine"}
+        assert remote(ssm, f"/{namespace}/theirs/") == {}

@@ -154,3 +154,33 @@ def test_env_var_names() -> None:
 def test_every_field_is_documented() -> None:
     for name, field in settings.Settings.model_fields.items():
         assert "default" in (field.description or "").lower(), name
+
+
+@pytest.mark.parametrize(
+    ("selector", "labels", "expected"),
+    [
+        ("", {}, True),
+        ("envsync.dev/shard=a", {"envsync.dev/shard": "a"}, True),
+        ("envsync.dev/shard==a", {"envsync.dev/shard": "b"}, False),
+        ("shard=a", {}, False),
+        ("tier!=batch", {}, True),
+        ("tier!=batch", {"tier": "batch"}, False),
+        ("team", {"team": ""}, True),
+        ("team", {}, False),
+        ("!legacy", {"legacy": "yes"}, False),
+        ("shard=a, !legacy", {"shard": "a"}, True),
+    ],
+)
+def test_label_selector_decides_which_envsyncs_this_operator_serves(
+    selector: str, labels: dict[str, str], expected: bool
+) -> None:
+    assert settings.Settings(label_selector=selector).selects(labels) is expected
+
+
+@pytest.mark.parametrize("selector", ["shard in (a,b)", "=a", "sh ard=a", "shard=a b"])
+def test_unsupported_or_malformed_selectors_are_refused_at_start(
+    selector: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENVSYNC_LABEL_SELECTOR", selector)
+    with pytest.raises(errors.ConfigError, match="ENVSYNC_LABEL_SELECTOR"):
+        settings.load_settings()

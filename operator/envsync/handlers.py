@@ -61,6 +61,7 @@ __all__ = [
     "backoff",
     "credentials_for",
     "drift_due_in",
+    "in_shard",
     "owner_id",
     "parse_spec",
     "pool_config",
@@ -604,6 +605,9 @@ class Runtime:
         if event_type == "DELETED":
             self._retire((namespace, name))
             return
+        if not self.settings.selects(body.metadata.labels):
+            self._retire((namespace, name))  # another shard's (ENVSYNC_LABEL_SELECTOR)
+            return
         tracker = self.tracker(namespace, name)
         if body.metadata.get("deletionTimestamp"):
             tracker.cancel()  # deletion is the delete handler's business now
@@ -997,7 +1001,16 @@ def active_syncs(memo: Any, **_: Any) -> int:
     return _runtime(memo).gate.active_syncs if "envsync" in memo else 0
 
 
-@kopf.index(GROUP, VERSION, PLURAL)
+def in_shard(labels: kopf.Labels, memo: Any, **_: Any) -> bool:
+    """kopf filter: the EnvSync matches ENVSYNC_LABEL_SELECTOR (another deployment serves the
+    rest, and kopf must not put this operator's finalizer on them)."""
+    settings: settings_module.Settings = (
+        _runtime(memo).settings if "envsync" in memo else settings_module.load_settings()
+    )
+    return settings.selects(labels)
+
+
+@kopf.index(GROUP, VERSION, PLURAL, when=in_shard)
 def envsync_sources(
     namespace: str | None, name: str, spec: kopf.Spec, **_: Any
 ) -> dict[tuple[str, str, str], str]:
@@ -1032,7 +1045,14 @@ async def secret_changed(namespace: str | None, name: str, memo: Any, **kwargs: 
         _runtime(memo).request(namespace or "", index[key], "source")
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL, field="spec.syncPolicy.deletionPolicy", value="Delete")
+@kopf.on.delete(
+    GROUP,
+    VERSION,
+    PLURAL,
+    field="spec.syncPolicy.deletionPolicy",
+    value="Delete",
+    when=in_shard,
+)
 async def envsync_deleted(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     """``deletionPolicy: Delete``: the keys this EnvSync owns go before the finalizer does."""
     await _runtime(memo).finalize(body, patch)

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator
@@ -20,7 +23,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from envsync import errors, units
 
-__all__ = ["ENV_PREFIX", "Settings", "env_var", "load_settings"]
+__all__ = ["ENV_PREFIX", "LabelRule", "Settings", "env_var", "load_settings", "parse_selector"]
 
 ENV_PREFIX: Final = "ENVSYNC_"
 NAMESPACE_PLACEHOLDER: Final = "{namespace}"
@@ -78,6 +81,10 @@ class Settings(BaseSettings):
     namespaces: Words = Field(default_factory=list)
     """Namespaces to watch, comma-separated. Empty (the default): the whole cluster, which needs a
     ClusterRole."""
+    label_selector: str = Field(default="", max_length=1024)
+    """Only EnvSyncs whose labels match, in Kubernetes' equality syntax (`shard=a`,
+    `tier!=batch`, `team`, `!legacy`, comma-separated, all must hold): how several operator
+    deployments split one cluster's EnvSyncs between them. Empty (default): every EnvSync."""
     metrics_port: int = Field(default=8080, ge=0, le=65535)
     """Port of the Prometheus endpoint (`/metrics`). 0 turns it off. Default 8080."""
     metrics_address: str = "0.0.0.0"
@@ -159,6 +166,16 @@ class Settings(BaseSettings):
             return _split(value)
         return value
 
+    @field_validator("label_selector")
+    @classmethod
+    def _valid_selector(cls, value: str) -> str:
+        parse_selector(value)
+        return value
+
+    def selects(self, labels: Mapping[str, str] | None) -> bool:
+        """Whether an EnvSync with these labels is this operator's to serve."""
+        return all(rule.holds(labels or {}) for rule in parse_selector(self.label_selector))
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
@@ -189,6 +206,53 @@ class Settings(BaseSettings):
     def liveness_endpoint(self) -> str | None:
         """The URL kopf serves its liveness probe on, or None when turned off."""
         return f"http://0.0.0.0:{self.liveness_port}/healthz" if self.liveness_port else None
+
+
+_LABEL = re.compile(r"^([A-Za-z0-9.-]{1,253}/)?[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$")
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    """One requirement of a label selector: ``key=value``, ``key!=value``, ``key``, ``!key``."""
+
+    key: str
+    op: Literal["=", "!=", "exists", "!exists"]
+    value: str = ""
+
+    def holds(self, labels: Mapping[str, str]) -> bool:
+        if self.op == "exists":
+            return self.key in labels
+        if self.op == "!exists":
+            return self.key not in labels
+        if self.op == "=":
+            return labels.get(self.key) == self.value
+        return labels.get(self.key) != self.value
+
+
+def parse_selector(text: str) -> tuple[LabelRule, ...]:
+    """Kubernetes' equality-based selector syntax; set-based (`in`, `notin`) is refused."""
+    rules: list[LabelRule] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if "!=" in part:
+            key, value = (s.strip() for s in part.split("!=", 1))
+            rule = LabelRule(key, "!=", value)
+        elif "=" in part:
+            key, value = (s.strip() for s in part.split("==" if "==" in part else "=", 1))
+            rule = LabelRule(key, "=", value)
+        elif part.startswith("!"):
+            rule = LabelRule(part[1:].strip(), "!exists")
+        else:
+            rule = LabelRule(part, "exists")
+        if not _LABEL.match(rule.key) or not _VALUE.match(rule.value):
+            raise ValueError(
+                f"label selector part {part!r}: expected key=value, key!=value, key or !key "
+                "with Kubernetes label syntax (set-based 'in'/'notin' is not supported)"
+            )
+        rules.append(rule)
+    return tuple(rules)
 
 
 def env_var(field: str) -> str:

@@ -1,0 +1,200 @@
+"""The operator at scale: 1,000 EnvSyncs × 100 variables against the emulators.
+
+Reports time until every EnvSync is Ready, the AWS calls made (against the naive one
+PutParameter per key), the operator's RSS idle, under load and settled, whether unchanged
+sources cost any AWS call between drift checks, and how long a ConfigMap edit takes to reach
+SSM with all of them in place. The operator runs in a child process (as in a pod); kmock's
+Kubernetes emulator and moto run in this one.
+
+Two liberties, both so that the run measures the operator rather than the stand-ins: AWS rate
+ceilings are lifted (a real account writes ~3 SSM parameters a second, so 100,000 keys would
+take nine hours), and the EnvSyncs are spread over ``--regions`` regions, because moto's
+``GetParametersByPath`` scans every parameter of a region on each call.
+
+    python bench/operator_scale.py                         # 1,000 × 100 (about 10 minutes)
+    python bench/operator_scale.py --count 100 --keys 20   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from typing import Any
+
+import boto3
+import psutil
+from prometheus_client.parser import text_string_to_metric_families
+
+from envsync.cli import sandbox
+from operator_rss import CHILD, ROOT, operator_env, ready_count, rss_mib
+
+REGIONS = (  # noqa: SIM905 - a readable run of names
+    "us-east-1 us-east-2 us-west-1 us-west-2 ca-central-1 eu-west-1 eu-west-2 eu-west-3 "
+    "eu-central-1 eu-north-1 eu-south-1 ap-south-1 ap-northeast-1 ap-northeast-2 "
+    "ap-northeast-3 ap-southeast-1 ap-southeast-2 sa-east-1 me-south-1 af-south-1"
+).split()
+
+
+def aws_calls(metrics_url: str) -> Counter[str]:
+    """AWS requests by operation, from the operator's own /metrics (every HTTP attempt)."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as resp:
+        text = resp.read().decode()
+    calls: Counter[str] = Counter()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "envsync_aws_requests_total":
+                calls[sample.labels["operation"]] += int(sample.value)
+    return calls
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=1000, help="EnvSyncs")
+    parser.add_argument("--keys", type=int, default=100, help="variables per .env")
+    parser.add_argument("--regions", type=int, default=20, help="regions to spread them over")
+    parser.add_argument("--edits", type=int, default=20, help="ConfigMap edits to time")
+    parser.add_argument("--quiet-seconds", type=float, default=30.0, help="idle watch period")
+    args = parser.parse_args()
+    namespace = "scale"
+    regions = REGIONS[: max(1, min(args.regions, len(REGIONS)))]
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="envsync-scale-"))
+    metrics_port = _free_port()
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with sandbox.KubernetesServer() as kube, sandbox.AwsServer() as aws:
+        client = sandbox.KubeClient(kube.url)
+        client.create(sandbox.load_manifests(ROOT / "crds")[0])
+        env = operator_env(kube, aws, workdir)
+        env["ENVSYNC_METRICS_PORT"] = str(metrics_port)
+        with (workdir / "operator.log").open("w") as log:
+            child = subprocess.Popen([sys.executable, "-c", CHILD], env=env, stdout=log, stderr=log)
+            try:
+                rows = _run(args, namespace, regions, client, aws, child, metrics_url)
+            finally:
+                child.terminate()
+                child.wait(timeout=60)
+    if rows is None:
+        print(f"gave up; see {workdir / 'operator.log'}")
+        return 1
+    print(f"| measure ({args.count} EnvSyncs × {args.keys} variables) | value |\n|---|---|")
+    for label, value in rows:
+        print(f"| {label} | {value} |")
+    return 0
+
+
+def _run(
+    args: argparse.Namespace,
+    namespace: str,
+    regions: list[str],
+    client: sandbox.KubeClient,
+    aws: sandbox.AwsServer,
+    child: subprocess.Popen[bytes],
+    metrics_url: str,
+) -> list[tuple[str, str]] | None:
+    proc = psutil.Process(child.pid)
+    time.sleep(8)  # imports, login, first (empty) listings
+    idle, _ = rss_mib(proc)
+
+    started = time.monotonic()
+    for i in range(args.count):
+        text = "".join(f"KEY_{k}=value-{i}-{k}\n" for k in range(args.keys))
+        client.create({"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": f"env-{i}", "namespace": namespace},
+                       "data": {".env": text}})  # fmt: skip
+        client.create({
+            "apiVersion": "envsync.dev/v1alpha1", "kind": "EnvSync",
+            "metadata": {"name": f"app-{i}", "namespace": namespace},
+            "spec": {"source": {"configMapRef": {"name": f"env-{i}"}},
+                     "target": {"provider": "ssm", "path": f"/{namespace}/app-{i}/",
+                                "region": regions[i % len(regions)],
+                                "parameterType": "String"}},
+        })  # fmt: skip
+    created = time.monotonic() - started
+    samples: list[float] = []
+    while (ready := ready_count(client, namespace)) < args.count:
+        if time.monotonic() - started > 3600 or child.poll() is not None:
+            return None
+        samples.append(rss_mib(proc)[0])
+        time.sleep(1.0 if ready < args.count * 0.9 else 0.25)
+    converged = time.monotonic() - started
+    loaded, peak = rss_mib(proc)
+    first_calls = aws_calls(metrics_url)
+
+    time.sleep(args.quiet_seconds)  # nothing changes: no AWS call may happen
+    settled, _ = rss_mib(proc)
+    quiet_calls = sum(aws_calls(metrics_url).values()) - sum(first_calls.values())
+
+    latencies = _edits(args, namespace, regions, client, aws)
+    keys = args.count * args.keys
+    ours = sum(first_calls.values())
+    by_op = ", ".join(f"{op} {n:,}" for op, n in sorted(first_calls.items()))
+    return [
+        ("operator RSS, idle before any EnvSync", f"{idle:.1f} MiB"),
+        ("time to create the objects (this process)", f"{created:.1f} s"),
+        ("time until all are Ready", f"{converged:.1f} s"),
+        ("operator RSS when all are Ready", f"{loaded:.1f} MiB"),
+        (f"operator RSS, idle {args.quiet_seconds:.0f} s later", f"{settled:.1f} MiB"),
+        ("operator peak RSS (VmHWM)", f"{peak:.1f} MiB"),
+        ("median RSS while converging", f"{statistics.median(samples or [loaded]):.1f} MiB"),
+        ("AWS requests to converge (envsync)", f"{ours:,} ({by_op})"),
+        ("AWS requests, naive one PutParameter per key", f"{keys:,}"),
+        (
+            f"AWS requests in {args.quiet_seconds:.0f} s with nothing changed",
+            f"{quiet_calls}",
+        ),
+        (
+            f"ConfigMap edit → value in SSM, {len(latencies)} edits under this load",
+            f"median {statistics.median(latencies) * 1000:.0f} ms, "
+            f"max {max(latencies) * 1000:.0f} ms",
+        ),
+    ]
+
+
+def _edits(
+    args: argparse.Namespace,
+    namespace: str,
+    regions: list[str],
+    client: sandbox.KubeClient,
+    aws: sandbox.AwsServer,
+) -> list[float]:
+    clients: dict[str, Any] = {}
+    latencies: list[float] = []
+    step = max(1, args.count // max(1, args.edits))
+    for n, i in enumerate(range(0, args.count, step)):
+        if n >= args.edits:
+            break
+        region = regions[i % len(regions)]
+        ssm = clients.setdefault(region, boto3.client(
+            "ssm", endpoint_url=aws.url, region_name=region,
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        ))  # fmt: skip
+        name = f"/{namespace}/app-{i}/KEY_0"
+        text = f"KEY_0=edited-{i}\n" + "".join(
+            f"KEY_{k}=value-{i}-{k}\n" for k in range(1, args.keys)
+        )
+        path = sandbox.resource_path("v1", "configmaps", namespace, f"env-{i}")
+        edited = time.monotonic()
+        client.patch(path, {"data": {".env": text}})
+        while ssm.get_parameter(Name=name)["Parameter"]["Value"] != f"edited-{i}":
+            time.sleep(0.005)
+        latencies.append(time.monotonic() - edited)
+    return latencies
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+if __name__ == "__main__":
+    sys.exit(main())
