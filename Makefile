@@ -1,26 +1,36 @@
-PYTHON ?= python3
+# On a fresh machine `make demo` and `make test` build .venv themselves; CI (.ci/run) passes its
+# own PYTHON, whose virtualenv already exists, so the set-up step is skipped there.
+VENV ?= .venv
+PYTHON ?= $(VENV)/bin/python
+BIN = $(dir $(PYTHON))
 .PHONY: test lint typecheck layers pytest bench demo crds clean
 
-test: lint typecheck layers pytest  ## everything CI runs
+test: $(PYTHON) lint typecheck layers pytest  ## everything CI runs
 
-lint:
+$(PYTHON):  ## a virtualenv with the project and its test extras
+	python3 -m venv $(VENV) && $(VENV)/bin/python -m pip install -q --upgrade pip && $(VENV)/bin/python -m pip install -q -e '.[test]'
+
+lint: $(PYTHON)
 	$(PYTHON) -m ruff check operator tests bench
 	$(PYTHON) -m ruff format --check operator tests bench
 
-typecheck:
+typecheck: $(PYTHON)
 	$(PYTHON) -m mypy
 
-layers:
-	lint-imports
+layers: $(PYTHON)
+	$(BIN)lint-imports
 
-pytest:
+pytest: $(PYTHON)
 	$(PYTHON) -m pytest -q
 
-bench:
+bench: $(PYTHON)
 	$(PYTHON) bench/run.py
 
-demo:  ## the operator against local Kubernetes and AWS emulators (kmock, moto): no cluster, no account
-	[ -x .venv/bin/envsync ] || { python3 -m venv .venv && .venv/bin/python -m pip install -q -e '.[test]'; } && .venv/bin/envsync demo
+demo: $(PYTHON)  ## the operator against local Kubernetes and AWS emulators (kmock, moto): no cluster, no account
+	$(BIN)envsync demo
+
+crds: $(PYTHON)  ## regenerate crds/, the chart's copy and the reference docs from the models
+	$(BIN)envsync crd --write
 
 clean:
 	rm -rf build dist .mypy_cache .ruff_cache bench/.data

@@ -180,3 +180,27 @@ def test_a_restart_drops_open_watches_and_keeps_the_objects() -> None:
         assert server.url == url  # clients find it where it was
         stored = client.get("/api/v1/namespaces/demo/configmaps/app-env")
         assert stored["data"] == configmap["data"]
+
+
+def test_a_bounded_request_log_stays_small_and_keeps_watches_alive() -> None:
+    with sandbox.KubernetesServer(request_log_limit=4) as server:
+        client = sandbox.KubeClient(server.url)
+        events: list[bytes] = []
+
+        def watch() -> None:
+            path = "/api/v1/namespaces/demo/configmaps?watch=true"
+            with urllib.request.urlopen(server.url + path, timeout=30) as stream:
+                while len(events) < 50 and (line := stream.readline()):
+                    events.append(line)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        for i in range(50):
+            client.apply({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": f"cm{i}", "namespace": "demo"}, "data": {"i": str(i)},
+            })  # fmt: skip
+        watcher.join(10)
+        assert len(events) == 50  # the watch, older than every trim, still streams
+        assert server.emulator is not None
+        assert len(server.emulator._requests) <= 2 * 4 + 1

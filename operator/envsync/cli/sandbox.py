@@ -70,8 +70,13 @@ class EmulatedKubernetes(kmock.KubernetesEmulator):
     the main endpoint, would let tests pass that fail on a real cluster (or the reverse).
     """
 
+    request_log_limit: int | None = None
+    """Keep only the latest requests (about this many) in kmock's log. kmock matches each new
+    request against its whole log, so a long run (a benchmark with thousands of objects) slows
+    down quadratically; tests that read the log keep it whole (None, the default)."""
     _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
     _write_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
+    _in_flight: set[int] = attrs.field(factory=set, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -84,6 +89,16 @@ class EmulatedKubernetes(kmock.KubernetesEmulator):
         )
 
     async def _handle(self, request: kmock.Request) -> Any:
+        if self.request_log_limit is None:
+            return await self._handle_kept(request)
+        self._in_flight.add(id(request))
+        try:
+            self._forget_old_requests(self.request_log_limit)
+            return await self._handle_kept(request)
+        finally:
+            self._in_flight.discard(id(request))
+
+    async def _handle_kept(self, request: kmock.Request) -> Any:
         if request.resource is None or request.action not in (
             kmock.action.CREATE,
             kmock.action.UPDATE,
@@ -101,6 +116,15 @@ class EmulatedKubernetes(kmock.KubernetesEmulator):
             elif request.action == kmock.action.UPDATE and isinstance(request.data, list):
                 request.data[:] = self._on_json_patch(request)
             return await super()._handle(request)
+
+    def _forget_old_requests(self, keep: int) -> None:
+        # kmock's own lists (the root's and each reaction's), trimmed once they double; requests
+        # still being answered stay, or kmock could not match them to a reaction any more
+        logs = [self._requests, *(getattr(p, "_requests", None) for p in self._payloads)]
+        live = self._in_flight
+        for log in logs:
+            if isinstance(log, list) and len(log) > 2 * keep:
+                log[:] = [r for r in log[:-keep] if id(r) in live] + log[-keep:]
 
     def _on_create(self, request: kmock.Request) -> dict[str, Any]:
         data = copy.deepcopy(dict(request.data))
@@ -224,9 +248,16 @@ def _now() -> str:
 class KubernetesServer:
     """The emulator on ``http://127.0.0.1:<port>``, served from its own thread and event loop."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        request_log_limit: int | None = None,
+    ) -> None:
         self._host = host
         self._port = port
+        self._request_log_limit = request_log_limit
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="kube-emulator", daemon=True
@@ -244,7 +275,9 @@ class KubernetesServer:
 
     async def _start(self) -> None:
         self._stack = contextlib.AsyncExitStack()
-        self.emulator = await self._stack.enter_async_context(EmulatedKubernetes())
+        self.emulator = await self._stack.enter_async_context(
+            EmulatedKubernetes(request_log_limit=self._request_log_limit)
+        )
         await self._serve()
 
     async def _serve(self) -> None:
