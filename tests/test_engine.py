@@ -443,6 +443,7 @@ async def test_syncs_read_into_the_byte_pool_and_batch_names_in_the_string_pool(
     assert again.unchanged == 25
     byte, string = again.pool_stats["byte"], again.pool_stats["string"]
     assert (byte["gets"], byte["puts"], byte["hits"], byte["misses"]) == (2, 2, 1, 1)
+    assert byte["retained_bytes"] == 4096  # a buffer the size of this small source, not 64 KiB
     assert first.pool_stats["string"]["misses"] >= 3
     assert string["gets"] == string["puts"]
     assert string["hits"] >= 3  # the second sync's batches reuse the first sync's lists

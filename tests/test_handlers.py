@@ -308,3 +308,40 @@ async def test_runtime_applies_the_aws_rate_settings_process_wide() -> None:
     finally:
         await runtime.close()
         session.configure(before)
+
+
+def _ready_status(generation: int, digest: str, last_sync: str) -> dict[str, Any]:
+    return {
+        "observedGeneration": generation,
+        "sourceHash": digest,
+        "lastSyncTime": last_sync,
+        "conditions": [
+            {"type": "Ready", "status": "True", "observedGeneration": generation},
+        ],
+    }
+
+
+async def test_no_work_for_input_already_synced_even_when_the_event_predates_its_status() -> None:
+    """A source event can race a sync: its body still shows the status from before the sync's
+    patch. The tracker's memory of the sync must keep that pass from syncing again."""
+    runtime = handlers.Runtime(make_settings(metrics_port=0))
+    now = datetime.datetime(2026, 12, 1, 12, 0, 0, tzinfo=datetime.UTC)
+    tracker = handlers.Tracker(("ns", "app"))
+    stale: dict[str, Any] = {}  # the event was emitted before the first status ever landed
+    assert runtime._nothing_to_do(tracker, stale, 1, "h1", 3600.0, now) is None  # work
+    tracker.synced = (1, "h1", "2026-12-01T11:59:50Z")
+    wait = runtime._nothing_to_do(tracker, stale, 1, "h1", 3600.0, now)
+    assert wait is not None
+    assert 3500 < wait <= 3600  # the drift check is due an hour after that sync
+    assert runtime._nothing_to_do(tracker, stale, 1, "h2", 3600.0, now) is None  # new source
+    assert runtime._nothing_to_do(tracker, stale, 2, "h1", 3600.0, now) is None  # new spec
+
+
+async def test_no_work_for_an_unchanged_source_when_periodic_checks_are_off() -> None:
+    runtime = handlers.Runtime(make_settings(metrics_port=0))
+    now = datetime.datetime(2026, 12, 1, 12, 0, 0, tzinfo=datetime.UTC)
+    previous = _ready_status(3, "h", "2026-12-01T08:00:00Z")
+    tracker = handlers.Tracker(("ns", "app"))
+    wait = runtime._nothing_to_do(tracker, previous, 3, "h", 0.0, now)  # refreshInterval: 0s
+    assert wait == float("inf")  # nothing to do, and no timer either
+    assert runtime._nothing_to_do(tracker, previous, 3, "changed", 0.0, now) is None

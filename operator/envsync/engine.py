@@ -227,6 +227,18 @@ def _readable(source: Source, digest: Any) -> _HashingReader | Iterator[bytes]:
     return _hashing(source, digest)
 
 
+def _read_size(request: SyncRequest) -> int:
+    """The read buffer: ``buffer_size``, or less for a source already in memory and smaller.
+
+    A ConfigMap of 3 KiB read through a 64 KiB buffer wastes 61 KiB, and an operator keeps one
+    pooled buffer per EnvSync: at a thousand EnvSyncs that was 60 MiB of idle RSS.
+    """
+    source = request.source
+    if isinstance(source, bytes | bytearray | memoryview):
+        return max(1, min(request.buffer_size, len(source)))
+    return request.buffer_size
+
+
 @contextlib.contextmanager
 def _name_batches(
     keys: Sequence[str], size: int, names: pools.StringPool | None
@@ -261,7 +273,7 @@ def _parse(
         "strict": False,
         "max_line_size": request.max_line_size,
         "max_value_size": request.max_value_size,
-        "buffer_size": request.buffer_size,
+        "buffer_size": _read_size(request),
         "source_name": request.source_name,
     }
     if manager is not None:

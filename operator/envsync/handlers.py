@@ -38,6 +38,7 @@ import datetime
 import hashlib
 import json
 import logging
+import math
 import random
 import traceback
 import types
@@ -237,6 +238,14 @@ def force_token(body: Mapping[str, Any]) -> str | None:
         token = "sha256:" + hashlib.sha256(token.encode()).hexdigest()
     handled = (body.get("status") or {}).get("forceSyncHandled")
     return None if token == handled else token
+
+
+def _in_step(tracker: Tracker, previous: Mapping[str, Any], generation: int, digest: str) -> bool:
+    """Whether this generation and source were already synced: by the status, or by this
+    process's own memory when the event's status predates the last sync's patch."""
+    if tracker.synced is not None and tracker.synced[:2] == (generation, digest):
+        return True
+    return _settled(previous, generation, digest)
 
 
 def _settled(previous: Mapping[str, Any], generation: int, digest: str) -> bool:
@@ -464,6 +473,10 @@ class Tracker:
     """Loop time of the next retry after a failure, if any."""
     attempted: tuple[int, str] | None = None
     """(generation, source hash) of the last sync attempt: a retry waits unless one changes."""
+    synced: tuple[int, str, str] | None = None
+    """(generation, source hash, lastSyncTime) of the last successful sync. The body of an event
+    can predate the status patch of the sync that just ran (a source event racing it); this
+    memory keeps such a pass from syncing the same input again."""
     announced: int | None = None
     """The generation a Progressing status was published for."""
     jitter: float = 0.0
@@ -662,8 +675,8 @@ class Runtime:
             )
             wait = self._nothing_to_do(tracker, previous, generation, digest, interval, now)
             if wait is not None and not force:
-                return wait
-            drift_check = _settled(previous, generation, digest)
+                return None if math.isinf(wait) else wait
+            drift_check = _in_step(tracker, previous, generation, digest)
             if previous.get("observedGeneration") != generation and tracker.announced != generation:
                 # kstatus: say Reconciling for a new generation before the (maybe long) sync.
                 tracker.announced = generation
@@ -744,6 +757,7 @@ class Runtime:
         self.metrics.observe_report(report)
         if report.ok:
             tracker.failures, tracker.retry_at = 0, None
+            tracker.synced = (generation, digest, str(new.get("lastSyncTime") or ""))
             tracker.jitter = random.uniform(0.0, self.settings.drift_jitter)
             return drift_due_in(new.get("lastSyncTime"), interval, _now(), jitter=tracker.jitter)
         if report.aborted and report.parse_error_count:
@@ -776,10 +790,16 @@ class Runtime:
         interval: float,
         now: datetime.datetime,
     ) -> float | None:
-        """Seconds to wait when this pass has no work (unchanged input), else None."""
-        if _settled(previous, generation, digest) and tracker.failures == 0:
-            due = drift_due_in(previous.get("lastSyncTime"), interval, now, jitter=tracker.jitter)
-            return due if due is not None and due > 0 else None
+        """Seconds to wait when this pass has no work (unchanged input; ``math.inf`` when no drift
+        check is ever due), else None."""
+        if _in_step(tracker, previous, generation, digest) and tracker.failures == 0:
+            remembered = tracker.synced is not None and tracker.synced[:2] == (generation, digest)
+            last = tracker.synced[2] if remembered and tracker.synced else None
+            last = last or previous.get("lastSyncTime")
+            due = drift_due_in(last, interval, now, jitter=tracker.jitter)
+            if due is None:
+                return math.inf  # periodic checks are off: only a change brings work
+            return due if due > 0 else None
         loop_now = asyncio.get_running_loop().time()
         if (
             tracker.retry_at is not None
