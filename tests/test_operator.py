@@ -311,6 +311,61 @@ def test_drift_in_aws_is_repaired_and_reported(
     kube.wait_until(lambda: cluster.get("EnvSync", namespace, "app") is None)
 
 
+def test_a_one_mebibyte_configmap_syncs(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    """A ConfigMap at Kubernetes' 1 MiB limit: 256 values of 4,000 bytes (SSM Standard holds
+    4,096), read, parsed and pushed in one sync."""
+    path = f"/{namespace}/big/"
+    values = {f"K{i:03d}": f"{i:03d}" + "x" * 3997 for i in range(256)}
+    text = "".join(f"{k}={v}\n" for k, v in values.items())
+    assert len(text.encode()) > 1_000_000
+    cluster.apply(kube.configmap("big-env", namespace, text))
+    cluster.apply(
+        kube.envsync("app", namespace, source="big-env", path=path, endpoint=aws_endpoint)
+    )
+
+    obj = ready(cluster, namespace, "app")
+
+    assert obj["status"]["counts"] == counts(parsed=256, created=256)
+    assert params(ssm, path) == {path + k: v for k, v in values.items()}
+
+
+def test_an_envsync_with_every_field_wrong_stalls_once_and_never_loops(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any
+) -> None:
+    """The emulator applies no schema (a real API server refuses this object): the operator's
+    own validation must name the fields, stall, and not retry."""
+    manifest = {
+        "apiVersion": kube.API_VERSION,
+        "kind": "EnvSync",
+        "metadata": {"name": "broken", "namespace": namespace},
+        "spec": {
+            "source": {"configMapRef": {"name": 7}, "secretRef": {"name": "both"}},
+            "target": {"provider": "ftp", "path": "no-slash", "parameterType": "Text"},
+            "syncPolicy": {"refreshInterval": "hourly", "prune": "sometimes"},
+            "memory": {"memoryThreshold": "lots", "bytePoolSize": -5},
+            "performance": {"batchSize": 0, "workerCount": "many"},
+            "unknown": True,
+        },
+    }
+    cluster.apply(manifest)
+
+    obj = ready(cluster, namespace, "broken", reason="InvalidSpec")
+
+    assert kube.is_true(obj, "Stalled")
+    message = kube.condition(obj, "Ready")["message"]  # type: ignore[index]
+    for field in ("spec.target.provider", "spec.syncPolicy.refreshInterval", "spec.memory"):
+        assert field in message
+    first = cluster.get("EnvSync", namespace, "broken")
+    time.sleep(2)  # proving that nothing more happens: no retry loop, no new status
+    again = cluster.get("EnvSync", namespace, "broken")
+    assert again is not None
+    assert first is not None
+    assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    assert reasons(cluster, namespace, "broken").count("InvalidSpec") == 1
+
+
 def test_parse_error_pushes_nothing_and_reports_the_line(
     operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
 ) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -647,3 +648,16 @@ async def test_without_back_pressure_the_threshold_collects_but_never_holds_a_sy
     figures = manager.memory_stats()
     assert (figures.threshold_hits, figures.gc_runs) == (1, 1)
     assert all(s.size == 0 for s in manager.all_stats().values())
+
+
+def test_a_routine_threshold_hit_is_logged_at_debug_and_a_budget_hit_as_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = pools.PoolConfig(memory_threshold=1000, gc_interval=3600)
+    per_resource = pools.PoolManager(config, rss_reader=FakeRss(5000), back_pressure=False)
+    budget = pools.PoolManager(config, rss_reader=FakeRss(5000))
+    with caplog.at_level(logging.DEBUG, logger="envsync.pools"):
+        per_resource.check_memory()
+        budget.check_memory()
+    levels = [r.levelno for r in caplog.records if "memory above threshold" in r.getMessage()]
+    assert levels == [logging.DEBUG, logging.WARNING]

@@ -586,7 +586,10 @@ class PoolManager:
             if _MALLOC_TRIM is not None:
                 _MALLOC_TRIM(0)
             after = self._sample()
-            log.warning(
+            # routine for a per-resource threshold (back_pressure off): the process-wide
+            # manager's warning is the one an operator needs to see
+            log.log(
+                logging.WARNING if self.back_pressure else logging.DEBUG,
                 "memory above threshold: rss=%s threshold=%s; collected %d objects, dropped %d "
                 "pooled objects, rss now %s",
                 units.format_bytes(rss),
