@@ -67,6 +67,30 @@ def operator_env(
     }  # fmt: skip
 
 
+def create_apps(
+    client: sandbox.KubeClient,
+    namespace: str,
+    count: int,
+    keys: int,
+    regions: tuple[str, ...] = (),
+) -> None:
+    """``count`` ConfigMaps of ``keys`` variables, each with an EnvSync to SSM ``/ns/app-i/``
+    (in ``regions`` round-robin when given, else the operator's default region)."""
+    for i in range(count):
+        text = "".join(f"KEY_{k}=value-{i}-{k}\n" for k in range(keys))
+        client.create({"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": f"env-{i}", "namespace": namespace},
+                       "data": {".env": text}})  # fmt: skip
+        target = {"provider": "ssm", "path": f"/{namespace}/app-{i}/", "parameterType": "String"}
+        if regions:
+            target["region"] = regions[i % len(regions)]
+        client.create({
+            "apiVersion": "envsync.dev/v1alpha1", "kind": "EnvSync",
+            "metadata": {"name": f"app-{i}", "namespace": namespace},
+            "spec": {"source": {"configMapRef": {"name": f"env-{i}"}}, "target": target},
+        })  # fmt: skip
+
+
 def ready_count(client: sandbox.KubeClient, namespace: str) -> int:
     items = client.list(sandbox.resource_path("envsync.dev/v1alpha1", "envsyncs", namespace))
     count = 0
@@ -104,18 +128,7 @@ def main() -> int:
                 idle, _ = rss_mib(proc)
 
                 started = time.monotonic()
-                for i in range(args.count):
-                    text = "".join(f"KEY_{k}=value-{i}-{k}\n" for k in range(args.keys))
-                    client.create({"apiVersion": "v1", "kind": "ConfigMap",
-                                   "metadata": {"name": f"env-{i}", "namespace": namespace},
-                                   "data": {".env": text}})  # fmt: skip
-                    client.create({
-                        "apiVersion": "envsync.dev/v1alpha1", "kind": "EnvSync",
-                        "metadata": {"name": f"app-{i}", "namespace": namespace},
-                        "spec": {"source": {"configMapRef": {"name": f"env-{i}"}},
-                                 "target": {"provider": "ssm", "path": f"/{namespace}/app-{i}/",
-                                            "parameterType": "String"}},
-                    })  # fmt: skip
+                create_apps(client, namespace, args.count, args.keys)
                 while ready_count(client, namespace) < args.count:
                     if time.monotonic() - started > 600 or child.poll() is not None:
                         print(f"gave up; see {workdir / 'operator.log'}")

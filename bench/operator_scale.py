@@ -33,7 +33,7 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from envsync.cli import sandbox
-from operator_rss import CHILD, ROOT, operator_env, ready_count, rss_mib
+from operator_rss import CHILD, ROOT, create_apps, operator_env, ready_count, rss_mib
 
 REGIONS = (  # noqa: SIM905 - a readable run of names
     "us-east-1 us-east-2 us-west-1 us-west-2 ca-central-1 eu-west-1 eu-west-2 eu-west-3 "
@@ -105,19 +105,7 @@ def _run(
     idle, _ = rss_mib(proc)
 
     started = time.monotonic()
-    for i in range(args.count):
-        text = "".join(f"KEY_{k}=value-{i}-{k}\n" for k in range(args.keys))
-        client.create({"apiVersion": "v1", "kind": "ConfigMap",
-                       "metadata": {"name": f"env-{i}", "namespace": namespace},
-                       "data": {".env": text}})  # fmt: skip
-        client.create({
-            "apiVersion": "envsync.dev/v1alpha1", "kind": "EnvSync",
-            "metadata": {"name": f"app-{i}", "namespace": namespace},
-            "spec": {"source": {"configMapRef": {"name": f"env-{i}"}},
-                     "target": {"provider": "ssm", "path": f"/{namespace}/app-{i}/",
-                                "region": regions[i % len(regions)],
-                                "parameterType": "String"}},
-        })  # fmt: skip
+    create_apps(client, namespace, args.count, args.keys, tuple(regions))
     created = time.monotonic() - started
     samples: list[float] = []
     while (ready := ready_count(client, namespace)) < args.count:

@@ -402,6 +402,7 @@ class SourceUndecodable(errors.SourceError):
     """The source's bytes cannot be recovered (bad base64): it must change before a sync."""
 
     retryable = False
+    reason = status.Reason.PARSE_FAILED
 
 
 class SourceMissing(errors.SourceError):
@@ -707,15 +708,6 @@ class Runtime:
                 credentials=credentials,
             )
             report = await self._run(request, spec, tracker)
-        except SourceUndecodable as exc:
-            new = status.stalled(
-                status.Reason.PARSE_FAILED,
-                str(exc),
-                previous_status=previous,
-                generation=generation,
-                now=now,
-            )
-            return self._failed(body, patch, previous, new, tracker, retry=False)
         except SourceMissing as exc:
             new = status.source_not_found(
                 exc.kind,
@@ -726,7 +718,7 @@ class Runtime:
                 now=now,
             )
             return self._failed(body, patch, previous, new, tracker, retry=True)
-        except PolicyError as exc:
+        except (PolicyError, SourceUndecodable) as exc:  # a person must act; the watch wakes us
             new = status.stalled(
                 exc.reason, str(exc), previous_status=previous, generation=generation, now=now
             )
