@@ -91,6 +91,19 @@ def create_apps(
         })  # fmt: skip
 
 
+def time_edit(client: sandbox.KubeClient, ssm: Any, namespace: str, i: int, keys: int) -> float:
+    """Seconds from editing app ``i``'s ConfigMap (made by :func:`create_apps`) until the new
+    value of its ``KEY_0`` is in SSM."""
+    text = f"KEY_0=edited-{i}\n" + "".join(f"KEY_{k}=value-{i}-{k}\n" for k in range(1, keys))
+    path = sandbox.resource_path("v1", "configmaps", namespace, f"env-{i}")
+    name = f"/{namespace}/app-{i}/KEY_0"
+    edited = time.monotonic()
+    client.patch(path, {"data": {".env": text}})
+    while ssm.get_parameter(Name=name)["Parameter"]["Value"] != f"edited-{i}":
+        time.sleep(0.005)
+    return time.monotonic() - edited
+
+
 def ready_count(client: sandbox.KubeClient, namespace: str) -> int:
     items = client.list(sandbox.resource_path("envsync.dev/v1alpha1", "envsyncs", namespace))
     count = 0
@@ -139,18 +152,9 @@ def main() -> int:
                 time.sleep(5)
                 settled, _ = rss_mib(proc)
 
-                latencies = []
-                for i in range(args.edits):
-                    name = f"/{namespace}/app-{i}/KEY_0"
-                    text = f"KEY_0=edited-{i}\n" + "".join(
-                        f"KEY_{k}=value-{i}-{k}\n" for k in range(1, args.keys)
-                    )
-                    path = sandbox.resource_path("v1", "configmaps", namespace, f"env-{i}")
-                    edited = time.monotonic()
-                    client.patch(path, {"data": {".env": text}})
-                    while ssm.get_parameter(Name=name)["Parameter"]["Value"] != f"edited-{i}":
-                        time.sleep(0.005)
-                    latencies.append(time.monotonic() - edited)
+                latencies = [
+                    time_edit(client, ssm, namespace, i, args.keys) for i in range(args.edits)
+                ]
             finally:
                 child.terminate()
                 child.wait(timeout=30)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import socket
 import statistics
 import subprocess
 import sys
@@ -33,7 +34,7 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from envsync.cli import sandbox
-from operator_rss import CHILD, ROOT, create_apps, operator_env, ready_count, rss_mib
+from operator_rss import CHILD, ROOT, create_apps, operator_env, ready_count, rss_mib, time_edit
 
 REGIONS = (  # noqa: SIM905 - a readable run of names
     "us-east-1 us-east-2 us-west-1 us-west-2 ca-central-1 eu-west-1 eu-west-2 eu-west-3 "
@@ -161,26 +162,16 @@ def _edits(
         if n >= args.edits:
             break
         region = regions[i % len(regions)]
-        ssm = clients.setdefault(region, boto3.client(
-            "ssm", endpoint_url=aws.url, region_name=region,
-            aws_access_key_id="testing", aws_secret_access_key="testing",
-        ))  # fmt: skip
-        name = f"/{namespace}/app-{i}/KEY_0"
-        text = f"KEY_0=edited-{i}\n" + "".join(
-            f"KEY_{k}=value-{i}-{k}\n" for k in range(1, args.keys)
-        )
-        path = sandbox.resource_path("v1", "configmaps", namespace, f"env-{i}")
-        edited = time.monotonic()
-        client.patch(path, {"data": {".env": text}})
-        while ssm.get_parameter(Name=name)["Parameter"]["Value"] != f"edited-{i}":
-            time.sleep(0.005)
-        latencies.append(time.monotonic() - edited)
+        if region not in clients:
+            clients[region] = boto3.client(
+                "ssm", endpoint_url=aws.url, region_name=region,
+                aws_access_key_id="testing", aws_secret_access_key="testing",
+            )  # fmt: skip
+        latencies.append(time_edit(client, clients[region], namespace, i, args.keys))
     return latencies
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]

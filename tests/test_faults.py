@@ -134,7 +134,6 @@ async def test_a_throttling_storm_converges_exactly_within_the_retry_budget(
         history, last = await converge(
             target, values, within=STORM_SECONDS + 180, workers=8, prune=True
         )
-        settled = len(proxy.requests)
         again = await engine.sync(
             engine.SyncRequest(source=env_bytes(values), target=target, owner=ME, prune=True)
         )
@@ -149,7 +148,6 @@ async def test_a_throttling_storm_converges_exactly_within_the_retry_budget(
     assert again.ok
     assert again.unchanged == len(values)
     assert "ssm:PutParameter" not in again.aws_calls  # converged means no more writes
-    assert settled > 0
     assert rss.growth_mib < 64, f"memory grew {rss.growth_mib:.0f} MiB while waiting"
 
 

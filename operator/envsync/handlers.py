@@ -785,10 +785,11 @@ class Runtime:
         """Seconds to wait when this pass has no work (unchanged input; ``math.inf`` when no drift
         check is ever due), else None."""
         if _in_step(tracker, previous, generation, digest) and tracker.failures == 0:
-            remembered = tracker.synced is not None and tracker.synced[:2] == (generation, digest)
-            last = tracker.synced[2] if remembered and tracker.synced else None
-            last = last or previous.get("lastSyncTime")
-            due = drift_due_in(last, interval, now, jitter=tracker.jitter)
+            synced = tracker.synced
+            last = synced[2] if synced and synced[:2] == (generation, digest) else None
+            due = drift_due_in(
+                last or previous.get("lastSyncTime"), interval, now, jitter=tracker.jitter
+            )
             if due is None:
                 return math.inf  # periodic checks are off: only a change brings work
             return due if due > 0 else None
