@@ -20,14 +20,14 @@ import pathlib
 import re
 import tomllib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, get_args
 
 import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
 
-from envsync import settings, units
+from envsync import errors, settings, units
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "envsync"
@@ -104,7 +104,21 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "existing-identity": {
         "serviceAccount": {"create": False, "name": "platform-envsync"},
         "rbac": {"create": False},
-        "operator": {"allowRoleArn": True},
+        "operator": {"allowRoleArn": True, "allowKmsKeyId": True},
+    },
+    "endpoints": {
+        "aws": {
+            "allowedEndpoints": ["http://localstack.localstack.svc:4566/",
+                                 "https://vpce-0abc.ssm.eu-west-1.vpce.amazonaws.com"],
+            "endpointUrl": "http://localstack.localstack.svc:4566",
+            "stsEndpoint": "https://sts.eu-west-1.amazonaws.com",
+        },
+        "operator": {
+            "allowKmsKeyId": ["alias/envsync-{namespace}",
+                              "arn:aws:kms:eu-west-1:123456789012:key/*"],
+            "minRefreshInterval": "30s",
+            "watchSources": "all",
+        },
     },
     "no-metrics": {"metrics": {"enabled": False}},
 }  # fmt: skip
@@ -394,19 +408,27 @@ def test_rbac_covers_every_resource_the_handlers_watch(chart: helm.Chart) -> Non
 # --------------------------------------------------------------------------------- settings
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_rendered_environment_is_what_the_operator_reads(
-    chart: helm.Chart, variant: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    values = chart.merge_values(VARIANTS[variant])
-    env = envsync_env(render(chart, VARIANTS[variant]))
+def load_rendered(
+    chart: helm.Chart, values: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> settings.Settings:
+    """The settings the operator would read in a pod rendered from ``values``, and nothing
+    else: every ``ENVSYNC_*`` variable of this process is cleared first."""
+    env = envsync_env(render(chart, values))
     fields = {settings.env_var(name) for name in settings.Settings.model_fields}
     assert set(env) <= fields, f"not operator settings: {set(env) - fields}"
     for var in fields:
         monkeypatch.delenv(var, raising=False)
     for var, value in env.items():
         monkeypatch.setenv(var, value)
-    loaded = settings.load_settings()
+    return settings.load_settings()
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_rendered_environment_is_what_the_operator_reads(
+    chart: helm.Chart, variant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = chart.merge_values(VARIANTS[variant])
+    loaded = load_rendered(chart, VARIANTS[variant], monkeypatch)
 
     op = values["operator"]
     assert loaded.namespaces == op["watchNamespaces"]
@@ -417,16 +439,80 @@ def test_rendered_environment_is_what_the_operator_reads(
     assert loaded.allowed_path_prefixes == op["allowedPathPrefixes"]
     assert loaded.namespace_path_prefixes == op["namespacePathPrefixes"]
     assert loaded.allow_role_arn == op["allowRoleArn"]
+    assert loaded.allow_kms_key_id == op["allowKmsKeyId"]
     assert loaded.default_refresh_interval == units.parse_duration(op["defaultRefreshInterval"])
+    assert loaded.min_refresh_interval == units.parse_duration(op["minRefreshInterval"])
+    assert loaded.watch_sources == op["watchSources"]
     assert loaded.drift_jitter == pytest.approx(op["driftJitter"])
     assert loaded.sync_timeout == units.parse_duration(op["syncTimeout"])
+    rates = op["awsRates"]
+    assert loaded.ssm_write_rate == rates["ssmWrite"]
+    assert loaded.ssm_read_rate == rates["ssmRead"]
+    assert loaded.secretsmanager_write_rate == rates["secretsManagerWrite"]
+    assert loaded.secretsmanager_read_rate == rates["secretsManagerRead"]
+    assert loaded.aws_max_attempts == op["awsMaxAttempts"]
     assert loaded.log_format == op["logFormat"]
     assert loaded.log_level == op["logLevel"]
+    aws = values["aws"]
+    assert loaded.allowed_endpoints == [entry.rstrip("/") for entry in aws["allowedEndpoints"]]
+    assert loaded.aws_endpoint_url == (aws["endpointUrl"] or None)
+    assert loaded.sts_endpoint == (aws["stsEndpoint"] or None)
     metrics = values["metrics"]
     assert loaded.metrics_port == (metrics["port"] if metrics["enabled"] else 0)
     assert loaded.liveness_port == values["liveness"]["port"]
     peering = values["peering"]
     assert loaded.peering == ((peering["name"] or RELEASE) if peering["enabled"] else "")
+
+
+def test_endpoint_and_tenancy_values_reach_the_operator(
+    chart: helm.Chart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every value added for endpoints, KMS keys and source watching, set at once, spelled out."""
+    loaded = load_rendered(chart, VARIANTS["endpoints"], monkeypatch)
+    assert loaded.allowed_endpoints == [
+        "http://localstack.localstack.svc:4566",
+        "https://vpce-0abc.ssm.eu-west-1.vpce.amazonaws.com",
+    ]
+    assert loaded.aws_endpoint_url == "http://localstack.localstack.svc:4566"
+    assert loaded.sts_endpoint == "https://sts.eu-west-1.amazonaws.com"
+    assert loaded.allow_kms_key_id == [
+        "alias/envsync-{namespace}",
+        "arn:aws:kms:eu-west-1:123456789012:key/*",
+    ]
+    assert loaded.min_refresh_interval == 30.0
+    assert loaded.watch_sources == "all"
+    # The policies behave as the values read: listed origins only, patterns per namespace.
+    assert loaded.allowed_endpoint("http://localstack.localstack.svc:4566/") == (
+        "http://localstack.localstack.svc:4566"
+    )
+    assert loaded.allowed_endpoint("http://localstack.localstack.svc@rogue:4566/") is None
+    assert loaded.kms_key_allowed("team-a", "alias/envsync-team-a")
+    assert not loaded.kms_key_allowed("team-a", "alias/envsync-team-b")
+
+
+def test_unset_endpoints_render_no_variable(chart: helm.Chart) -> None:
+    """An empty value means the SDK's own endpoint: no variable, rather than an empty one."""
+    env = envsync_env(render(chart))
+    for var in ("ENVSYNC_ALLOWED_ENDPOINTS", "ENVSYNC_AWS_ENDPOINT_URL", "ENVSYNC_STS_ENDPOINT"):
+        assert var not in env
+    assert env["ENVSYNC_ALLOW_KMS_KEY_ID"] == "false"
+    assert env["ENVSYNC_WATCH_SOURCES"] == "labelled"
+
+
+def test_chart_defaults_are_the_operators_defaults(
+    chart: helm.Chart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A default install runs the operator as its own defaults describe (docs/configuration.md)."""
+    rendered = load_rendered(chart, {}, monkeypatch)
+    for var in {settings.env_var(name) for name in settings.Settings.model_fields}:
+        monkeypatch.delenv(var, raising=False)
+    defaults = settings.load_settings()
+    differ = {
+        name: (getattr(rendered, name), getattr(defaults, name))
+        for name in settings.Settings.model_fields
+        if getattr(rendered, name) != getattr(defaults, name)
+    }
+    assert not differ, f"chart default != operator default: {differ}"
 
 
 UNMAPPED_SETTINGS = {"metrics_address"}
@@ -445,7 +531,7 @@ def test_every_operator_setting_has_a_chart_value(chart: helm.Chart) -> None:
 
 # ----------------------------------------------------------------------------------- schema
 
-BAD_VALUES = {
+BAD_VALUES: dict[str, dict[str, Any]] = {
     "unknown top-level key": {"replicas": 2},
     "typo inside operator": {"operator": {"watchNamespace": ["a"]}},
     "log format": {"operator": {"logFormat": "xml"}},
@@ -460,6 +546,18 @@ BAD_VALUES = {
     "jitter": {"operator": {"driftJitter": 2}},
     "role arn pattern": {"operator": {"allowRoleArn": ["role/admin"]}},
     "path prefixes empty": {"operator": {"allowedPathPrefixes": []}},
+    "path prefix empty item": {"operator": {"allowedPathPrefixes": ["/{namespace}/", ""]}},
+    "namespace prefix empty item": {"operator": {"namespacePathPrefixes": {"platform": [""]}}},
+    "kms key pattern": {"operator": {"allowKmsKeyId": ["alias/my key"]}},
+    "kms key as text": {"operator": {"allowKmsKeyId": "true"}},
+    "kms key list empty": {"operator": {"allowKmsKeyId": []}},
+    "min refresh interval": {"operator": {"minRefreshInterval": "often"}},
+    "watch sources": {"operator": {"watchSources": "labeled"}},
+    "typo inside aws": {"aws": {"allowedEndpoint": ["http://localstack:4566"]}},
+    "endpoint with user info": {"aws": {"allowedEndpoints": ["http://a@b/"]}},
+    "endpoint as text": {"aws": {"allowedEndpoints": "http://localstack:4566"}},
+    "aws endpoint url": {"aws": {"endpointUrl": "localstack:4566"}},
+    "sts endpoint": {"aws": {"stsEndpoint": "ftp://sts.example"}},
     "metrics port": {"metrics": {"port": 70000}},
     "pull policy": {"image": {"pullPolicy": "Sometimes"}},
     "digest": {"image": {"digest": "latest"}},
@@ -482,6 +580,63 @@ def test_values_schema_accepts_every_variant(chart: helm.Chart) -> None:
         chart.validate_schema(values)
 
 
+ORIGINS = {
+    "http://localstack.localstack.svc:4566": True,
+    "http://localstack.localstack.svc:4566/": True,
+    "https://vpce-0abc.ssm.eu-west-1.vpce.amazonaws.com": True,
+    "http://10.0.0.1:65535": True,
+    "http://[::1]:4566": True,
+    "http://a@b/": False,
+    "http://allowed@rogue:4566": False,
+    "https://user:pass@host": False,
+    "ftp://host": False,
+    "host:4566": False,
+    "http://": False,
+    "http://host/ssm": False,
+    "http://host?x=1": False,
+    "http://host#x": False,
+    "http://host:65536": False,
+    "http://host:80": False,
+    "https://host:443/": False,
+    "HTTP://host": False,
+    "http://LocalStack:4566": False,
+    "http://ho st": False,
+    "http://host_1": False,
+    "": False,
+}
+"""Candidate aws.allowedEndpoints entries, and whether the operator takes each as an origin."""
+
+
+@pytest.mark.parametrize("entry", sorted(ORIGINS))
+def test_schema_and_operator_agree_on_allowed_endpoints(
+    chart: helm.Chart, entry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the schema lets through the operator loads; what it refuses the operator would too."""
+    monkeypatch.delenv(settings.env_var("allowed_endpoints"), raising=False)
+    try:
+        settings.load_settings(allowed_endpoints=[entry])
+        operator_accepts = True
+    except errors.ConfigError:
+        operator_accepts = False
+    assert operator_accepts is ORIGINS[entry], "the operator's origin rule changed: update ORIGINS"
+    values = {"aws": {"allowedEndpoints": [entry]}}
+    if operator_accepts:
+        chart.validate_schema(values)
+    else:
+        with pytest.raises(helm.HelmError, match="allowedEndpoints"):
+            chart.validate_schema(values)
+
+
+@pytest.mark.parametrize("prefix", ["", " "])
+def test_schema_and_operator_both_refuse_an_empty_path_prefix(
+    chart: helm.Chart, prefix: str
+) -> None:
+    with pytest.raises(errors.ConfigError, match="ALLOWED_PATH_PREFIXES"):
+        settings.load_settings(allowed_path_prefixes=["/{namespace}/", prefix])
+    with pytest.raises(helm.HelmError, match="allowedPathPrefixes"):
+        chart.validate_schema({"operator": {"allowedPathPrefixes": ["/{namespace}/", prefix]}})
+
+
 def test_schema_error_names_the_key(chart: helm.Chart) -> None:
     with pytest.raises(helm.HelmError, match="logFormat"):
         chart.validate_schema({"operator": {"logFormat": "xml"}})
@@ -493,12 +648,15 @@ def test_schema_patterns_are_the_operators(chart: helm.Chart) -> None:
     operator = schema["properties"]["operator"]["properties"]
     assert operator["defaultRefreshInterval"]["pattern"] == units.DURATION_PATTERN
     assert operator["syncTimeout"]["pattern"] == units.DURATION_PATTERN
+    assert operator["minRefreshInterval"]["pattern"] == units.DURATION_PATTERN
+    watch_sources = get_args(settings.Settings.model_fields["watch_sources"].annotation)
+    assert set(operator["watchSources"]["enum"]) == set(watch_sources)
     assert operator["memoryBudget"]["oneOf"][0]["pattern"] == units.QUANTITY_PATTERN
     log_level = settings.Settings.model_fields["log_level"].annotation
     assert set(operator["logLevel"]["enum"]) == set(log_level.__args__)  # type: ignore[union-attr]
 
 
-CROSS_FIELD = {
+CROSS_FIELD: dict[str, tuple[dict[str, Any], str]] = {
     "replicas without peering": ({"replicaCount": 2}, "peering.enabled"),
     "budget with one replica": ({"podDisruptionBudget": {"enabled": True}}, "replicaCount >= 2"),
     "monitor without metrics": (
@@ -598,6 +756,15 @@ def test_notes_say_what_to_apply_next(chart: helm.Chart) -> None:
     irsa = notes(chart, VARIANTS["irsa"])
     assert "arn:aws:iam::123456789012:role/envsync" in irsa
     assert "region: eu-west-1" not in irsa  # the operator's default region applies
+
+
+def test_notes_say_how_to_label_a_source(chart: helm.Chart) -> None:
+    label = f"kubectl label configmap app-env {settings.SOURCE_LABEL}=true"
+    assert label in notes(chart)
+    assert "aws.allowedEndpoints lists no origin" in notes(chart)
+    endpoints = notes(chart, VARIANTS["endpoints"])
+    assert label not in endpoints  # watchSources=all: every source is watched
+    assert "http://localstack.localstack.svc:4566" in endpoints
 
 
 def test_notes_carry_the_argocd_health_check_verbatim(chart: helm.Chart) -> None:

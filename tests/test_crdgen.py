@@ -364,6 +364,7 @@ def test_defaults_are_applied_like_the_api_server() -> None:
     defaulted = with_defaults(schema(), envsync())
     assert defaulted["spec"]["source"]["configMapRef"]["key"] == ".env"
     assert defaulted["spec"]["syncPolicy"] == {
+        "allowEmpty": False,
         "deletionPolicy": "Retain",
         "dryRun": False,
         "onParseError": "Abort",

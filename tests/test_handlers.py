@@ -252,7 +252,7 @@ async def test_credentials_come_from_the_auth_secret(
         "data": {"AWS_ACCESS_KEY_ID": b64("AKIDEXAMPLE"), "AWS_SECRET_ACCESS_KEY": b64("shh\n")},
     })  # fmt: skip
     spec = handlers.parse_spec({**SPEC, "auth": {"secretRef": {"name": "keys"}}})
-    creds = await handlers.credentials_for(client, "r3", spec)
+    creds = await handlers.credentials_for(client, "r3", spec, make_settings())
     assert creds is not None
     assert (creds.access_key_id, creds.secret_access_key) == ("AKIDEXAMPLE", "shh")
     assert "shh" not in repr(creds)
@@ -261,9 +261,12 @@ async def test_credentials_come_from_the_auth_secret(
         {**SPEC, "auth": {"secretRef": {"name": "keys", "sessionTokenKey": "TOKEN"}}}
     )
     with pytest.raises(handlers.CredentialsMissing) as caught:
-        await handlers.credentials_for(client, "r3", missing)
+        await handlers.credentials_for(client, "r3", missing, make_settings())
     assert "TOKEN" in str(caught.value)
-    assert await handlers.credentials_for(client, "r3", handlers.parse_spec(SPEC)) is None
+    assert (
+        await handlers.credentials_for(client, "r3", handlers.parse_spec(SPEC), make_settings())
+        is None
+    )
 
 
 def test_force_token_asks_once_per_new_value_and_hashes_long_ones() -> None:

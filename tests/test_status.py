@@ -35,6 +35,9 @@ class Report:
     deleted: int = 0
     failed: int = 0
     skipped: int = 0
+    refused: int = 0
+    skips: tuple[engine.KeyIssue, ...] = ()
+    empty_source: bool = False
     parse_errors: tuple[tuple[int, str], ...] = ()
     failures: tuple[tuple[str, str], ...] = ()
     conflicts: int | tuple[str, ...] = 0
@@ -166,12 +169,46 @@ def test_parse_errors_under_abort_stall(status_schema: dict[str, Any]) -> None:
     assert "keys" not in state  # nothing was written: the managed count is not known anew
 
 
-def test_parse_errors_under_skip_keep_ready(status_schema: dict[str, Any]) -> None:
-    state = build(Report(skipped=1, parse_errors=((4, "missing '='"),)))
+def test_lines_left_out_under_skip_are_not_ready(status_schema: dict[str, Any]) -> None:
+    """A line left out under onParseError Skip may have held a key AWS now keeps stale."""
+    state = build(Report(parse_errors=((4, "missing '='"),)))
     valid(state, status_schema)
-    assert summary(state)["Ready"] == ("True", "Synced")
+    assert summary(state)["Ready"] == ("False", "KeysSkipped")
+    assert summary(state)["Stalled"] == ("True", "KeysSkipped")
     assert summary(state)["SourceValid"] == ("False", "LinesSkipped")
     assert "line 4: missing '='" in cond(state, "SourceValid")["message"]  # type: ignore[index]
+    assert state["skipped"] == [{"line": 4, "reason": "ParseError", "message": "missing '='"}]
+
+
+def test_skipped_keys_are_listed_by_name_and_rule_and_keep_ready_false(
+    status_schema: dict[str, Any],
+) -> None:
+    skips = tuple(
+        engine.KeyIssue(f"K{i}", "SSM cannot store an empty value", "EmptyValue", i + 1)
+        for i in range(api.MAX_SKIPPED + 5)
+    )
+    state = build(Report(skipped=len(skips) + 7, refused=len(skips) + 7, skips=skips))
+    valid(state, status_schema)
+    assert summary(state)["Ready"] == ("False", "KeysSkipped")
+    assert summary(state)["Synced"] == ("False", "KeysSkipped")
+    assert len(state["skipped"]) == api.MAX_SKIPPED
+    assert state["skipped"][0] == {
+        "key": "K0", "line": 1, "reason": "EmptyValue", "message": "SSM cannot store an empty value"
+    }  # fmt: skip
+    assert state["skippedNotListed"] == 12
+    assert "K0 (EmptyValue)" in cond(state, "Ready")["message"]  # type: ignore[index]
+    after = build(Report(), previous=state)
+    assert "skipped" not in after or after["skipped"] == []
+    assert "skippedNotListed" not in after
+    assert summary(after)["Ready"] == ("True", "Synced")
+
+
+def test_an_empty_source_is_not_ready_and_names_the_opt_in() -> None:
+    state = build(Report(parsed=0, empty_source=True))
+    assert summary(state)["Ready"] == ("False", "EmptySource")
+    assert summary(state)["Stalled"] == ("True", "EmptySource")
+    assert "allowEmpty" in cond(state, "Ready")["message"]  # type: ignore[index]
+    assert "keys" not in state
 
 
 @pytest.mark.parametrize("conflicts", [2, ("OTHER_A", "OTHER_B")])
@@ -616,6 +653,7 @@ def test_real_engine_report_fields_build_a_status() -> None:
     done = status.apply_patch(
         None, status.build_status(clean, previous_status=None, generation=1, now=T0)
     )
+    assert summary(done)["Ready"] == ("False", "KeysSkipped")  # line 7 was left out
     assert "prune suspended" in cond(done, "Ready")["message"]  # type: ignore[index]
 
 

@@ -48,10 +48,12 @@ __all__ = [
     "PoolsStatus",
     "Rule",
     "SecretKeyRef",
+    "SkippedKey",
     "Source",
     "SyncCounts",
     "SyncPolicy",
     "Target",
+    "TargetStatus",
     "rules_of",
 ]
 
@@ -67,6 +69,8 @@ CATEGORIES: Final = ("envsync",)
 
 MAX_PARSE_ERRORS: Final = 10
 """How many parse errors (and per-key problems) the status keeps: enough to fix a file, bounded."""
+MAX_SKIPPED: Final = 20
+"""How many skipped keys status.skipped lists; skippedNotListed counts the rest."""
 MAX_FORCE_TOKEN: Final = 120
 """Longest force-sync annotation value kept verbatim in status; longer ones are kept as a hash."""
 
@@ -372,13 +376,31 @@ class Auth(_Model):
 
 # --------------------------------------------------------------------------------------- policy
 
+MIN_REFRESH_SECONDS: Final = 10
+"""Shortest drift-check interval a spec may ask for (0 aside, which turns checks off): each check
+reads AWS and writes status, and `1ms` once meant hundreds of status writes a minute."""
+REFRESH_FLOOR: Final = Rule(
+    "!has(self.refreshInterval) || duration(self.refreshInterval) == duration('0s') "
+    f"|| duration(self.refreshInterval) >= duration('{MIN_REFRESH_SECONDS}s')",
+    f"refreshInterval must be 0s (off) or at least {MIN_REFRESH_SECONDS}s",
+    ".refreshInterval",
+)
+
 
 class SyncPolicy(_Model):
     """What a sync may do, and when it runs."""
 
+    model_config = ConfigDict(json_schema_extra=_rules(REFRESH_FLOOR))
+    RULES: ClassVar[tuple[Rule, ...]] = (REFRESH_FLOOR,)
+
     prune: bool = True
     """Delete remote keys that left the file. Only keys this EnvSync owns are ever deleted. Default
     true: the file is the truth."""
+    allow_empty: bool = False
+    """Let a source with no variable to store go ahead, pruning every key this EnvSync owns.
+    Default false: such a source writes and deletes nothing and reports Ready=False, reason
+    EmptySource, because a wiped file is far more often a bad commit or a templating error than
+    an intent (Argo CD's allowEmpty guards its prune the same way)."""
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
     """What happens to the remote keys when the EnvSync is deleted. Default `Retain`: deleting
     configuration must be a deliberate choice."""
@@ -399,6 +421,12 @@ class SyncPolicy(_Model):
     on_parse_error: Literal["Abort", "Skip"] = "Abort"
     """`Abort`: a malformed line stops the sync before any write. `Skip`: push the good lines and
     report the bad ones. Default Abort, so a broken file never half-applies."""
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Self:
+        seconds = None if self.refresh_interval is None else self.refresh_interval_seconds(0.0)
+        _check(REFRESH_FLOOR, seconds is None or seconds == 0 or seconds >= MIN_REFRESH_SECONDS)
+        return self
 
     def refresh_interval_seconds(self, default: float) -> float:
         """The drift-check interval in seconds; `default` when the spec leaves it out."""
@@ -595,6 +623,39 @@ class KeyProblem(_Status):
     """Why. Never the value."""
 
 
+SkipReason = Literal[
+    "InvalidKey", "EmptyValue", "ValueTooLarge", "NestedReference", "NoValue", "ParseError"
+]
+
+
+class SkippedKey(_Status):
+    """A key (or a malformed line) of the source that is not stored in AWS as written."""
+
+    key: str | None = Field(default=None, max_length=1024)
+    """The variable name; absent for a malformed line, whose key could not be read."""
+    line: Count | None = None
+    """The source line that set it."""
+    reason: SkipReason
+    """Which rule refused it: InvalidKey, EmptyValue, ValueTooLarge, NestedReference (SSM refuses
+    `{{ ... }}`), NoValue (a bare `KEY`), ParseError (a line left out under onParseError
+    Skip). Whatever AWS held for the key before is still there, unchanged."""
+    message: str = Field(default="", max_length=1024)
+    """The rule in words. Never the value."""
+
+
+class TargetStatus(_Status):
+    """Where the last completed sync wrote: the identity of the target, without its tuning."""
+
+    provider: Literal["ssm", "secretsmanager"]
+    """`ssm` or `secretsmanager`."""
+    path: str = Field(max_length=900)
+    """The path (SSM, Secrets Manager perKey) or secret name (Secrets Manager json)."""
+    region: str | None = Field(default=None, max_length=32)
+    """The region in force (the spec's, else the operator's default); absent: the SDK's."""
+    mode: Literal["perKey", "json"] = "perKey"
+    """Secrets Manager mode."""
+
+
 class MemoryStatus(_Status):
     """Memory figures of the operator process around the last sync."""
 
@@ -665,6 +726,17 @@ class EnvSyncStatus(_Status):
     """The first parse errors of the last sync: line and reason, never content."""
     failures: list[KeyProblem] = Field(default_factory=list, max_length=MAX_PARSE_ERRORS)
     """The first keys that failed in the last sync, with the reason."""
+    skipped: list[SkippedKey] = Field(default_factory=list, max_length=MAX_SKIPPED)
+    """Every key of the source not stored as written (first 20; skippedNotListed counts the
+    rest). While any is listed, Ready is False with reason KeysSkipped."""
+    skipped_not_listed: Count | None = None
+    """Skipped keys beyond those listed in skipped."""
+    target: TargetStatus | None = None
+    """Where the last completed sync wrote. When spec.target moves, the keys this EnvSync owns
+    at this place are pruned (with syncPolicy.prune) once the new place is in step."""
+    refresh_interval: str | None = Field(default=None, max_length=64)
+    """The drift-check interval in force, after the operator's ENVSYNC_MIN_REFRESH_INTERVAL
+    floor; `0s`: periodic checks are off."""
     aws_calls: dict[str, Count] = Field(default_factory=dict)
     """AWS API calls made by the last sync, by operation: shows what batching saved."""
     throttled_calls: Count | None = None

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Final, Literal
 
-from envsync import batching, dotenv, errors, plan, pools, sinks
+from envsync import batching, dotenv, errors, limits, plan, pools, sinks
 
 __all__ = [
     "DiffLine",
@@ -58,6 +58,10 @@ MEMORY_WAIT_SECONDS: Final = 300.0
 """Longest wait for memory to fall under a PoolManager's threshold before a sync gives up
 (``errors.MemoryPressureError``, retryable)."""
 PRUNE_SUSPENDED: Final = "prune suspended: lines were skipped for parse errors"
+EMPTY_SOURCE: Final = (
+    "the source has no variable to store, so nothing was written or deleted "
+    "(an empty source never prunes unless allowEmpty is set)"
+)
 
 Source = bytes | IO[bytes] | Iterable[bytes]
 ActionCallback = Callable[[str, str], None]
@@ -79,6 +83,10 @@ class SyncRequest:
     update_policy: Literal["Replace", "IfNotExists"] = "Replace"
     dry_run: bool = False
     on_parse_error: Literal["Abort", "Skip"] = "Abort"
+    allow_empty: bool = False
+    """Let a source with no storable variable go ahead (and prune everything this owner owns).
+    Off, such a sync touches nothing and reports ``empty_source``: a wiped file is far more
+    often a bad commit than an intent (Argo CD's ``allowEmpty``, for the same reason)."""
     adopt: bool = False
     batch_size: int = 50
     workers: int = 4
@@ -97,6 +105,10 @@ class ParseProblem:
 class KeyIssue:
     key: str
     reason: str
+    code: str | None = None
+    """For a skipped key, the machine-readable rule (:data:`envsync.limits.REFUSAL_CODES`)."""
+    line: int | None = None
+    """The source line that set the key, when known."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,9 @@ class SyncReport:
     deleted: int = 0
     failed: int = 0
     skipped: int = 0
+    refused: int = 0
+    """Of ``skipped``, the keys a store refused (every rule but a bare ``KEY``, which has no
+    value to store): each is a key whose value in AWS differs from the source."""
     conflicts: int = 0
     """Entries refused because another owner (or none) holds them."""
     parse_errors: tuple[ParseProblem, ...] = ()
@@ -130,6 +145,8 @@ class SyncReport:
     dry_run: bool = False
     aborted: bool = False
     """Parse errors under ``onParseError: Abort``: nothing was read from or written to AWS."""
+    empty_source: bool = False
+    """No variable to store and ``allow_empty`` off: nothing was read from or written to AWS."""
     notes: tuple[str, ...] = ()
     """Sync-level remarks (e.g. prune suspended), never values."""
     pool_stats: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
@@ -138,7 +155,15 @@ class SyncReport:
     @property
     def ok(self) -> bool:
         """Remote state now matches the file for every storable key."""
-        return not self.aborted and self.failed == 0 and self.conflicts == 0
+        return (
+            not self.aborted and not self.empty_source and self.failed == 0 and self.conflicts == 0
+        )
+
+    @property
+    def complete(self) -> bool:
+        """:attr:`ok`, and every key of the source is stored as written: none skipped, no line
+        left out. Only then may anyone call the target "in step" with the source."""
+        return self.ok and self.refused == 0 and self.parse_error_count == 0
 
     @property
     def total_calls(self) -> int:
@@ -263,7 +288,7 @@ def _name_batches(
 
 def _parse(
     request: SyncRequest,
-    problem: Callable[[str, str], str | None],
+    problem: Callable[[str, str], limits.Refusal | None],
     manager: pools.PoolManager | None,
 ) -> _Parsed:
     """One streaming pass: variables into the desired mapping, errors kept as data."""
@@ -326,12 +351,20 @@ class _Tally:
     skips: list[KeyIssue] = field(default_factory=list)
     conflicts: list[KeyIssue] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    refused: int = 0
 
-    def record(self, key: str, outcome: str, reason: str | None = None) -> None:
+    def record(
+        self, key: str, outcome: str, reason: str | None = None, line: int | None = None
+    ) -> None:
         self.counts[outcome] += 1
         bucket = {"failed": self.failures, "skip": self.skips, "conflict": self.conflicts}
         if outcome in bucket and len(bucket[outcome]) < MAX_ISSUES:
-            bucket[outcome].append(KeyIssue(key, reason or outcome))
+            code = reason.code if isinstance(reason, limits.Refusal) else None
+            bucket[outcome].append(KeyIssue(key, reason or outcome, code, line))
+        if outcome == "skip" and not (
+            isinstance(reason, limits.Refusal) and reason.code == "NoValue"
+        ):
+            self.refused += 1
         if self.on_action is not None:
             self.on_action(key, outcome)
 
@@ -398,6 +431,8 @@ async def _sync(
     tally = _Tally(on_action)
     if parsed.error_count and request.on_parse_error == "Abort":
         return _report(request, parsed, tally, sink, started, aborted=True)
+    if _empty(request, parsed):
+        return _report(request, parsed, tally, sink, started, empty=True)
     prune = request.prune
     if parsed.error_count and prune:
         prune = False
@@ -419,13 +454,25 @@ async def _sync(
             if problem is not None and step.action in _WRITES:
                 tally.record(step.key, "failed", problem)
             else:
-                tally.record(step.key, step.action, step.reason)
+                tally.record(step.key, step.action, step.reason, _line(parsed.desired, step.key))
     else:
         await _execute(request, sink, parsed.desired, steps, tally, names)
     return _report(request, parsed, tally, sink, started)
 
 
 _WRITES: Final = frozenset({"create", "update", "adopt", "delete"})
+
+
+def _empty(request: SyncRequest, parsed: _Parsed) -> bool:
+    """The empty-source guard: nothing storable, no parse error to explain it, no opt-in."""
+    if request.allow_empty or parsed.error_count:
+        return False
+    return all(want.skip is not None for want in parsed.desired.values())
+
+
+def _line(desired: Mapping[str, plan.Desired], key: str) -> int | None:
+    want = desired.get(key)
+    return want.line if want is not None else None
 
 
 def _document_after(
@@ -575,7 +622,7 @@ async def _execute(
         elif step.action == "delete":
             deletes.append(step.key)
         else:
-            tally.record(step.key, step.action, step.reason)
+            tally.record(step.key, step.action, step.reason, _line(desired, step.key))
     gate = _Gate()
     done: list[tuple[str, str]] = []
 
@@ -644,8 +691,10 @@ def _report(
     started: float,
     *,
     aborted: bool = False,
+    empty: bool = False,
 ) -> SyncReport:
     counts = tally.counts
+    notes = [*tally.notes, EMPTY_SOURCE] if empty else tally.notes
     return SyncReport(
         parsed=parsed.count,
         created=counts["create"],
@@ -654,6 +703,7 @@ def _report(
         deleted=counts["delete"],
         failed=counts["failed"],
         skipped=counts["skip"],
+        refused=tally.refused,
         conflicts=counts["conflict"],
         parse_errors=tuple(parsed.errors),
         parse_error_count=parsed.error_count,
@@ -666,7 +716,8 @@ def _report(
         source_hash=parsed.digest,
         dry_run=request.dry_run,
         aborted=aborted,
-        notes=tuple(tally.notes),
+        empty_source=empty,
+        notes=tuple(notes),
     )
 
 
@@ -681,6 +732,8 @@ async def diff(request: SyncRequest) -> tuple[list[DiffLine], SyncReport]:
     tally = _Tally(None)
     if parsed.error_count and request.on_parse_error == "Abort":
         return [], _report(request, parsed, tally, sink, started, aborted=True)
+    if _empty(request, parsed):
+        return [], _report(request, parsed, tally, sink, started, empty=True)
     prune = request.prune and not parsed.error_count
     if request.prune and not prune:
         tally.notes.append(PRUNE_SUSPENDED)
@@ -688,7 +741,7 @@ async def diff(request: SyncRequest) -> tuple[list[DiffLine], SyncReport]:
     steps = await _plan(request, sink, parsed.desired, prune=prune, remote_values=remote)
     lines = []
     for step in sorted(steps, key=lambda s: s.key):
-        tally.record(step.key, step.action, step.reason)
+        tally.record(step.key, step.action, step.reason, _line(parsed.desired, step.key))
         want = parsed.desired.get(step.key)
         lines.append(
             DiffLine(
@@ -761,6 +814,7 @@ async def delete_owned(
         owner=owner,
         credentials=credentials,
         prune=True,
+        allow_empty=True,  # deleting everything owned is the point here
         workers=workers,
         batch_size=batch_size,
         source_name="<deletion>",

@@ -76,6 +76,8 @@ log = logging.getLogger(__name__)
 GROUP: Final = api.API_GROUP
 VERSION: Final = api.API_VERSION
 PLURAL: Final = api.PLURAL
+SOURCE_SELECTOR: Final = f"{settings_module.SOURCE_LABEL}=true"
+"""The server-side label selector of the ConfigMap and Secret watches (ENVSYNC_WATCH_SOURCES)."""
 FINALIZER: Final = f"{GROUP}/finalizer"
 """Added by kopf only to EnvSyncs with ``deletionPolicy: Delete`` (the one handler needing it)."""
 
@@ -118,7 +120,14 @@ def parse_spec(spec: Mapping[str, Any]) -> api.EnvSyncSpec:
 
 
 def target_for(spec: api.EnvSyncSpec, settings: settings_module.Settings) -> sinks.Target:
+    """The sink's target. The endpoint is the operator's: its own setting, or the listed origin
+    a spec's endpointUrl matched (:func:`guard_tenancy` refused any other before this runs)."""
     target = spec.target
+    endpoint = settings.aws_endpoint_url
+    if target.endpoint_url is not None:
+        endpoint = settings.allowed_endpoint(target.endpoint_url)
+        if endpoint is None:
+            raise _endpoint_refused(target.endpoint_url)
     return sinks.Target(
         provider=target.provider,
         path=target.path,
@@ -128,8 +137,43 @@ def target_for(spec: api.EnvSyncSpec, settings: settings_module.Settings) -> sin
         tier=target.tier,
         tags=dict(target.tags),
         mode=target.mode,
-        endpoint_url=target.endpoint_url,
+        endpoint_url=endpoint,
     )
+
+
+def target_identity(spec: api.EnvSyncSpec, settings: settings_module.Settings) -> dict[str, Any]:
+    """What makes a target a different place (status.target): provider, path, region, mode."""
+    target = spec.target
+    identity = {
+        "provider": target.provider,
+        "path": target.path,
+        "region": target.region or settings.default_region,
+        "mode": target.mode,
+    }
+    return {key: value for key, value in identity.items() if value is not None}
+
+
+def moved_from(
+    recorded: Mapping[str, Any] | None, spec: api.EnvSyncSpec, settings: settings_module.Settings
+) -> sinks.Target | None:
+    """The previous place when ``status.target`` names another one than the spec, else None.
+
+    It keeps the spec's storage details (they do not decide where keys are) and the operator's
+    endpoint; only provider, path, region and mode come from the record.
+    """
+    if not recorded or dict(recorded) == target_identity(spec, settings):
+        return None
+    current = target_for(spec, settings)
+    try:
+        return dataclasses.replace(
+            current,
+            provider=recorded["provider"],
+            path=str(recorded["path"]),
+            region=recorded.get("region"),
+            mode=recorded.get("mode", "perKey"),
+        )
+    except (KeyError, TypeError):
+        return None  # not a record this operator wrote
 
 
 def pool_config(spec: api.EnvSyncSpec) -> pools.PoolConfig:
@@ -151,6 +195,7 @@ def sync_request(
     policy = spec.sync_policy
     performance = spec.performance_or_default
     return engine.SyncRequest(
+        allow_empty=policy.allow_empty,
         source=source,
         source_name=source_name,
         target=target_for(spec, settings),
@@ -176,7 +221,13 @@ def source_name(namespace: str, spec: api.EnvSyncSpec) -> str:
 def guard_tenancy(
     namespace: str, spec: api.EnvSyncSpec, settings: settings_module.Settings
 ) -> None:
-    """Refuse paths and roles the cluster admin did not allow this namespace."""
+    """Refuse endpoints, paths, roles and KMS keys the cluster admin did not allow this namespace.
+
+    Runs before anything is read or sent: a refused spec costs no request anywhere.
+    """
+    endpoint = spec.target.endpoint_url
+    if endpoint is not None and settings.allowed_endpoint(endpoint) is None:
+        raise _endpoint_refused(endpoint)
     if not settings.path_allowed(namespace, spec.target.path):
         allowed = ", ".join(settings.path_prefixes(namespace))
         raise PolicyError(
@@ -190,6 +241,29 @@ def guard_tenancy(
             status.Reason.ROLE_NOT_ALLOWED,
             f"spec.auth.roleArn {role!r} is not allowed in namespace {namespace!r}",
         )
+    key = spec.target.kms_key_id
+    if key and not settings.kms_key_allowed(namespace, key):
+        raise PolicyError(
+            status.Reason.KMS_KEY_NOT_ALLOWED,
+            f"spec.target.kmsKeyId {key!r} is not allowed in namespace {namespace!r} "
+            "(ENVSYNC_ALLOW_KMS_KEY_ID)",
+        )
+
+
+def _endpoint_refused(endpoint: str) -> PolicyError:
+    shown = endpoint if len(endpoint) <= 200 else endpoint[:199] + "…"
+    return PolicyError(
+        status.Reason.ENDPOINT_NOT_ALLOWED,
+        f"spec.target.endpointUrl {shown!r} is not an origin this operator may call "
+        "(ENVSYNC_ALLOWED_ENDPOINTS); no request was sent to it",
+    )
+
+
+def refresh_interval(spec: api.EnvSyncSpec, settings: settings_module.Settings) -> float:
+    """The drift-check interval in force: the spec's (or the default), raised to the operator's
+    floor; 0 (off) stays off."""
+    seconds = spec.sync_policy.refresh_interval_seconds(settings.default_refresh_interval)
+    return 0.0 if seconds <= 0 else max(seconds, settings.min_refresh_interval)
 
 
 class PolicyError(errors.ConfigError):
@@ -415,9 +489,17 @@ class SourceMissing(errors.SourceError):
 
 
 async def credentials_for(
-    reader: KubeClient, namespace: str, spec: api.EnvSyncSpec
+    reader: KubeClient,
+    namespace: str,
+    spec: api.EnvSyncSpec,
+    settings: settings_module.Settings,
 ) -> sinks.Credentials | None:
-    """The credentials ``spec.auth`` asks for; None means the operator's own chain."""
+    """The credentials ``spec.auth`` asks for; None means the operator's own chain.
+
+    AssumeRole goes to the operator's STS (``ENVSYNC_STS_ENDPOINT``), never to the spec's
+    endpointUrl: whoever answers AssumeRole chooses the credentials every EnvSync naming that
+    role then writes with.
+    """
     auth = spec.auth
     if auth is None:
         return None
@@ -445,8 +527,17 @@ async def credentials_for(
         secret_access_key=keys.get("secret_access_key"),
         session_token=keys.get("session_token"),
         session_name="envsync",
-        sts_endpoint_url=spec.target.endpoint_url,
+        sts_endpoint_url=settings.sts_endpoint,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Move:
+    """What a sync does to status.target: the identity to record (None: leave it) and, when
+    the old place could not be pruned, why."""
+
+    target: dict[str, Any] | None
+    failure: str | None = None
 
 
 class CredentialsMissing(errors.SourceError):
@@ -671,9 +762,7 @@ class Runtime:
             if source is None:
                 raise SourceMissing(spec.source.kind, spec.source.ref.name, spec.source.ref.key)
             digest = hashlib.sha256(source).hexdigest()
-            interval = spec.sync_policy.refresh_interval_seconds(
-                self.settings.default_refresh_interval
-            )
+            interval = refresh_interval(spec, self.settings)
             wait = self._nothing_to_do(tracker, previous, generation, digest, interval, now)
             if wait is not None and not force:
                 return None if math.isinf(wait) else wait
@@ -697,7 +786,7 @@ class Runtime:
                 )
                 tracker.requested = True  # the event of this very status write runs the sync
                 return None
-            credentials = await credentials_for(self.client, namespace, spec)
+            credentials = await credentials_for(self.client, namespace, spec, self.settings)
             request = sync_request(
                 spec,
                 source,
@@ -708,6 +797,7 @@ class Runtime:
                 credentials=credentials,
             )
             report = await self._run(request, spec, tracker)
+            move = await self._leave_old_target(body, spec, previous, report, credentials)
         except SourceMissing as exc:
             new = status.source_not_found(
                 exc.kind,
@@ -745,17 +835,89 @@ class Runtime:
             now=_now(),
             target=f"{spec.target.provider} {spec.target.path}",
         )
+        new["refreshInterval"] = f"{interval:g}s"
+        if move.target is not None:
+            new["target"] = move.target
+        if move.failure is not None:
+            new.update(
+                status.reconciling(
+                    status.Reason.CLEANUP_FAILED,
+                    move.failure,
+                    previous_status=status.apply_patch(previous, new),
+                    generation=generation,
+                    now=now,
+                )
+            )
         self._publish(body, patch, previous, new, tracker, synced=True, drift_check=drift_check)
         self.metrics.observe_report(report)
+        if move.failure is not None:
+            return self._retry(tracker)
         if report.ok:
             tracker.failures, tracker.retry_at = 0, None
             tracker.synced = (generation, digest, str(new.get("lastSyncTime") or ""))
             tracker.jitter = random.uniform(0.0, self.settings.drift_jitter)
             return drift_due_in(new.get("lastSyncTime"), interval, _now(), jitter=tracker.jitter)
-        if report.aborted and report.parse_error_count:
+        if (report.aborted and report.parse_error_count) or report.empty_source:
             tracker.failures, tracker.retry_at = 0, None
-            return None  # the source has to change first
+            return None  # the source (or the spec) has to change first
         return self._retry(tracker)
+
+    async def _leave_old_target(
+        self,
+        body: kopf.Body,
+        spec: api.EnvSyncSpec,
+        previous: Mapping[str, Any],
+        report: engine.SyncReport,
+        credentials: sinks.Credentials | None,
+    ) -> Move:
+        """After a sync of a moved target: prune what this EnvSync owns at the old place.
+
+        Only once the new place is in step (nothing lost if the move is abandoned half-way),
+        only with ``prune`` (the same rule as for keys that left the file), and only under a
+        prefix the namespace may still write. Until the old place is clean, status.target keeps
+        naming it, so a failed cleanup is retried and never forgotten.
+        """
+        if not report.ok or report.dry_run:
+            return Move(None)
+        identity = target_identity(spec, self.settings)
+        old = moved_from(previous.get("target"), spec, self.settings)
+        if old is None:
+            return Move(identity if previous.get("target") != identity else None)
+        namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+        here = f"{spec.target.provider} {spec.target.path}"
+        there = f"{old.provider} {old.path}" + (f" ({old.region})" if old.region else "")
+        if not spec.sync_policy.prune:
+            message = f"moved to {here}; the keys at {there} were left there (prune is false)"
+            kopf.event(body, type="Warning", reason=status.Reason.TARGET_MOVED, message=message)
+            return Move(identity)
+        if not self.settings.path_allowed(namespace, old.path):
+            message = (
+                f"moved to {here}; {there} is outside the prefixes this namespace may write, so "
+                "nothing was deleted there"
+            )
+            kopf.event(body, type="Warning", reason=status.Reason.TARGET_MOVED, message=message)
+            return Move(identity)
+        try:
+            cleanup = await engine.delete_owned(
+                old,
+                owner_id(namespace, name),
+                credentials,
+                workers=spec.performance_or_default.worker_count,
+            )
+        except errors.EnvSyncError as exc:
+            return Move(None, f"moved to {here}, but pruning {there} failed: {exc}")
+        if cleanup.failed:
+            listed = "; ".join(f"{issue.key} ({issue.reason})" for issue in cleanup.failures[:5])
+            return Move(
+                None,
+                f"moved to {here}, but {cleanup.failed} keys at {there} were not deleted: {listed}",
+            )
+        message = (
+            f"moved from {there} to {here}: deleted the {cleanup.deleted} keys this EnvSync "
+            "owned there"
+        )
+        kopf.event(body, type="Normal", reason=status.Reason.TARGET_MOVED, message=message)
+        return Move(identity)
 
     async def _run(
         self, request: engine.SyncRequest, spec: api.EnvSyncSpec, tracker: Tracker
@@ -864,7 +1026,7 @@ class Runtime:
             log.warning("%s/%s: not cleaning up remote keys: %s", namespace, name, exc)
             return
         try:
-            credentials = await credentials_for(self.client, namespace, spec)
+            credentials = await credentials_for(self.client, namespace, spec, self.settings)
             report = await engine.delete_owned(
                 target_for(spec, self.settings),
                 owner_id(namespace, name),
@@ -982,6 +1144,10 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.posting.reporting_component = "envsync"
     settings.posting.event_name_prefix = "envsync-"
     settings.posting.loggers = False
+    if config.watch_sources == "labelled":
+        # The API server filters: ConfigMaps and Secrets nobody shared never reach the process.
+        for plural in ("configmaps", "secrets"):
+            settings.watching.label_selectors[plural] = SOURCE_SELECTOR
     runtime = Runtime(config)
     await runtime.start()
     memo.envsync = runtime
@@ -1040,7 +1206,16 @@ async def envsync_changed(
         await _runtime(memo).on_event(type, body, patch)
 
 
-@kopf.on.event("", "v1", "configmaps")
+def watched_source(labels: kopf.Labels, memo: Any, **_: Any) -> bool:
+    """kopf filter: a source the operator may watch (ENVSYNC_WATCH_SOURCES). The API server
+    already filters by label; this keeps the rule where a server ignores the selector."""
+    config: settings_module.Settings = (
+        _runtime(memo).settings if "envsync" in memo else settings_module.load_settings()
+    )
+    return config.watch_sources == "all" or labels.get(settings_module.SOURCE_LABEL) == "true"
+
+
+@kopf.on.event("", "v1", "configmaps", when=watched_source)
 async def configmap_changed(namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
     """A ConfigMap an EnvSync reads changed or appeared: push it now, not at the next refresh."""
     index: kopf.Index[tuple[str, str, str], str] = kwargs["envsync_sources"]
@@ -1049,7 +1224,7 @@ async def configmap_changed(namespace: str | None, name: str, memo: Any, **kwarg
         _runtime(memo).request(namespace or "", index[key], "source")
 
 
-@kopf.on.event("", "v1", "secrets")
+@kopf.on.event("", "v1", "secrets", when=watched_source)
 async def secret_changed(namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
     """A Secret an EnvSync reads (its source or its credentials) changed or appeared."""
     index: kopf.Index[tuple[str, str, str], str] = kwargs["envsync_sources"]

@@ -12,10 +12,12 @@ import re
 from typing import Final, Literal
 
 __all__ = [
+    "REFUSAL_CODES",
     "SECRETSMANAGER_MAX_VALUE_BYTES",
     "SSM_MAX_DEPTH",
     "SSM_MAX_NAME_CHARS",
     "SSM_VALUE_LIMITS",
+    "Refusal",
     "secret_name_problem",
     "secret_value_problem",
     "ssm_name_problem",
@@ -24,6 +26,38 @@ __all__ = [
 ]
 
 SsmTier = Literal["Standard", "Advanced", "Intelligent-Tiering"]
+
+RefusalCode = Literal[
+    "InvalidKey", "EmptyValue", "ValueTooLarge", "NestedReference", "NoValue", "ParseError"
+]
+REFUSAL_CODES: Final[dict[RefusalCode, str]] = {
+    "InvalidKey": "the key cannot be a name in the target store (characters, length, depth)",
+    "EmptyValue": "the store refuses an empty value (SSM, Secrets Manager perKey)",
+    "ValueTooLarge": "the value is over the store's size limit (SSM tier, Secrets Manager 64 KiB)",
+    "NestedReference": "SSM refuses values containing '{{ ... }}' (a nested parameter reference)",
+    "NoValue": "a bare 'KEY' line without '=': nothing to store",
+    "ParseError": "a malformed line left out under onParseError Skip",
+}
+"""Why a key of the source is not stored, as the machine-readable codes status.skipped carries."""
+
+
+class Refusal(str):
+    """A reason a store refuses a key or value: the message people read, plus a stable code.
+
+    A ``str`` so every caller that only shows reasons keeps working; status and the CLI read
+    :attr:`code` to say *which* rule, without parsing the text.
+    """
+
+    code: RefusalCode
+
+    def __new__(cls, message: str, code: RefusalCode) -> Refusal:
+        refusal = super().__new__(cls, message)
+        refusal.code = code
+        return refusal
+
+    def __getnewargs__(self) -> tuple[str, RefusalCode]:  # type: ignore[override]
+        return str(self), self.code
+
 
 SSM_VALUE_LIMITS: Final[dict[str, int]] = {
     "Standard": 4096,
@@ -48,58 +82,84 @@ _SECRET_NAME = re.compile(r"^[a-zA-Z0-9/_+=.@\-]+$")
 _RESERVED = re.compile(r"^/?(aws|ssm)", re.IGNORECASE)
 
 
-def ssm_name_problem(name: str) -> str | None:
+def ssm_name_problem(name: str) -> Refusal | None:
     """Why SSM would refuse this full parameter name, or None if it is valid."""
     if not name:
-        return "empty parameter name"
+        return Refusal("empty parameter name", "InvalidKey")
     if not _SSM_NAME.match(name):
-        return "SSM names allow only a-z A-Z 0-9 _ . - and /"
+        return Refusal("SSM names allow only a-z A-Z 0-9 _ . - and /", "InvalidKey")
     if _RESERVED.match(name):
-        return "SSM names may not start with 'aws' or 'ssm'"
+        return Refusal("SSM names may not start with 'aws' or 'ssm'", "InvalidKey")
     if len(name) > SSM_MAX_NAME_CHARS:
-        return f"SSM names are limited to {SSM_MAX_NAME_CHARS} characters"
+        return Refusal(f"SSM names are limited to {SSM_MAX_NAME_CHARS} characters", "InvalidKey")
     if "/" in name and not name.startswith("/"):
-        return "hierarchical SSM names must start with '/'"
+        return Refusal("hierarchical SSM names must start with '/'", "InvalidKey")
     if "//" in name:
-        return "SSM names may not contain an empty path segment"
+        return Refusal("SSM names may not contain an empty path segment", "InvalidKey")
     if name.count("/") > SSM_MAX_DEPTH:
-        return f"SSM names may have at most {SSM_MAX_DEPTH} levels"
+        return Refusal(f"SSM names may have at most {SSM_MAX_DEPTH} levels", "InvalidKey")
     return None
 
 
-def ssm_value_problem(value: str, tier: str = "Standard") -> str | None:
+_NESTED = re.compile(r"\{\{.*?\}\}", re.DOTALL)
+"""What SSM answers with "Parameter value can't nest another parameter. Do not use "{{}}" in the
+value." (PutParameter's documentation: no ``{{}}`` or ``{{ssm:name}}`` in a value), for String
+and SecureString alike."""
+
+
+def ssm_value_problem(value: str, tier: str = "Standard") -> Refusal | None:
     """Why SSM would refuse this value in this tier, or None."""
     if value == "":
-        return "SSM cannot store an empty value"
-    size = len(value.encode("utf-8"))
+        return Refusal("SSM cannot store an empty value", "EmptyValue")
+    size = len(value.encode("utf-8", "surrogatepass"))
     limit = SSM_VALUE_LIMITS.get(tier, SSM_VALUE_LIMITS["Standard"])
     if size > limit:
-        return f"value is {size} bytes, over the {limit}-byte limit of the {tier} tier"
-    return None
-
-
-def secret_name_problem(name: str) -> str | None:
-    """Why Secrets Manager would refuse this secret name, or None."""
-    if not name:
-        return "empty secret name"
-    if not _SECRET_NAME.match(name):
-        return "Secrets Manager names allow only a-z A-Z 0-9 / _ + = . @ -"
-    if len(name) > SECRETSMANAGER_MAX_NAME_CHARS:
-        return f"Secrets Manager names are limited to {SECRETSMANAGER_MAX_NAME_CHARS} characters"
-    if re.search(r"-[A-Za-z0-9]{6}$", name):
-        return (
-            "Secrets Manager names should not end in '-' and six characters "
-            "(that looks like an ARN suffix)"
+        return Refusal(
+            f"value is {size} bytes, over the {limit}-byte limit of the {tier} tier",
+            "ValueTooLarge",
+        )
+    if _NESTED.search(value):
+        return Refusal(
+            "SSM refuses values containing '{{' ... '}}' (a nested parameter reference)",
+            "NestedReference",
         )
     return None
 
 
-def secret_value_problem(value: str) -> str | None:
-    """Why Secrets Manager would refuse this SecretString, or None."""
-    size = len(value.encode("utf-8"))
+def secret_name_problem(name: str) -> Refusal | None:
+    """Why Secrets Manager would refuse this secret name, or None."""
+    if not name:
+        return Refusal("empty secret name", "InvalidKey")
+    if not _SECRET_NAME.match(name):
+        return Refusal("Secrets Manager names allow only a-z A-Z 0-9 / _ + = . @ -", "InvalidKey")
+    if len(name) > SECRETSMANAGER_MAX_NAME_CHARS:
+        return Refusal(
+            f"Secrets Manager names are limited to {SECRETSMANAGER_MAX_NAME_CHARS} characters",
+            "InvalidKey",
+        )
+    if re.search(r"-[A-Za-z0-9]{6}$", name):
+        return Refusal(
+            "Secrets Manager names should not end in '-' and six characters "
+            "(that looks like an ARN suffix)",
+            "InvalidKey",
+        )
+    return None
+
+
+def secret_value_problem(value: str, *, allow_empty: bool = False) -> Refusal | None:
+    """Why Secrets Manager would refuse this SecretString, or None.
+
+    A SecretString is 1 to 65,536 bytes: botocore refuses an empty one before sending it, so
+    per-key mode must skip an empty value; a JSON document (``allow_empty``) holds it as ``""``.
+    """
+    if value == "" and not allow_empty:
+        return Refusal("Secrets Manager cannot store an empty secret value", "EmptyValue")
+    size = len(value.encode("utf-8", "surrogatepass"))
     if size > SECRETSMANAGER_MAX_VALUE_BYTES:
         limit = SECRETSMANAGER_MAX_VALUE_BYTES
-        return f"value is {size} bytes, over Secrets Manager's {limit}-byte limit"
+        return Refusal(
+            f"value is {size} bytes, over Secrets Manager's {limit}-byte limit", "ValueTooLarge"
+        )
     return None
 
 

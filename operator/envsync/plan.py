@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
+from envsync import limits
+
 __all__ = [
     "ACTIONS",
     "Action",
@@ -46,7 +48,7 @@ ACTIONS: Final[tuple[Action, ...]] = (
 
 UpdatePolicy = Literal["Replace", "IfNotExists"]
 
-BARE_KEY_REASON: Final = "no value ('KEY' without '='): never pushed"
+BARE_KEY_REASON: Final = limits.Refusal("no value ('KEY' without '='): never pushed", "NoValue")
 IF_NOT_EXISTS_REASON: Final = "exists remotely; updatePolicy is IfNotExists"
 
 
@@ -71,7 +73,7 @@ class Desired:
 
     value: str | None
     line: int
-    skip: str | None = None
+    skip: limits.Refusal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +219,7 @@ def summarize(steps: Iterable[Step]) -> dict[Action, int]:
 def desired_entry(
     value: str | None,
     line: int,
-    problem: Callable[[str], str | None],
+    problem: Callable[[str], limits.Refusal | None],
 ) -> Desired:
     """Build a :class:`Desired`, recording why the target cannot store the value, if it cannot."""
     if value is None:

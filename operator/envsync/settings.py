@@ -5,8 +5,11 @@ from this class (see :func:`envsync.crdgen.render_configuration`), so each field
 docstring is its documentation: unit, default and the reason for the default. Durations and
 sizes accept the same forms as the CRD (`1h`, `100Mi`) through :mod:`envsync.units`.
 
-The tenancy guards live here too (:meth:`Settings.path_allowed`, :meth:`Settings.role_allowed`):
-they are policy the cluster admin sets, which no EnvSync in a namespace can widen.
+The tenancy guards live here too (:meth:`Settings.path_allowed`, :meth:`Settings.role_allowed`,
+:meth:`Settings.kms_key_allowed`, :meth:`Settings.allowed_endpoint`): they are policy the
+cluster admin sets, which no EnvSync in a namespace can widen. Where requests go and with which
+credentials is decided here, never by a spec: STS and the default AWS endpoints are settings,
+and a spec's endpointUrl is only honoured when it names an origin the admin listed.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
@@ -23,10 +27,22 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from envsync import errors, units
 
-__all__ = ["ENV_PREFIX", "LabelRule", "Settings", "env_var", "load_settings", "parse_selector"]
+__all__ = [
+    "ENV_PREFIX",
+    "SOURCE_LABEL",
+    "LabelRule",
+    "Settings",
+    "env_var",
+    "load_settings",
+    "origin",
+    "parse_selector",
+    "path_segments",
+]
 
 ENV_PREFIX: Final = "ENVSYNC_"
 NAMESPACE_PLACEHOLDER: Final = "{namespace}"
+SOURCE_LABEL: Final = "envsync.dev/source"
+"""The label (value `true`) that lets the operator watch a ConfigMap or Secret for changes."""
 
 
 def _seconds(value: Any) -> Any:
@@ -113,6 +129,26 @@ class Settings(BaseSettings):
     """Whether spec.auth.roleArn may be used: `true`, `false`, or comma-separated glob patterns of
     allowed role ARNs (`{namespace}` is replaced). Default false: otherwise any tenant could make
     the operator assume any role it can."""
+    allow_kms_key_id: bool | list[str] = False
+    """Whether spec.target.kmsKeyId may be used: `true`, `false`, or comma-separated glob patterns
+    of allowed key ids, key ARNs, alias names or alias ARNs, compared as written (`{namespace}` is
+    replaced), e.g. `alias/envsync-{namespace}`. Default false: every entry is encrypted with the
+    service's AWS-managed key, because otherwise a tenant could make the operator encrypt with
+    any key the operator may use, another team's included."""
+    allowed_endpoints: Words = Field(default_factory=list)
+    """Origins a spec.target.endpointUrl may name, comma-separated, as `scheme://host[:port]`
+    (VPC endpoints, a LocalStack the admin runs). An endpointUrl is compared on its parsed
+    scheme, host and port, and the matching entry is what the operator calls. Default: none, so
+    an EnvSync naming any endpointUrl is refused (EndpointNotAllowed) and nothing is sent: the
+    operator signs requests with its own credentials, and the host would receive them."""
+    aws_endpoint_url: str | None = None
+    """Endpoint for SSM and Secrets Manager when the EnvSync names none (a LocalStack or moto for
+    tests and demos, a VPC endpoint). Default: unset, the SDK's regional endpoint (botocore's own
+    AWS_ENDPOINT_URL_SSM and AWS_ENDPOINT_URL_SECRETS_MANAGER variables work too)."""
+    sts_endpoint: str | None = None
+    """Endpoint for STS AssumeRole (spec.auth.roleArn). Default: unset, the SDK's regional STS.
+    Never taken from an EnvSync: an STS of a tenant's choosing would hand out credentials of its
+    choosing to every EnvSync naming the same role."""
     log_format: Literal["json", "plain"] = "json"
     """`json` (one object per line, for log collectors) or `plain` (for people). Default json."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -123,6 +159,17 @@ class Settings(BaseSettings):
     default_refresh_interval: Seconds = Field(default=3600.0, ge=0)
     """Drift-check interval for EnvSyncs whose syncPolicy.refreshInterval is unset, as a duration. 0
     turns periodic checks off. Default 1h: each check costs AWS read calls."""
+    min_refresh_interval: Seconds = Field(default=60.0, ge=0)
+    """Shortest drift-check interval the operator runs, as a duration: a shorter
+    syncPolicy.refreshInterval is raised to it (status.refreshInterval shows the interval in
+    force). Default 1m: each check costs AWS reads and a status write, and one tenant's `10s` on
+    many objects would spend the account's read quota for every tenant."""
+    watch_sources: Literal["labelled", "all"] = "labelled"
+    """Which ConfigMaps and Secrets the operator watches for changes: `labelled`, only those
+    labelled `envsync.dev/source: "true"` (the API server filters, so no other object reaches the
+    operator), or `all`. A source without the label still syncs on EnvSync changes and drift
+    checks, just not within a second of an edit. Default labelled: read only what tenants
+    share."""
     drift_jitter: float = Field(default=0.1, ge=0.0, le=0.5)
     """Fraction of the refresh interval added at random to each drift check, so EnvSyncs created
     together do not poll AWS together. Default 0.1."""
@@ -154,7 +201,7 @@ class Settings(BaseSettings):
             "max_attempts": self.aws_max_attempts,
         }
 
-    @field_validator("allow_role_arn", mode="before")
+    @field_validator("allow_role_arn", "allow_kms_key_id", mode="before")
     @classmethod
     def _bool_or_patterns(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -181,31 +228,135 @@ class Settings(BaseSettings):
     def _upper(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
 
+    @field_validator("allowed_path_prefixes")
+    @classmethod
+    def _no_empty_prefix(cls, value: list[str]) -> list[str]:
+        return [_prefix_entry(entry) for entry in value]
+
+    @field_validator("namespace_path_prefixes")
+    @classmethod
+    def _no_empty_namespace_prefix(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        return {ns: [_prefix_entry(entry) for entry in entries] for ns, entries in value.items()}
+
+    @field_validator("allowed_endpoints")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            found = origin(entry)
+            if found is None or entry.rstrip("/") != _format_origin(found):
+                raise ValueError(
+                    f"{entry!r} is not an origin: expected scheme://host[:port] with http or "
+                    "https, no user, path, query or fragment"
+                )
+        return [entry.rstrip("/") for entry in value]
+
     def path_prefixes(self, namespace: str) -> tuple[str, ...]:
         """The prefixes an EnvSync in `namespace` may write under."""
         templates = self.namespace_path_prefixes.get(namespace, self.allowed_path_prefixes)
         return tuple(template.replace(NAMESPACE_PLACEHOLDER, namespace) for template in templates)
 
     def path_allowed(self, namespace: str, path: str) -> bool:
-        """Whether `path` lies under one of the namespace's allowed prefixes."""
-        wanted = path.lstrip("/")
+        """Whether every name an EnvSync writes from `path` lies under an allowed prefix.
+
+        Compared by whole segments: `/shared` admits `/shared/app/` but never `/shared-prod/`.
+        The names written are `path + KEY` (SSM, Secrets Manager perKey) or `path` itself
+        (Secrets Manager json), so only the segments before the last `/` are fixed; the last
+        one is a key or a secret's own name and cannot carry the prefix. One rule serves SSM
+        paths and Secrets Manager names, a leading `/` being ignored.
+        """
+        fixed = path_segments(path)[:-1]
         return any(
-            wanted.startswith(prefix.lstrip("/")) for prefix in self.path_prefixes(namespace)
+            fixed[: len(allowed)] == allowed
+            for allowed in (
+                path_segments(prefix, prefix=True) for prefix in self.path_prefixes(namespace)
+            )
         )
 
     def role_allowed(self, namespace: str, role_arn: str) -> bool:
         """Whether an EnvSync in `namespace` may ask the operator to assume `role_arn`."""
-        if isinstance(self.allow_role_arn, bool):
-            return self.allow_role_arn
-        return any(
-            fnmatch.fnmatchcase(role_arn, pattern.replace(NAMESPACE_PLACEHOLDER, namespace))
-            for pattern in self.allow_role_arn
-        )
+        return _allowed(self.allow_role_arn, namespace, role_arn)
+
+    def kms_key_allowed(self, namespace: str, key_id: str) -> bool:
+        """Whether an EnvSync in `namespace` may have its entries encrypted with `key_id`."""
+        return _allowed(self.allow_kms_key_id, namespace, key_id)
+
+    def allowed_endpoint(self, url: str) -> str | None:
+        """The listed origin `url` points at, which is what the operator then calls, or None.
+
+        Compared on the parsed scheme, host and port, so `http://allowed@rogue/` and
+        `http://allowed.rogue/` never match `http://allowed`; the listed entry (not the spec's
+        text) is used, so no two URL parsers can disagree about where a request goes.
+        """
+        wanted = origin(url)
+        if wanted is None:
+            return None
+        for entry in self.allowed_endpoints:
+            if origin(entry) == wanted:
+                return entry
+        return None
 
     @property
     def liveness_endpoint(self) -> str | None:
         """The URL kopf serves its liveness probe on, or None when turned off."""
         return f"http://0.0.0.0:{self.liveness_port}/healthz" if self.liveness_port else None
+
+
+def _allowed(policy: bool | list[str], namespace: str, value: str) -> bool:
+    """A `true` / `false` / glob-pattern policy, with `{namespace}` in patterns replaced."""
+    if isinstance(policy, bool):
+        return policy
+    return any(
+        fnmatch.fnmatchcase(value, pattern.replace(NAMESPACE_PLACEHOLDER, namespace))
+        for pattern in policy
+    )
+
+
+def path_segments(path: str, *, prefix: bool = False) -> list[str]:
+    """A path or name split on `/`, the leading `/` ignored. With `prefix`, a trailing `/` is
+    ignored too (`/shared` and `/shared/` are the same prefix; `/` is the empty one)."""
+    text = path.lstrip("/")
+    if prefix:
+        text = text.rstrip("/")
+        return text.split("/") if text else []
+    return text.split("/")
+
+
+def _prefix_entry(entry: str) -> str:
+    if not entry.strip():
+        raise ValueError(
+            "an empty path prefix would allow every path; write '/' to mean that on purpose"
+        )
+    return entry
+
+
+_HOST = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)$")
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> tuple[str, str, int] | None:
+    """`(scheme, host, port)` of an http(s) URL with a plain host, else None.
+
+    A URL with user info, or a host with anything but letters, digits, dots, dashes (or an IPv6
+    literal), has no origin here: such text is where URL parsers disagree.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if scheme not in _DEFAULT_PORTS or not host or "@" in parts.netloc:
+        return None
+    if not _HOST.match(parts.netloc.rsplit(":", 1)[0] if port is not None else parts.netloc):
+        return None
+    return scheme, host, port if port is not None else _DEFAULT_PORTS[scheme]
+
+
+def _format_origin(found: tuple[str, str, int]) -> str:
+    scheme, host, port = found
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}" if port == _DEFAULT_PORTS[scheme] else f"{scheme}://{host}:{port}"
 
 
 _LABEL = re.compile(r"^([A-Za-z0-9.-]{1,253}/)?[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")

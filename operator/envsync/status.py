@@ -94,6 +94,11 @@ class Reason(StrEnum):
     OWNERSHIP_CONFLICT = "OwnershipConflict"
     PATH_NOT_ALLOWED = "PathNotAllowed"
     ROLE_NOT_ALLOWED = "RoleNotAllowed"
+    ENDPOINT_NOT_ALLOWED = "EndpointNotAllowed"
+    KMS_KEY_NOT_ALLOWED = "KmsKeyNotAllowed"
+    EMPTY_SOURCE = "EmptySource"
+    KEYS_SKIPPED = "KeysSkipped"
+    TARGET_MOVED = "TargetMoved"
     SUSPENDED = "Suspended"
     THROTTLED = "Throttled"
     NOT_THROTTLED = "NotThrottled"
@@ -227,6 +232,41 @@ REASONS: Final[Mapping[Reason, ReasonDoc]] = {
         "spec.auth.roleArn is not allowed for this namespace (ENVSYNC_ALLOW_ROLE_ARN).",
         "Remove roleArn, or ask the cluster admin to allow the role.",
     ),
+    R.ENDPOINT_NOT_ALLOWED: ReasonDoc(
+        "Ready=False, Stalled=True; event",
+        "spec.target.endpointUrl names an origin the operator does not list "
+        "(ENVSYNC_ALLOWED_ENDPOINTS); no request was sent to it.",
+        "Remove endpointUrl (the operator's own endpoint is used), or ask the cluster admin to "
+        "list the origin.",
+    ),
+    R.KMS_KEY_NOT_ALLOWED: ReasonDoc(
+        "Ready=False, Stalled=True; event",
+        "spec.target.kmsKeyId is not allowed for this namespace (ENVSYNC_ALLOW_KMS_KEY_ID).",
+        "Remove kmsKeyId (the service's AWS-managed key is used), or ask the cluster admin to "
+        "allow the key.",
+    ),
+    R.EMPTY_SOURCE: ReasonDoc(
+        "Ready=False, Stalled=True, Synced=False; Warning event",
+        "The source has no variable to store and syncPolicy.allowEmpty is false: nothing was "
+        "written or deleted in AWS.",
+        "Fix the source (a wiped file is usually a bad commit or a templating error), or set "
+        "allowEmpty to true to prune every key this EnvSync owns on purpose.",
+    ),
+    R.KEYS_SKIPPED: ReasonDoc(
+        "Ready=False, Stalled=True, Synced=False; Warning event",
+        "Keys of the source are not stored as written (status.skipped names each with a reason:"
+        " an empty value, a value too large for the tier, '{{ }}' in an SSM value, a bare KEY, a"
+        " line left out under onParseError Skip). AWS keeps whatever it held for them before.",
+        "Fix the keys listed in status.skipped (envsync lint --to TARGET shows the same "
+        "refusals); the sync runs when the source or spec changes.",
+    ),
+    R.TARGET_MOVED: ReasonDoc(
+        "event only (Warning when keys were left at the old place)",
+        "spec.target moved (path, provider, region or mode). With prune, the keys this EnvSync "
+        "owned at the old place were deleted once the new place was in step; without, they "
+        "were left there.",
+        "Nothing; without prune, delete the old keys by hand if they are no longer wanted.",
+    ),
     R.SUSPENDED: ReasonDoc(
         "Ready (status kept from before); event",
         "syncPolicy.suspend is true: nothing is read or written.",
@@ -271,7 +311,11 @@ STALL_REASONS: Final = frozenset(
         R.OWNERSHIP_CONFLICT,
         R.PATH_NOT_ALLOWED,
         R.ROLE_NOT_ALLOWED,
+        R.ENDPOINT_NOT_ALLOWED,
+        R.KMS_KEY_NOT_ALLOWED,
         R.PARSE_FAILED,
+        R.EMPTY_SOURCE,
+        R.KEYS_SKIPPED,
     }
 )
 """Reasons that need a person: the operator waits for the spec or the source to change, except
@@ -315,6 +359,19 @@ class KeyIssueLike(Protocol):
     def reason(self) -> str: ...
 
 
+class SkippedLike(Protocol):
+    """A skipped key as the engine reports it (`envsync.engine.KeyIssue` with its rule)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def code(self) -> str | None: ...
+    @property
+    def line(self) -> int | None: ...
+
+
 class ReportLike(Protocol):
     """The fields of the engine's `SyncReport` that the status is built from.
 
@@ -337,6 +394,12 @@ class ReportLike(Protocol):
     def failed(self) -> int: ...
     @property
     def skipped(self) -> int: ...
+    @property
+    def refused(self) -> int: ...
+    @property
+    def skips(self) -> Sequence[SkippedLike]: ...
+    @property
+    def empty_source(self) -> bool: ...
     @property
     def parse_errors(self) -> Sequence[ParseProblemLike | tuple[int, str]]: ...
     @property
@@ -426,6 +489,7 @@ def build_status(
             {"key": _clip(str(key)), "reason": _clip(reason)}
             for key, reason in _pairs(report.failures, "key")[: api.MAX_PARSE_ERRORS]
         ],
+        **_skipped(report),
         "awsCalls": _replacing(
             (previous_status or {}).get("awsCalls"),
             {str(op): int(n) for op, n in sorted(report.aws_calls.items())},
@@ -434,9 +498,32 @@ def build_status(
         "memory": _memory(report.memory),
         "pools": _replacing((previous_status or {}).get("pools"), _pools(report.pool_stats)),
     }
-    if not report.dry_run and not report.aborted:
+    if not report.dry_run and not report.aborted and not report.empty_source:
         patch["keys"] = report.created + report.updated + report.unchanged
     return patch
+
+
+def _skipped(report: ReportLike) -> dict[str, Any]:
+    """status.skipped: every key not stored as written (then the lines left out), capped."""
+    listed: list[dict[str, Any]] = []
+    for issue in report.skips:
+        entry: dict[str, Any] = {"key": _clip(str(issue.key)), "reason": issue.code or "InvalidKey"}
+        if issue.line is not None:
+            entry["line"] = int(issue.line)
+        entry["message"] = _clip(str(issue.reason))
+        listed.append(entry)
+    if not report.aborted:  # under Abort nothing was pushed: those lines are parseErrors
+        for line, reason in _pairs(report.parse_errors, "line"):
+            listed.append({"line": int(line), "reason": "ParseError", "message": _clip(reason)})
+    total = report.skipped + (0 if report.aborted else _parse_error_count(report))
+    shown = listed[: api.MAX_SKIPPED]
+    return {"skipped": shown, "skippedNotListed": max(total - len(shown), 0) or None}
+
+
+def _parse_error_count(report: ReportLike) -> int:
+    """Malformed lines in all (the report lists only the first few)."""
+    listed = len(report.parse_errors)
+    return max(int(getattr(report, "parse_error_count", 0) or 0), listed) if listed else 0
 
 
 def reconciling(
@@ -687,11 +774,21 @@ def _outcome(report: ReportLike, counts: Mapping[str, int], target: str) -> dict
     notes = [str(note) for note in getattr(report, "notes", ()) or ()]
     if notes:
         summary += "; " + "; ".join(notes)
+    skipped = report.refused + _parse_error_count(report)
     if parse_failed:
         source = updates[SOURCE_VALID]
         assert source is not None
         updates[READY] = _Cond("False", R.PARSE_FAILED, source.message)
         updates[STALLED] = _Cond("True", R.PARSE_FAILED, source.message)
+    elif report.empty_source:
+        text = (
+            f"the source has no variable to store ({counts['parsed']} parsed){where}: nothing was"
+            " written or deleted; fix the source, or set syncPolicy.allowEmpty to prune every key"
+            " this EnvSync owns"
+        )
+        updates[READY] = _Cond("False", R.EMPTY_SOURCE, text)
+        updates[STALLED] = _Cond("True", R.EMPTY_SOURCE, text)
+        updates[SYNCED] = _Cond("False", R.EMPTY_SOURCE, text)
     elif conflicts:
         text = (
             f"{conflicts[0]} keys{where} belong to another owner and were left alone: "
@@ -714,6 +811,22 @@ def _outcome(report: ReportLike, counts: Mapping[str, int], target: str) -> dict
         updates[READY] = _Cond("False", R.SYNC_FAILED, text)
         updates[RECONCILING] = _Cond("True", R.RETRYING, text)
         updates[SYNCED] = _Cond("False", R.KEYS_FAILED, text)
+    elif skipped:
+        names = [
+            f"{issue.key} ({issue.code or 'InvalidKey'})"
+            for issue in report.skips
+            if issue.code != "NoValue"
+        ]
+        names += [f"line {line} (ParseError)" for line, _ in problems]
+        text = (
+            f"{skipped} keys of the source are not stored as written{where} (AWS keeps what it "
+            f"held for them): {_listing(names, total=skipped)}; see status.skipped ({summary})"
+        )
+        if report.dry_run:
+            text = "dry run, nothing was written: " + text
+        updates[READY] = _Cond("False", R.KEYS_SKIPPED, text)
+        updates[STALLED] = _Cond("True", R.KEYS_SKIPPED, text)
+        updates[SYNCED] = _Cond("False", R.KEYS_SKIPPED, text)
     elif report.dry_run:
         text = (
             f"dry run{where}: would create {counts['created']}, update {counts['updated']}, "

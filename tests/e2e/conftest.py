@@ -11,9 +11,11 @@ test_operator.py), talking to the cluster through that kubeconfig and to LocalSt
 endpoint, which must then be reachable from here. With ``ENVSYNC_E2E_OPERATOR=in-cluster`` the
 operator installed by the chart in ``ENVSYNC_E2E_OPERATOR_NAMESPACE`` is used instead (its
 metrics through ``kubectl port-forward``), and ``ENVSYNC_E2E_CLUSTER_AWS_ENDPOINT`` is the
-LocalStack address written into the EnvSyncs, as the operator reaches it. Every scenario works
-in a namespace of its own, deleted afterwards. Without ENVSYNC_E2E_KUBECONFIG every test is
-skipped.
+LocalStack address written into the EnvSyncs, as the operator reaches it: the chart must list
+that origin in ``aws.allowedEndpoints`` (an endpointUrl is refused otherwise) and set
+``operator.watchSources=all`` (the scenarios' ConfigMaps carry no ``envsync.dev/source`` label),
+as .github/workflows/e2e.yaml does. Every scenario works in a namespace of its own, deleted
+afterwards. Without ENVSYNC_E2E_KUBECONFIG every test is skipped.
 """
 
 from __future__ import annotations
@@ -67,7 +69,13 @@ def operator(cluster: kube.KubectlCluster, aws_endpoint: str) -> Iterator[str]:
     """The operator's metrics URL: a local KopfRunner, or the chart's pod via port-forward."""
     port = kube.free_port()
     if not IN_CLUSTER:
-        settings = {"metrics_port": str(port), "liveness_port": "0", "log_format": "plain"}
+        settings = {
+            "metrics_port": str(port),
+            "liveness_port": "0",
+            "log_format": "plain",
+            "allowed_endpoints": aws_endpoint,
+            "watch_sources": "all",
+        }
         with kube.run_operator(cluster.kubeconfig, **settings):
             yield f"http://127.0.0.1:{port}/metrics"
         return

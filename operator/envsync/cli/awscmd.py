@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any, TextIO
 
-from envsync import engine, errors, settings, sinks
+from envsync import engine, errors, limits, settings, sinks
 
 __all__ = ["DEFAULT_OWNER", "parse_target", "register"]
 
@@ -129,6 +129,12 @@ def _sync_flags(parser: argparse.ArgumentParser) -> None:
         help=f"owner marker (default: $ENVSYNC_OWNER or {DEFAULT_OWNER!r})",
     )
     parser.add_argument("--prune", action="store_true", help="delete owned keys not in FILE")
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="let a FILE with no variable to store go ahead (with --prune: delete every owned "
+        "key); without it such a push changes nothing and exits 1",
+    )
     parser.add_argument("--adopt", action="store_true", help="take over entries of other owners")
     parser.add_argument(
         "--type",
@@ -203,7 +209,8 @@ def run_diff(args: argparse.Namespace) -> int:
             for line in lines:
                 print(_diff_text(line, show=args.show_values))
             _print_report(args, request.target, report, summary_only=True)
-        status.code = 1 if report.aborted else 0
+        refused = report.refused or report.parse_error_count or report.empty_source
+        status.code = 1 if report.aborted or refused else 0
     return status.code
 
 
@@ -308,6 +315,7 @@ def _request(
         credentials=credentials,
         owner=args.owner,
         prune=args.prune,
+        allow_empty=args.allow_empty,
         adopt=args.adopt,
         update_policy=args.update_policy,
         on_parse_error=args.on_parse_error,
@@ -318,7 +326,9 @@ def _request(
 
 
 def _exit_code(report: engine.SyncReport) -> int:
-    return 0 if report.ok else 1
+    """0 only when every key of the file is (or, dry, would be) stored as written: the rule the
+    operator's Ready follows."""
+    return 0 if report.complete else 1
 
 
 def _print_report(
@@ -345,10 +355,13 @@ def _print_report(
         for label, issues in (
             ("failed", report.failures),
             ("conflict", report.conflict_keys),
-            ("skipped", report.skips),
         ):
             for issue in issues:
                 print(f"{label}: {issue.key}: {issue.reason}", file=out)
+        for issue in report.skips:
+            where = f"{report_source(args)}:{issue.line}: " if issue.line else ""
+            code = f"{issue.code}: " if issue.code else ""
+            print(f"{where}skipped: {issue.key}: {code}{issue.reason}", file=out)
     for note in report.notes:
         print(f"note: {note}", file=out)
     verb = "would push" if report.dry_run else "pushed"
@@ -376,7 +389,10 @@ def _diff_text(line: engine.DiffLine, *, show: bool) -> str:
     elif show and line.action == "delete":
         text += f": {line.remote!r}"
     if line.reason:
-        text += f"  ({line.reason})"
+        if isinstance(line.reason, limits.Refusal):  # a store's refusal names its rule
+            text += f"  ({line.reason.code}: {line.reason})"
+        else:
+            text += f"  ({line.reason})"
     return text
 
 

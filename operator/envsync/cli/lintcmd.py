@@ -2,10 +2,11 @@
 
 ``lint`` is the pre-commit check: every problem as ``FILE:LINE: severity: message`` (the shape
 editors and CI annotators jump to), exit 1 when any file has an error (or, with ``--strict``,
-a warning). ``parse`` shows what envsync reads from a file — the JSON object a sync would
-push, or a normalised .env that parses back to the same mapping — and stops at the first
-syntax error, because a partial mapping would be misleading. Neither prints a value into an
-error message.
+a warning). With ``--to`` the rules are those of one target, read as ``push --to`` reads it, so
+lint fails exactly where ``push --dry-run`` would report keys skipped. ``parse`` shows what
+envsync reads from a file — the JSON object a sync would push, or a normalised .env that parses
+back to the same mapping — and stops at the first syntax error, because a partial mapping would
+be misleading. Neither prints a value into an error message.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
-from envsync import dotenv, lint
+from envsync import dotenv, errors, limits, lint, sinks
+from envsync.cli import awscmd
 
 __all__ = ["register", "run_lint", "run_parse"]
 
@@ -30,11 +32,33 @@ def register(subparsers: Any) -> None:
         help="check .env files: syntax, duplicates, keys and values AWS cannot store",
         description=(
             "Report every problem in each FILE as FILE:LINE: severity: message. Exit 1 if any "
-            "error was found (with --strict, any warning too), 0 otherwise. '-' reads stdin."
+            "error was found (with --strict, any warning too), 0 otherwise. '-' reads stdin. "
+            "Without --to, keys and values are checked against every store: an error when no "
+            "store can hold one, a warning when only some can (an empty value, '{{ ... }}' in "
+            "a value, a value over an SSM tier). With --to TARGET, every key that TARGET would "
+            "refuse is an error naming its refusal code (InvalidKey, EmptyValue, ValueTooLarge, "
+            "NestedReference), as push --dry-run and the operator report it; no AWS call is made."
         ),
     )
     lint_parser.add_argument("files", nargs="+", metavar="FILE", help=".env file, or '-'")
     lint_parser.add_argument("--strict", action="store_true", help="warnings fail the run too")
+    lint_parser.add_argument(
+        "--to",
+        dest="target",
+        metavar="TARGET",
+        help="check against this target's rules: ssm:/path/ or secretsmanager:NAME (sm:NAME), "
+        "as push and diff take it",
+    )
+    lint_parser.add_argument(
+        "--mode",
+        choices=["perKey", "json"],
+        help="with --to secretsmanager:NAME: one secret per key (default), or one JSON secret",
+    )
+    lint_parser.add_argument(
+        "--tier",
+        choices=list(limits.SSM_VALUE_LIMITS),
+        help="with --to ssm:/path/: the tier whose value size limit applies (default Standard)",
+    )
     _size_flags(lint_parser)
     lint_parser.set_defaults(func=run_lint)
 
@@ -70,25 +94,47 @@ def _size_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def run_lint(args: argparse.Namespace) -> int:
-    errors = warnings = 0
+    try:
+        target = _lint_target(args)
+    except errors.ConfigError as exc:
+        print(f"envsync: error: {exc}", file=sys.stderr)
+        return 2
+    error_count = warning_count = 0
     for name in args.files:
         try:
             with _opened(name) as stream:
                 problems = lint.lint(
-                    stream, max_line_size=args.max_line_size, max_value_size=args.max_value_size
+                    stream,
+                    target=target,
+                    max_line_size=args.max_line_size,
+                    max_value_size=args.max_value_size,
                 )
                 for problem in problems:
                     print(problem.format(_display(name)))
                     if problem.severity == "error":
-                        errors += 1
+                        error_count += 1
                     else:
-                        warnings += 1
+                        warning_count += 1
         except OSError as exc:
             print(f"envsync: error: {name}: {exc.strerror or exc}", file=sys.stderr)
             return 2
-    if errors or warnings:
-        print(f"{errors} error(s), {warnings} warning(s)", file=sys.stderr)
-    return 1 if errors or (args.strict and warnings) else 0
+    if error_count or warning_count:
+        against = f" against {target.describe()}" if target is not None else ""
+        print(f"{error_count} error(s), {warning_count} warning(s){against}", file=sys.stderr)
+    return 1 if error_count or (args.strict and warning_count) else 0
+
+
+def _lint_target(args: argparse.Namespace) -> sinks.Target | None:
+    """The target of ``--to``, read by push's own parser so lint cannot accept a target (or
+    read one differently) where push would not."""
+    if args.target is None:
+        if args.mode is not None or args.tier is not None:
+            raise errors.ConfigError("--mode and --tier only apply with --to TARGET")
+        return None
+    parsed = awscmd.parse_target(args.target, mode=args.mode or "perKey")
+    return sinks.Target(
+        parsed.provider, parsed.path, mode=parsed.mode, tier=args.tier or "Standard"
+    )
 
 
 def run_parse(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
-from envsync import errors
+from envsync import errors, limits
 
 __all__ = [
     "OWNER_TAG",
@@ -104,7 +104,8 @@ class Credentials:
     session_token: str | None = field(default=None, repr=False)
     session_name: str = "envsync"
     sts_endpoint_url: str | None = None
-    """STS endpoint override; botocore's ``AWS_ENDPOINT_URL_STS`` works too."""
+    """STS endpoint override; botocore's ``AWS_ENDPOINT_URL_STS`` works too. Part of the cache
+    key: credentials an STS handed out are only ever reused for requests to that same STS."""
 
     def problem(self) -> str | None:
         if bool(self.access_key_id) != bool(self.secret_access_key):
@@ -121,10 +122,14 @@ class Credentials:
         return base
 
     def cache_key(self) -> str:
-        """:meth:`identity` plus a digest of the secret parts, so rotated keys (or a new session
-        token) get a new session and client instead of the cached, stale one."""
+        """Everything that decides what a session, client or set of assumed credentials built
+        from these holds: :meth:`identity`, the STS endpoint and session name, and a digest of
+        the secret parts (so rotated keys or a new session token get a new session instead of
+        the cached, stale one). Two EnvSyncs naming one role through different STS endpoints
+        must never share what either endpoint answered."""
         secret = f"{self.secret_access_key or ''}\0{self.session_token or ''}"
-        return f"{self.identity()}:{hashlib.sha256(secret.encode()).hexdigest()[:16]}"
+        digest = hashlib.sha256(secret.encode()).hexdigest()[:16]
+        return f"{self.identity()}:sts={self.sts_endpoint_url or ''}:{self.session_name}:{digest}"
 
     def account(self) -> str | None:
         """The account id when the credentials name one (a role ARN), for the shared limiter."""
@@ -193,7 +198,7 @@ class Sink(Protocol):
     kind: str | None
     """The entry kind the target wants (SSM type), or None when it does not matter."""
 
-    def problem(self, key: str, value: str) -> str | None:
+    def problem(self, key: str, value: str) -> limits.Refusal | None:
         """Why this key/value cannot be stored here (name, size, emptiness), or None."""
         ...
 

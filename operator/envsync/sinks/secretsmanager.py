@@ -106,9 +106,9 @@ class PerKeySecretSink(_SecretsBase):
     prefers_scan = True
     """Scanning returns owners with names; fetching by name would need a second lookup."""
 
-    def problem(self, key: str, value: str) -> str | None:
+    def problem(self, key: str, value: str) -> limits.Refusal | None:
         if not base.is_storable_key(key):
-            return "key cannot be a secret name under the prefix"
+            return limits.Refusal("key cannot be a secret name under the prefix", "InvalidKey")
         return limits.secret_name_problem(self.target.name_for(key)) or (
             limits.secret_value_problem(value)
         )
@@ -258,8 +258,10 @@ class JsonSecretSink(_SecretsBase):
     def name(self) -> str:
         return self.target.path
 
-    def problem(self, key: str, value: str) -> str | None:
-        return limits.secret_name_problem(self.name) or limits.secret_value_problem(value)
+    def problem(self, key: str, value: str) -> limits.Refusal | None:
+        return limits.secret_name_problem(self.name) or limits.secret_value_problem(
+            value, allow_empty=True
+        )
 
     def _load(self) -> None:
         with self._lock:

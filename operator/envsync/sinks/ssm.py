@@ -60,9 +60,11 @@ class SsmSink:
 
     # -- checks ---------------------------------------------------------------------------
 
-    def problem(self, key: str, value: str) -> str | None:
+    def problem(self, key: str, value: str) -> limits.Refusal | None:
         if not base.is_storable_key(key):
-            return "key cannot be an SSM parameter name under the prefix"
+            return limits.Refusal(
+                "key cannot be an SSM parameter name under the prefix", "InvalidKey"
+            )
         name_problem = limits.ssm_name_problem(self.target.name_for(key))
         if name_problem:
             return name_problem
