@@ -101,7 +101,7 @@ class Rule:
 class FaultProxy:
     """A threaded HTTP proxy to ``upstream`` that injects faults by :class:`Rule`."""
 
-    def __init__(self, upstream: str, rules: list[Rule] | None = None) -> None:
+    def __init__(self, upstream: str, rules: list[Rule] | None = None, *, port: int = 0) -> None:
         parsed = urllib.parse.urlsplit(upstream)
         self.upstream = (parsed.hostname or "127.0.0.1", parsed.port or 80)
         self.rules = list(rules or [])
@@ -109,7 +109,7 @@ class FaultProxy:
         self.attempts: Counter[tuple[str, str]] = Counter()
         self.faults: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

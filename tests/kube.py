@@ -67,13 +67,18 @@ def free_port() -> int:
 # ------------------------------------------------------------------------------------- manifests
 
 
-def configmap(name: str, namespace: str, text: str, *, key: str = ".env") -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": namespace},
-        "data": {key: text},
-    }
+SOURCE_LABELS: Final = {"envsync.dev/source": "true"}
+"""What a team puts on a ConfigMap or Secret to have the operator watch it for edits."""
+
+
+def configmap(
+    name: str, namespace: str, text: str, *, key: str = ".env", watched: bool = True
+) -> dict[str, Any]:
+    """A source ConfigMap, labelled for the operator's watch unless ``watched`` is False."""
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+    if watched:
+        metadata["labels"] = dict(SOURCE_LABELS)
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {key: text}}
 
 
 def envsync(

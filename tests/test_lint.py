@@ -88,8 +88,8 @@ def test_sizes_count_bytes_not_characters() -> None:
 def test_lint_never_prints_values(to: str | None) -> None:
     secret = SENTINEL
     text = (
-        f"A={secret}\nA={secret}\nB='{secret}\n{secret}=x y\nC={secret * 5000}\n"
         f"D={{{{{secret}}}}}\nE={secret * 300}\n'bad key'={secret}\n"
+        f"A={secret}\nA={secret}\nB='{secret}\nK {secret}\nC={secret * 5000}\n"
     )
     target = None
     if to is not None:

@@ -70,6 +70,12 @@ def operator_logs() -> Iterator[LogCapture]:
         logging.getLogger().removeHandler(capture)
 
 
+PROXY_PORTS = (kube.free_port(), kube.free_port())
+"""Where the fault proxies listen, one port per scenario (a client keeps its connections to a
+port alive): origins the operator lists, as an admin lists a VPC endpoint (an EnvSync's
+endpointUrl is refused unless ENVSYNC_ALLOWED_ENDPOINTS names its origin)."""
+
+
 @pytest.fixture(scope="module")
 def operator(
     cluster: kube.EmulatedCluster,
@@ -82,6 +88,8 @@ def operator(
     port = kube.free_port()
     with kube.run_operator(
         kubeconfig,
+        allowed_endpoints=",".join([aws_endpoint, *(f"http://127.0.0.1:{p}" for p in PROXY_PORTS)]),
+        min_refresh_interval="10s",
         metrics_port=str(port),
         liveness_port="0",
         log_format="plain",
@@ -284,7 +292,7 @@ def test_drift_in_aws_is_repaired_and_reported(
             source="app-env",
             path=path,
             endpoint=aws_endpoint,
-            refreshInterval="2s",
+            refreshInterval="10s",  # the CRD's floor; the operator's is lowered to it here
         )
     )
     ready(cluster, namespace, "app")
@@ -295,7 +303,7 @@ def test_drift_in_aws_is_repaired_and_reported(
 
     kube.wait_until(
         lambda: params(ssm, path) == {f"{path}A": "1", f"{path}TOKEN": SENTINEL},
-        timeout=15,
+        timeout=30,
         what="the drift check to restore AWS",
     )
     kube.wait_until(lambda: "DriftRepaired" in reasons(cluster, namespace, "app"))
@@ -306,7 +314,7 @@ def test_drift_in_aws_is_repaired_and_reported(
     assert obj is not None
     assert obj["metadata"]["generation"] == 1
     no_secret_leaks(json.dumps(obj), json.dumps(cluster.events(namespace, "app")))
-    # a 2s drift check would keep calling AWS under the scenarios that count calls
+    # a 10s drift check would keep calling AWS under the scenarios that count calls
     cluster.delete("EnvSync", namespace, "app")
     kube.wait_until(lambda: cluster.get("EnvSync", namespace, "app") is None)
 
@@ -608,7 +616,7 @@ def test_secret_with_invalid_base64_stalls_and_recovers_when_fixed(
 ) -> None:
     """A real API server stores only valid base64; through anything else, nothing is pushed."""
     path = f"/{namespace}/secret/"
-    meta = {"name": "creds", "namespace": namespace}
+    meta = {"name": "creds", "namespace": namespace, "labels": kube.SOURCE_LABELS}
     cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": meta, "data": {".env": "%%"}})
     manifest = kube.envsync(
         "app", namespace, source="creds", source_kind="secretRef", path=path,
@@ -674,7 +682,7 @@ def test_throttling_is_reported_and_the_sync_still_converges(
 ) -> None:
     path = f"/{namespace}/app/"
     rules = [Rule("throttle", "PutParameter", every=2, limit=3)]
-    with FaultProxy(aws_endpoint, rules) as proxy:
+    with FaultProxy(aws_endpoint, rules, port=PROXY_PORTS[0]) as proxy:
         cluster.apply(kube.configmap("app-env", namespace, "A=1\nB=2\nC=3\n"))
         cluster.apply(
             kube.envsync("app", namespace, source="app-env", path=path, endpoint=proxy.url)
@@ -710,7 +718,9 @@ def test_access_denied_stalls_with_backoff_not_a_hot_loop(
 ) -> None:
     path = f"/{namespace}/app/"
     # IAM without ssm:GetParametersByPath: the sync cannot even read what is there.
-    with FaultProxy(aws_endpoint, [Rule("denied", "GetParametersByPath")]) as proxy:
+    with FaultProxy(
+        aws_endpoint, [Rule("denied", "GetParametersByPath")], port=PROXY_PORTS[1]
+    ) as proxy:
         cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
         cluster.apply(
             kube.envsync("app", namespace, source="app-env", path=path, endpoint=proxy.url)

@@ -184,3 +184,60 @@ def test_unsupported_or_malformed_selectors_are_refused_at_start(
     monkeypatch.setenv("ENVSYNC_LABEL_SELECTOR", selector)
     with pytest.raises(errors.ConfigError, match="ENVSYNC_LABEL_SELECTOR"):
         settings.load_settings()
+
+
+@pytest.mark.parametrize(
+    ("prefix", "path", "allowed"),
+    [
+        ("/shared", "/shared/app/", True),
+        ("/shared/", "/shared/app/", True),
+        ("/shared", "/shared-prod/app/", False),
+        ("/shared", "shared/app/", True),  # Secrets Manager perKey
+        ("/shared", "shared/app", True),  # Secrets Manager json: the secret "shared/app"
+        ("/shared", "shared", False),  # json: a secret named like the prefix is not under it
+        ("/shared", "shared-x", False),  # perKey: names "shared-xKEY"
+        ("/a/b", "/a/b/c/", True),
+        ("/a/b", "/a/bc/", False),
+        ("/", "/anything/", True),
+    ],
+)
+def test_prefixes_compare_whole_segments(prefix: str, path: str, allowed: bool) -> None:
+    config = settings.Settings(allowed_path_prefixes=[prefix])
+    assert config.path_allowed("ns", path) is allowed
+
+
+@pytest.mark.parametrize(
+    ("url", "matched"),
+    [
+        ("http://127.0.0.1:4566", "http://127.0.0.1:4566"),
+        ("HTTP://127.0.0.1:4566/some/path?x=1", "http://127.0.0.1:4566"),
+        ("https://vpce.example.internal", "https://vpce.example.internal"),
+        ("https://vpce.example.internal:443/", "https://vpce.example.internal"),
+        ("http://127.0.0.1:4567", None),
+        ("http://127.0.0.1:4566@rogue:80/", None),
+        ("http://127.0.0.1.rogue:4566", None),
+        ("http://rogue\\@127.0.0.1:4566", None),
+        ("https://127.0.0.1:4566", None),
+        ("ftp://127.0.0.1:4566", None),
+        ("http://vpce.example.internal", None),
+    ],
+)
+def test_endpoints_match_on_scheme_host_and_port(url: str, matched: str | None) -> None:
+    config = settings.load_settings(
+        allowed_endpoints="http://127.0.0.1:4566,https://vpce.example.internal"
+    )
+    assert config.allowed_endpoint(url) == matched
+
+
+@pytest.mark.parametrize("entry", ["http://a@b", "http://host/path", "host:80", "http://h?q", ""])
+def test_allowed_endpoints_must_be_origins(entry: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVSYNC_ALLOWED_ENDPOINTS", f'["{entry}"]')
+    with pytest.raises(errors.ConfigError, match="ENVSYNC_ALLOWED_ENDPOINTS"):
+        settings.load_settings()
+
+
+def test_kms_keys_default_to_refused_and_take_namespace_patterns() -> None:
+    assert settings.load_settings().kms_key_allowed("team", "alias/anything") is False
+    config = settings.load_settings(allow_kms_key_id="alias/envsync-{namespace}")
+    assert config.kms_key_allowed("team", "alias/envsync-team")
+    assert not config.kms_key_allowed("team", "alias/envsync-other")

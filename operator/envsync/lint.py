@@ -15,7 +15,8 @@ the value.
 Given the target (``envsync lint --to``), the store-agnostic key and value rules give way to
 that store's own: every key it would refuse is an error with the refusal code the operator's
 status.skipped and ``envsync push --dry-run`` report for it, so lint, dry run and operator agree
-key for key.
+key for key. (Whether a json-mode document fits as a whole is left to the dry run, which builds
+the document.)
 """
 
 from __future__ import annotations
@@ -69,8 +70,6 @@ class Destination(Protocol):
     def mode(self) -> str: ...
 
     def name_for(self, key: str) -> str: ...
-
-    def describe(self) -> str: ...
 
 
 def store_refusal(target: Destination, key: str, value: str) -> limits.Refusal | None:
@@ -131,7 +130,7 @@ def lint(
     if target is None:
         yield from _lint_for_any_store(items)
     else:
-        yield from sorted(_lint_for(items, target), key=lambda problem: problem.line)
+        yield from sorted(_lint_for_target(items, target), key=lambda problem: problem.line)
 
 
 _Items = Iterable[dotenv.Variable | dotenv.ParseError]
@@ -156,7 +155,7 @@ def _lint_for_any_store(items: _Items) -> Iterator[Problem]:
             yield from _partial_store_problems(key, value, line)
 
 
-def _lint_for(items: _Items, target: Destination) -> Iterator[Problem]:
+def _lint_for_target(items: _Items, target: Destination) -> Iterator[Problem]:
     first_seen: dict[str, int] = {}
     refused: dict[str, Problem] = {}
     for item in items:

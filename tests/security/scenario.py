@@ -1,0 +1,63 @@
+"""What the security scenarios share: manifests as a tenant writes them, and what to wait for."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import kube
+
+SENTINEL = "s3cr3t-SECURITY-5e1d"
+"""A value that must never show up in status, events or a request to a host that is not AWS."""
+
+
+def envsync(
+    name: str,
+    namespace: str,
+    *,
+    path: str,
+    source: str = "app-env",
+    target: Mapping[str, Any] | None = None,
+    auth: Mapping[str, Any] | None = None,
+    **policy: Any,
+) -> dict[str, Any]:
+    """An EnvSync naming no endpoint unless ``target`` does; ``policy`` fills syncPolicy."""
+    manifest = kube.envsync(name, namespace, source=source, path=path, endpoint=None, **policy)
+    manifest["spec"]["target"].update(target or {})
+    if auth is not None:
+        manifest["spec"]["auth"] = dict(auth)
+    return manifest
+
+
+def settled(
+    cluster: kube.Cluster, namespace: str, name: str, reason: str, *, timeout: float = 20.0
+) -> dict[str, Any]:
+    """Wait until Ready carries ``reason`` for the current generation; the object."""
+
+    def probe() -> dict[str, Any] | None:
+        obj = cluster.get("EnvSync", namespace, name)
+        cond = kube.condition(obj, "Ready")
+        fresh = obj and obj.get("status", {}).get("observedGeneration") == obj["metadata"].get(
+            "generation"
+        )
+        return obj if fresh and cond and cond["reason"] == reason else None
+
+    found: dict[str, Any] = kube.wait_until(
+        probe, timeout=timeout, what=f"{namespace}/{name} Ready reason {reason}"
+    )
+    return found
+
+
+def params(ssm: Any, path: str) -> dict[str, str]:
+    """name → value of every parameter under ``path``."""
+    found: dict[str, str] = {}
+    for page in ssm.get_paginator("get_parameters_by_path").paginate(
+        Path=path, WithDecryption=True
+    ):
+        found.update({p["Name"]: p["Value"] for p in page["Parameters"]})
+    return found
+
+
+def events(cluster: kube.Cluster, namespace: str, name: str) -> list[tuple[str, str]]:
+    """(type, reason) of the object's events, oldest first."""
+    return [(e.get("type", ""), e.get("reason", "")) for e in cluster.events(namespace, name)]
