@@ -48,6 +48,9 @@ class Report:
     deleted: int = 0
     failed: int = 0
     skipped: int = 0
+    refused: int = 0
+    skips: tuple[Any, ...] = ()
+    empty_source: bool = False
     parse_errors: tuple[tuple[int, str], ...] = ()
     failures: tuple[tuple[str, str], ...] = ()
     conflicts: int = 0

@@ -516,6 +516,7 @@ def _skipped(report: ReportLike) -> dict[str, Any]:
         for line, reason in _pairs(report.parse_errors, "line"):
             listed.append({"line": int(line), "reason": "ParseError", "message": _clip(reason)})
     total = report.skipped + (0 if report.aborted else _parse_error_count(report))
+    listed.sort(key=lambda entry: entry.get("line") or 0)  # file order, whatever order AWS paged
     shown = listed[: api.MAX_SKIPPED]
     return {"skipped": shown, "skippedNotListed": max(total - len(shown), 0) or None}
 

@@ -1,4 +1,4 @@
-"""One operator for the security suite, run as kopf runs it, configured as a cluster admin would.
+"""One operator per security module, run as kopf runs it, configured as a cluster admin would.
 
 Everything travels over real HTTP: kmock's Kubernetes emulator, moto in server mode behind a
 *tap* (a recorder that forwards to moto and keeps each request's signature), and two *rogue*
@@ -27,34 +27,34 @@ import kube
 from recorder import Recorder
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def cluster() -> Iterator[kube.EmulatedCluster]:
     with kube.emulated_cluster() as emulated:
         yield emulated
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def rogue() -> Iterator[Recorder]:
     """A host no setting lists: a tenant names it; it must see nothing."""
     with Recorder() as server:
         yield server
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def listed() -> Iterator[Recorder]:
     """A listed origin gone bad: it would hand out poisoned credentials if asked."""
     with Recorder() as server:
         yield server
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def tap(moto_endpoint: str) -> Iterator[Recorder]:
     """The operator's AWS endpoint: moto, with every request's signature kept."""
     with Recorder(upstream=moto_endpoint) as server:
         yield server
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def operator(
     cluster: kube.EmulatedCluster,
     moto_endpoint: str,

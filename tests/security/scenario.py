@@ -61,3 +61,11 @@ def params(ssm: Any, path: str) -> dict[str, str]:
 def events(cluster: kube.Cluster, namespace: str, name: str) -> list[tuple[str, str]]:
     """(type, reason) of the object's events, oldest first."""
     return [(e.get("type", ""), e.get("reason", "")) for e in cluster.events(namespace, name)]
+
+
+def has_event(cluster: kube.Cluster, namespace: str, name: str, kind: str, reason: str) -> None:
+    """Wait for an event of this type and reason (kopf posts events after the status patch)."""
+    kube.wait_until(
+        lambda: (kind, reason) in events(cluster, namespace, name),
+        what=f"a {kind} {reason} event on {namespace}/{name}",
+    )

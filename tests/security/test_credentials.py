@@ -15,7 +15,7 @@ import pytest
 import kube
 from envsync import errors, sinks
 from recorder import POISONED_KEY, Recorder
-from scenario import SENTINEL, envsync, events, params, settled
+from scenario import SENTINEL, envsync, has_event, params, settled
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("operator")]
 
@@ -50,7 +50,7 @@ def test_an_unlisted_endpoint_is_refused_and_never_receives_a_request(
         obj = settled(cluster, namespace, name, "EndpointNotAllowed")
         assert kube.is_true(obj, "Stalled")
         assert "ENVSYNC_ALLOWED_ENDPOINTS" in kube.condition(obj, "Ready")["message"]  # type: ignore[index]
-        assert ("Warning", "EndpointNotAllowed") in events(cluster, namespace, name)
+        has_event(cluster, namespace, name, "Warning", "EndpointNotAllowed")
         assert params(ssm, f"/{namespace}/{name}/") == {}
         assert SENTINEL not in json.dumps(obj)
 

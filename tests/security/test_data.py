@@ -14,7 +14,7 @@ import pytest
 
 import kube
 from envsync import api
-from scenario import SENTINEL, envsync, events, params, settled
+from scenario import SENTINEL, envsync, events, has_event, params, settled
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("operator")]
 
@@ -34,6 +34,7 @@ def test_a_wiped_source_deletes_nothing_until_allow_empty(
     assert kube.is_true(obj, "Stalled")
     assert "allowEmpty" in kube.condition(obj, "Ready")["message"]  # type: ignore[index]
     assert params(ssm, path) == kept
+    has_event(cluster, namespace, "app", "Warning", "EmptySource")
     time.sleep(1.0)  # nothing further happens on its own: one event, no retry loop
     assert events(cluster, namespace, "app").count(("Warning", "EmptySource")) == 1
     assert params(ssm, path) == kept
@@ -81,7 +82,7 @@ def test_keys_a_store_refuses_are_listed_and_keep_ready_false(
         f"{path}BARE": "x",
     }
     assert "x" * 100 not in json.dumps(obj)
-    assert ("Warning", "KeysSkipped") in events(cluster, namespace, "app")
+    has_event(cluster, namespace, "app", "Warning", "KeysSkipped")
 
 
 def test_a_line_left_out_under_skip_keeps_ready_false(
@@ -138,10 +139,10 @@ def test_a_moved_target_takes_its_keys_along_only_with_prune(
     assert params(ssm, new) == {f"{new}A": "1", f"{new}TOKEN": SENTINEL}
     if prune:
         assert params(ssm, old) == {f"{old}HUMAN": "kept"}
-        assert ("Normal", "TargetMoved") in events(cluster, namespace, "app")
+        has_event(cluster, namespace, "app", "Normal", "TargetMoved")
     else:
         assert params(ssm, old) == {f"{old}A": "1", f"{old}TOKEN": SENTINEL, f"{old}HUMAN": "kept"}
-        assert ("Warning", "TargetMoved") in events(cluster, namespace, "app")
+        has_event(cluster, namespace, "app", "Warning", "TargetMoved")
 
 
 def test_refresh_interval_has_a_floor_in_the_schema_and_the_operator(
