@@ -119,6 +119,25 @@ def condition(obj: Mapping[str, Any] | None, kind: str) -> dict[str, Any] | None
     return None
 
 
+def settled(
+    cluster: Cluster, namespace: str, name: str, reason: str, *, timeout: float = 15.0
+) -> dict[str, Any]:
+    """Wait until Ready carries ``reason`` for the current generation; return the object."""
+
+    def probe() -> dict[str, Any] | None:
+        obj = cluster.get("EnvSync", namespace, name)
+        cond = condition(obj, "Ready")
+        fresh = obj and obj.get("status", {}).get("observedGeneration") == obj["metadata"].get(
+            "generation"
+        )
+        return obj if fresh and cond and cond["reason"] == reason else None
+
+    found: dict[str, Any] = wait_until(
+        probe, timeout=timeout, what=f"{namespace}/{name} Ready reason {reason}"
+    )
+    return found
+
+
 def is_true(obj: Mapping[str, Any] | None, kind: str) -> bool:
     cond = condition(obj, kind)
     return bool(cond and cond.get("status") == "True")

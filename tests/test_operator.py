@@ -131,16 +131,7 @@ def owner_tag(ssm: Any, name: str) -> str | None:
 
 def ready(cluster: kube.Cluster, namespace: str, name: str, reason: str = "Synced") -> Any:
     """Wait until Ready has ``reason`` for the current generation; return the object."""
-
-    def probe() -> Any:
-        obj = cluster.get("EnvSync", namespace, name)
-        cond = kube.condition(obj, "Ready")
-        fresh = obj and obj.get("status", {}).get("observedGeneration") == obj["metadata"].get(
-            "generation"
-        )
-        return obj if fresh and cond and cond["reason"] == reason else None
-
-    return kube.wait_until(probe, what=f"{namespace}/{name} Ready reason {reason}")
+    return kube.settled(cluster, namespace, name, reason)
 
 
 def counts(**nonzero: int) -> dict[str, int]:

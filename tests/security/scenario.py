@@ -33,19 +33,7 @@ def settled(
     cluster: kube.Cluster, namespace: str, name: str, reason: str, *, timeout: float = 20.0
 ) -> dict[str, Any]:
     """Wait until Ready carries ``reason`` for the current generation; the object."""
-
-    def probe() -> dict[str, Any] | None:
-        obj = cluster.get("EnvSync", namespace, name)
-        cond = kube.condition(obj, "Ready")
-        fresh = obj and obj.get("status", {}).get("observedGeneration") == obj["metadata"].get(
-            "generation"
-        )
-        return obj if fresh and cond and cond["reason"] == reason else None
-
-    found: dict[str, Any] = kube.wait_until(
-        probe, timeout=timeout, what=f"{namespace}/{name} Ready reason {reason}"
-    )
-    return found
+    return kube.settled(cluster, namespace, name, reason, timeout=timeout)
 
 
 def params(ssm: Any, path: str) -> dict[str, str]:

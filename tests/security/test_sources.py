@@ -23,12 +23,29 @@ SELECTOR = "envsync.dev/source=true"
 
 
 def requests(cluster: kube.EmulatedCluster, plural: str) -> list[Any]:
+    """The operator's requests for ``plural`` (the test's own client is urllib's)."""
     assert cluster.server.emulator is not None
     return [
         r
         for r in list(cluster.server.emulator)
-        if r.resource is not None and r.resource.plural == plural
+        if r.resource is not None
+        and r.resource.plural == plural
+        and "Python-urllib" not in r.headers.get("User-Agent", "")
     ]
+
+
+def updated_once(cluster: kube.EmulatedCluster, namespace: str, what: str) -> None:
+    """Wait until the EnvSync ``app`` reports one updated key."""
+    kube.wait_until(
+        lambda: (
+            (cluster.get("EnvSync", namespace, "app") or {})
+            .get("status", {})
+            .get("counts", {})
+            .get("updated")
+            == 1
+        ),
+        what=what,
+    )
 
 
 def test_lists_and_watches_of_sources_ask_only_for_labelled_objects(
@@ -65,16 +82,7 @@ def test_a_secret_nobody_names_is_never_fetched(
     settled(cluster, namespace, "app", "Synced")
     cluster.patch("Secret", namespace, "payroll", {"data": {"DB": "aHVudGVyMw=="}})
     cluster.patch("ConfigMap", namespace, "app-env", {"data": {".env": "A=2\n"}})
-    kube.wait_until(
-        lambda: (
-            (cluster.get("EnvSync", namespace, "app") or {})
-            .get("status", {})
-            .get("counts", {})
-            .get("updated")
-            == 1
-        ),
-        what="the labelled source's edit to sync",
-    )
+    updated_once(cluster, namespace, "the labelled source's edit to sync")
 
     fetched = {
         (r.resource.plural, r.name)
@@ -100,13 +108,4 @@ def test_an_unlabelled_source_still_syncs_but_is_not_watched(
 
     force = {"metadata": {"annotations": {"envsync.dev/force-sync": "now"}}}
     cluster.patch("EnvSync", namespace, "app", force)
-    kube.wait_until(
-        lambda: (
-            (cluster.get("EnvSync", namespace, "app") or {})
-            .get("status", {})
-            .get("counts", {})
-            .get("updated")
-            == 1
-        ),
-        what="a forced sync to read the edit",
-    )
+    updated_once(cluster, namespace, "a forced sync to read the edit")
