@@ -654,6 +654,9 @@ class TargetStatus(_Status):
     """The region in force (the spec's, else the operator's default); absent: the SDK's."""
     mode: Literal["perKey", "json"] = "perKey"
     """Secrets Manager mode."""
+    endpoint: str | None = Field(default=None, max_length=2048)
+    """The endpoint the operator called (its own setting or a listed origin); absent: the
+    SDK's regional endpoint."""
 
 
 class MemoryStatus(_Status):

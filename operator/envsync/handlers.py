@@ -49,7 +49,7 @@ import aiohttp
 import kopf
 import pydantic
 
-from envsync import api, engine, errors, metrics, pools, sinks, status
+from envsync import api, engine, errors, metrics, pools, sinks, status, targets
 from envsync import settings as settings_module
 
 __all__ = [
@@ -141,39 +141,10 @@ def target_for(spec: api.EnvSyncSpec, settings: settings_module.Settings) -> sin
     )
 
 
-def target_identity(spec: api.EnvSyncSpec, settings: settings_module.Settings) -> dict[str, Any]:
-    """What makes a target a different place (status.target): provider, path, region, mode."""
-    target = spec.target
-    identity = {
-        "provider": target.provider,
-        "path": target.path,
-        "region": target.region or settings.default_region,
-        "mode": target.mode,
-    }
-    return {key: value for key, value in identity.items() if value is not None}
-
-
-def moved_from(
-    recorded: Mapping[str, Any] | None, spec: api.EnvSyncSpec, settings: settings_module.Settings
-) -> sinks.Target | None:
-    """The previous place when ``status.target`` names another one than the spec, else None.
-
-    It keeps the spec's storage details (they do not decide where keys are) and the operator's
-    endpoint; only provider, path, region and mode come from the record.
-    """
-    if not recorded or dict(recorded) == target_identity(spec, settings):
-        return None
-    current = target_for(spec, settings)
-    try:
-        return dataclasses.replace(
-            current,
-            provider=recorded["provider"],
-            path=str(recorded["path"]),
-            region=recorded.get("region"),
-            mode=recorded.get("mode", "perKey"),
-        )
-    except (KeyError, TypeError):
-        return None  # not a record this operator wrote
+def place_of(spec: api.EnvSyncSpec, settings: settings_module.Settings) -> targets.Place:
+    """Where the spec's keys live (status.target): region and endpoint resolved as the client
+    resolves them, so an equivalent spec is never mistaken for a move."""
+    return targets.Place.of(target_for(spec, settings), sinks.session.sdk_region())
 
 
 def pool_config(spec: api.EnvSyncSpec) -> pools.PoolConfig:
@@ -251,10 +222,16 @@ def guard_tenancy(
 
 
 def _endpoint_refused(endpoint: str) -> PolicyError:
-    shown = endpoint if len(endpoint) <= 200 else endpoint[:199] + "…"
+    """The refusal names the origin only: a URL's user info or query may hold a credential."""
+    found = settings_module.origin(endpoint)
+    shown = (
+        repr(settings_module.format_origin(found))
+        if found
+        else "(a URL with user info or an unusual host)"
+    )
     return PolicyError(
         status.Reason.ENDPOINT_NOT_ALLOWED,
-        f"spec.target.endpointUrl {shown!r} is not an origin this operator may call "
+        f"spec.target.endpointUrl {shown} is not an origin this operator may call "
         "(ENVSYNC_ALLOWED_ENDPOINTS); no request was sent to it",
     )
 
@@ -872,52 +849,66 @@ class Runtime:
     ) -> Move:
         """After a sync of a moved target: prune what this EnvSync owns at the old place.
 
-        Only once the new place is in step (nothing lost if the move is abandoned half-way),
-        only with ``prune`` (the same rule as for keys that left the file), and only under a
-        prefix the namespace may still write. Until the old place is clean, status.target keeps
-        naming it, so a failed cleanup is retried and never forgotten.
+        Only once the new place is in step, every key stored (nothing lost if the move is
+        abandoned half-way, and a key the new place refuses keeps its old copy), only with
+        ``prune`` (the same rule as for keys that left the file), and only at a place the
+        namespace may still write and the operator may still call. Until the old place is
+        clean, status.target keeps naming it, so a failed cleanup is retried, not forgotten.
         """
-        if not report.ok or report.dry_run:
+        if not report.complete or report.dry_run:
             return Move(None)
-        identity = target_identity(spec, self.settings)
-        old = moved_from(previous.get("target"), spec, self.settings)
-        if old is None:
-            return Move(identity if previous.get("target") != identity else None)
+        here = place_of(spec, self.settings)
+        recorded = previous.get("target")
+        old = targets.Place.from_status(recorded)
+        if old is None or old == here:
+            return Move(here.as_status() if recorded != here.as_status() else None)
         namespace, name = body.metadata.namespace or "", body.metadata.name or ""
-        here = f"{spec.target.provider} {spec.target.path}"
-        there = f"{old.provider} {old.path}" + (f" ({old.region})" if old.region else "")
-        if not spec.sync_policy.prune:
-            message = f"moved to {here}; the keys at {there} were left there (prune is false)"
+        left = self._unreachable(namespace, old, here, prune=spec.sync_policy.prune)
+        if left is not None:
+            message = f"moved to {here.describe()}; the keys at {old.describe()} {left}"
             kopf.event(body, type="Warning", reason=status.Reason.TARGET_MOVED, message=message)
-            return Move(identity)
-        if not self.settings.path_allowed(namespace, old.path):
-            message = (
-                f"moved to {here}; {there} is outside the prefixes this namespace may write, so "
-                "nothing was deleted there"
-            )
-            kopf.event(body, type="Warning", reason=status.Reason.TARGET_MOVED, message=message)
-            return Move(identity)
+            return Move(here.as_status())
         try:
             cleanup = await engine.delete_owned(
-                old,
+                old.target(target_for(spec, self.settings)),
                 owner_id(namespace, name),
                 credentials,
                 workers=spec.performance_or_default.worker_count,
             )
         except errors.EnvSyncError as exc:
-            return Move(None, f"moved to {here}, but pruning {there} failed: {exc}")
+            return Move(
+                None, f"moved to {here.describe()}, but pruning {old.describe()} failed: {exc}"
+            )
         if cleanup.failed:
             listed = "; ".join(f"{issue.key} ({issue.reason})" for issue in cleanup.failures[:5])
             return Move(
                 None,
-                f"moved to {here}, but {cleanup.failed} keys at {there} were not deleted: {listed}",
+                f"moved to {here.describe()}, but {cleanup.failed} keys at {old.describe()} "
+                f"were not deleted: {listed}",
             )
         message = (
-            f"moved from {there} to {here}: deleted the {cleanup.deleted} keys this EnvSync "
-            "owned there"
+            f"moved from {old.describe()} to {here.describe()}: deleted the {cleanup.deleted} "
+            "keys this EnvSync owned there"
         )
         kopf.event(body, type="Normal", reason=status.Reason.TARGET_MOVED, message=message)
-        return Move(identity)
+        return Move(here.as_status())
+
+    def _unreachable(
+        self, namespace: str, old: targets.Place, here: targets.Place, *, prune: bool
+    ) -> str | None:
+        """Why the keys at ``old`` are left where they are, or None when they may be pruned."""
+        if not prune:
+            return "were left there (prune is false)"
+        if not self.settings.path_allowed(namespace, old.path):
+            return "were left there: that path is outside the prefixes this namespace may write"
+        callable_endpoints = {self.settings.aws_endpoint_url, *self.settings.allowed_endpoints}
+        if old.endpoint not in callable_endpoints:
+            return "were left there: the operator may no longer call that endpoint"
+        if old.overlaps(here):
+            return (
+                "were left there: the two places share names, so pruning one would delete the other"
+            )
+        return None
 
     async def _run(
         self, request: engine.SyncRequest, spec: api.EnvSyncSpec, tracker: Tracker
@@ -1033,6 +1024,9 @@ class Runtime:
                 credentials,
                 workers=spec.performance_or_default.worker_count,
             )
+            report = await self._finalize_old_place(
+                namespace, name, spec, previous, credentials, report
+            )
         except errors.EnvSyncError as exc:
             raise self._cleanup_failed(body, patch, previous, str(exc), tracker) from None
         except Exception as exc:  # logged without its message, which might echo input
@@ -1055,6 +1049,34 @@ class Runtime:
             message=f"deletionPolicy Delete: deleted the {report.deleted} keys this EnvSync owned",
         )
         self.trackers.pop((namespace, name), None)
+
+    async def _finalize_old_place(
+        self,
+        namespace: str,
+        name: str,
+        spec: api.EnvSyncSpec,
+        previous: Mapping[str, Any],
+        credentials: sinks.Credentials | None,
+        report: engine.SyncReport,
+    ) -> engine.SyncReport:
+        """A move whose old place was not pruned yet: deleting the EnvSync deletes there too."""
+        here = place_of(spec, self.settings)
+        old = targets.Place.from_status(previous.get("target"))
+        if old is None or old == here or self._unreachable(namespace, old, here, prune=True):
+            return report
+        more = await engine.delete_owned(
+            old.target(target_for(spec, self.settings)),
+            owner_id(namespace, name),
+            credentials,
+            workers=spec.performance_or_default.worker_count,
+        )
+        return dataclasses.replace(
+            report,
+            deleted=report.deleted + more.deleted,
+            failed=report.failed + more.failed,
+            conflicts=report.conflicts + more.conflicts,
+            failures=report.failures + more.failures,
+        )
 
     def _cleanup_failed(
         self,

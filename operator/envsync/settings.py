@@ -34,6 +34,7 @@ __all__ = [
     "Settings",
     "env_var",
     "load_settings",
+    "format_origin",
     "origin",
     "parse_selector",
     "path_segments",
@@ -243,7 +244,7 @@ class Settings(BaseSettings):
     def _origins(cls, value: list[str]) -> list[str]:
         for entry in value:
             found = origin(entry)
-            if found is None or entry.rstrip("/") != _format_origin(found):
+            if found is None or entry.rstrip("/") != format_origin(found):
                 raise ValueError(
                     f"{entry!r} is not an origin: expected scheme://host[:port] with http or "
                     "https, no user, path, query or fragment"
@@ -353,7 +354,7 @@ def origin(url: str) -> tuple[str, str, int] | None:
     return scheme, host, port if port is not None else _DEFAULT_PORTS[scheme]
 
 
-def _format_origin(found: tuple[str, str, int]) -> str:
+def format_origin(found: tuple[str, str, int]) -> str:
     scheme, host, port = found
     host = f"[{host}]" if ":" in host else host
     return f"{scheme}://{host}" if port == _DEFAULT_PORTS[scheme] else f"{scheme}://{host}:{port}"

@@ -258,7 +258,7 @@ REASONS: Final[Mapping[Reason, ReasonDoc]] = {
         " an empty value, a value too large for the tier, '{{ }}' in an SSM value, a bare KEY, a"
         " line left out under onParseError Skip). AWS keeps whatever it held for them before.",
         "Fix the keys listed in status.skipped (envsync lint --to TARGET shows the same "
-        "refusals); the sync runs when the source or spec changes.",
+        "refusals); the fixed source syncs at once, and drift checks go on meanwhile.",
     ),
     R.TARGET_MOVED: ReasonDoc(
         "event only (Warning when keys were left at the old place)",

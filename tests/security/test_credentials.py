@@ -39,6 +39,7 @@ def test_an_unlisted_endpoint_is_refused_and_never_receives_a_request(
         "other-name": f"http://localhost:{port}",
         "query": f"{rogue.url}/?next={listed.url}",
         "backslash": f"http://127.0.0.1:{port}\\@{listed_netloc}/",
+        "credentials": f"http://user:{SENTINEL}@127.0.0.1:{port}/",
     }
     before = len(rogue.requests())
     cluster.apply(kube.configmap("app-env", namespace, f"TOKEN={SENTINEL}\n"))
@@ -52,7 +53,8 @@ def test_an_unlisted_endpoint_is_refused_and_never_receives_a_request(
         assert "ENVSYNC_ALLOWED_ENDPOINTS" in kube.condition(obj, "Ready")["message"]  # type: ignore[index]
         has_event(cluster, namespace, name, "Warning", "EndpointNotAllowed")
         assert params(ssm, f"/{namespace}/{name}/") == {}
-        assert SENTINEL not in json.dumps(obj)
+        said = json.dumps([obj["status"], cluster.events(namespace, name)])
+        assert SENTINEL not in said  # the refusal names the origin, never user info
 
     assert rogue.requests()[before:] == []
 

@@ -166,3 +166,76 @@ def test_refresh_interval_has_a_floor_in_the_schema_and_the_operator(
     later = cluster.get("EnvSync", namespace, "slow")
     assert later is not None
     assert later["status"]["lastSyncTime"] == synced_at
+
+
+def test_leaving_out_a_region_the_sdk_already_names_is_no_move(
+    cluster: kube.EmulatedCluster, namespace: str, ssm: Any
+) -> None:
+    path = f"/{namespace}/app/"
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
+    cluster.apply(envsync("app", namespace, path=path, target={"region": "us-east-1"}))
+    settled(cluster, namespace, "app", "Synced")
+    cluster.patch("EnvSync", namespace, "app", {"spec": {"target": {"region": None}}})
+    obj = kube.wait_until(
+        lambda: (
+            (o := settled(cluster, namespace, "app", "Synced"))["metadata"]["generation"] == 2 and o
+        ),
+        what="the second generation to sync",
+    )
+    assert params(ssm, path) == {f"{path}A": "1"}
+    assert obj["status"]["target"]["region"] == "us-east-1"
+    assert ("Normal", "TargetMoved") not in events(cluster, namespace, "app")
+
+
+def test_a_move_keeps_the_old_copy_of_a_key_the_new_place_refuses(
+    cluster: kube.EmulatedCluster, namespace: str, ssm: Any
+) -> None:
+    """Standard tier holds 4 KB: moving a 5 KB value from an Advanced path to a Standard one
+    must not delete the only stored copy."""
+    old, new = f"/{namespace}/one/", f"/{namespace}/two/"
+    big = "x" * 5000
+    cluster.apply(kube.configmap("app-env", namespace, f"A=1\nBIG={big}\n"))
+    cluster.apply(envsync("app", namespace, path=old, target={"tier": "Advanced"}))
+    settled(cluster, namespace, "app", "Synced")
+
+    cluster.patch("EnvSync", namespace, "app", {"spec": {"target": {"path": new, "tier": None}}})
+    obj = settled(cluster, namespace, "app", "KeysSkipped")
+    assert obj["status"]["target"]["path"] == old  # the move is not done
+    assert params(ssm, old) == {f"{old}A": "1", f"{old}BIG": big}
+    assert params(ssm, new) == {f"{new}A": "1"}
+
+
+def test_a_json_secret_that_becomes_a_per_key_name_is_not_deleted(
+    cluster: kube.EmulatedCluster, namespace: str, secrets: Any
+) -> None:
+    sm = {"provider": "secretsmanager"}
+    cluster.apply(kube.configmap("app-env", namespace, "DB=pg\n"))
+    cluster.apply(
+        envsync("app", namespace, path=f"{namespace}/app/DB", target={**sm, "mode": "json"})
+    )
+    settled(cluster, namespace, "app", "Synced")
+    change = {"spec": {"target": {"path": f"{namespace}/app/", "mode": "perKey"}}}
+    cluster.patch("EnvSync", namespace, "app", change)
+    has_event(cluster, namespace, "app", "Warning", "TargetMoved")
+    described = secrets.describe_secret(SecretId=f"{namespace}/app/DB")
+    assert "DeletedDate" not in described
+    assert secrets.get_secret_value(SecretId=f"{namespace}/app/DB")["SecretString"] == "pg"
+
+
+def test_deleting_an_envsync_mid_move_cleans_both_places(
+    cluster: kube.EmulatedCluster, namespace: str, ssm: Any
+) -> None:
+    old, new = f"/{namespace}/one/", f"/{namespace}/two/"
+    ssm.put_parameter(Name=f"{new}B", Value="human", Type="String")  # a conflict stalls the move
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\nB=2\n"))
+    cluster.apply(envsync("app", namespace, path=old, deletionPolicy="Delete"))
+    settled(cluster, namespace, "app", "Synced")
+    cluster.patch("EnvSync", namespace, "app", {"spec": {"target": {"path": new}}})
+    assert (
+        settled(cluster, namespace, "app", "OwnershipConflict")["status"]["target"]["path"] == old
+    )
+
+    cluster.delete("EnvSync", namespace, "app")
+    kube.wait_until(lambda: cluster.get("EnvSync", namespace, "app") is None, what="deletion")
+    assert params(ssm, old) == {}
+    assert params(ssm, new) == {f"{new}B": "human"}

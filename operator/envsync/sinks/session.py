@@ -55,6 +55,7 @@ __all__ = [
     "quiet_sdk_loggers",
     "remove_request_observer",
     "reset",
+    "sdk_region",
     "settings",
     "translate",
 ]
@@ -227,6 +228,13 @@ def name_lock(name: str) -> Iterator[None]:
                 del _state.name_locks[name]
             else:
                 _state.name_locks[name] = (lock, users - 1)
+
+
+def sdk_region() -> str | None:
+    """The region the SDK's own chain names (AWS_REGION, AWS_DEFAULT_REGION, the profile), as
+    :func:`get_client` falls back to when a target names none."""
+    region: str | None = botocore.session.Session().get_config_variable("region")
+    return region
 
 
 def get_client(
