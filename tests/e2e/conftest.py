@@ -12,9 +12,9 @@ endpoint, which must then be reachable from here. With ``ENVSYNC_E2E_OPERATOR=in
 operator installed by the chart in ``ENVSYNC_E2E_OPERATOR_NAMESPACE`` is used instead (its
 metrics through ``kubectl port-forward``), and ``ENVSYNC_E2E_CLUSTER_AWS_ENDPOINT`` is the
 LocalStack address written into the EnvSyncs, as the operator reaches it: the chart must list
-that origin in ``aws.allowedEndpoints`` (an endpointUrl is refused otherwise) and set
-``operator.watchSources=all`` (the scenarios' ConfigMaps carry no ``envsync.dev/source`` label),
-as .github/workflows/e2e.yaml does. Every scenario works in a namespace of its own, deleted
+that origin in ``aws.allowedEndpoints`` (an endpointUrl is refused otherwise), as
+.github/workflows/e2e.yaml does. The scenarios' sources carry the ``envsync.dev/source`` label,
+so the default label-selected watch is what a real API server filters here. Every scenario works in a namespace of its own, deleted
 afterwards. Without ENVSYNC_E2E_KUBECONFIG every test is skipped.
 """
 
@@ -74,7 +74,6 @@ def operator(cluster: kube.KubectlCluster, aws_endpoint: str) -> Iterator[str]:
             "liveness_port": "0",
             "log_format": "plain",
             "allowed_endpoints": aws_endpoint,
-            "watch_sources": "all",
         }
         with kube.run_operator(cluster.kubeconfig, **settings):
             yield f"http://127.0.0.1:{port}/metrics"
