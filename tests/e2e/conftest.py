@@ -14,8 +14,8 @@ metrics through ``kubectl port-forward``), and ``ENVSYNC_E2E_CLUSTER_AWS_ENDPOIN
 LocalStack address written into the EnvSyncs, as the operator reaches it: the chart must list
 that origin in ``aws.allowedEndpoints`` (an endpointUrl is refused otherwise), as
 .github/workflows/e2e.yaml does. The scenarios' sources carry the ``envsync.dev/source`` label,
-so the default label-selected watch is what a real API server filters here. Every scenario works in a namespace of its own, deleted
-afterwards. Without ENVSYNC_E2E_KUBECONFIG every test is skipped.
+so the default label-selected watch is what a real API server filters here. Every scenario works
+in a namespace of its own, deleted afterwards. Without ENVSYNC_E2E_KUBECONFIG every test is skipped.
 """
 
 from __future__ import annotations
