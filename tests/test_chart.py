@@ -51,6 +51,14 @@ OPERATOR_RULES = [
 ]  # fmt: skip
 """Exactly what the operator does: follow EnvSyncs (kopf's finalizer and progress go in through
 patch), write status only through its subresource, read sources and auth Secrets, post events."""
+CRD_RULE = {
+    "apiGroups": ["apiextensions.k8s.io"],
+    "resources": ["customresourcedefinitions"],
+    "verbs": ["list", "watch"],
+}
+"""Cluster mode: kopf follows CRDs to notice the EnvSync CRD appear (tests/apiserver proves it
+needs this against a real RBAC authorizer)."""
+CLUSTER_RULES = [*OPERATOR_RULES, CRD_RULE]
 
 
 def peering_rules(resource: str, name: str) -> list[dict[str, Any]]:
@@ -322,7 +330,7 @@ def test_existing_service_account_and_no_rbac(chart: helm.Chart) -> None:
 
 def test_cluster_mode_grants_exactly_what_the_operator_uses(chart: helm.Chart) -> None:
     objects = render(chart)
-    assert only(objects, "ClusterRole")["rules"] == OPERATOR_RULES
+    assert only(objects, "ClusterRole")["rules"] == CLUSTER_RULES
     binding = only(objects, "ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": RELEASE,
@@ -353,7 +361,7 @@ def test_namespaced_mode_has_a_role_per_namespace_and_nothing_cluster_wide(
 
 def test_peering_rules_and_objects_only_when_peering_is_on(chart: helm.Chart) -> None:
     cluster = render(chart, VARIANTS["ha"])
-    assert only(cluster, "ClusterRole")["rules"] == OPERATOR_RULES + peering_rules(
+    assert only(cluster, "ClusterRole")["rules"] == CLUSTER_RULES + peering_rules(
         "clusterkopfpeerings", RELEASE
     )
     assert only(cluster, "ClusterKopfPeering")["metadata"]["name"] == RELEASE

@@ -639,7 +639,7 @@ class SkippedKey(_Status):
     """Which rule refused it: InvalidKey, EmptyValue, ValueTooLarge, NestedReference (SSM refuses
     `{{ ... }}`), NoValue (a bare `KEY`), ParseError (a line left out under onParseError
     Skip). Whatever AWS held for the key before is still there, unchanged."""
-    message: str = Field(default="", max_length=1024)
+    message: str | None = Field(default=None, max_length=1024)
     """The rule in words. Never the value."""
 
 

@@ -94,6 +94,17 @@ Each rule is what the operator does, nothing more:
   configmaps, secrets: read-only, to read the .env sources and auth.secretRef keys;
   events: create/patch, kopf posts events and the API server aggregates repeats.
 */}}
+{{/*
+Cluster mode only: kopf lists and watches CRDs to notice its resources appear (an operator
+started before its CRD, a CRD re-installed). Without it kopf retries for about a minute at
+start-up and then never notices a CRD installed later. A namespaced Role cannot grant it.
+*/}}
+{{- define "envsync.crdRule" -}}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+{{- end -}}
+
 {{- define "envsync.rules" -}}
 - apiGroups: ["envsync.dev"]
   resources: ["envsyncs"]
