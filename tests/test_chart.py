@@ -43,11 +43,10 @@ KUBE_VERSIONS = ("1.25", kubernetes_validate.latest_version())
 
 OPERATOR_RULES = [
     {"apiGroups": ["envsync.dev"], "resources": ["envsyncs"],
-     "verbs": ["get", "list", "watch", "patch"]},
+     "verbs": ["list", "watch", "patch"]},
     {"apiGroups": ["envsync.dev"], "resources": ["envsyncs/status"], "verbs": ["patch"]},
-    {"apiGroups": ["envsync.dev"], "resources": ["envsyncs/finalizers"], "verbs": ["update"]},
     {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
 ]  # fmt: skip
 """Exactly what the operator does: follow EnvSyncs (kopf's finalizer and progress go in through
 patch), write status only through its subresource, read sources and auth Secrets, post events."""
@@ -523,7 +522,7 @@ def test_chart_defaults_are_the_operators_defaults(
     assert not differ, f"chart default != operator default: {differ}"
 
 
-UNMAPPED_SETTINGS = {"metrics_address"}
+UNMAPPED_SETTINGS = {"metrics_address", "liveness_address"}
 """Settings the chart leaves at their default on purpose: the pod must listen on all addresses."""
 
 

@@ -241,3 +241,11 @@ def test_kms_keys_default_to_refused_and_take_namespace_patterns() -> None:
     config = settings.load_settings(allow_kms_key_id="alias/envsync-{namespace}")
     assert config.kms_key_allowed("team", "alias/envsync-team")
     assert not config.kms_key_allowed("team", "alias/envsync-other")
+
+
+def test_the_liveness_endpoint_binds_where_it_is_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings.load_settings().liveness_endpoint == "http://0.0.0.0:8081/healthz"
+    monkeypatch.setenv("ENVSYNC_LIVENESS_ADDRESS", "127.0.0.1")
+    assert settings.load_settings().liveness_endpoint == "http://127.0.0.1:8081/healthz"
+    monkeypatch.setenv("ENVSYNC_LIVENESS_ADDRESS", "::1")
+    assert settings.load_settings().liveness_endpoint == "http://[::1]:8081/healthz"

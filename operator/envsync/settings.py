@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     liveness_port: int = Field(default=8081, ge=0, le=65535)
     """Port of kopf's liveness endpoint (`/healthz`), for the pod's livenessProbe. 0 turns it off.
     Default 8081."""
+    liveness_address: str = "0.0.0.0"
+    """Address the liveness endpoint binds to. Default 0.0.0.0, so the kubelet's probe reaches the
+    pod; `127.0.0.1` for an operator run outside a cluster (the CLI, tests)."""
     max_concurrent_syncs: int = Field(default=4, ge=1, le=256)
     """Syncs that may run at once across all EnvSyncs. Default 4: AWS write quotas (a few per second
     per account) are the bottleneck, not CPU."""
@@ -299,7 +302,12 @@ class Settings(BaseSettings):
     @property
     def liveness_endpoint(self) -> str | None:
         """The URL kopf serves its liveness probe on, or None when turned off."""
-        return f"http://0.0.0.0:{self.liveness_port}/healthz" if self.liveness_port else None
+        if not self.liveness_port:
+            return None
+        host = (
+            f"[{self.liveness_address}]" if ":" in self.liveness_address else self.liveness_address
+        )
+        return f"http://{host}:{self.liveness_port}/healthz"
 
 
 def _allowed(policy: bool | list[str], namespace: str, value: str) -> bool:

@@ -87,12 +87,12 @@ Cross-field rules a JSON schema cannot say clearly. Each failure names the value
 
 {{/*
 RBAC rules, in one place so Role and ClusterRole modes grant exactly the same verbs.
-Each rule is what the operator does, nothing more:
-  envsyncs: get/list/watch to follow the resources, patch for kopf's finalizer and progress annotations;
+Each rule is what the operator does, nothing more (tests/apiserver/test_rbac.py takes each verb
+away in turn against a real API server, and something the operator does then fails):
+  envsyncs: list/watch to follow the resources, patch for kopf's finalizer and annotations;
   envsyncs/status: patch, the only way status is written;
-  envsyncs/finalizers: update, for clusters that enforce owner-reference permissions;
-  configmaps, secrets: read-only, to read the .env sources and auth.secretRef keys;
-  events: create/patch, kopf posts events and the API server aggregates repeats.
+  configmaps, secrets: get a named source or auth.secretRef, list/watch labelled sources;
+  events: create, kopf posts each event (the API server counts repeats itself).
 */}}
 {{/*
 Cluster mode only: kopf lists and watches CRDs to notice its resources appear (an operator
@@ -108,19 +108,16 @@ start-up and then never notices a CRD installed later. A namespaced Role cannot 
 {{- define "envsync.rules" -}}
 - apiGroups: ["envsync.dev"]
   resources: ["envsyncs"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["envsync.dev"]
   resources: ["envsyncs/status"]
   verbs: ["patch"]
-- apiGroups: ["envsync.dev"]
-  resources: ["envsyncs/finalizers"]
-  verbs: ["update"]
 - apiGroups: [""]
   resources: ["configmaps", "secrets"]
   verbs: ["get", "list", "watch"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
 
 {{/*
