@@ -138,6 +138,16 @@ def settled(
     return found
 
 
+def params(ssm: Any, path: str) -> dict[str, str]:
+    """name → value of every parameter under ``path``."""
+    found: dict[str, str] = {}
+    for page in ssm.get_paginator("get_parameters_by_path").paginate(
+        Path=path, WithDecryption=True
+    ):
+        found.update({p["Name"]: p["Value"] for p in page["Parameters"]})
+    return found
+
+
 def is_true(obj: Mapping[str, Any] | None, kind: str) -> bool:
     cond = condition(obj, kind)
     return bool(cond and cond.get("status") == "True")

@@ -116,12 +116,7 @@ def ssm(aws_endpoint: str) -> Any:
 
 def params(ssm: Any, path: str) -> dict[str, str]:
     """name → value of every parameter under ``path``."""
-    found: dict[str, str] = {}
-    for page in ssm.get_paginator("get_parameters_by_path").paginate(
-        Path=path, WithDecryption=True
-    ):
-        found.update({p["Name"]: p["Value"] for p in page["Parameters"]})
-    return found
+    return kube.params(ssm, path)
 
 
 def owner_tag(ssm: Any, name: str) -> str | None:

@@ -36,14 +36,8 @@ def settled(
     return kube.settled(cluster, namespace, name, reason, timeout=timeout)
 
 
-def params(ssm: Any, path: str) -> dict[str, str]:
-    """name → value of every parameter under ``path``."""
-    found: dict[str, str] = {}
-    for page in ssm.get_paginator("get_parameters_by_path").paginate(
-        Path=path, WithDecryption=True
-    ):
-        found.update({p["Name"]: p["Value"] for p in page["Parameters"]})
-    return found
+params = kube.params
+"""name → value of every parameter under ``path``."""
 
 
 def events(cluster: kube.Cluster, namespace: str, name: str) -> list[tuple[str, str]]:
