@@ -349,6 +349,7 @@ def run_operator(
         scope.append("--debug")
     variables = {
         "KUBECONFIG": str(kubeconfig),
+        "ENVSYNC_NAMESPACES": ",".join(namespaces),  # as the chart sets both
         **{f"ENVSYNC_{k.upper()}": v for k, v in settings.items()},
     }
     with (

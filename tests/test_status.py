@@ -674,3 +674,30 @@ def test_apply_patch_is_a_json_merge_patch() -> None:
     after = status.apply_patch(before, {"a": None, "m": {"y": None, "z": 3}, "l": [3]})
     assert after == {"m": {"x": 1, "z": 3}, "l": [3]}
     assert before == {"a": 1, "m": {"x": 1, "y": 2}, "l": [1, 2]}
+
+
+def test_conditions_go_onto_the_stored_object_keeping_what_others_wrote_since() -> None:
+    """The operator's list was computed from an older copy; the stored object has since gained
+    a newer foreign condition and lost none of ours: ours replace ours, theirs stay as stored."""
+    ready = {"type": "Ready", "status": "True", "reason": "Synced", "message": "synced"}
+    stale_foreign = {"type": "example.com/Audited", "status": "True", "message": "audit 1"}
+    computed = [ready, stale_foreign]
+    stored = {
+        "metadata": {"resourceVersion": "9"},
+        "status": {
+            "keys": 3,
+            "conditions": [
+                {"type": "Ready", "status": "Unknown", "reason": "Progressing"},
+                {"type": "Synced", "status": "False", "reason": "AWSError"},
+                {**stale_foreign, "message": "audit 2"},
+            ],
+        },
+    }
+    status.conditions_onto(computed)(stored["status"])
+    assert stored["status"] == {
+        "keys": 3,
+        "conditions": [ready, {**stale_foreign, "message": "audit 2"}],
+    }
+    bare: dict[str, Any] = {}
+    status.conditions_onto(computed)(bare)
+    assert bare == {"conditions": [ready]}

@@ -40,9 +40,10 @@ import json
 import logging
 import math
 import random
+import re
 import traceback
 import types
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, MutableMapping
 from typing import Any, Final
 
 import aiohttp
@@ -80,6 +81,9 @@ SOURCE_SELECTOR: Final = f"{settings_module.SOURCE_LABEL}=true"
 """The server-side label selector of the ConfigMap and Secret watches (ENVSYNC_WATCH_SOURCES)."""
 FINALIZER: Final = f"{GROUP}/finalizer"
 """Added by kopf only to EnvSyncs with ``deletionPolicy: Delete`` (the one handler needing it)."""
+NAMESPACE_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+"""A namespace's name (a DNS label); anything else in ENVSYNC_NAMESPACES is a kopf pattern,
+which needs kopf's namespace scan (and cluster-wide ``list namespaces``)."""
 
 REQUEST_ANNOTATION: Final = f"{GROUP}/sync-requested"
 """Set by the operator to ask itself for a pass (source changed, drift check or retry due);
@@ -989,12 +993,16 @@ class Runtime:
         synced: bool = False,
         drift_check: bool = False,
     ) -> None:
-        """Status through kopf's patch; events only on transitions (status.transition_events).
+        """Status through kopf's patch (conditions as a guarded transformation, see
+        status.conditions_onto); events only on transitions (status.transition_events).
 
         ``synced``: ``new`` reports a sync that just ran, whose writes get an event;
         ``drift_check``: it ran only because the drift check was due."""
         for key, value in new.items():
-            patch.status[key] = value
+            if key == "conditions":
+                patch.fns.append(_onto_status(status.conditions_onto(value)))
+            else:
+                patch.status[key] = value
         after = status.apply_patch(previous, new)
         events = status.transition_events(previous, after, synced=synced, drift_check=drift_check)
         for event in events:
@@ -1170,9 +1178,55 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
         # The API server filters: ConfigMaps and Secrets nobody shared never reach the process.
         for plural in ("configmaps", "secrets"):
             settings.watching.label_selectors[plural] = SOURCE_SELECTOR
+    if config.namespaces and all(NAMESPACE_NAME.fullmatch(n) for n in config.namespaces):
+        # A namespaced Role cannot grant list/watch on namespaces or CRDs. kopf would be refused
+        # both, retry for about a minute while /healthz said 200, then fall back to the names it
+        # was given; with scanning off it takes the names at once and discovers the CRD once.
+        settings.scanning.disabled = True
+        await require_served_crd(settings)
     runtime = Runtime(config)
     await runtime.start()
     memo.envsync = runtime
+
+
+async def require_served_crd(settings: kopf.OperatorSettings) -> None:
+    """Stop at start-up when the EnvSync CRD is not installed, as controller-runtime does.
+
+    Without CRD scanning kopf looks for the resource once; started before the CRD it would
+    serve nothing until restarted. Exiting instead makes the pod restart (with backoff) until
+    the CRD is there, and keeps it unready meanwhile: kopf opens /healthz only after start-up.
+    """
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+        settings=settings
+    )
+    if info is None:
+        return  # kopf's own login fails next, with its own message
+    client = KubeClient()
+    client.use(info)
+    try:
+        group = await client.get(f"/apis/{GROUP}/{VERSION}", f"the API group {GROUP}/{VERSION}")
+    except errors.SourceError as exc:
+        raise kopf.PermanentError(f"cannot check that the EnvSync CRD is served: {exc}") from None
+    finally:
+        await client.close()
+    served = {r.get("name") for r in (group or {}).get("resources") or []}
+    if PLURAL not in served:
+        raise kopf.PermanentError(
+            f"the EnvSync CRD ({PLURAL}.{GROUP}, version {VERSION}) is not installed: with"
+            " watchNamespaces (ENVSYNC_NAMESPACES) set the operator cannot watch for it to appear;"
+            " install the chart's CRD first (helm installs crds/ before the Deployment)"
+        )
+
+
+def _onto_status(
+    change: Callable[[MutableMapping[str, Any]], None],
+) -> Callable[[kopf.RawBody], None]:
+    """A change of the status as kopf's patch transformation of the whole body."""
+
+    def transform(body: kopf.RawBody) -> None:
+        change(body.setdefault("status", {}))
+
+    return transform
 
 
 @kopf.on.cleanup()

@@ -97,7 +97,11 @@ class Settings(BaseSettings):
 
     namespaces: Words = Field(default_factory=list)
     """Namespaces to watch, comma-separated. Empty (the default): the whole cluster, which needs a
-    ClusterRole."""
+    ClusterRole. Plain names (the chart's `watchNamespaces`) need only a Role in each: the
+    operator then neither lists namespaces nor watches CRDs, checks once at start-up that the
+    EnvSync CRD is served, and exits with an error naming it when it is not (the pod restarts
+    until the CRD is installed). A kopf pattern (`team-*`, `!kube-system`) keeps kopf's
+    namespace scan, which needs cluster-wide `list`/`watch` on namespaces."""
     label_selector: str = Field(default="", max_length=1024)
     """Only EnvSyncs whose labels match, in Kubernetes' equality syntax (`shard=a`,
     `tier!=batch`, `team`, `!legacy`, comma-separated, all must hold): how several operator

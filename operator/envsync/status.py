@@ -23,7 +23,7 @@ the report carries none, and these functions read only counts, keys, line number
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -736,6 +736,26 @@ def apply_patch(status: Status | None, patch: Mapping[str, Any]) -> dict[str, An
         else:
             result[name] = copy.deepcopy(value)
     return result
+
+
+def conditions_onto(
+    conditions: Sequence[Mapping[str, Any]],
+) -> Callable[[MutableMapping[str, Any]], None]:
+    """A transformation of the stored object's status: the operator's condition types set as
+    computed, any other type left as the object has it *then*.
+
+    A merge patch replaces the list whole, so writing the list computed from the event's body
+    would put back an older copy of a condition another controller set during the sync (a lost
+    update). kopf applies transformations as a JSON patch to its freshest copy of the object,
+    guarded by that copy's resourceVersion, and retries them on the next event if it changed.
+    """
+    ours = [dict(c) for c in conditions if c.get("type") in CONDITION_TYPES]
+
+    def put(status: MutableMapping[str, Any]) -> None:
+        foreign = [c for c in _condition_list(status) if c.get("type") not in CONDITION_TYPES]
+        status["conditions"] = [*copy.deepcopy(ours), *(dict(c) for c in foreign)]
+
+    return put
 
 
 def _outcome(report: ReportLike, counts: Mapping[str, int], target: str) -> dict[str, _Cond | None]:

@@ -80,10 +80,13 @@ def until(probe: Callable[[], Any], warnings: list[str], what: str, timeout: flo
         time.sleep(0.1)
 
 
-def scenario(cluster: kube.KubectlCluster, moto: str, warnings: list[str]) -> None:
-    """Everything the operator does, observed from outside."""
-    namespace = f"r-{uuid.uuid4().hex[:8]}"
-    cluster.create_namespace(namespace)
+def scenario(
+    cluster: kube.KubectlCluster, moto: str, warnings: list[str], namespace: str | None = None
+) -> None:
+    """Everything the operator does, observed from outside, in ``namespace`` (else a new one)."""
+    if namespace is None:
+        namespace = f"r-{uuid.uuid4().hex[:8]}"
+        cluster.create_namespace(namespace)
     one, two = f"/{namespace}/cm/", f"/{namespace}/secret/"
     cluster.apply(kube.configmap("cm-env", namespace, "A=1\n"))
     secret = {
