@@ -676,9 +676,10 @@ def test_apply_patch_is_a_json_merge_patch() -> None:
     assert before == {"a": 1, "m": {"x": 1, "y": 2}, "l": [1, 2]}
 
 
-def test_conditions_go_onto_the_stored_object_keeping_what_others_wrote_since() -> None:
+def test_the_status_goes_onto_the_stored_object_keeping_what_others_wrote_since() -> None:
     """The operator's list was computed from an older copy; the stored object has since gained
-    a newer foreign condition and lost none of ours: ours replace ours, theirs stay as stored."""
+    a newer foreign condition and lost none of ours: ours replace ours, theirs stay as stored.
+    The other fields go as a merge patch would take them, in the same write."""
     ready = {"type": "Ready", "status": "True", "reason": "Synced", "message": "synced"}
     stale_foreign = {"type": "example.com/Audited", "status": "True", "message": "audit 1"}
     computed = [ready, stale_foreign]
@@ -693,11 +694,19 @@ def test_conditions_go_onto_the_stored_object_keeping_what_others_wrote_since() 
             ],
         },
     }
-    status.conditions_onto(computed)(stored["status"])
+    new = {"conditions": computed, "observedGeneration": 4, "keys": None, "counts": {"created": 1}}
+    status.onto(new)(stored["status"])
     assert stored["status"] == {
-        "keys": 3,
+        "observedGeneration": 4,
+        "counts": {"created": 1},
         "conditions": [ready, {**stale_foreign, "message": "audit 2"}],
     }
     bare: dict[str, Any] = {}
-    status.conditions_onto(computed)(bare)
-    assert bare == {"conditions": [ready]}
+    status.onto(new)(bare)
+    assert bare == {"observedGeneration": 4, "counts": {"created": 1}, "conditions": [ready]}
+    untouched: dict[str, Any] = {"conditions": [{**stale_foreign, "message": "audit 2"}]}
+    status.onto({"observedGeneration": 5})(untouched)
+    assert untouched == {
+        "conditions": [{**stale_foreign, "message": "audit 2"}],
+        "observedGeneration": 5,
+    }

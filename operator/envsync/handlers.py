@@ -35,15 +35,17 @@ import base64
 import binascii
 import dataclasses
 import datetime
+import functools
 import hashlib
 import json
 import logging
 import math
+import os
 import random
 import re
 import traceback
 import types
-from collections.abc import Callable, Coroutine, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, MutableMapping
 from typing import Any, Final
 
 import aiohttp
@@ -336,6 +338,10 @@ def _now() -> datetime.datetime:
 # ------------------------------------------------------------------------- reading the source
 
 
+Relogin = Callable[[], Awaitable[kopf.ConnectionInfo | None]]
+"""Logs in again (an exec plugin may run: off the event loop) when the API server says 401."""
+
+
 class KubeClient:
     """Reads ConfigMaps and Secrets, and annotates EnvSyncs, with the operator's credentials.
 
@@ -347,14 +353,10 @@ class KubeClient:
     def __init__(self) -> None:
         self._info: kopf.ConnectionInfo | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._relogin: Callable[[], kopf.ConnectionInfo | None] | None = None
+        self._relogin: Relogin | None = None
 
-    def use(
-        self,
-        info: kopf.ConnectionInfo,
-        relogin: Callable[[], kopf.ConnectionInfo | None] | None = None,
-    ) -> None:
-        """Adopt fresh credentials (called from kopf's login handler)."""
+    def use(self, info: kopf.ConnectionInfo, relogin: Relogin | None = None) -> None:
+        """Adopt fresh credentials (called from kopf's login handler, in the event loop)."""
         self._info = info
         self._relogin = relogin
         old, self._session = self._session, None
@@ -380,48 +382,50 @@ class KubeClient:
 
     async def get(self, path: str, what: str) -> dict[str, Any] | None:
         """The object at ``path``, or None when it does not exist. ``what`` names it in errors."""
-        for attempt in (1, 2):
-            assert self._info is not None or attempt == 1
-            client = self._client()
-            assert self._info is not None
-            url = self._info.server.rstrip("/") + path
-            try:
-                async with client.get(url) as resp:
-                    if resp.status == 404:
-                        return None
-                    if resp.status == 401 and attempt == 1 and self._relogin is not None:
-                        fresh = self._relogin()
-                        if fresh is not None:
-                            self.use(fresh, self._relogin)
-                        continue
-                    if resp.status in (401, 403):
-                        raise errors.SourceError(
-                            f"{what}: the operator may not read it (HTTP {resp.status})"
-                        )
-                    if resp.status >= 400:
-                        raise errors.SourceError(
-                            f"{what}: the API server answered HTTP {resp.status}"
-                        )
-                    body: dict[str, Any] = await resp.json()
-                    return body
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise errors.SourceError(
-                    f"{what}: cannot reach the API server ({type(exc).__name__})"
-                ) from None
-        return None  # pragma: no cover - the loop returns or raises
+        try:
+            status, body = await self._send("GET", path)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise errors.SourceError(
+                f"{what}: cannot reach the API server ({type(exc).__name__})"
+            ) from None
+        if status == 404:
+            return None
+        if status in (401, 403):
+            raise errors.SourceError(f"{what}: the operator may not read it (HTTP {status})")
+        if status >= 400:
+            raise errors.SourceError(f"{what}: the API server answered HTTP {status}")
+        return body
 
     async def patch(self, path: str, body: Mapping[str, Any]) -> None:
         """A JSON merge patch (used only to annotate an EnvSync, asking for a pass)."""
-        client = self._client()
-        assert self._info is not None
-        url = self._info.server.rstrip("/") + path
-        headers = {"Content-Type": "application/merge-patch+json"}
         try:
-            async with client.patch(url, data=json.dumps(dict(body)), headers=headers) as resp:
-                if resp.status >= 400 and resp.status != 404:  # gone: nothing to ask for
-                    raise errors.RemoteError(f"PATCH {path}: HTTP {resp.status}")
+            status, _ = await self._send("PATCH", path, body)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise errors.RemoteError(f"PATCH {path}: {type(exc).__name__}") from None
+        if status >= 400 and status != 404:  # gone: nothing to ask for
+            raise errors.RemoteError(f"PATCH {path}: HTTP {status}")
+
+    async def _send(
+        self, method: str, path: str, body: Mapping[str, Any] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """One request; on a 401 (a token expired or revoked), log in again and retry once."""
+        headers = {"Content-Type": "application/merge-patch+json"} if body is not None else {}
+        data = json.dumps(dict(body)) if body is not None else None
+        for attempt in (1, 2):
+            client = self._client()
+            assert self._info is not None
+            url = self._info.server.rstrip("/") + path
+            async with client.request(method, url, data=data, headers=headers) as resp:
+                if resp.status == 401 and attempt == 1 and self._relogin is not None:
+                    fresh = await self._relogin()
+                    if fresh is not None:
+                        self.use(fresh, self._relogin)
+                    continue
+                if resp.status >= 400:
+                    return resp.status, {}
+                answer: dict[str, Any] = await resp.json()
+                return resp.status, answer
+        return 401, {}  # pragma: no cover - the loop returns or continues once
 
     async def read_key(self, namespace: str, kind: str, name: str, key: str) -> bytes | None:
         """One key's bytes of a ConfigMap (``data`` or ``binaryData``) or Secret; None if missing.
@@ -993,16 +997,13 @@ class Runtime:
         synced: bool = False,
         drift_check: bool = False,
     ) -> None:
-        """Status through kopf's patch (conditions as a guarded transformation, see
-        status.conditions_onto); events only on transitions (status.transition_events).
+        """Status through kopf's patch, as one guarded transformation (status.onto); events
+        only on transitions (status.transition_events).
 
         ``synced``: ``new`` reports a sync that just ran, whose writes get an event;
         ``drift_check``: it ran only because the drift check was due."""
-        for key, value in new.items():
-            if key == "conditions":
-                patch.fns.append(_onto_status(status.conditions_onto(value)))
-            else:
-                patch.status[key] = value
+        if new:
+            patch.fns.append(_onto_status(status.onto(new)))
         after = status.apply_patch(previous, new)
         events = status.transition_events(previous, after, synced=synced, drift_check=drift_check)
         for event in events:
@@ -1195,18 +1196,19 @@ async def require_served_crd(settings: kopf.OperatorSettings) -> None:
     Without CRD scanning kopf looks for the resource once; started before the CRD it would
     serve nothing until restarted. Exiting instead makes the pod restart (with backoff) until
     the CRD is there, and keeps it unready meanwhile: kopf opens /healthz only after start-up.
+    An API server that cannot answer yet is asked again (kopf retries the start-up handler).
     """
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
-        settings=settings
-    )
+    info = await asyncio.to_thread(functools.partial(log_in, settings=settings, logger=log))
     if info is None:
         return  # kopf's own login fails next, with its own message
     client = KubeClient()
     client.use(info)
     try:
         group = await client.get(f"/apis/{GROUP}/{VERSION}", f"the API group {GROUP}/{VERSION}")
-    except errors.SourceError as exc:
-        raise kopf.PermanentError(f"cannot check that the EnvSync CRD is served: {exc}") from None
+    except errors.SourceError as exc:  # unreachable, refused or overloaded: try again
+        raise kopf.TemporaryError(
+            f"cannot check yet that the EnvSync CRD is served: {exc}", delay=5
+        ) from None
     finally:
         await client.close()
     served = {r.get("name") for r in (group or {}).get("resources") or []}
@@ -1224,7 +1226,9 @@ def _onto_status(
     """A change of the status as kopf's patch transformation of the whole body."""
 
     def transform(body: kopf.RawBody) -> None:
-        change(body.setdefault("status", {}))
+        if not isinstance(body.get("status"), dict):  # absent, or null on a lenient server
+            body["status"] = {}
+        change(body["status"])
 
     return transform
 
@@ -1236,15 +1240,66 @@ async def shutdown(memo: Any, **_: Any) -> None:
         await _runtime(memo).close()
 
 
+def log_in(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """The pod's service account, else the kubeconfig as the ``kubernetes`` library reads it.
+
+    In a pod kopf reads the token and CA files itself: no library, and not the 30 MiB that
+    importing ``kubernetes`` costs. Elsewhere (``envsync run`` on a laptop) the library's loader
+    runs what kopf's own kubeconfig reader does not: exec plugins (``aws eks get-token``,
+    ``gke-gcloud-auth-plugin``, ``kubelogin``), auth providers, client certificates. Both are
+    called again when the API server answers 401, which fetches a fresh token.
+    """
+    account: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
+    return account or login_with_kubeconfig(**kwargs)
+
+
+def login_with_kubeconfig(*, settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+    """The current context of ``$KUBECONFIG`` (or ``~/.kube/config``), by the library's loader.
+
+    As kopf's ``login_via_client``, but reading the file named now (the library fixes its
+    default path when first imported) into a configuration of its own (not the library's
+    process-wide default)."""
+    from kubernetes import client, config  # imported only off-cluster (see log_in)
+
+    configuration = client.Configuration()
+    files = os.environ.get("KUBECONFIG") or "~/.kube/config"
+    try:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=files, client_configuration=configuration
+        )
+    except (config.ConfigException, OSError) as exc:
+        raise kopf.LoginError(f"cannot log in with the kubeconfig {files}: {exc}") from None
+    # "BearerToken" since kubernetes 36.0.1, "authorization" before; an exec plugin's or an
+    # auth provider's token is fetched by this call (it runs the refresh hook).
+    header = (
+        configuration.get_api_key_with_prefix("BearerToken")
+        or configuration.get_api_key_with_prefix("authorization")
+        or ""
+    )
+    scheme, _space, token = header.rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,  # may be a temporary file the loader wrote
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+        trust_env=settings.networking.trust_env,
+    )
+
+
 @kopf.on.login()
-def login(memo: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
-    """In-cluster service account first, then a kubeconfig; the source reader shares the result."""
+async def login(memo: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """Log in as :func:`log_in` does, in a thread (an exec plugin is a process to wait for);
+    the source reader shares the result, and is handed the credentials in the event loop."""
 
-    def attempt() -> kopf.ConnectionInfo | None:
-        account: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
-        return account or kopf.login_with_kubeconfig(**kwargs)
+    async def attempt() -> kopf.ConnectionInfo | None:
+        return await asyncio.to_thread(functools.partial(log_in, **kwargs))
 
-    info = attempt()
+    info = await attempt()
     if info is not None and "envsync" in memo:
         _runtime(memo).client.use(info, attempt)
     return info

@@ -738,22 +738,30 @@ def apply_patch(status: Status | None, patch: Mapping[str, Any]) -> dict[str, An
     return result
 
 
-def conditions_onto(
-    conditions: Sequence[Mapping[str, Any]],
-) -> Callable[[MutableMapping[str, Any]], None]:
-    """A transformation of the stored object's status: the operator's condition types set as
-    computed, any other type left as the object has it *then*.
+def onto(patch: Mapping[str, Any]) -> Callable[[MutableMapping[str, Any]], None]:
+    """``patch`` as a transformation of the stored status: applied as a merge patch would be,
+    except that of the conditions only the operator's types are set, any other type left as
+    the object has it *then*.
 
     A merge patch replaces the list whole, so writing the list computed from the event's body
     would put back an older copy of a condition another controller set during the sync (a lost
-    update). kopf applies transformations as a JSON patch to its freshest copy of the object,
-    guarded by that copy's resourceVersion, and retries them on the next event if it changed.
+    update). kopf applies transformations as one JSON patch to its freshest copy of the object,
+    guarded by that copy's resourceVersion, and applies them again on the next event if it
+    changed. The whole status goes in that one write: ``observedGeneration`` written apart from
+    the conditions would, for a moment, say a new generation is Ready with the old one's
+    conditions, which GitOps health checks read as synced.
     """
-    ours = [dict(c) for c in conditions if c.get("type") in CONDITION_TYPES]
+    conditions = patch.get("conditions")
+    ours = [dict(c) for c in conditions or () if c.get("type") in CONDITION_TYPES]
+    rest = {name: value for name, value in patch.items() if name != "conditions"}
 
-    def put(status: MutableMapping[str, Any]) -> None:
-        foreign = [c for c in _condition_list(status) if c.get("type") not in CONDITION_TYPES]
-        status["conditions"] = [*copy.deepcopy(ours), *(dict(c) for c in foreign)]
+    def put(stored: MutableMapping[str, Any]) -> None:
+        foreign = [c for c in _condition_list(stored) if c.get("type") not in CONDITION_TYPES]
+        result = apply_patch(stored, rest)
+        if conditions is not None:
+            result["conditions"] = [*copy.deepcopy(ours), *(dict(c) for c in foreign)]
+        stored.clear()
+        stored.update(result)
 
     return put
 

@@ -539,9 +539,26 @@ class RealApiServer:
     # -------------------------------------------------------------------------- kubeconfig
 
     def write_kubeconfig(
-        self, path: pathlib.Path, *, token: str | None = None, user: str = ADMIN_USER
+        self,
+        path: pathlib.Path,
+        *,
+        token: str | None = None,
+        user: str = ADMIN_USER,
+        exec_command: list[str] | None = None,
     ) -> pathlib.Path:
-        """A kubeconfig for this server with a bearer token (the admin's unless given)."""
+        """A kubeconfig for this server with a bearer token (the admin's unless given), or
+        with an exec credential plugin (``exec_command``, which prints an ExecCredential) as
+        EKS, GKE and OIDC kubeconfigs have."""
+        credentials: dict[str, Any] = {"token": token or self.token}
+        if exec_command is not None:
+            credentials = {
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1beta1",
+                    "command": exec_command[0],
+                    "args": exec_command[1:],
+                    "interactiveMode": "Never",
+                }
+            }
         ca = base64.b64encode(self.ca_file.read_bytes()).decode()
         config = {
             "apiVersion": "v1",
@@ -552,7 +569,7 @@ class RealApiServer:
                     "cluster": {"server": self.url, "certificate-authority-data": ca},
                 }
             ],
-            "users": [{"name": user, "user": {"token": token or self.token}}],
+            "users": [{"name": user, "user": credentials}],
             "contexts": [
                 {"name": "envsync-test", "context": {"cluster": "envsync-test", "user": user}}
             ],
@@ -562,17 +579,21 @@ class RealApiServer:
         path.chmod(0o600)
         return path
 
-    def service_account_token(self, namespace: str, name: str, *, seconds: int = 3600) -> str:
+    def service_account_token(
+        self, namespace: str, name: str, *, seconds: int = 3600, bound_secret: str | None = None
+    ) -> str:
         """A token for a ServiceAccount from the TokenRequest API (no controller-manager runs
-        here, so no token Secrets are made): what a pod of that account would present."""
+        here, so no token Secrets are made): what a pod of that account would present.
+
+        ``bound_secret``: the token is bound to that Secret (of ``namespace``) and stops working
+        the moment the Secret is deleted, as a pod's token does with its pod: a revocation."""
+        spec: dict[str, Any] = {"expirationSeconds": seconds}
+        if bound_secret is not None:
+            spec["boundObjectRef"] = {"kind": "Secret", "apiVersion": "v1", "name": bound_secret}
         status, answer = self.call(
             "POST",
             f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
-            {
-                "apiVersion": "authentication.k8s.io/v1",
-                "kind": "TokenRequest",
-                "spec": {"expirationSeconds": seconds},
-            },
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
         )
         if status != 201:
             raise ApiServerError(f"TokenRequest for {namespace}/{name}: {status} {answer}")

@@ -26,9 +26,9 @@ import pytest
 from server import RealApiServer
 from test_smoke import (
     OPERATOR_NAMESPACE,
-    chart_rbac,
     cluster,
     denials,
+    install_chart_rbac,
     kubectl_binary,
     operator_settings,
     operator_warnings,
@@ -105,11 +105,7 @@ def chart_operator(
     tmp_path: pathlib.Path,
 ) -> Iterator[None]:
     """The operator as the chart's ServiceAccount (all namespaces, the chart's defaults)."""
-    cluster.create_namespace(OPERATOR_NAMESPACE)
-    objects = chart_rbac()
-    for obj in objects:
-        cluster.apply(obj)
-    account = next(o for o in objects if o["kind"] == "ServiceAccount")["metadata"]["name"]
+    account = install_chart_rbac(cluster)
     token = real_apiserver.service_account_token(OPERATOR_NAMESPACE, account)
     kubeconfig = real_apiserver.write_kubeconfig(
         tmp_path / "sa.kubeconfig", token=token, user=account

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import subprocess
 import threading
 import time
 import uuid
@@ -46,6 +47,7 @@ from test_smoke import CRD_NAME, kubectl_binary
 
 import kube
 import test_operator as emulator_suite
+from envsync import status as status_module
 from faultproxy import FaultProxy, Rule
 from test_operator import PROXY_PORTS, LogCapture, params, ready
 
@@ -535,7 +537,7 @@ def test_a_foreign_condition_written_during_a_sync_is_kept(
     PutParameter while the other controller updates its condition (accepted: the operator has
     not written yet), then the operator writes its status. The CRD declares the conditions a
     map keyed by type; the operator writes its own types onto the object as it is when the
-    sync ends (status.conditions_onto), so the second version stays."""
+    sync ends (status.onto), so the second version stays."""
     path = f"/{namespace}/app/"
     with FaultProxy(aws_endpoint, port=SLOW_PORT) as proxy:
         cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
@@ -565,6 +567,63 @@ def test_a_foreign_condition_written_during_a_sync_is_kept(
         )
     assert kube.condition(obj, FOREIGN) == foreign_condition(2)
     assert kube.is_true(obj, "Ready")
+
+
+def watched_versions(cluster: kube.KubectlCluster, namespace: str, name: str) -> Any:
+    """``kubectl get -w -o json`` on one EnvSync in the background: every stored version."""
+    command = [cluster.kubectl, "--kubeconfig", cluster.kubeconfig, "-n", namespace]
+    return subprocess.Popen(
+        [*command, "get", "envsync", name, "--watch", "--output=json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def decoded(stream: str) -> list[dict[str, Any]]:
+    decoder = json.JSONDecoder()
+    found: list[dict[str, Any]] = []
+    at = 0
+    while (at := len(stream) - len(stream[at:].lstrip())) < len(stream):
+        obj, at = decoder.raw_decode(stream, at)
+        found.append(obj)
+    return found
+
+
+def test_no_stored_version_says_a_new_generation_is_ready_before_its_sync(
+    operator: str, cluster: kube.KubectlCluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    """Argo CD's and Flux's health checks compare ``status.observedGeneration`` with the
+    generation, then read Ready: whenever the two are equal, Ready must describe that
+    generation too.
+    Every version the API server stored is watched; a status written in two requests (the
+    generation in one, the conditions in another) shows a version in between."""
+    path = f"/{namespace}/app/"
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
+    cluster.apply(
+        kube.envsync("app", namespace, source="app-env", path=path, endpoint=aws_endpoint)
+    )
+    ready(cluster, namespace, "app")
+    watch = watched_versions(cluster, namespace, "app")
+    try:
+        for generation_change in ({"tags": {"rev": "1"}}, {"tags": {"rev": "2"}}):
+            cluster.patch("EnvSync", namespace, "app", {"spec": {"target": generation_change}})
+            kube.settled(cluster, namespace, "app", "Synced", timeout=30)
+    finally:
+        watch.terminate()
+        out, _ = watch.communicate(timeout=10)
+    versions = decoded(out)
+    assert len(versions) >= 4  # two syncs, each at least a start and an end
+    for version in versions:
+        status = version.get("status") or {}
+        if status.get("observedGeneration") != version["metadata"]["generation"]:
+            continue
+        for cond in status.get("conditions") or []:
+            if cond["type"] == status_module.READY:
+                assert cond.get("observedGeneration") == status["observedGeneration"], (
+                    version["metadata"]["resourceVersion"],
+                    status,
+                )
 
 
 def test_a_one_mebibyte_configmap_syncs_when_applied_server_side(

@@ -187,6 +187,16 @@ def chart_rbac() -> list[dict[str, Any]]:
     ]
 
 
+def install_chart_rbac(cluster: kube.KubectlCluster) -> str:
+    """The chart's cluster-wide RBAC objects applied; the name of its ServiceAccount."""
+    cluster.create_namespace(OPERATOR_NAMESPACE)
+    objects = chart_rbac()
+    for obj in objects:
+        cluster.apply(obj)
+    account: str = next(o for o in objects if o["kind"] == "ServiceAccount")["metadata"]["name"]
+    return account
+
+
 def test_the_operator_needs_no_more_than_the_charts_rbac(
     cluster: kube.KubectlCluster,
     real_apiserver: RealApiServer,
@@ -196,12 +206,9 @@ def test_the_operator_needs_no_more_than_the_charts_rbac(
     tmp_path: pathlib.Path,
 ) -> None:
     """The operator as the chart's ServiceAccount: a verb the ClusterRole lacks is a 403 here."""
-    cluster.create_namespace(OPERATOR_NAMESPACE)
-    objects = chart_rbac()
-    assert {o["kind"] for o in objects} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
-    for obj in objects:
-        cluster.apply(obj)
-    account = next(o for o in objects if o["kind"] == "ServiceAccount")["metadata"]["name"]
+    kinds = {o["kind"] for o in chart_rbac()}
+    assert kinds == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    account = install_chart_rbac(cluster)
     token = real_apiserver.service_account_token(OPERATOR_NAMESPACE, account)
     kubeconfig = real_apiserver.write_kubeconfig(tmp_path / "kubeconfig", token=token, user=account)
 
