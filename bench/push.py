@@ -33,9 +33,11 @@ from typing import Any
 
 import boto3
 
-from envsync import dotenv, engine, sinks
+from envsync import aws
+from envsync.aws import session
 from envsync.cli import awscmd
-from envsync.sinks import session
+from envsync.dotenv import grammar
+from envsync.sync import engine
 
 OWNER = "bench/push"
 READ_TPS, WRITE_TPS = 40.0, 3.0
@@ -67,7 +69,7 @@ def moto_server() -> Iterator[str]:
 
 def source(n: int, version: dict[int, int]) -> bytes:
     lines = (
-        dotenv.format_env(f"KEY_{i:05d}", f"value-{i}-v{version.get(i, 0)}-" + "x" * 40)
+        grammar.format_env(f"KEY_{i:05d}", f"value-{i}-v{version.get(i, 0)}-" + "x" * 40)
         for i in range(n)
     )
     return ("\n".join(lines) + "\n").encode()
@@ -83,7 +85,7 @@ def est_seconds(calls: dict[str, int]) -> float:
     return reads / READ_TPS + (sum(calls.values()) - reads) / WRITE_TPS
 
 
-def envsync_push(target: sinks.Target, data: bytes, workers: int) -> tuple[dict[str, int], float]:
+def envsync_push(target: aws.Target, data: bytes, workers: int) -> tuple[dict[str, int], float]:
     request = engine.SyncRequest(source=data, target=target, owner=OWNER, workers=workers)
     started = time.perf_counter()
     report = asyncio.run(engine.sync(request))
@@ -92,7 +94,7 @@ def envsync_push(target: sinks.Target, data: bytes, workers: int) -> tuple[dict[
     return dict(report.aws_calls), time.perf_counter() - started
 
 
-def cli_push(target: sinks.Target, data: bytes, workers: int) -> tuple[dict[str, int], float]:
+def cli_push(target: aws.Target, data: bytes, workers: int) -> tuple[dict[str, int], float]:
     """The unchanged re-push, through the command line's own code path."""
     path = f"/tmp/envsync-bench-{os.getpid()}.env"
     with open(path, "wb") as handle:
@@ -137,7 +139,7 @@ def naive_push(
     client.meta.events.register(
         "before-call", lambda model, **_: calls.update([f"ssm:{model.name}"])
     )
-    items = [(v.key, v.value) for v in dotenv.parse(data)]
+    items = [(v.key, v.value) for v in grammar.parse(data)]
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         list(
@@ -170,7 +172,7 @@ def main() -> None:
     with moto_server() as endpoint:
         for n in sizes:
             # one region per size: moto's filtered reads scan the whole region
-            target = sinks.Target("ssm", f"/bench/{n}/", region=_region(n), endpoint_url=endpoint)
+            target = aws.Target("ssm", f"/bench/{n}/", region=_region(n), endpoint_url=endpoint)
             calls, secs = envsync_push(target, source(n, {}), opts.workers)
             rows.append((n, "first push", n, "envsync", calls, secs))
             calls, secs = cli_push(target, source(n, {}), opts.workers)

@@ -35,7 +35,7 @@ def moto_endpoint() -> Iterator[str]:
     """URL of a moto server (SSM, Secrets Manager, STS, ...) shared by the whole test run.
 
     Also points the default credential chain at fake keys and lifts envsync's rate ceilings
-    (if envsync.sinks is importable) so tests do not run at real-AWS pace.
+    (if envsync.aws is importable) so tests do not run at real-AWS pace.
     """
     with pytest.MonkeyPatch.context() as env:
         for name in (
@@ -67,7 +67,7 @@ def moto_endpoint() -> Iterator[str]:
 
 def _lift_rate_ceilings() -> None:
     try:
-        from envsync.sinks import session
+        from envsync.aws import session
     except ImportError:  # pragma: no cover - another module's tests, before sinks exist
         return
     session.reset()
@@ -100,10 +100,10 @@ def secrets_client(moto_endpoint: str) -> Any:
 def request_log() -> Iterator[list[tuple[str, str, str]]]:
     """Every HTTP attempt envsync makes during the test: (service, operation, outcome).
 
-    Fed by :func:`envsync.sinks.session.add_request_observer`, itself driven by botocore's
+    Fed by :func:`envsync.aws.session.add_request_observer`, itself driven by botocore's
     ``response-received`` events on envsync's clients.
     """
-    from envsync.sinks import session
+    from envsync.aws import session
 
     log: list[tuple[str, str, str]] = []
 

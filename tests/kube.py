@@ -9,8 +9,8 @@ Two clusters share one small interface (:class:`Cluster`), so every scenario in
 * :class:`KubectlCluster` — a real cluster (kind, k3d) through ``kubectl``, for ``pytest -m e2e``.
 
 :func:`run_operator` starts the operator with :class:`kopf.testing.KopfRunner`, the way ``kopf run``
-starts it, loading :mod:`envsync.handlers` by name. There is no sleeping for a fixed time:
-:func:`wait_until` polls the observable state (status, events, AWS) until it holds.
+starts it, loading :mod:`envsync.operator.handlers` by name. There is no sleeping for a fixed
+time: :func:`wait_until` polls the observable state (status, events, AWS) until it holds.
 """
 
 from __future__ import annotations
@@ -291,7 +291,7 @@ class KubectlCluster:
 def crd_manifest() -> dict[str, Any]:
     """The generated CRD, as ``kubectl apply -f crds/`` would send it."""
     if not CRD_FILE.exists():  # a tree where crds/ was not generated yet
-        from envsync import crdgen
+        from envsync.kube import crdgen
 
         return crdgen.build_crd()
     loaded: dict[str, Any] = yaml.safe_load(CRD_FILE.read_text(encoding="utf-8"))
@@ -355,7 +355,7 @@ def run_operator(
     with (
         environment(**variables),
         KopfRunner(
-            ["run", "--standalone", *scope, "--module", "envsync.handlers"],
+            ["run", "--standalone", *scope, "--module", "envsync.operator.handlers"],
             timeout=30,
         ) as runner,
     ):

@@ -7,7 +7,8 @@ from typing import Any
 import pydantic
 import pytest
 
-from envsync import api, pools
+from envsync.dotenv import pools
+from envsync.kube import models
 
 
 def spec(**overrides: Any) -> dict[str, Any]:
@@ -30,7 +31,7 @@ def refused(model: type[pydantic.BaseModel], body: dict[str, Any]) -> str:
 
 
 def test_minimal_spec_gets_safe_defaults() -> None:
-    parsed = api.EnvSyncSpec.model_validate(spec())
+    parsed = models.EnvSyncSpec.model_validate(spec())
     assert parsed.source.kind == "ConfigMap"
     assert parsed.source.ref.key == ".env"
     assert parsed.target.parameter_type == "SecureString"
@@ -50,7 +51,7 @@ def test_minimal_spec_gets_safe_defaults() -> None:
 
 
 def test_to_dict_is_camel_case_and_leaves_out_unset_optionals() -> None:
-    parsed = api.EnvSyncSpec.model_validate(
+    parsed = models.EnvSyncSpec.model_validate(
         spec(
             source={"secretRef": {"name": "creds", "key": "app.env"}},
             target=target(kmsKeyId="alias/app", endpointUrl="http://localhost:4566"),
@@ -64,49 +65,49 @@ def test_to_dict_is_camel_case_and_leaves_out_unset_optionals() -> None:
     assert body["syncPolicy"]["dryRun"] is True
     assert "region" not in body["target"]
     assert "auth" not in body
-    assert api.EnvSyncSpec.model_validate(body) == parsed
+    assert models.EnvSyncSpec.model_validate(body) == parsed
 
 
 def test_snake_case_names_are_accepted_too() -> None:
-    parsed = api.Target.model_validate(target(parameter_type="String"))
+    parsed = models.Target.model_validate(target(parameter_type="String"))
     assert parsed.parameter_type == "String"
 
 
 def test_unknown_fields_are_refused_in_the_spec() -> None:
-    assert "pathPrefix" in refused(api.Target, target(pathPrefix="/x/"))
+    assert "pathPrefix" in refused(models.Target, target(pathPrefix="/x/"))
 
 
 def test_status_ignores_fields_a_newer_operator_wrote() -> None:
-    parsed = api.EnvSyncStatus.model_validate({"observedGeneration": 3, "futureField": 1})
+    parsed = models.EnvSyncStatus.model_validate({"observedGeneration": 3, "futureField": 1})
     assert parsed.observed_generation == 3
 
 
 def test_exactly_one_source() -> None:
     both = {"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}
-    assert api.ONE_SOURCE.message in refused(api.Source, both)
-    assert api.ONE_SOURCE.message in refused(api.Source, {})
-    assert api.Source.model_validate({"secretRef": {"name": "b"}}).kind == "Secret"
+    assert models.ONE_SOURCE.message in refused(models.Source, both)
+    assert models.ONE_SOURCE.message in refused(models.Source, {})
+    assert models.Source.model_validate({"secretRef": {"name": "b"}}).kind == "Secret"
 
 
 @pytest.mark.parametrize(
     ("fields", "rule"),
     [
-        ({"path": "team/app/"}, api.SSM_ABSOLUTE),
-        ({"path": "/team/app"}, api.SSM_HIERARCHY),
-        ({"path": "/team//app/"}, api.SSM_HIERARCHY),
-        ({"path": "/team/a+b/"}, api.SSM_HIERARCHY),
-        ({"path": "/AWS/app/"}, api.SSM_RESERVED),
-        ({"path": "/ssmstuff/"}, api.SSM_RESERVED),
-        ({"parameterType": "String", "kmsKeyId": "alias/x"}, api.KMS_NEEDS_SECURESTRING),
-        ({"mode": "json"}, api.MODE_NEEDS_SECRETSMANAGER),
+        ({"path": "team/app/"}, models.SSM_ABSOLUTE),
+        ({"path": "/team/app"}, models.SSM_HIERARCHY),
+        ({"path": "/team//app/"}, models.SSM_HIERARCHY),
+        ({"path": "/team/a+b/"}, models.SSM_HIERARCHY),
+        ({"path": "/AWS/app/"}, models.SSM_RESERVED),
+        ({"path": "/ssmstuff/"}, models.SSM_RESERVED),
+        ({"parameterType": "String", "kmsKeyId": "alias/x"}, models.KMS_NEEDS_SECURESTRING),
+        ({"mode": "json"}, models.MODE_NEEDS_SECRETSMANAGER),
         (
             {"provider": "secretsmanager", "mode": "json", "path": "team/app/"},
-            api.JSON_SECRET_NAME,
+            models.JSON_SECRET_NAME,
         ),
     ],
 )
-def test_target_rules_refuse_with_their_message(fields: dict[str, Any], rule: api.Rule) -> None:
-    assert rule.message in refused(api.Target, target(**fields))
+def test_target_rules_refuse_with_their_message(fields: dict[str, Any], rule: models.Rule) -> None:
+    assert rule.message in refused(models.Target, target(**fields))
 
 
 @pytest.mark.parametrize(
@@ -122,7 +123,7 @@ def test_target_rules_refuse_with_their_message(fields: dict[str, Any], rule: ap
     ],
 )
 def test_target_rules_accept_valid_targets(fields: dict[str, Any]) -> None:
-    api.Target.model_validate(target(**fields))
+    models.Target.model_validate(target(**fields))
 
 
 @pytest.mark.parametrize(
@@ -140,47 +141,47 @@ def test_target_rules_accept_valid_targets(fields: dict[str, Any]) -> None:
     ],
 )
 def test_field_validation_names_the_field(fields: dict[str, Any], needle: str) -> None:
-    assert needle in refused(api.Target, target(**fields))
+    assert needle in refused(models.Target, target(**fields))
 
 
 def test_auth_rules() -> None:
-    assert api.AUTH_NOT_EMPTY.message in refused(api.Auth, {})
-    assert api.EXTERNAL_ID_NEEDS_ROLE.message in refused(
-        api.Auth, {"secretRef": {"name": "keys"}, "externalId": "abc"}
+    assert models.AUTH_NOT_EMPTY.message in refused(models.Auth, {})
+    assert models.EXTERNAL_ID_NEEDS_ROLE.message in refused(
+        models.Auth, {"secretRef": {"name": "keys"}, "externalId": "abc"}
     )
     role = "arn:aws:iam::123456789012:role/envsync"
-    auth = api.Auth.model_validate({"roleArn": role, "externalId": "abc"})
+    auth = models.Auth.model_validate({"roleArn": role, "externalId": "abc"})
     assert auth.role_arn == role
-    keys = api.Auth.model_validate({"secretRef": {"name": "keys"}}).secret_ref
+    keys = models.Auth.model_validate({"secretRef": {"name": "keys"}}).secret_ref
     assert keys is not None
     assert (keys.access_key_id_key, keys.secret_access_key_key) == (
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
     )
-    assert "roleArn" in refused(api.Auth, {"roleArn": "arn:aws:iam::1:user/x"})
+    assert "roleArn" in refused(models.Auth, {"roleArn": "arn:aws:iam::1:user/x"})
 
 
 @pytest.mark.parametrize(("given", "expected"), [("100Mi", 100 * 2**20), (1048576, 1048576)])
 def test_memory_threshold_accepts_quantities_and_bytes(given: Any, expected: int) -> None:
-    memory = api.Memory.model_validate({"memoryThreshold": given})
+    memory = models.Memory.model_validate({"memoryThreshold": given})
     assert memory.memory_threshold_bytes == expected
     assert memory.to_dict()["memoryThreshold"] == given
 
 
 @pytest.mark.parametrize("given", ["100MB", "-1", "lots", -5])
 def test_memory_threshold_refuses_other_text(given: Any) -> None:
-    assert "memoryThreshold" in refused(api.Memory, {"memoryThreshold": given})
+    assert "memoryThreshold" in refused(models.Memory, {"memoryThreshold": given})
 
 
 def test_gc_interval_must_be_a_positive_duration() -> None:
-    assert api.GC_INTERVAL_POSITIVE.message in refused(api.Memory, {"gcInterval": "0s"})
-    assert "gcInterval" in refused(api.Memory, {"gcInterval": "30"})
-    assert api.Memory.model_validate({"gcInterval": "1m30s"}).gc_interval_seconds == 90.0
+    assert models.GC_INTERVAL_POSITIVE.message in refused(models.Memory, {"gcInterval": "0s"})
+    assert "gcInterval" in refused(models.Memory, {"gcInterval": "30"})
+    assert models.Memory.model_validate({"gcInterval": "1m30s"}).gc_interval_seconds == 90.0
 
 
 def test_memory_section_converts_to_the_pools_config() -> None:
-    assert pools.PoolConfig(**api.Memory().pool_config_fields()) == pools.PoolConfig()
-    largest = api.Memory.model_validate(
+    assert pools.PoolConfig(**models.Memory().pool_config_fields()) == pools.PoolConfig()
+    largest = models.Memory.model_validate(
         {"stringPoolSize": 65536, "bytePoolSize": 1024, "mapPoolSize": 65536}
     )
     config = pools.PoolConfig(**largest.pool_config_fields())
@@ -189,7 +190,7 @@ def test_memory_section_converts_to_the_pools_config() -> None:
         1024,
         65536,
     )
-    off = api.Memory.model_validate({"poolEnabled": False, "memoryThreshold": "1Gi"})
+    off = models.Memory.model_validate({"poolEnabled": False, "memoryThreshold": "1Gi"})
     converted = pools.PoolConfig(**off.pool_config_fields())
     assert converted.enabled is False
     assert converted.memory_threshold == 2**30
@@ -197,7 +198,7 @@ def test_memory_section_converts_to_the_pools_config() -> None:
 
 def test_memory_bounds_stay_inside_what_the_pools_accept() -> None:
     for name in ("string_pool_size", "byte_pool_size", "map_pool_size"):
-        ours = api.Memory.model_fields[name].metadata
+        ours = models.Memory.model_fields[name].metadata
         theirs = pools.PoolConfig.model_fields[name].metadata
         assert _bound(ours, "le") <= _bound(theirs, "le"), name
         assert _bound(ours, "ge") >= _bound(theirs, "ge"), name
@@ -217,18 +218,18 @@ def _bound(metadata: list[Any], name: str) -> int:
     ],
 )
 def test_performance_ranges(fields: dict[str, Any], needle: str) -> None:
-    assert needle in refused(api.Performance, fields)
+    assert needle in refused(models.Performance, fields)
 
 
 def test_refresh_interval_falls_back_to_the_operator_default() -> None:
-    assert api.SyncPolicy().refresh_interval_seconds(3600.0) == 3600.0
-    assert api.SyncPolicy(refresh_interval="30m").refresh_interval_seconds(3600.0) == 1800.0
-    assert api.SyncPolicy(refresh_interval="0s").refresh_interval_seconds(3600.0) == 0.0
-    assert "refreshInterval" in refused(api.SyncPolicy, {"refreshInterval": "hourly"})
+    assert models.SyncPolicy().refresh_interval_seconds(3600.0) == 3600.0
+    assert models.SyncPolicy(refresh_interval="30m").refresh_interval_seconds(3600.0) == 1800.0
+    assert models.SyncPolicy(refresh_interval="0s").refresh_interval_seconds(3600.0) == 0.0
+    assert "refreshInterval" in refused(models.SyncPolicy, {"refreshInterval": "hourly"})
 
 
 def test_spec_is_immutable() -> None:
-    parsed = api.EnvSyncSpec.model_validate(spec())
+    parsed = models.EnvSyncSpec.model_validate(spec())
     with pytest.raises(pydantic.ValidationError):
         parsed.target.path = "/other/"  # type: ignore[misc]
 
@@ -246,10 +247,10 @@ def test_every_field_documents_itself() -> None:
             for arg in _models_in(field.annotation):
                 visit(arg)
 
-    visit(api.EnvSyncSpec)
-    visit(api.EnvSyncStatus)
-    assert api.Memory in seen
-    assert api.PoolStatus in seen
+    visit(models.EnvSyncSpec)
+    visit(models.EnvSyncStatus)
+    assert models.Memory in seen
+    assert models.PoolStatus in seen
 
 
 def _models_in(annotation: Any) -> list[type[pydantic.BaseModel]]:
@@ -259,20 +260,20 @@ def _models_in(annotation: Any) -> list[type[pydantic.BaseModel]]:
 
 
 def test_rules_are_exposed_per_model() -> None:
-    assert api.rules_of(api.Source) == (api.ONE_SOURCE,)
-    assert api.SSM_ABSOLUTE in api.rules_of(api.Target)
-    assert api.rules_of(api.Performance) == ()
-    assert api.SSM_ABSOLUTE.to_schema() == {
-        "rule": api.SSM_ABSOLUTE.rule,
-        "message": api.SSM_ABSOLUTE.message,
+    assert models.rules_of(models.Source) == (models.ONE_SOURCE,)
+    assert models.SSM_ABSOLUTE in models.rules_of(models.Target)
+    assert models.rules_of(models.Performance) == ()
+    assert models.SSM_ABSOLUTE.to_schema() == {
+        "rule": models.SSM_ABSOLUTE.rule,
+        "message": models.SSM_ABSOLUTE.message,
         "fieldPath": ".path",
     }
 
 
 def test_whole_object_parses() -> None:
-    obj = api.EnvSync.model_validate(
+    obj = models.EnvSync.model_validate(
         {"apiVersion": "envsync.dev/v1alpha1", "kind": "EnvSync", "spec": spec()}
     )
     assert obj.spec.target.path == "/team/app/"
     with pytest.raises(pydantic.ValidationError):
-        api.EnvSync.model_validate({"apiVersion": "v1", "kind": "EnvSync", "spec": spec()})
+        models.EnvSync.model_validate({"apiVersion": "v1", "kind": "EnvSync", "spec": spec()})

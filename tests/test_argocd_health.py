@@ -3,7 +3,7 @@
 The Lua runs for real in Lua 5.1 (``lupa.lua51``, the dialect of gopher-lua that Argo CD
 embeds), with ``obj`` set the way Argo CD sets it and without the ``os``/``io`` libraries Argo
 CD's sandbox leaves out. The sample statuses are not hand-written: they come from
-:mod:`envsync.status`'s own builders, so if the operator changes what a condition means, the
+:mod:`envsync.kube.status`'s own builders, so if the operator changes what a condition means, the
 health mapping is re-checked against the new truth. Flux's ``healthCheckExprs`` from
 examples/gitops/flux-kustomization.yaml are evaluated with cel-python (Flux uses cel-go; the
 expressions use only ``has()`` and list macros, which both implement), in Flux's order:
@@ -28,7 +28,9 @@ import pytest
 import yaml
 from lupa import lua51
 
-from envsync import api, dotenv, settings, status
+from envsync import settings
+from envsync.dotenv import grammar
+from envsync.kube import models, status
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LUA = ROOT / "docs" / "argocd-health.lua"
@@ -39,7 +41,7 @@ GENERATION = 3
 
 @dataclasses.dataclass(frozen=True)
 class Report:
-    """The engine report fields :func:`envsync.status.build_status` reads."""
+    """The engine report fields :func:`envsync.kube.status.build_status` reads."""
 
     parsed: int = 5
     created: int = 2
@@ -316,7 +318,7 @@ def test_kustomization_generates_the_source_the_envsync_reads() -> None:
     ref = envsync["spec"]["source"]["configMapRef"]
     assert (generator["name"], key) == (ref["name"], ref["key"])
     assert kustomization["namespace"] == envsync["metadata"]["namespace"]
-    variables = list(dotenv.parse((GITOPS / filename).read_bytes(), source_name=filename))
+    variables = list(grammar.parse((GITOPS / filename).read_bytes(), source_name=filename))
     assert [v.key for v in variables][:2] == ["APP_NAME", "LOG_LEVEL"]
 
 
@@ -329,7 +331,7 @@ def test_name_references_point_at_real_envsync_fields() -> None:
     paths = set()
     for reference in config["nameReference"]:
         for spec in reference["fieldSpecs"]:
-            assert (spec["group"], spec["kind"]) == (api.API_GROUP, api.KIND)
+            assert (spec["group"], spec["kind"]) == (models.API_GROUP, models.KIND)
             node = schema
             for part in spec["path"].split("/"):
                 node = node["properties"][part]
@@ -341,7 +343,7 @@ def test_name_references_point_at_real_envsync_fields() -> None:
 def test_example_envsync_is_accepted_by_the_crd_and_the_operator() -> None:
     envsync = yaml.safe_load((GITOPS / "envsync.yaml").read_text(encoding="utf-8"))
     jsonschema.Draft7Validator(closed(crd_schema())).validate(envsync)
-    parsed = api.EnvSync.model_validate(envsync)
+    parsed = models.EnvSync.model_validate(envsync)
     namespace = envsync["metadata"]["namespace"]
     assert settings.Settings().path_allowed(namespace, parsed.spec.target.path)
 
@@ -394,6 +396,6 @@ def test_kustomize_build_rewrites_the_generated_name_into_the_envsync() -> None:
     assert re.fullmatch(r"checkout-env-[a-z0-9]{10}", generated)
     assert envsync["spec"]["source"]["configMapRef"]["name"] == generated
     assert config_map["metadata"]["namespace"] == envsync["metadata"]["namespace"] == "team-a"
-    pushed = [v.key for v in dotenv.parse(config_map["data"][".env"])]
-    assert pushed == [v.key for v in dotenv.parse((GITOPS / "app.env").read_bytes())]
+    pushed = [v.key for v in grammar.parse(config_map["data"][".env"])]
+    assert pushed == [v.key for v in grammar.parse((GITOPS / "app.env").read_bytes())]
     jsonschema.Draft7Validator(closed(crd_schema())).validate(envsync)

@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
-from envsync import batching, errors
+from envsync import errors
+from envsync.aws import batching
 
 # -- BatchProcessor ---------------------------------------------------------------------------
 

@@ -393,7 +393,7 @@ def test_no_variant_grants_writes_on_sources_or_wildcards(chart: helm.Chart) -> 
 def test_rbac_covers_every_resource_the_handlers_watch(chart: helm.Chart) -> None:
     """The kopf registry says what the operator watches; each needs list and watch."""
     kopf = pytest.importorskip("kopf")
-    handlers = pytest.importorskip("envsync.handlers")
+    handlers = pytest.importorskip("envsync.operator.handlers")
     registry = getattr(handlers, "registry", None) or kopf.get_default_registry()
     watched = set()
     for group in (registry._watching, registry._changing, registry._indexing, registry._spawning):
@@ -721,7 +721,7 @@ def test_crd_typed_objects(chart: helm.Chart) -> None:
 
 def exposed_metric_names() -> set[str]:
     """Names a scrape of a fresh registry shows, samples included (``_total``, ``_bucket``…)."""
-    metrics = pytest.importorskip("envsync.metrics")
+    metrics = pytest.importorskip("envsync.operator.metrics")
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
     return {
         family.name + suffix

@@ -25,8 +25,10 @@ import pydantic
 import pytest
 import yaml
 
-from envsync import api, cli, crdgen, dotenv, settings
+from envsync import cli, settings
 from envsync.cli import crdcmd
+from envsync.dotenv import grammar
+from envsync.kube import crdgen, models
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
@@ -256,9 +258,9 @@ def test_conditions_are_a_list_map_keyed_by_type() -> None:
 def test_quantity_and_duration_use_the_shared_patterns() -> None:
     memory = _resolve(".spec.memory")["properties"]
     assert memory["memoryThreshold"]["x-kubernetes-int-or-string"] is True
-    assert memory["memoryThreshold"]["pattern"] == api.units.QUANTITY_PATTERN
-    assert memory["gcInterval"]["pattern"] == api.units.DURATION_PATTERN
-    assert _resolve(".spec.syncPolicy.refreshInterval")["pattern"] == api.units.DURATION_PATTERN
+    assert memory["memoryThreshold"]["pattern"] == models.units.QUANTITY_PATTERN
+    assert memory["gcInterval"]["pattern"] == models.units.DURATION_PATTERN
+    assert _resolve(".spec.syncPolicy.refreshInterval")["pattern"] == models.units.DURATION_PATTERN
 
 
 def test_descriptions_come_from_the_docstrings() -> None:
@@ -373,7 +375,7 @@ def test_defaults_are_applied_like_the_api_server() -> None:
         "updatePolicy": "Replace",
     }
     assert "memory" not in defaulted["spec"]
-    model = api.EnvSyncSpec.model_validate(envsync()["spec"]).to_dict()
+    model = models.EnvSyncSpec.model_validate(envsync()["spec"]).to_dict()
     assert model["syncPolicy"] == defaulted["spec"]["syncPolicy"]
 
 
@@ -399,7 +401,7 @@ def test_cel_rules_agree_with_the_python_checks() -> None:
                 body[name] = value
         cel = {f.split(": ", 1)[1] for f in cel_failures(node, with_defaults(node, body), "")}
         try:
-            api.Target.model_validate(body)
+            models.Target.model_validate(body)
         except pydantic.ValidationError as exc:
             refusals += 1
             message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
@@ -425,7 +427,7 @@ def test_cel_rules_agree_with_the_python_checks() -> None:
 def test_auth_rules_agree(auth: dict[str, Any]) -> None:
     cel = cel_failures(_resolve(".spec.auth"), auth, "")
     try:
-        api.Auth.model_validate(auth)
+        models.Auth.model_validate(auth)
     except pydantic.ValidationError:
         assert cel
     else:
@@ -436,7 +438,7 @@ def test_auth_rules_agree(auth: dict[str, Any]) -> None:
 def test_gc_interval_rule_agrees(interval: str) -> None:
     cel = cel_failures(_resolve(".spec.memory"), {"gcInterval": interval}, "")
     try:
-        api.Memory.model_validate({"gcInterval": interval})
+        models.Memory.model_validate({"gcInterval": interval})
     except pydantic.ValidationError:
         assert cel
     else:
@@ -474,7 +476,7 @@ def test_every_example_is_accepted(path: pathlib.Path) -> None:
             continue
         if document["kind"] == "EnvSync":
             assert admit(document) == [], path
-            parsed = api.EnvSync.model_validate(document)
+            parsed = models.EnvSync.model_validate(document)
             namespace = document["metadata"]["namespace"]
             assert settings.Settings().path_allowed(namespace, parsed.spec.target.path)
         elif _core(document):
@@ -505,9 +507,9 @@ def test_example_sources_exist_and_parse() -> None:
     for path, document in _documents():
         if document["kind"] != "EnvSync":
             continue
-        source = api.EnvSync.model_validate(document).spec.source
+        source = models.EnvSync.model_validate(document).spec.source
         text = _source_text(path.parent, source.kind, source.ref.name, source.ref.key)
-        assert list(dotenv.parse(text)), path
+        assert list(grammar.parse(text)), path
         checked += 1
     assert checked >= 3
 
@@ -528,7 +530,7 @@ def test_reference_documents_every_spec_field() -> None:
         for name in node.get("properties", {}):
             assert f"| `{name}`" in reference, f"{path}.{name}"
     assert "`spec.target`" in reference
-    assert api.SSM_ABSOLUTE.message in reference
+    assert models.SSM_ABSOLUTE.message in reference
 
 
 def test_configuration_documents_every_variable() -> None:
@@ -542,7 +544,7 @@ def test_configuration_documents_every_variable() -> None:
 
 def test_conditions_doc_lists_every_reason() -> None:
     text = crdgen.render_conditions()
-    from envsync import status
+    from envsync.kube import status
 
     for reason in status.Reason:
         assert f"| `{reason}` |" in text
@@ -581,5 +583,8 @@ def test_crd_command_writes_and_checks(
         run_crd("--write", "--check")
 
 
-def test_crd_command_is_registered() -> None:
-    assert "envsync.cli.crdcmd" in cli.COMMAND_MODULES
+def test_crd_command_is_registered(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main(["crd", "--help"])
+    assert done.value.code == 0
+    assert "--write" in capsys.readouterr().out

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from envsync import dotenv
+from envsync.dotenv import grammar
 from test_dotenv_oracle import dotenv_text
 
 MiB = 1 << 20
@@ -27,13 +27,13 @@ CHUNK = 64 << 10
 LIMITS = {"max_line_size": MiB, "max_value_size": MiB}
 
 
-def classify(items: list[dotenv.Variable | dotenv.ParseError]) -> None:
+def classify(items: list[grammar.Variable | grammar.ParseError]) -> None:
     for item in items:
-        if isinstance(item, dotenv.ParseError):
+        if isinstance(item, grammar.ParseError):
             assert item.line >= 1
             assert str(item)
         else:
-            assert isinstance(item, dotenv.Variable)
+            assert isinstance(item, grammar.Variable)
             assert item.line >= 1
 
 
@@ -41,9 +41,9 @@ def classify(items: list[dotenv.Variable | dotenv.ParseError]) -> None:
 @given(st.binary(max_size=400), st.integers(1, 64))
 def test_random_bytes_give_variables_or_parse_errors_only(data: bytes, chunk: int) -> None:
     pieces = [data[i : i + chunk] for i in range(0, len(data), chunk)]
-    classify(list(dotenv.parse(pieces, strict=False, max_line_size=32, max_value_size=32)))
-    with contextlib.suppress(dotenv.ParseError):  # strict: the first error, nothing else
-        list(dotenv.parse(data))
+    classify(list(grammar.parse(pieces, strict=False, max_line_size=32, max_value_size=32)))
+    with contextlib.suppress(grammar.ParseError):  # strict: the first error, nothing else
+        list(grammar.parse(data))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -59,7 +59,7 @@ def test_grammar_shaped_noise_never_breaks_the_parser(
     for piece in noise:
         at = data.draw(st.integers(0, len(raw)))
         raw[at:at] = piece
-    classify(list(dotenv.parse(bytes(raw), strict=False)))
+    classify(list(grammar.parse(bytes(raw), strict=False)))
 
 
 # ---- adversarial shapes, streamed -------------------------------------------------------------
@@ -77,20 +77,20 @@ def repeat(head: bytes, body: bytes, total: int, tail: bytes = b"") -> Iterator[
 
 def run_bounded(
     make: Callable[[], Iterator[bytes]],
-) -> tuple[list[dotenv.Variable | dotenv.ParseError], int]:
+) -> tuple[list[grammar.Variable | grammar.ParseError], int]:
     """Parse leniently, keeping only the first items; return them and the traced peak."""
     tracemalloc.start()
     try:
-        kept: list[dotenv.Variable | dotenv.ParseError] = []
+        kept: list[grammar.Variable | grammar.ParseError] = []
         count = 0
-        for item in dotenv.parse(make(), strict=False, **LIMITS):  # type: ignore[arg-type]
+        for item in grammar.parse(make(), strict=False, **LIMITS):  # type: ignore[arg-type]
             count += 1
             if len(kept) < 5:
                 kept.append(item)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    kept.append(dotenv.Variable("__count__", str(count), 0))
+    kept.append(grammar.Variable("__count__", str(count), 0))
     return kept, peak
 
 
@@ -134,7 +134,7 @@ def test_adversarial_shapes_are_bounded(
 ) -> None:
     items, peak = run_bounded(make)
     head = items[0]
-    kind = "error" if isinstance(head, dotenv.ParseError) else "variable"
+    kind = "error" if isinstance(head, grammar.ParseError) else "variable"
     assert (kind, head.line) == first, shape
     classify(items[:-1])
     assert peak < BOUND, f"{shape}: {peak / MiB:.1f} MiB traced"
@@ -144,7 +144,7 @@ def test_two_million_tiny_lines_stream_in_constant_memory() -> None:
     items, peak = run_bounded(lambda: repeat(b"", b"A=1\nB=\n", 8 * MiB))
     count = int(items[-1].value or 0)
     assert count >= 2_000_000
-    assert all(isinstance(item, dotenv.Variable) for item in items[:-1])
+    assert all(isinstance(item, grammar.Variable) for item in items[:-1])
     assert peak < BOUND, f"{peak / MiB:.1f} MiB traced"
 
 
@@ -156,8 +156,8 @@ def test_invalid_utf8_in_a_large_stream_is_reported_per_line() -> None:
     tracemalloc.start()
     try:
         errors = good = 0
-        for item in dotenv.parse(make(), strict=False):
-            if isinstance(item, dotenv.ParseError):
+        for item in grammar.parse(make(), strict=False):
+            if isinstance(item, grammar.ParseError):
                 errors += 1
                 assert item.line % 2 == 0
             else:

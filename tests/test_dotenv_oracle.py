@@ -21,7 +21,7 @@ from dotenv.parser import parse_stream
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from envsync import dotenv
+from envsync.dotenv import grammar
 
 logging.getLogger("dotenv.main").setLevel(logging.ERROR)
 
@@ -108,17 +108,17 @@ def expected_items(text: str) -> list[tuple[object, ...]]:
     return items
 
 
-def actual_items(items: list[dotenv.Variable | dotenv.ParseError]) -> list[tuple[object, ...]]:
+def actual_items(items: list[grammar.Variable | grammar.ParseError]) -> list[tuple[object, ...]]:
     return [
-        ("error", item.line) if isinstance(item, dotenv.ParseError) else tuple(item)
+        ("error", item.line) if isinstance(item, grammar.ParseError) else tuple(item)
         for item in items
     ]
 
 
-def multi_line_quoted_key(items: list[dotenv.Variable | dotenv.ParseError]) -> bool:
+def multi_line_quoted_key(items: list[grammar.Variable | grammar.ParseError]) -> bool:
     """python-dotenv lets a quoted key span lines; envsync requires it to close on its line."""
     return any(
-        isinstance(item, dotenv.ParseError) and item.reason == "unterminated quoted key"
+        isinstance(item, grammar.ParseError) and item.reason == "unterminated quoted key"
         for item in items
     )
 
@@ -129,7 +129,7 @@ def multi_line_quoted_key(items: list[dotenv.Variable | dotenv.ParseError]) -> b
 @example('A="unterminated\nB=2\n')
 @example("'k'=v\nK = v w  # c\n  # comment\n\n")
 def test_items_match_python_dotenv(text: str) -> None:
-    ours = list(dotenv.parse(text, strict=False))
+    ours = list(grammar.parse(text, strict=False))
     if multi_line_quoted_key(ours):
         return
     assert actual_items(ours) == expected_items(text)
@@ -138,10 +138,10 @@ def test_items_match_python_dotenv(text: str) -> None:
 @SETTINGS
 @given(dotenv_text())
 def test_lenient_mapping_equals_dotenv_values(text: str) -> None:
-    ours = list(dotenv.parse(text, strict=False))
+    ours = list(grammar.parse(text, strict=False))
     if multi_line_quoted_key(ours):
         return
-    mapping = {item.key: item.value for item in ours if isinstance(item, dotenv.Variable)}
+    mapping = {item.key: item.value for item in ours if isinstance(item, grammar.Variable)}
     reference = dotenv_values(stream=io.StringIO(text, newline=None), interpolate=False)
     assert mapping == dict(reference)
 
@@ -150,10 +150,10 @@ def test_lenient_mapping_equals_dotenv_values(text: str) -> None:
 @given(dotenv_text().filter(lambda text: "\r" not in text))
 def test_without_carriage_returns_plain_stringio_agrees(text: str) -> None:
     """Without CR there is nothing to normalise: python-dotenv's raw StringIO path agrees too."""
-    ours = list(dotenv.parse(text, strict=False))
+    ours = list(grammar.parse(text, strict=False))
     if multi_line_quoted_key(ours):
         return
-    mapping = {item.key: item.value for item in ours if isinstance(item, dotenv.Variable)}
+    mapping = {item.key: item.value for item in ours if isinstance(item, grammar.Variable)}
     assert mapping == dict(dotenv_values(stream=io.StringIO(text), interpolate=False))
 
 
@@ -162,15 +162,15 @@ def test_carriage_returns_inside_quotes_differ_from_raw_stringio() -> None:
     newlines) and envsync normalise it to LF."""
     text = 'A="x\r\ny"\n'
     assert dict(dotenv_values(stream=io.StringIO(text), interpolate=False)) == {"A": "x\r\ny"}
-    assert [tuple(v) for v in dotenv.parse(text)] == [("A", "x\ny", 1)]
+    assert [tuple(v) for v in grammar.parse(text)] == [("A", "x\ny", 1)]
 
 
 def test_multi_line_quoted_key_is_an_error_here() -> None:
     """The other documented difference: a quoted key must close on its own line."""
     text = "'a\nb'=1\n"
     assert dict(dotenv_values(stream=io.StringIO(text), interpolate=False)) == {"a\nb": "1"}
-    items = list(dotenv.parse(text, strict=False))
-    assert isinstance(items[0], dotenv.ParseError)
+    items = list(grammar.parse(text, strict=False))
+    assert isinstance(items[0], grammar.ParseError)
     assert items[0].line == 1
 
 
@@ -179,24 +179,24 @@ def test_multi_line_quoted_key_is_an_error_here() -> None:
 @given(text=dotenv_text())
 def test_chunking_never_changes_the_result(size: int, text: str) -> None:
     data = text.encode()
-    whole = actual_items(list(dotenv.parse(data, strict=False)))
+    whole = actual_items(list(grammar.parse(data, strict=False)))
     chunks = [data[i : i + size] for i in range(0, len(data), size)]
-    assert actual_items(list(dotenv.parse(chunks, strict=False))) == whole
+    assert actual_items(list(grammar.parse(chunks, strict=False))) == whole
 
 
-class ExactParser(dotenv.Parser):
+class ExactParser(grammar.Parser):
     """The same parser with the fast loop switched off: every statement takes the exact path."""
 
     _FAST = False
 
 
-def run_parser(parser: dotenv.Parser, chunks: list[bytes]) -> list[tuple[object, ...]]:
-    items: list[dotenv.Variable | dotenv.ParseError] = []
+def run_parser(parser: grammar.Parser, chunks: list[bytes]) -> list[tuple[object, ...]]:
+    items: list[grammar.Variable | grammar.ParseError] = []
     for chunk in chunks:
         items.extend(parser.feed(chunk))
     items.extend(parser.close())
     return [
-        ("error", item.line, item.reason) if isinstance(item, dotenv.ParseError) else tuple(item)
+        ("error", item.line, item.reason) if isinstance(item, grammar.ParseError) else tuple(item)
         for item in items
     ]
 
@@ -205,7 +205,7 @@ def run_parser(parser: dotenv.Parser, chunks: list[bytes]) -> list[tuple[object,
 @given(dotenv_text())
 def test_fast_loop_agrees_with_the_exact_parser(text: str) -> None:
     data = [text.encode()]
-    assert run_parser(dotenv.Parser(), data) == run_parser(ExactParser(), data)
+    assert run_parser(grammar.Parser(), data) == run_parser(ExactParser(), data)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -214,7 +214,7 @@ def test_large_inputs_split_anywhere(text: str, data: st.DataObject) -> None:
     raw = text.encode()
     cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=40)))
     chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
-    assert run_parser(dotenv.Parser(), chunks) == run_parser(dotenv.Parser(), [raw])
+    assert run_parser(grammar.Parser(), chunks) == run_parser(grammar.Parser(), [raw])
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -233,8 +233,8 @@ def test_size_limits_do_not_depend_on_chunking(
     cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=20)))
     chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
     limits = {"max_line_size": line_limit, "max_value_size": value_limit}
-    whole = run_parser(dotenv.Parser(**limits), [raw])
-    assert run_parser(dotenv.Parser(**limits), chunks) == whole
+    whole = run_parser(grammar.Parser(**limits), [raw])
+    assert run_parser(grammar.Parser(**limits), chunks) == whole
     assert run_parser(ExactParser(**limits), chunks) == whole
     bytewise = [raw[i : i + 1] for i in range(len(raw))]
-    assert run_parser(dotenv.Parser(**limits), bytewise) == whole
+    assert run_parser(grammar.Parser(**limits), bytewise) == whole

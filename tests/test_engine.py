@@ -19,7 +19,9 @@ import boto3
 import pytest
 from moto.ssm.models import ssm_backends
 
-from envsync import dotenv, engine, pools, sinks
+from envsync import aws
+from envsync.dotenv import grammar, pools
+from envsync.sync import engine
 from faultproxy import FaultProxy, Rule
 
 ME = "ns/app"
@@ -43,14 +45,14 @@ TRICKY = {
 
 
 def env_bytes(values: dict[str, str]) -> bytes:
-    return "".join(dotenv.format_env(k, v) + "\n" for k, v in values.items()).encode()
+    return "".join(grammar.format_env(k, v) + "\n" for k, v in values.items()).encode()
 
 
-def ssm_target(endpoint: str, path: str, **extra: Any) -> sinks.Target:
-    return sinks.Target("ssm", path, region="us-east-1", endpoint_url=endpoint, **extra)
+def ssm_target(endpoint: str, path: str, **extra: Any) -> aws.Target:
+    return aws.Target("ssm", path, region="us-east-1", endpoint_url=endpoint, **extra)
 
 
-async def push(target: sinks.Target, source: Any, **extra: Any) -> engine.SyncReport:
+async def push(target: aws.Target, source: Any, **extra: Any) -> engine.SyncReport:
     request = engine.SyncRequest(
         source=source,
         target=target,
@@ -174,10 +176,10 @@ async def test_update_policy_if_not_exists(
     [
         lambda ep, p: ssm_target(ep, p),
         lambda ep, p: ssm_target(ep, p, parameter_type="String", tier="Intelligent-Tiering"),
-        lambda ep, p: sinks.Target(
+        lambda ep, p: aws.Target(
             "secretsmanager", p.strip("/") + "/", region="us-east-1", endpoint_url=ep
         ),
-        lambda ep, p: sinks.Target(
+        lambda ep, p: aws.Target(
             "secretsmanager",
             p.strip("/") + "/doc",
             region="us-east-1",
@@ -198,7 +200,7 @@ async def test_push_pull_parse_round_trip(
     out = io.StringIO()
     result = await engine.pull(target, out)
     assert result.written == len(TRICKY)
-    pulled = {v.key: v.value for v in dotenv.parse(out.getvalue())}
+    pulled = {v.key: v.value for v in grammar.parse(out.getvalue())}
     assert pulled == TRICKY
     again = await push(target, env_bytes(pulled))
     assert again.unchanged == len(TRICKY)
@@ -259,7 +261,7 @@ async def test_secrets_manager_per_key_counts_and_prune(
     moto_endpoint: str, secrets_client: Any
 ) -> None:
     prefix = f"t{uuid.uuid4().hex[:8]}/"
-    target = sinks.Target("secretsmanager", prefix, region="us-east-1", endpoint_url=moto_endpoint)
+    target = aws.Target("secretsmanager", prefix, region="us-east-1", endpoint_url=moto_endpoint)
     secrets_client.create_secret(Name=prefix + "HUMAN", SecretString="h")
     first = await push(target, env_bytes({"A": "1", "B": "2", "C": "3"}))
     assert first.created == 3
@@ -278,7 +280,7 @@ async def test_secrets_manager_json_is_one_write_and_refuses_over_64kb(
     moto_endpoint: str, secrets_client: Any
 ) -> None:
     name = f"t{uuid.uuid4().hex[:8]}/doc"
-    target = sinks.Target(
+    target = aws.Target(
         "secretsmanager", name, region="us-east-1", endpoint_url=moto_endpoint, mode="json"
     )
     values = {f"K{i}": f"v{i}" for i in range(100)}
@@ -330,7 +332,7 @@ async def test_pagination_over_thousands_of_parameters(
         )
     keep = {f"K{i:04d}": f"v{i}" for i in range(n) if i % 20}
     keep["K0001"] = "changed"
-    target = sinks.Target("ssm", unique_path, region=region, endpoint_url=moto_endpoint)
+    target = aws.Target("ssm", unique_path, region=region, endpoint_url=moto_endpoint)
     report = await push(target, env_bytes(keep), prune=True, workers=8)
     assert (report.updated, report.unchanged, report.deleted) == (1, len(keep) - 1, n // 20)
     assert report.aws_calls["ssm:GetParametersByPath"] >= n // 10
@@ -355,7 +357,7 @@ async def test_throttling_and_faults_converge_and_lose_nothing(
     ]
     values = {f"K{i:02d}": f"v{i}" for i in range(40)}
     with FaultProxy(moto_endpoint, rules) as proxy:
-        target = sinks.Target("ssm", unique_path, region="ap-northeast-1", endpoint_url=proxy.url)
+        target = aws.Target("ssm", unique_path, region="ap-northeast-1", endpoint_url=proxy.url)
         first = await push(target, env_bytes(values), workers=6)
         changed = {k: v + "-2" for k, v in values.items()}
         second = await push(target, env_bytes(changed), workers=6)
@@ -365,16 +367,16 @@ async def test_throttling_and_faults_converge_and_lose_nothing(
     assert first.ok, first.failures
     assert second.ok, second.failures
     assert second.updated == 40
-    direct = sinks.Target("ssm", unique_path, region="ap-northeast-1", endpoint_url=moto_endpoint)
+    direct = aws.Target("ssm", unique_path, region="ap-northeast-1", endpoint_url=moto_endpoint)
     out = io.StringIO()
     await engine.pull(direct, out)
-    assert {v.key: v.value for v in dotenv.parse(out.getvalue())} == changed
+    assert {v.key: v.value for v in grammar.parse(out.getvalue())} == changed
 
 
 async def test_access_denied_stops_new_writes(moto_endpoint: str, unique_path: str) -> None:
     values = {f"K{i:02d}": "v" for i in range(40)}
     with FaultProxy(moto_endpoint, [Rule("denied", "PutParameter")]) as proxy:
-        target = sinks.Target("ssm", unique_path, region="eu-north-1", endpoint_url=proxy.url)
+        target = aws.Target("ssm", unique_path, region="eu-north-1", endpoint_url=proxy.url)
         report = await push(target, env_bytes(values), workers=2)
     assert report.failed == 40
     assert proxy.requests["PutParameter"] < 10  # not one denied call per key
@@ -392,7 +394,7 @@ async def test_values_never_leak(
     ).encode()
     caplog.set_level(logging.DEBUG, logger="envsync")
     with FaultProxy(moto_endpoint, [Rule("denied", "PutParameter")]) as proxy:
-        target = sinks.Target("ssm", unique_path, region="eu-south-1", endpoint_url=proxy.url)
+        target = aws.Target("ssm", unique_path, region="eu-south-1", endpoint_url=proxy.url)
         report = await push(target, source, on_parse_error="Skip")
         lines, diff_report = await engine.diff(
             engine.SyncRequest(source=source, target=target, owner=ME, on_parse_error="Skip")

@@ -23,8 +23,10 @@ import boto3
 import psutil
 import pytest
 
-from envsync import dotenv, engine, errors, sinks
-from envsync.sinks import session
+from envsync import aws, errors
+from envsync.aws import session
+from envsync.dotenv import grammar
+from envsync.sync import engine
 from faultproxy import FaultProxy, Rule
 
 ME = "ns/faults"
@@ -34,11 +36,11 @@ pytestmark = pytest.mark.timeout(STORM_SECONDS + 240)
 
 
 def env_bytes(values: dict[str, str]) -> bytes:
-    return "".join(dotenv.format_env(k, v) + "\n" for k, v in values.items()).encode()
+    return "".join(grammar.format_env(k, v) + "\n" for k, v in values.items()).encode()
 
 
 async def converge(
-    target: sinks.Target, values: dict[str, str], *, within: float, **extra: Any
+    target: aws.Target, values: dict[str, str], *, within: float, **extra: Any
 ) -> tuple[list[engine.SyncReport | errors.EnvSyncError], engine.SyncReport]:
     """Sync until a report is ok, backing off between attempts as the operator does."""
     history: list[engine.SyncReport | errors.EnvSyncError] = []
@@ -126,11 +128,11 @@ async def test_a_throttling_storm_converges_exactly_within_the_retry_budget(
     values = {f"K{i:03d}": f"value-{i}" for i in range(150)}
     storm = Rule("throttle", every=2, duration=STORM_SECONDS)
     # warm up first: moto's backend for the region and botocore's models are not our memory
-    warm = sinks.Target("ssm", f"/warm/{uuid.uuid4().hex[:8]}/", region=region,
+    warm = aws.Target("ssm", f"/warm/{uuid.uuid4().hex[:8]}/", region=region,
                         endpoint_url=moto_endpoint)  # fmt: skip
     await converge(warm, {"W": "1"}, within=30)
     with FaultProxy(moto_endpoint, [storm]) as proxy, PeakRss() as rss:
-        target = sinks.Target("ssm", path, region=region, endpoint_url=proxy.url)
+        target = aws.Target("ssm", path, region=region, endpoint_url=proxy.url)
         history, last = await converge(
             target, values, within=STORM_SECONDS + 180, workers=8, prune=True
         )
@@ -166,7 +168,7 @@ async def test_server_errors_and_resets_on_every_operation_converge(
     first = {f"K{i:02d}": f"v{i}" for i in range(40)}
     second = {k: v + "-2" for k, v in first.items() if int(k[1:]) % 3}  # some updated, some gone
     with FaultProxy(moto_endpoint, rules) as proxy:
-        target = sinks.Target("ssm", path, region=region, endpoint_url=proxy.url)
+        target = aws.Target("ssm", path, region=region, endpoint_url=proxy.url)
         await converge(target, first, within=120, workers=6, prune=True)
         _, report = await converge(target, second, within=120, workers=6, prune=True)
     assert proxy.faults["internal"] >= 3
@@ -185,7 +187,7 @@ async def test_slow_answers_past_the_timeout_are_retried_and_applied_once(
     rules = [Rule("slow", "PutParameter", every=4, limit=3, delay=1.6)]
     values = {f"K{i:02d}": f"v{i}" for i in range(16)}
     with FaultProxy(moto_endpoint, rules) as proxy:
-        target = sinks.Target("ssm", path, region=region, endpoint_url=proxy.url)
+        target = aws.Target("ssm", path, region=region, endpoint_url=proxy.url)
         _, report = await converge(target, values, within=120, workers=4)
         await asyncio.sleep(2.0)  # the held requests reach moto
         again = await engine.sync(
@@ -211,7 +213,7 @@ async def test_secrets_manager_under_throttling_and_5xx_converges(
     first = {f"S{i:02d}": f"secret-{i}" for i in range(12)}
     second = dict(first, S00="changed", S01="changed")
     with FaultProxy(moto_endpoint, rules) as proxy:
-        target = sinks.Target("secretsmanager", prefix, region="us-east-1", endpoint_url=proxy.url)
+        target = aws.Target("secretsmanager", prefix, region="us-east-1", endpoint_url=proxy.url)
         await converge(target, first, within=120, workers=4)
         _, report = await converge(target, second, within=120, workers=4)
     assert sum(proxy.faults.values()) >= 4

@@ -1,4 +1,4 @@
-"""The kopf-free parts of envsync.handlers: spec translation, timing, the Kubernetes client.
+"""The kopf-free parts of envsync.operator.handlers: spec translation, timing, the client.
 
 The handlers running under kopf are exercised end to end in test_operator.py; here each piece
 is checked on its own, the Kubernetes client over real HTTP against the emulator.
@@ -14,8 +14,11 @@ from typing import Any
 import kopf
 import pytest
 
-from envsync import engine, errors, handlers, settings, status
+from envsync import errors, settings
 from envsync.cli import sandbox
+from envsync.kube import status
+from envsync.operator import handlers
+from envsync.sync import engine
 
 SPEC: dict[str, Any] = {
     "source": {"configMapRef": {"name": "app-env"}},
@@ -287,7 +290,7 @@ def test_force_token_asks_once_per_new_value_and_hashes_long_ones() -> None:
 
 
 async def test_runtime_applies_the_aws_rate_settings_process_wide() -> None:
-    from envsync.sinks import session
+    from envsync.aws import session
 
     before = session.settings()
     runtime = handlers.Runtime(

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from envsync import dotenv, limits, lint, sinks
+from envsync import aws, limits
 from envsync.cli import awscmd, main
+from envsync.dotenv import grammar, lint
 
 SENTINEL = "Sentinel-9f8e7d"
 """A value that must never reach lint's output, whatever rule fires on its line."""
@@ -141,12 +142,12 @@ def test_a_value_too_large_for_ssm_is_not_also_called_a_nested_reference() -> No
 # ---- one target's rules (lint(target=...), envsync lint --to) --------------------------------
 
 
-def ssm(path: str = "/app/dev/", tier: sinks.base.Tier = "Standard") -> sinks.Target:
-    return sinks.Target("ssm", path, tier=tier)
+def ssm(path: str = "/app/dev/", tier: aws.base.Tier = "Standard") -> aws.Target:
+    return aws.Target("ssm", path, tier=tier)
 
 
-def secrets(name: str = "app/", mode: sinks.base.Mode = "perKey") -> sinks.Target:
-    return sinks.Target("secretsmanager", name, mode=mode)
+def secrets(name: str = "app/", mode: aws.base.Mode = "perKey") -> aws.Target:
+    return aws.Target("secretsmanager", name, mode=mode)
 
 
 @pytest.mark.parametrize(
@@ -172,10 +173,10 @@ def secrets(name: str = "app/", mode: sinks.base.Mode = "perKey") -> sinks.Targe
         (secrets("app/settings", "json"), f"HUGE={'v' * 65537}\n", [(1, "ValueTooLarge")]),
         (secrets("bad name", "json"), "A=1\nB=2\n", [(1, "InvalidKey"), (2, "InvalidKey")]),
     ],
-    ids=lambda case: case.describe() if isinstance(case, sinks.Target) else "",
+    ids=lambda case: case.describe() if isinstance(case, aws.Target) else "",
 )
 def test_a_target_refuses_what_its_store_refuses(
-    target: sinks.Target, text: str, expected: list[tuple[int, str]]
+    target: aws.Target, text: str, expected: list[tuple[int, str]]
 ) -> None:
     problems = list(lint.lint(text, target=target))
     assert [(p.line, p.code) for p in problems] == expected
@@ -235,18 +236,18 @@ def test_with_a_target_only_the_last_assignment_of_a_key_is_judged() -> None:
 def test_store_refusal_matches_the_sinks(moto_endpoint: str) -> None:
     """The lint rule is a copy of each sink's problem(); this holds them to the same answers."""
     targets = [
-        sinks.Target("ssm", "/app/dev/", tier="Standard", endpoint_url=moto_endpoint),
-        sinks.Target("ssm", "/", tier="Advanced", endpoint_url=moto_endpoint),
-        sinks.Target("ssm", "/app", tier="Intelligent-Tiering", endpoint_url=moto_endpoint),
-        sinks.Target("secretsmanager", "app/", endpoint_url=moto_endpoint),
-        sinks.Target("secretsmanager", "app/settings", mode="json", endpoint_url=moto_endpoint),
-        sinks.Target("secretsmanager", "bad name", mode="json", endpoint_url=moto_endpoint),
+        aws.Target("ssm", "/app/dev/", tier="Standard", endpoint_url=moto_endpoint),
+        aws.Target("ssm", "/", tier="Advanced", endpoint_url=moto_endpoint),
+        aws.Target("ssm", "/app", tier="Intelligent-Tiering", endpoint_url=moto_endpoint),
+        aws.Target("secretsmanager", "app/", endpoint_url=moto_endpoint),
+        aws.Target("secretsmanager", "app/settings", mode="json", endpoint_url=moto_endpoint),
+        aws.Target("secretsmanager", "bad name", mode="json", endpoint_url=moto_endpoint),
     ]
     keys = ["GOOD", "dotted.name-1", "", "a/b", "bad key", "LOOKS-abcdef", "aws_x", "é", "K" * 1100]
     values = ["v", "", "v" * 4097, "v" * 8193, "v" * 65537, "a{{b}}c", "{{", "é" * 2049]
     compared = refused = 0
     for target in targets:
-        sink = sinks.open_sink(target, owner="lint-test")
+        sink = aws.open_sink(target, owner="lint-test")
         for key in keys:
             for value in values:
                 mine, theirs = lint.store_refusal(target, key, value), sink.problem(key, value)
@@ -420,8 +421,8 @@ def test_parse_env_output_reads_back_to_the_same_mapping(
     )
     code, out, _ = run(["parse", str(path), "--format", "env"], capsys)
     assert code == 0
-    original = {v.key: v.value for v in dotenv.parse_file(path)}
-    assert {v.key: v.value for v in dotenv.parse(out)} == original
+    original = {v.key: v.value for v in grammar.parse_file(path)}
+    assert {v.key: v.value for v in grammar.parse(out)} == original
     assert original == {"A": "1", "B": 'q" \\ \n', "C": "lit \\n", "D": "x", "E": None, "k k": "v"}
 
 

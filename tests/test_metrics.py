@@ -11,7 +11,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from envsync import engine, metrics, pools
+from envsync.dotenv import pools
+from envsync.operator import metrics
+from envsync.sync import engine
 
 SENTINEL = "s3cr3t-SENTINEL-value"
 

@@ -1,4 +1,5 @@
-"""The operator end to end: kopf running envsync.handlers against an API server and AWS over HTTP.
+"""The operator end to end: kopf running envsync.operator.handlers against an API server and
+AWS over HTTP.
 
 Here the API server is kmock's emulator (with the bookkeeping layer of envsync.cli.sandbox) and
 AWS is moto in server mode; ``tests/e2e/`` runs these same functions against a real cluster and

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envsync import plan
+from envsync.sync import plan
 
 ME = "ns/app"
 

@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 import pydantic
 import pytest
 
-from envsync import errors, pools
+from envsync import errors
+from envsync.dotenv import pools
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -656,7 +657,7 @@ def test_a_routine_threshold_hit_is_logged_at_debug_and_a_budget_hit_as_a_warnin
     config = pools.PoolConfig(memory_threshold=1000, gc_interval=3600)
     per_resource = pools.PoolManager(config, rss_reader=FakeRss(5000), back_pressure=False)
     budget = pools.PoolManager(config, rss_reader=FakeRss(5000))
-    with caplog.at_level(logging.DEBUG, logger="envsync.pools"):
+    with caplog.at_level(logging.DEBUG, logger="envsync.dotenv.pools"):
         per_resource.check_memory()
         budget.check_memory()
     levels = [r.levelno for r in caplog.records if "memory above threshold" in r.getMessage()]

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from envsync import batching, errors, sinks
-from envsync.sinks import session
+from envsync import aws, errors
+from envsync.aws import batching, session
 from faultproxy import FaultProxy, Rule
 
 ROLE = "arn:aws:iam::123456789012:role/envsync-test"
@@ -31,7 +31,7 @@ def test_clients_are_shared_per_identity_region_service_endpoint(moto_endpoint: 
     first = session.get_client("ssm", region="us-east-1", endpoint_url=moto_endpoint)
     assert session.get_client("ssm", region="us-east-1", endpoint_url=moto_endpoint) is first
     assert session.get_client("ssm", region="eu-west-1", endpoint_url=moto_endpoint) is not first
-    static = sinks.Credentials(access_key_id="AKIDEXAMPLE", secret_access_key="s3cr3t")
+    static = aws.Credentials(access_key_id="AKIDEXAMPLE", secret_access_key="s3cr3t")
     other = session.get_client(
         "ssm", region="us-east-1", credentials=static, endpoint_url=moto_endpoint
     )
@@ -43,7 +43,7 @@ def test_clients_are_shared_per_identity_region_service_endpoint(moto_endpoint: 
 
 
 def test_assumed_role_is_used_and_cached(moto_endpoint: str) -> None:
-    creds = sinks.Credentials(role_arn=ROLE, external_id="ext-1", sts_endpoint_url=moto_endpoint)
+    creds = aws.Credentials(role_arn=ROLE, external_id="ext-1", sts_endpoint_url=moto_endpoint)
     sts = session.get_client(
         "sts", region="us-east-1", credentials=creds, endpoint_url=moto_endpoint
     )
@@ -59,17 +59,17 @@ def test_assumed_role_is_used_and_cached(moto_endpoint: str) -> None:
 
 
 def test_credentials_never_show_secrets() -> None:
-    creds = sinks.Credentials(access_key_id="AKID", secret_access_key="s3cr3t", session_token="tok")
+    creds = aws.Credentials(access_key_id="AKID", secret_access_key="s3cr3t", session_token="tok")
     assert "s3cr3t" not in repr(creds)
     assert "tok" not in repr(creds)
     assert "s3cr3t" not in creds.identity()
-    assert sinks.Credentials(role_arn=ROLE).account() == "123456789012"
+    assert aws.Credentials(role_arn=ROLE).account() == "123456789012"
 
 
 def test_half_static_credentials_are_a_config_error() -> None:
     with pytest.raises(errors.ConfigError, match="both"):
         session.get_client(
-            "ssm", region="us-east-1", credentials=sinks.Credentials(access_key_id="AKID")
+            "ssm", region="us-east-1", credentials=aws.Credentials(access_key_id="AKID")
         )
 
 
@@ -88,8 +88,8 @@ def test_observers_see_every_attempt_and_the_limiter_backs_off(
         Rule("unavailable", "GetParameters", limit=1),
     ]
     with FaultProxy(moto_endpoint, rules) as proxy:
-        target = sinks.Target("ssm", unique_path, region="ca-central-1", endpoint_url=proxy.url)
-        sink = sinks.open_sink(target, owner="o/x")
+        target = aws.Target("ssm", unique_path, region="ca-central-1", endpoint_url=proxy.url)
+        sink = aws.open_sink(target, owner="o/x")
         for i in range(5):
             sink.create(f"K{i}", "v")
         assert len(sink.fetch([f"K{i}" for i in range(5)])) == 5
@@ -109,8 +109,8 @@ def test_exhausted_throttling_and_denial_map_to_envsync_errors(
 ) -> None:
     rules = [Rule("throttle", "PutParameter"), Rule("denied", "GetParameters")]
     with FaultProxy(moto_endpoint, rules) as proxy:
-        target = sinks.Target("ssm", unique_path, region="sa-east-1", endpoint_url=proxy.url)
-        sink = sinks.open_sink(target, owner="o/x")
+        target = aws.Target("ssm", unique_path, region="sa-east-1", endpoint_url=proxy.url)
+        sink = aws.open_sink(target, owner="o/x")
         with pytest.raises(errors.ThrottledError) as throttled:
             sink.create("K", "sentinel-value")
         with pytest.raises(errors.AccessDeniedError, match="not authorized") as denied:
@@ -126,8 +126,8 @@ def test_connection_resets_are_retried(
     moto_endpoint: str, unique_path: str, ssm_client: Any
 ) -> None:
     with FaultProxy(moto_endpoint, [Rule("reset", "PutParameter", every=2, limit=2)]) as proxy:
-        target = sinks.Target("ssm", unique_path, region="us-east-1", endpoint_url=proxy.url)
-        sink = sinks.open_sink(target, owner="o/x")
+        target = aws.Target("ssm", unique_path, region="us-east-1", endpoint_url=proxy.url)
+        sink = aws.open_sink(target, owner="o/x")
         for i in range(4):
             sink.create(f"K{i}", f"v{i}")
     assert proxy.faults["reset"] == 2
@@ -172,8 +172,8 @@ def test_clients_of_every_region_share_one_parsed_service_model(moto_endpoint: s
 
 
 def test_rotated_static_keys_get_a_fresh_client() -> None:
-    first = sinks.Credentials(access_key_id="AKIDEXAMPLE", secret_access_key="old-secret")
-    rotated = sinks.Credentials(access_key_id="AKIDEXAMPLE", secret_access_key="new-secret")
+    first = aws.Credentials(access_key_id="AKIDEXAMPLE", secret_access_key="old-secret")
+    rotated = aws.Credentials(access_key_id="AKIDEXAMPLE", secret_access_key="new-secret")
     assert first.identity() == rotated.identity()
     assert first.cache_key() != rotated.cache_key()
     assert "old-secret" not in first.cache_key()

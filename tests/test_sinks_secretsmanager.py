@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from envsync import errors, limits, sinks
-from envsync.sinks import session
+from envsync import aws, errors, limits
+from envsync.aws import session
 
 ME = "ns/app"
 
@@ -21,12 +21,12 @@ def prefix() -> str:
 
 
 @pytest.fixture
-def per_key(moto_endpoint: str, prefix: str, aws_region: str) -> sinks.Target:
-    return sinks.Target("secretsmanager", prefix, region=aws_region, endpoint_url=moto_endpoint)
+def per_key(moto_endpoint: str, prefix: str, aws_region: str) -> aws.Target:
+    return aws.Target("secretsmanager", prefix, region=aws_region, endpoint_url=moto_endpoint)
 
 
-def json_target(endpoint: str, name: str) -> sinks.Target:
-    return sinks.Target(
+def json_target(endpoint: str, name: str) -> aws.Target:
+    return aws.Target(
         "secretsmanager", name, region="us-east-1", endpoint_url=endpoint, mode="json"
     )
 
@@ -37,9 +37,9 @@ def owner_tag(secrets_client: Any, name: str) -> str | None:
 
 
 def test_per_key_scan_returns_values_and_owners(
-    per_key: sinks.Target, secrets_client: Any, prefix: str
+    per_key: aws.Target, secrets_client: Any, prefix: str
 ) -> None:
-    sink = sinks.open_sink(per_key, owner=ME)
+    sink = aws.open_sink(per_key, owner=ME)
     for i in range(25):
         sink.create(f"K{i:02d}", f"v{i}")
     secrets_client.create_secret(Name=prefix + "HUMAN", SecretString="h")
@@ -58,7 +58,7 @@ def test_per_key_scan_returns_values_and_owners(
 
 
 def test_per_key_create_refuses_foreign_and_updates_ours(
-    per_key: sinks.Target, secrets_client: Any, prefix: str
+    per_key: aws.Target, secrets_client: Any, prefix: str
 ) -> None:
     secrets_client.create_secret(
         Name=prefix + "THEIRS",
@@ -68,7 +68,7 @@ def test_per_key_create_refuses_foreign_and_updates_ours(
     secrets_client.create_secret(
         Name=prefix + "MINE", SecretString="old", Tags=[{"Key": "envsync.dev/owner", "Value": ME}]
     )
-    sink = sinks.open_sink(per_key, owner=ME)
+    sink = aws.open_sink(per_key, owner=ME)
     with pytest.raises(errors.OwnershipError):
         sink.create("THEIRS", "sentinel")
     sink.create("MINE", "new")  # listed late (ListSecrets lags): found by DescribeSecret
@@ -77,10 +77,10 @@ def test_per_key_create_refuses_foreign_and_updates_ours(
 
 
 def test_per_key_owners_update_adopt_delete_restore(
-    per_key: sinks.Target, secrets_client: Any, prefix: str
+    per_key: aws.Target, secrets_client: Any, prefix: str
 ) -> None:
     secrets_client.create_secret(Name=prefix + "HUMAN", SecretString="h")
-    sink = sinks.open_sink(per_key, owner=ME)
+    sink = aws.open_sink(per_key, owner=ME)
     sink.create("A", "1")
     assert sink.owners(["A", "HUMAN", "NONE"]) == {"A": ME}
     sink.update("HUMAN", "h2", take=True)
@@ -92,8 +92,8 @@ def test_per_key_owners_update_adopt_delete_restore(
     assert "DeletedDate" not in secrets_client.describe_secret(SecretId=prefix + "A")
 
 
-def test_per_key_problems(per_key: sinks.Target) -> None:
-    sink = sinks.open_sink(per_key, owner=ME)
+def test_per_key_problems(per_key: aws.Target) -> None:
+    sink = aws.open_sink(per_key, owner=ME)
     assert sink.problem("OK", "x" * limits.SECRETSMANAGER_MAX_VALUE_BYTES) is None
     assert "65536" in (sink.problem("BIG", "x" * 65537) or "")
     assert sink.problem("bad key", "v") is not None
@@ -102,7 +102,7 @@ def test_per_key_problems(per_key: sinks.Target) -> None:
 
 def test_json_document_round_trip(moto_endpoint: str, secrets_client: Any, prefix: str) -> None:
     name = prefix + "doc"
-    sink = sinks.open_sink(json_target(moto_endpoint, name), owner=ME)
+    sink = aws.open_sink(json_target(moto_endpoint, name), owner=ME)
     assert list(sink.scan()) == [[]]
     sink.create("A", "1")
     sink.create("B", 'multi\nline "q" é')
@@ -114,7 +114,7 @@ def test_json_document_round_trip(moto_endpoint: str, secrets_client: Any, prefi
     }
     assert owner_tag(secrets_client, name) == ME
 
-    again = sinks.open_sink(json_target(moto_endpoint, name), owner=ME)
+    again = aws.open_sink(json_target(moto_endpoint, name), owner=ME)
     entries = {e.key: e for page in again.scan() for e in page}
     assert entries["B"].value == 'multi\nline "q" é'
     assert entries["B"].owner == ME
@@ -129,7 +129,7 @@ def test_json_over_64kb_is_a_clear_error(
     moto_endpoint: str, secrets_client: Any, prefix: str
 ) -> None:
     name = prefix + "big"
-    sink = sinks.open_sink(json_target(moto_endpoint, name), owner=ME)
+    sink = aws.open_sink(json_target(moto_endpoint, name), owner=ME)
     for i in range(10):
         sink.create(f"K{i}", "sentinel" * 1000)
     with pytest.raises(
@@ -146,7 +146,7 @@ def test_json_foreign_document_is_left_alone(
 ) -> None:
     name = prefix + "foreign"
     secrets_client.create_secret(Name=name, SecretString='{"A": "1"}')
-    sink = sinks.open_sink(json_target(moto_endpoint, name), owner=ME)
+    sink = aws.open_sink(json_target(moto_endpoint, name), owner=ME)
     entries = [e for page in sink.scan() for e in page]
     assert entries[0].owner_known
     assert entries[0].owner is None
@@ -164,17 +164,17 @@ def test_json_refuses_to_replace_a_non_json_secret(
         SecretString="not json sentinel",
         Tags=[{"Key": "envsync.dev/owner", "Value": ME}],
     )
-    sink = sinks.open_sink(json_target(moto_endpoint, name), owner=ME)
+    sink = aws.open_sink(json_target(moto_endpoint, name), owner=ME)
     with pytest.raises(errors.RemoteError, match="not JSON") as caught:
         list(sink.scan())
     assert "sentinel" not in str(caught.value)
 
 
 def test_per_key_writes_to_one_secret_wait_for_each_other(
-    per_key: sinks.Target, secrets_client: Any, prefix: str
+    per_key: aws.Target, secrets_client: Any, prefix: str
 ) -> None:
     """At most one write per secret in flight, process-wide (as for SSM parameters)."""
-    sink = sinks.open_sink(per_key, owner=ME)
+    sink = aws.open_sink(per_key, owner=ME)
     sink.create("K", "v1")
     done = threading.Event()
 

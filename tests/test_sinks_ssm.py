@@ -6,16 +6,16 @@ from typing import Any
 
 import pytest
 
-from envsync import errors, sinks
-from envsync.sinks import ssm
+from envsync import aws, errors
+from envsync.aws import ssm
 from faultproxy import FaultProxy, Rule
 
 ME = "ns/app"
 
 
 @pytest.fixture
-def target(moto_endpoint: str, unique_path: str, aws_region: str) -> sinks.Target:
-    return sinks.Target("ssm", unique_path, region=aws_region, endpoint_url=moto_endpoint)
+def target(moto_endpoint: str, unique_path: str, aws_region: str) -> aws.Target:
+    return aws.Target("ssm", unique_path, region=aws_region, endpoint_url=moto_endpoint)
 
 
 def tags_of(ssm_client: Any, name: str) -> dict[str, str]:
@@ -23,8 +23,8 @@ def tags_of(ssm_client: Any, name: str) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in answer["TagList"]}
 
 
-def test_create_tags_owner_and_extra_tags(target: sinks.Target, ssm_client: Any) -> None:
-    tagged = sinks.Target(
+def test_create_tags_owner_and_extra_tags(target: aws.Target, ssm_client: Any) -> None:
+    tagged = aws.Target(
         "ssm",
         target.path,
         region=target.region,
@@ -32,7 +32,7 @@ def test_create_tags_owner_and_extra_tags(target: sinks.Target, ssm_client: Any)
         tags={"team": "core"},
         parameter_type="String",
     )
-    sink = sinks.open_sink(tagged, owner=ME)
+    sink = aws.open_sink(tagged, owner=ME)
     sink.create("DB_URL", "postgres://x")
     name = target.path + "DB_URL"
     got = ssm_client.get_parameter(Name=name, WithDecryption=True)["Parameter"]
@@ -43,7 +43,7 @@ def test_create_tags_owner_and_extra_tags(target: sinks.Target, ssm_client: Any)
 
 
 def test_create_never_clobbers_an_entry_that_appeared(
-    target: sinks.Target, ssm_client: Any, seed_parameters: Any
+    target: aws.Target, ssm_client: Any, seed_parameters: Any
 ) -> None:
     seed_parameters({target.path + "A": "human", target.path + "B": "mine-old"})
     ssm_client.add_tags_to_resource(
@@ -51,7 +51,7 @@ def test_create_never_clobbers_an_entry_that_appeared(
         ResourceId=target.path + "B",
         Tags=[{"Key": "envsync.dev/owner", "Value": ME}],
     )
-    sink = sinks.open_sink(target, owner=ME)
+    sink = aws.open_sink(target, owner=ME)
     with pytest.raises(errors.OwnershipError, match="left alone"):
         sink.create("A", "envsync")
     sink.create("B", "mine-new")  # ours already (e.g. a lagging read): overwritten
@@ -65,11 +65,11 @@ def test_create_never_clobbers_an_entry_that_appeared(
 
 
 def test_scan_pages_through_everything_under_the_prefix_only(
-    target: sinks.Target, seed_parameters: Any
+    target: aws.Target, seed_parameters: Any
 ) -> None:
     seed_parameters({f"{target.path}K{i:02d}": f"v{i}" for i in range(23)})
     seed_parameters({f"{target.path}sub/DEEP": "x", target.path.rstrip("/") + "X": "sibling"})
-    sink = sinks.open_sink(target, owner=ME)
+    sink = aws.open_sink(target, owner=ME)
     pages = list(sink.scan())
     assert len(pages) >= 3
     assert all(len(page) <= 10 for page in pages)
@@ -81,28 +81,26 @@ def test_scan_pages_through_everything_under_the_prefix_only(
     assert sink.stats.calls()["ssm:GetParametersByPath"] == len(pages)
 
 
-def test_fetch_reads_ten_names_per_call(target: sinks.Target, seed_parameters: Any) -> None:
+def test_fetch_reads_ten_names_per_call(target: aws.Target, seed_parameters: Any) -> None:
     seed_parameters({target.path + "A": "1", target.path + "B": "2"})
-    sink = sinks.open_sink(target, owner=ME)
+    sink = aws.open_sink(target, owner=ME)
     entries = sink.fetch(["A", "B", "MISSING"])
     assert {(e.key, e.value) for e in entries} == {("A", "1"), ("B", "2")}
     assert sink.stats.calls() == {"ssm:GetParameters": 1}
 
 
-def test_owners_confirms_only_our_tag_in_one_call(
-    target: sinks.Target, seed_parameters: Any
-) -> None:
+def test_owners_confirms_only_our_tag_in_one_call(target: aws.Target, seed_parameters: Any) -> None:
     seed_parameters({target.path + "MINE": "1"}, owner=ME)
     seed_parameters({target.path + "THEIRS": "1"}, owner="other/app")
     seed_parameters({target.path + "NOBODY": "1"})
-    sink = sinks.open_sink(target, owner=ME)
+    sink = aws.open_sink(target, owner=ME)
     assert sink.owners(["MINE", "THEIRS", "NOBODY", "MISSING"]) == {"MINE": ME}
     assert sink.stats.calls() == {"ssm:DescribeParameters": 1}
 
 
-def test_update_and_take_over(target: sinks.Target, ssm_client: Any, seed_parameters: Any) -> None:
+def test_update_and_take_over(target: aws.Target, ssm_client: Any, seed_parameters: Any) -> None:
     seed_parameters({target.path + "A": "old"})
-    sink = sinks.open_sink(target, owner=ME)
+    sink = aws.open_sink(target, owner=ME)
     sink.update("A", "new", take=True)
     assert (
         ssm_client.get_parameter(Name=target.path + "A", WithDecryption=True)["Parameter"]["Value"]
@@ -112,10 +110,10 @@ def test_update_and_take_over(target: sinks.Target, ssm_client: Any, seed_parame
 
 
 def test_delete_in_batches_and_missing_names_count_as_done(
-    target: sinks.Target, seed_parameters: Any, ssm_client: Any
+    target: aws.Target, seed_parameters: Any, ssm_client: Any
 ) -> None:
     seed_parameters({f"{target.path}D{i}": "x" for i in range(10)})
-    sink = sinks.open_sink(target, owner=ME)
+    sink = aws.open_sink(target, owner=ME)
     result = sink.delete([f"D{i}" for i in range(9)] + ["GHOST"])
     assert result == dict.fromkeys([f"D{i}" for i in range(9)] + ["GHOST"])
     left = ssm_client.get_parameters_by_path(Path=target.path.rstrip("/"))["Parameters"]
@@ -136,10 +134,10 @@ def test_delete_in_batches_and_missing_names_count_as_done(
     ],
 )
 def test_problem_reports_what_ssm_would_refuse(
-    target: sinks.Target, key: str, value: str, tier: Any, fragment: str | None
+    target: aws.Target, key: str, value: str, tier: Any, fragment: str | None
 ) -> None:
-    sink = sinks.open_sink(
-        sinks.Target(
+    sink = aws.open_sink(
+        aws.Target(
             "ssm", target.path, region=target.region, endpoint_url=target.endpoint_url, tier=tier
         ),
         owner=ME,
@@ -153,11 +151,11 @@ def test_problem_reports_what_ssm_would_refuse(
         assert value[:10] not in problem or not value
 
 
-def test_advanced_tier_stores_8kb(target: sinks.Target, ssm_client: Any) -> None:
-    advanced = sinks.Target(
+def test_advanced_tier_stores_8kb(target: aws.Target, ssm_client: Any) -> None:
+    advanced = aws.Target(
         "ssm", target.path, region=target.region, endpoint_url=target.endpoint_url, tier="Advanced"
     )
-    sink = sinks.open_sink(advanced, owner=ME)
+    sink = aws.open_sink(advanced, owner=ME)
     sink.create("BIG", "é" * 4000)
     got = ssm_client.get_parameter(Name=target.path + "BIG", WithDecryption=True)["Parameter"]
     assert got["Value"] == "é" * 4000
@@ -169,8 +167,8 @@ def test_too_many_updates_is_retried(
     with FaultProxy(
         moto_endpoint, [Rule("too_many_updates", "PutParameter", every=1, limit=3)]
     ) as proxy:
-        target = sinks.Target("ssm", unique_path, region="eu-west-3", endpoint_url=proxy.url)
-        sink = sinks.open_sink(target, owner=ME)
+        target = aws.Target("ssm", unique_path, region="eu-west-3", endpoint_url=proxy.url)
+        sink = aws.open_sink(target, owner=ME)
         sink.create("A", "v")
     assert proxy.faults["too_many_updates"] == 3
     assert sink.stats.calls()["ssm:PutParameter"] == 4  # botocore does not retry it: we do
@@ -182,8 +180,8 @@ def test_contention_that_never_ends_is_a_throttled_error(
     moto_endpoint: str, unique_path: str
 ) -> None:
     with FaultProxy(moto_endpoint, [Rule("too_many_updates", "PutParameter")]) as proxy:
-        target = sinks.Target("ssm", unique_path, region="eu-west-3", endpoint_url=proxy.url)
-        sink = sinks.open_sink(target, owner=ME)
+        target = aws.Target("ssm", unique_path, region="eu-west-3", endpoint_url=proxy.url)
+        sink = aws.open_sink(target, owner=ME)
         with pytest.raises(errors.ThrottledError, match="concurrent updates") as caught:
             sink.create("A", "sentinel-value-123")
     assert "sentinel-value-123" not in str(caught.value)

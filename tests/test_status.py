@@ -16,7 +16,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from envsync import api, crdgen, engine, errors, pools, sinks, status
+from envsync import aws, errors
+from envsync.dotenv import pools
+from envsync.kube import crdgen, models, status
+from envsync.sync import engine
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
@@ -95,7 +98,7 @@ def status_schema() -> dict[str, Any]:
 
 def valid(state: Mapping[str, Any], schema: dict[str, Any]) -> None:
     jsonschema.Draft7Validator(schema).validate(state)
-    api.EnvSyncStatus.model_validate(state)
+    models.EnvSyncStatus.model_validate(state)
 
 
 # --------------------------------------------------------------------------------- outcomes
@@ -185,13 +188,13 @@ def test_skipped_keys_are_listed_by_name_and_rule_and_keep_ready_false(
 ) -> None:
     skips = tuple(
         engine.KeyIssue(f"K{i}", "SSM cannot store an empty value", "EmptyValue", i + 1)
-        for i in range(api.MAX_SKIPPED + 5)
+        for i in range(models.MAX_SKIPPED + 5)
     )
     state = build(Report(skipped=len(skips) + 7, refused=len(skips) + 7, skips=skips))
     valid(state, status_schema)
     assert summary(state)["Ready"] == ("False", "KeysSkipped")
     assert summary(state)["Synced"] == ("False", "KeysSkipped")
-    assert len(state["skipped"]) == api.MAX_SKIPPED
+    assert len(state["skipped"]) == models.MAX_SKIPPED
     assert state["skipped"][0] == {
         "key": "K0", "line": 1, "reason": "EmptyValue", "message": "SSM cannot store an empty value"
     }  # fmt: skip
@@ -482,7 +485,7 @@ def test_long_messages_are_clipped() -> None:
 def test_only_the_first_problems_are_kept() -> None:
     problems = tuple((line, "bad") for line in range(1, 40))
     state = build(Report(aborted=True, parse_errors=problems))
-    assert len(state["parseErrors"]) == api.MAX_PARSE_ERRORS
+    assert len(state["parseErrors"]) == models.MAX_PARSE_ERRORS
 
 
 # ----------------------------------------------------------------------------------- events
@@ -596,7 +599,7 @@ async def test_real_engine_report_with_a_sentinel(status_schema: dict[str, Any])
     request = engine.SyncRequest(
         source=source,
         source_name="demo/configmap/app-env[.env]",
-        target=sinks.Target(
+        target=aws.Target(
             provider="ssm",
             path="/demo/app/",
             region="us-east-1",

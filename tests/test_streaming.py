@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envsync import dotenv, errors, pools, streaming
+from envsync import errors
+from envsync.dotenv import grammar, pools, streaming
 
 SENTINEL = "s3cr3t-sentinel-value"
 
@@ -217,7 +218,7 @@ async def collect(stream: AsyncIterator[streaming.ParsedItem]) -> list[streaming
 def summary(items: list[streaming.ParsedItem]) -> list[tuple[str, object, int]]:
     return [
         ("var", (item.key, item.value), item.line)
-        if isinstance(item, dotenv.Variable)
+        if isinstance(item, grammar.Variable)
         else ("error", None, item.line)
         for item in items
     ]
@@ -233,12 +234,12 @@ async def test_streamer_yields_what_the_parser_does_from_a_file_read_in_threads(
         ("var", ("C", "3"), 6),
     ]
     error = items[2]
-    assert isinstance(error, dotenv.ParseError)
+    assert isinstance(error, grammar.ParseError)
     assert str(error).startswith("app.env:5:")
 
 
 async def test_streamer_agrees_with_parse_whatever_the_source_shape() -> None:
-    expected = list(dotenv.parse(ENV, strict=False))
+    expected = list(grammar.parse(ENV, strict=False))
     pool = pools.BytePool()
     streamer = streaming.EnvFileStreamer(buffer_size=7, byte_pool=pool)
     from_file = await collect(streamer.stream(io.BytesIO(ENV)))
@@ -323,7 +324,7 @@ async def test_streamer_reports_long_lines_as_parse_errors_not_values() -> None:
     items = await collect(
         streaming.EnvFileStreamer(buffer_size=8, max_line_size=32).stream(achunks([data]))
     )
-    errors_ = [item for item in items if isinstance(item, dotenv.ParseError)]
+    errors_ = [item for item in items if isinstance(item, grammar.ParseError)]
     assert [e.line for e in errors_] == [2]
     assert all(SENTINEL not in str(e) for e in errors_)
     assert ("var", ("C", "3"), 3) in summary(items)

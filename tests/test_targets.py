@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from envsync import sinks, targets
+from envsync import aws
+from envsync.kube import places
 
-Place = targets.Place
+Place = places.Place
 
 
 def place(
@@ -19,14 +20,14 @@ def place(
 
 
 def test_a_target_without_region_is_where_the_sdk_region_puts_it() -> None:
-    implicit = Place.of(sinks.Target("ssm", "/ns/app/"), "us-east-1")
-    explicit = Place.of(sinks.Target("ssm", "/ns/app/", region="us-east-1"), "eu-west-1")
+    implicit = Place.of(aws.Target("ssm", "/ns/app/"), "us-east-1")
+    explicit = Place.of(aws.Target("ssm", "/ns/app/", region="us-east-1"), "eu-west-1")
     assert implicit == explicit
-    assert Place.of(sinks.Target("ssm", "/ns/app/", endpoint_url="http://vpce"), None) != implicit
+    assert Place.of(aws.Target("ssm", "/ns/app/", endpoint_url="http://vpce"), None) != implicit
 
 
 def test_the_status_record_round_trips_and_clears_absent_fields() -> None:
-    here = Place.of(sinks.Target("ssm", "/ns/app/"), None)
+    here = Place.of(aws.Target("ssm", "/ns/app/"), None)
     recorded = here.as_status()
     assert (recorded["region"], recorded["endpoint"]) == (None, None)  # a merge patch clears them
     assert Place.from_status({k: v for k, v in recorded.items() if v is not None}) == here

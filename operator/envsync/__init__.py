@@ -1,7 +1,8 @@
 """envsync: keep AWS SSM Parameter Store and Secrets Manager in step with .env files.
 
-The public API is the parser (:mod:`envsync.dotenv`), the memory tools (:mod:`envsync.pools`,
-:mod:`envsync.streaming`, :mod:`envsync.batching`) and, for the operator, the ``envsync`` CLI.
+The public API is the parser (:mod:`envsync.dotenv.grammar`), the memory tools
+(:mod:`envsync.dotenv.pools`, :mod:`envsync.dotenv.streaming`, :mod:`envsync.aws.batching`) and,
+for the operator, the ``envsync`` CLI.
 """
 
 from __future__ import annotations

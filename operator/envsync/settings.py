@@ -1,7 +1,7 @@
 """Operator settings: one object, read once from `ENVSYNC_*` environment variables.
 
 The Helm chart maps its values onto these variables, and docs/configuration.md is generated
-from this class (see :func:`envsync.crdgen.render_configuration`), so each field's attribute
+from this class (see :func:`envsync.kube.crdgen.render_configuration`), so each field's attribute
 docstring is its documentation: unit, default and the reason for the default. Durations and
 sizes accept the same forms as the CRD (`1h`, `100Mi`) through :mod:`envsync.units`.
 
@@ -200,7 +200,7 @@ class Settings(BaseSettings):
     exponential backoff). Default 8: throttling is expected at scale and waited out."""
 
     def aws_limits(self) -> dict[str, float]:
-        """The rate ceilings and retry budget as ``envsync.sinks.session.configure`` takes them."""
+        """The rate ceilings and retry budget as ``envsync.aws.session.configure`` takes them."""
         return {
             "ssm_write": self.ssm_write_rate,
             "ssm_read": self.ssm_read_rate,

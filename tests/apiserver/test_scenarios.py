@@ -47,7 +47,7 @@ from test_smoke import CRD_NAME, kubectl_binary
 
 import kube
 import test_operator as emulator_suite
-from envsync import status as status_module
+from envsync.kube import status as status_module
 from faultproxy import FaultProxy, Rule
 from test_operator import PROXY_PORTS, LogCapture, params, ready
 

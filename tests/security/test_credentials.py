@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import kube
-from envsync import errors, sinks
+from envsync import aws, errors
 from recorder import POISONED_KEY, Recorder
 from scenario import SENTINEL, envsync, has_event, params, settled
 
@@ -123,19 +123,17 @@ def test_credentials_from_one_sts_are_never_reused_for_another(
     STS endpoints are two identities, whatever asked first."""
     role = "arn:aws:iam::123456789012:role/envsync-cache"
     with Recorder() as rogue_sts:
-        poisoned = sinks.Credentials(
-            role_arn=role, external_id="x1", sts_endpoint_url=rogue_sts.url
-        )
-        honest = sinks.Credentials(role_arn=role, external_id="x1", sts_endpoint_url=moto_endpoint)
+        poisoned = aws.Credentials(role_arn=role, external_id="x1", sts_endpoint_url=rogue_sts.url)
+        honest = aws.Credentials(role_arn=role, external_id="x1", sts_endpoint_url=moto_endpoint)
         assert poisoned.cache_key() != honest.cache_key()
-        target = sinks.Target("ssm", "/cache/", region="eu-north-1", endpoint_url=rogue_sts.url)
+        target = aws.Target("ssm", "/cache/", region="eu-north-1", endpoint_url=rogue_sts.url)
         with pytest.raises(errors.EnvSyncError):  # the rogue answers SSM with an error
-            sinks.open_sink(target, owner="ns/a", credentials=poisoned).fetch(["A"])
+            aws.open_sink(target, owner="ns/a", credentials=poisoned).fetch(["A"])
         assert "AssumeRole" in {seen.operation for seen in rogue_sts.requests()}
 
         before = len(tap.requests())
-        target = sinks.Target("ssm", "/cache/", region="eu-north-1", endpoint_url=tap.url)
-        sinks.open_sink(target, owner="ns/b", credentials=honest).fetch(["A"])
+        target = aws.Target("ssm", "/cache/", region="eu-north-1", endpoint_url=tap.url)
+        aws.open_sink(target, owner="ns/b", credentials=honest).fetch(["A"])
         signers = {seen.access_key for seen in tap.requests()[before:]}
     assert signers
     assert POISONED_KEY not in signers

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import kube
-from envsync import api
+from envsync.kube import models
 from scenario import SENTINEL, envsync, events, has_event, params, settled
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("operator")]
@@ -151,8 +151,8 @@ def test_refresh_interval_has_a_floor_in_the_schema_and_the_operator(
     """``1ms`` once meant hundreds of status writes a minute. The CRD refuses it (CEL, which the
     emulator does not run: the operator's own check stalls it), and the operator raises what
     the schema lets through to ENVSYNC_MIN_REFRESH_INTERVAL (1m by default)."""
-    rule = api.REFRESH_FLOOR
-    assert rule.to_schema() in api.SyncPolicy.model_json_schema()["x-kubernetes-validations"]
+    rule = models.REFRESH_FLOOR
+    assert rule.to_schema() in models.SyncPolicy.model_json_schema()["x-kubernetes-validations"]
     cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
     cluster.apply(envsync("fast", namespace, path=f"/{namespace}/fast/", refreshInterval="1ms"))
     cluster.apply(envsync("slow", namespace, path=f"/{namespace}/slow/", refreshInterval="10s"))

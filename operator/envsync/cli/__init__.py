@@ -1,6 +1,6 @@
 """The ``envsync`` command line: one sub-command module per job, all built on the same engine.
 
-Each module in :data:`COMMAND_MODULES` exposes ``register(subparsers)``, which adds its
+Each command module exposes ``register(subparsers)``, which adds its
 sub-commands and sets ``func`` to a callable taking the parsed arguments and returning the exit
 status (0 success, 1 problems found or per-key failures, 2 usage or credential errors).
 """
@@ -8,21 +8,12 @@ status (0 success, 1 problems found or per-key failures, 2 usage or credential e
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
 import envsync
 
-__all__ = ["COMMAND_MODULES", "build_parser", "main"]
-
-COMMAND_MODULES: tuple[str, ...] = (
-    "envsync.cli.lintcmd",
-    "envsync.cli.awscmd",
-    "envsync.cli.crdcmd",
-    "envsync.cli.operatorcmd",
-)
-"""Sub-command modules, in the order their commands appear in ``--help``."""
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,8 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"envsync {envsync.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+    from envsync.cli import awscmd, crdcmd, lintcmd, operatorcmd  # they import this package
+
+    for command in (lintcmd, awscmd, crdcmd, operatorcmd):  # their order in --help
+        command.register(subparsers)
     return parser
 
 

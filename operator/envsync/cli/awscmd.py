@@ -1,7 +1,7 @@
 """`envsync push | pull | diff`: the engine on a laptop or in CI, as envy's CLI offered.
 
-The commands are thin: flags become a :class:`envsync.engine.SyncRequest` and the engine's
-:class:`~envsync.engine.SyncReport` is printed, as text or as JSON (``--output json``) for
+The commands are thin: flags become a :class:`envsync.sync.engine.SyncRequest` and the engine's
+:class:`~envsync.sync.engine.SyncReport` is printed, as text or as JSON (``--output json``) for
 pipelines. The same engine runs in the operator, so a CLI push and an operator sync make the
 same calls and honour the same ownership rules.
 
@@ -31,7 +31,8 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any, TextIO
 
-from envsync import engine, errors, limits, settings, sinks
+from envsync import aws, errors, limits, settings
+from envsync.sync import engine
 
 __all__ = ["DEFAULT_OWNER", "parse_target", "register"]
 
@@ -49,10 +50,10 @@ _SYMBOLS = {
 }
 
 
-def parse_target(text: str, *, mode: str = "perKey") -> sinks.Target:
+def parse_target(text: str, *, mode: str = "perKey") -> aws.Target:
     """``ssm:/app/dev/`` or ``secretsmanager:NAME`` (``sm:`` for short) → a target (no region)."""
     scheme, sep, path = text.partition(":")
-    provider: sinks.base.Provider
+    provider: aws.base.Provider
     if scheme == "ssm":
         provider = "ssm"
     elif scheme in ("secretsmanager", "sm"):
@@ -63,7 +64,7 @@ def parse_target(text: str, *, mode: str = "perKey") -> sinks.Target:
         raise errors.ConfigError(f"target {text!r}: the path or name is missing")
     if provider == "ssm" and not path.startswith("/"):
         raise errors.ConfigError(f"target {text!r}: SSM paths start with '/'")
-    return sinks.Target(provider, path, mode="json" if mode == "json" else "perKey")
+    return aws.Target(provider, path, mode="json" if mode == "json" else "perKey")
 
 
 def register(subparsers: Any) -> None:
@@ -257,9 +258,9 @@ def _errors_to_status() -> Iterator[_Status]:
         status.code = 1
 
 
-def _target(args: argparse.Namespace) -> tuple[sinks.Target, sinks.Credentials | None]:
+def _target(args: argparse.Namespace) -> tuple[aws.Target, aws.Credentials | None]:
     # the operator's ENVSYNC_*_RATE and ENVSYNC_AWS_MAX_ATTEMPTS apply to the CLI as well
-    sinks.session.configure(**settings.load_settings().aws_limits())
+    aws.session.configure(**settings.load_settings().aws_limits())
     base = parse_target(args.target, mode=args.mode)
     extra: dict[str, Any] = {}
     if hasattr(args, "parameter_type"):
@@ -269,7 +270,7 @@ def _target(args: argparse.Namespace) -> tuple[sinks.Target, sinks.Credentials |
             "kms_key_id": args.kms_key_id,
             "tags": _tags(args.tag),
         }
-    target = sinks.Target(
+    target = aws.Target(
         base.provider,
         base.path,
         region=args.region,
@@ -279,7 +280,7 @@ def _target(args: argparse.Namespace) -> tuple[sinks.Target, sinks.Credentials |
     )
     credentials = None
     if args.role_arn:
-        credentials = sinks.Credentials(role_arn=args.role_arn, external_id=args.external_id)
+        credentials = aws.Credentials(role_arn=args.role_arn, external_id=args.external_id)
     elif args.external_id:
         raise errors.ConfigError("--external-id needs --role-arn")
     return target, credentials
@@ -333,7 +334,7 @@ def _exit_code(report: engine.SyncReport) -> int:
 
 def _print_report(
     args: argparse.Namespace,
-    target: sinks.Target,
+    target: aws.Target,
     report: engine.SyncReport,
     *,
     summary_only: bool = False,

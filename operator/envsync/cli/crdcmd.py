@@ -12,7 +12,7 @@ import pathlib
 import sys
 from typing import Any
 
-from envsync import crdgen
+from envsync.kube import crdgen
 
 __all__ = ["register", "run"]
 

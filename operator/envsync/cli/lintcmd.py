@@ -18,8 +18,9 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
-from envsync import dotenv, errors, limits, lint, sinks
+from envsync import aws, errors, limits
 from envsync.cli import awscmd
+from envsync.dotenv import grammar, lint
 
 __all__ = ["register", "run_lint", "run_parse"]
 
@@ -80,16 +81,16 @@ def _size_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-line-size",
         type=int,
-        default=dotenv.DEFAULT_MAX_LINE_SIZE,
+        default=grammar.DEFAULT_MAX_LINE_SIZE,
         metavar="CHARS",
-        help=f"longest line accepted (default {dotenv.DEFAULT_MAX_LINE_SIZE})",
+        help=f"longest line accepted (default {grammar.DEFAULT_MAX_LINE_SIZE})",
     )
     parser.add_argument(
         "--max-value-size",
         type=int,
-        default=dotenv.DEFAULT_MAX_VALUE_SIZE,
+        default=grammar.DEFAULT_MAX_VALUE_SIZE,
         metavar="CHARS",
-        help=f"longest value accepted (default {dotenv.DEFAULT_MAX_VALUE_SIZE})",
+        help=f"longest value accepted (default {grammar.DEFAULT_MAX_VALUE_SIZE})",
     )
 
 
@@ -124,7 +125,7 @@ def run_lint(args: argparse.Namespace) -> int:
     return 1 if error_count or (args.strict and warning_count) else 0
 
 
-def _lint_target(args: argparse.Namespace) -> sinks.Target | None:
+def _lint_target(args: argparse.Namespace) -> aws.Target | None:
     """The target of ``--to``, read by push's own parser so lint cannot accept a target (or
     read one differently) where push would not."""
     if args.target is None:
@@ -132,16 +133,14 @@ def _lint_target(args: argparse.Namespace) -> sinks.Target | None:
             raise errors.ConfigError("--mode and --tier only apply with --to TARGET")
         return None
     parsed = awscmd.parse_target(args.target, mode=args.mode or "perKey")
-    return sinks.Target(
-        parsed.provider, parsed.path, mode=parsed.mode, tier=args.tier or "Standard"
-    )
+    return aws.Target(parsed.provider, parsed.path, mode=parsed.mode, tier=args.tier or "Standard")
 
 
 def run_parse(args: argparse.Namespace) -> int:
     mapping: dict[str, str | None] = {}
     try:
         with _opened(args.file) as stream:
-            variables = dotenv.parse(
+            variables = grammar.parse(
                 stream,
                 max_line_size=args.max_line_size,
                 max_value_size=args.max_value_size,
@@ -149,7 +148,7 @@ def run_parse(args: argparse.Namespace) -> int:
             )
             for key, value, _line in variables:
                 mapping[key] = value
-    except dotenv.ParseError as exc:
+    except grammar.ParseError as exc:
         print(f"{exc}", file=sys.stderr)
         return 1
     except OSError as exc:
@@ -159,7 +158,7 @@ def run_parse(args: argparse.Namespace) -> int:
         json.dump(mapping, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
     else:
-        dotenv.dump(mapping.items(), sys.stdout)
+        grammar.dump(mapping.items(), sys.stdout)
     return 0
 
 

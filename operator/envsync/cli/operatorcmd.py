@@ -1,9 +1,8 @@
 """`envsync run` (the operator) and `envsync demo` (the operator on a laptop, nothing else needed).
 
 `run` turns flags into :class:`envsync.settings.Settings` overrides (unset flags fall back to the
-``ENVSYNC_*`` variables) and starts kopf through :func:`envsync.handlers.run`. The handlers module
-is loaded by name: the command line and the kopf wiring are sibling layers that may not import
-each other, and only the handlers may import kopf, so ``envsync lint`` never pays for loading it.
+``ENVSYNC_*`` variables) and starts kopf through :func:`envsync.operator.handlers.run`, imported
+when the command runs, so that ``envsync lint`` never pays for loading kopf.
 
 `demo` shows the whole loop without a cluster or an AWS account: kmock's Kubernetes emulator and
 moto's AWS (both from the ``test`` extra) on localhost ports, the generated CRD and
@@ -16,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import os
 import pathlib
 import signal
@@ -30,12 +28,11 @@ from typing import Any, TextIO
 
 import yaml
 
-from envsync import errors, sinks
+from envsync import aws, errors
 from envsync import settings as settings_module
 
 __all__ = ["find_repo_file", "mask", "register", "run_operator", "settings_from_args"]
 
-HANDLERS_MODULE = "envsync.handlers"
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 """The source checkout (``operator/envsync/cli`` → root), where crds/ and examples/ live."""
 
@@ -98,7 +95,9 @@ def settings_from_args(args: argparse.Namespace) -> settings_module.Settings:
 
 def run_operator(config: settings_module.Settings, **kwargs: Any) -> None:
     """Start the operator with these settings (blocks until it stops)."""
-    importlib.import_module(HANDLERS_MODULE).run(config, **kwargs)
+    from envsync.operator import handlers  # kopf is imported only by the commands that run it
+
+    handlers.run(config, **kwargs)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -224,15 +223,15 @@ def _print_status(obj: Mapping[str, Any], out: TextIO) -> bool:
 
 def _print_remote(obj: Mapping[str, Any], endpoint: str, out: TextIO) -> None:
     target = obj.get("spec", {}).get("target", {})
-    remote = sinks.Target(
+    remote = aws.Target(
         provider=target.get("provider", "ssm"),
         path=target.get("path", "/"),
         region=target.get("region") or "us-east-1",
         mode=target.get("mode", "perKey"),
         endpoint_url=endpoint,
     )
-    demo_keys = sinks.Credentials(access_key_id="testing", secret_access_key="testing")
-    sink = sinks.open_sink(remote, owner="envsync-demo", credentials=demo_keys)
+    demo_keys = aws.Credentials(access_key_id="testing", secret_access_key="testing")
+    sink = aws.open_sink(remote, owner="envsync-demo", credentials=demo_keys)
     label = "SSM parameters" if remote.provider == "ssm" else "Secrets Manager secrets"
     print(f"  {label} under {remote.path} (emulated, values masked):", file=out)
     for page in sink.scan():

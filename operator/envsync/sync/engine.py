@@ -12,7 +12,7 @@ The order of work is chosen so that a sync that fails half-way loses nothing:
    AWS, so ``onParseError: Abort`` pushes nothing when any line is bad, and ``Skip`` knows every
    key before pruning (prune is suspended when lines were skipped: a key on a bad line must not
    be deleted remotely because it could not be read);
-2. remote state is read in batches and diffed page by page (:class:`envsync.plan.Planner`);
+2. remote state is read in batches and diffed page by page (:class:`envsync.sync.plan.Planner`);
 3. owners are confirmed only for entries about to be written or deleted, in batches;
 4. creates and updates run with at most ``workers`` in flight, one per name; deletes go in
    batches; one key's failure never stops the others, but an access-denied or exhausted-throttle
@@ -36,7 +36,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Final, Literal
 
-from envsync import batching, dotenv, errors, limits, plan, pools, sinks
+from envsync import aws, errors, limits
+from envsync.aws import batching
+from envsync.dotenv import grammar, pools
+from envsync.sync import plan
 
 __all__ = [
     "DiffLine",
@@ -73,12 +76,12 @@ class SyncRequest:
 
     source: Source
     """The .env bytes: a ``bytes`` object, a binary file, or an iterable of byte chunks."""
-    target: sinks.Target
+    target: aws.Target
     owner: str
     """Owner marker written on what this sync creates (``namespace/name`` or a CLI id)."""
     source_name: str = "<source>"
     """Where the bytes came from, for error messages (``ns/configmap/name[.env]`` or a path)."""
-    credentials: sinks.Credentials | None = None
+    credentials: aws.Credentials | None = None
     prune: bool = False
     update_policy: Literal["Replace", "IfNotExists"] = "Replace"
     dry_run: bool = False
@@ -215,7 +218,7 @@ class _HashingReader:
     until written, so wrapping costs no copy).
     """
 
-    def __init__(self, raw: dotenv.Readable, digest: Any) -> None:
+    def __init__(self, raw: grammar.Readable, digest: Any) -> None:
         self._raw = raw
         self._digest = digest
 
@@ -306,8 +309,8 @@ def _parse(
     desired: dict[str, plan.Desired] = {}
     problems: list[ParseProblem] = []
     count = error_count = 0
-    for item in dotenv.parse(readable, **options):
-        if isinstance(item, dotenv.ParseError):
+    for item in grammar.parse(readable, **options):
+        if isinstance(item, grammar.ParseError):
             error_count += 1
             if len(problems) < MAX_PARSE_ERRORS:
                 problems.append(ParseProblem(item.line, item.reason))
@@ -492,10 +495,10 @@ def _document_after(
     return document
 
 
-async def _open(request: SyncRequest) -> sinks.Sink:
+async def _open(request: SyncRequest) -> aws.Sink:
     """Build the sink off the loop: the first client of a kind loads botocore's models."""
     return await asyncio.to_thread(
-        sinks.open_sink,
+        aws.open_sink,
         request.target,
         owner=request.owner,
         credentials=request.credentials,
@@ -506,7 +509,7 @@ async def _open(request: SyncRequest) -> sinks.Sink:
 
 async def _plan(
     request: SyncRequest,
-    sink: sinks.Sink,
+    sink: aws.Sink,
     desired: Mapping[str, plan.Desired],
     *,
     prune: bool,
@@ -524,7 +527,7 @@ async def _plan(
     )
     steps: list[plan.Step] = []
 
-    def feed(page: list[sinks.RemoteEntry]) -> None:
+    def feed(page: list[aws.RemoteEntry]) -> None:
         if remote_values is not None:
             remote_values.update((entry.key, entry.value) for entry in page)
         steps.extend(planner.feed(page))
@@ -539,15 +542,15 @@ async def _plan(
     return await _settle_owners(request, sink, steps, names)
 
 
-def _prefers_scan(sink: sinks.Sink) -> bool:
+def _prefers_scan(sink: aws.Sink) -> bool:
     return bool(getattr(sink, "prefers_scan", False))
 
 
 async def _fetch(
     request: SyncRequest,
-    sink: sinks.Sink,
+    sink: aws.Sink,
     desired: Mapping[str, plan.Desired],
-    feed: Callable[[list[sinks.RemoteEntry]], None],
+    feed: Callable[[list[aws.RemoteEntry]], None],
     names: pools.StringPool | None,
 ) -> None:
     """Read the file's keys by name, ``read_batch`` per call, in parallel; each answer is
@@ -555,7 +558,7 @@ async def _fetch(
     no safe plan."""
     keys = [key for key, want in desired.items() if want.skip is None]
 
-    def settle(result: batching.JobResult[list[sinks.RemoteEntry]]) -> None:
+    def settle(result: batching.JobResult[list[aws.RemoteEntry]]) -> None:
         if result.error is not None:
             raise result.error
         feed(result.value or [])
@@ -573,7 +576,7 @@ async def _threads(request: SyncRequest, funcs: Sequence[Callable[[], Any]]) -> 
 
 async def _settle_owners(
     request: SyncRequest,
-    sink: sinks.Sink,
+    sink: aws.Sink,
     steps: list[plan.Step],
     names: pools.StringPool | None = None,
 ) -> list[plan.Step]:
@@ -608,7 +611,7 @@ async def _settle_owners(
 
 async def _execute(
     request: SyncRequest,
-    sink: sinks.Sink,
+    sink: aws.Sink,
     desired: Mapping[str, plan.Desired],
     steps: list[plan.Step],
     tally: _Tally,
@@ -656,15 +659,15 @@ async def _execute(
         if result.error is None:
             done.append((step.key, step.action))
         elif isinstance(result.error, errors.OwnershipError):
-            tally.record(step.key, "conflict", sinks.base.safe_reason(result.error))
+            tally.record(step.key, "conflict", aws.base.safe_reason(result.error))
         else:
-            tally.record(step.key, "failed", sinks.base.safe_reason(result.error))
+            tally.record(step.key, "failed", aws.base.safe_reason(result.error))
     with _name_batches(deletes, sink.delete_batch, names) as batches:
         results = await _threads(request, [functools.partial(remove, b) for b in batches])
         for batch, result in zip(batches, results, strict=True):
             if result.error is not None:
                 for key in batch:
-                    tally.record(key, "failed", sinks.base.safe_reason(result.error))
+                    tally.record(key, "failed", aws.base.safe_reason(result.error))
                 continue
             for key in batch:
                 reason = (result.value or {}).get(key)
@@ -675,7 +678,7 @@ async def _execute(
     try:
         await asyncio.to_thread(sink.flush)
     except Exception as exc:
-        reason = sinks.base.safe_reason(exc)
+        reason = aws.base.safe_reason(exc)
         for key, _ in done:
             tally.record(key, "failed", reason)
         return
@@ -687,7 +690,7 @@ def _report(
     request: SyncRequest,
     parsed: _Parsed,
     tally: _Tally,
-    sink: sinks.Sink,
+    sink: aws.Sink,
     started: float,
     *,
     aborted: bool = False,
@@ -757,14 +760,14 @@ async def diff(request: SyncRequest) -> tuple[list[DiffLine], SyncReport]:
 
 
 async def pull(
-    target: sinks.Target,
+    target: aws.Target,
     out: IO[str],
     *,
-    credentials: sinks.Credentials | None = None,
+    credentials: aws.Credentials | None = None,
     owner: str = "pull",
 ) -> PullResult:
     """Stream everything under the target into ``out`` as .env lines, page by page."""
-    sink = await asyncio.to_thread(sinks.open_sink, target, owner=owner, credentials=credentials)
+    sink = await asyncio.to_thread(aws.open_sink, target, owner=owner, credentials=credentials)
     pages = sink.scan()
     written = 0
     skipped: list[KeyIssue] = []
@@ -781,22 +784,23 @@ async def pull(
 
 
 def format_env_line(key: str, value: str | None) -> tuple[str | None, str | None]:
-    """One .env line (``dotenv.format_env``) that :func:`envsync.dotenv.parse` reads back exactly.
+    """One .env line (``grammar.format_env``) that :func:`envsync.dotenv.grammar.parse` reads
+    back exactly.
 
     Returns ``(None, reason)`` for what a .env file cannot express.
     """
     if value is None:
         return None, "no text value (binary or unreadable)"
     try:
-        return dotenv.format_env(key, value) + "\n", None
+        return grammar.format_env(key, value) + "\n", None
     except ValueError:
         return None, "key cannot be written in .env syntax"
 
 
 async def delete_owned(
-    target: sinks.Target,
+    target: aws.Target,
     owner: str,
-    credentials: sinks.Credentials | None = None,
+    credentials: aws.Credentials | None = None,
     *,
     workers: int = 4,
     batch_size: int = 50,
@@ -823,17 +827,17 @@ async def delete_owned(
 
 
 async def _delete_document(
-    target: sinks.Target, owner: str, credentials: sinks.Credentials | None
+    target: aws.Target, owner: str, credentials: aws.Credentials | None
 ) -> SyncReport:
     started = time.monotonic()
-    sink = await asyncio.to_thread(sinks.open_sink, target, owner=owner, credentials=credentials)
-    assert isinstance(sink, sinks.secretsmanager.JsonSecretSink)
+    sink = await asyncio.to_thread(aws.open_sink, target, owner=owner, credentials=credentials)
+    assert isinstance(sink, aws.secretsmanager.JsonSecretSink)
     try:
         pages = await asyncio.to_thread(list, sink.scan())
     except errors.RemoteError:
         pages = []  # not a JSON document: still deleted below if it is ours
     keys = [entry.key for page in pages for entry in page]
-    deleted = await asyncio.to_thread(sinks.secretsmanager.delete_document, sink)
+    deleted = await asyncio.to_thread(aws.secretsmanager.delete_document, sink)
     return SyncReport(
         deleted=len(keys) if deleted else 0,
         conflicts=0 if deleted or not keys else 1,

@@ -37,8 +37,8 @@ import botocore.exceptions
 import botocore.loaders
 import botocore.session
 
-from envsync import batching, errors
-from envsync.sinks import base
+from envsync import errors
+from envsync.aws import base, batching
 
 __all__ = [
     "ACCESS_DENIED_CODES",

@@ -91,7 +91,7 @@ class ParseCancelled(errors.EnvSyncError):
 
 
 class BytePoolLike(Protocol):
-    """What the read path needs from a byte pool (``envsync.pools.BytePool`` fits)."""
+    """What the read path needs from a byte pool (``envsync.dotenv.pools.BytePool`` fits)."""
 
     def get(self, size: int, /) -> bytearray: ...
 

@@ -17,11 +17,12 @@ finalizer on every object a timer serves, and EnvSync promises a finalizer only 
 ``deletionPolicy: Delete`` (:func:`envsync_deleted` is the one handler that needs it).
 
 A pass reads the source and compares its hash and the spec generation with the status: unchanged
-means zero AWS calls. Otherwise it runs :func:`envsync.engine.sync` inside the process-wide
-:class:`envsync.pools.PoolManager` slot (global concurrency and memory budget) with the pools and
-tuning of the spec, and turns the report into a status patch (:mod:`envsync.status`), events on
-transitions only, and metrics (:mod:`envsync.metrics`). Failures are states, not crashes: each
-error class maps to a condition and a retry policy.
+means zero AWS calls. Otherwise it runs :func:`envsync.sync.engine.sync` inside the
+process-wide :class:`envsync.dotenv.pools.PoolManager` slot (global concurrency and memory budget)
+with the pools and tuning of the spec, and turns the report into a status patch
+(:mod:`envsync.kube.status`), events on transitions only, and metrics
+(:mod:`envsync.operator.metrics`). Failures are states, not crashes: each error class maps to a
+condition and a retry policy.
 
 The kopf handlers are thin — a guard and one call. The kopf-free parts (spec translation, the
 Kubernetes client, the retry and drift arithmetic) are plain functions and classes, tested
@@ -52,8 +53,12 @@ import aiohttp
 import kopf
 import pydantic
 
-from envsync import api, engine, errors, metrics, pools, sinks, status, targets
+from envsync import aws, errors
 from envsync import settings as settings_module
+from envsync.dotenv import pools
+from envsync.kube import models, places, status
+from envsync.operator import metrics
+from envsync.sync import engine
 
 __all__ = [
     "FINALIZER",
@@ -76,9 +81,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-GROUP: Final = api.API_GROUP
-VERSION: Final = api.API_VERSION
-PLURAL: Final = api.PLURAL
+GROUP: Final = models.API_GROUP
+VERSION: Final = models.API_VERSION
+PLURAL: Final = models.PLURAL
 SOURCE_SELECTOR: Final = f"{settings_module.SOURCE_LABEL}=true"
 """The server-side label selector of the ConfigMap and Secret watches (ENVSYNC_WATCH_SOURCES)."""
 FINALIZER: Final = f"{GROUP}/finalizer"
@@ -111,10 +116,10 @@ def owner_id(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
 
 
-def parse_spec(spec: Mapping[str, Any]) -> api.EnvSyncSpec:
+def parse_spec(spec: Mapping[str, Any]) -> models.EnvSyncSpec:
     """The spec as the models read it; the API server's schema is not trusted to be installed."""
     try:
-        return api.EnvSyncSpec.model_validate(dict(spec))
+        return models.EnvSyncSpec.model_validate(dict(spec))
     except pydantic.ValidationError as exc:
         problems = "; ".join(
             f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
@@ -125,7 +130,7 @@ def parse_spec(spec: Mapping[str, Any]) -> api.EnvSyncSpec:
         raise errors.ConfigError(problems) from None
 
 
-def target_for(spec: api.EnvSyncSpec, settings: settings_module.Settings) -> sinks.Target:
+def target_for(spec: models.EnvSyncSpec, settings: settings_module.Settings) -> aws.Target:
     """The sink's target. The endpoint is the operator's: its own setting, or the listed origin
     a spec's endpointUrl matched (:func:`guard_tenancy` refused any other before this runs)."""
     target = spec.target
@@ -134,7 +139,7 @@ def target_for(spec: api.EnvSyncSpec, settings: settings_module.Settings) -> sin
         endpoint = settings.allowed_endpoint(target.endpoint_url)
         if endpoint is None:
             raise _endpoint_refused(target.endpoint_url)
-    return sinks.Target(
+    return aws.Target(
         provider=target.provider,
         path=target.path,
         region=target.region or settings.default_region,
@@ -147,26 +152,26 @@ def target_for(spec: api.EnvSyncSpec, settings: settings_module.Settings) -> sin
     )
 
 
-def place_of(spec: api.EnvSyncSpec, settings: settings_module.Settings) -> targets.Place:
+def place_of(spec: models.EnvSyncSpec, settings: settings_module.Settings) -> places.Place:
     """Where the spec's keys live (status.target): region and endpoint resolved as the client
     resolves them, so an equivalent spec is never mistaken for a move."""
-    return targets.Place.of(target_for(spec, settings), sinks.session.sdk_region())
+    return places.Place.of(target_for(spec, settings), aws.session.sdk_region())
 
 
-def pool_config(spec: api.EnvSyncSpec) -> pools.PoolConfig:
+def pool_config(spec: models.EnvSyncSpec) -> pools.PoolConfig:
     """The spec's ``memory`` section as the EnvSync's own pools take it."""
     return pools.PoolConfig(**spec.memory_or_default.pool_config_fields())
 
 
 def sync_request(
-    spec: api.EnvSyncSpec,
+    spec: models.EnvSyncSpec,
     source: bytes,
     *,
     namespace: str,
     name: str,
     source_name: str,
     settings: settings_module.Settings,
-    credentials: sinks.Credentials | None,
+    credentials: aws.Credentials | None,
 ) -> engine.SyncRequest:
     """The engine request for a spec: its policy, tuning and target, the object as owner."""
     policy = spec.sync_policy
@@ -189,14 +194,14 @@ def sync_request(
     )
 
 
-def source_name(namespace: str, spec: api.EnvSyncSpec) -> str:
+def source_name(namespace: str, spec: models.EnvSyncSpec) -> str:
     """How messages name the source: ``ns/ConfigMap/name[key]``."""
     ref = spec.source.ref
     return f"{namespace}/{spec.source.kind}/{ref.name}[{ref.key}]"
 
 
 def guard_tenancy(
-    namespace: str, spec: api.EnvSyncSpec, settings: settings_module.Settings
+    namespace: str, spec: models.EnvSyncSpec, settings: settings_module.Settings
 ) -> None:
     """Refuse endpoints, paths, roles and KMS keys the cluster admin did not allow this namespace.
 
@@ -242,7 +247,7 @@ def _endpoint_refused(endpoint: str) -> PolicyError:
     )
 
 
-def refresh_interval(spec: api.EnvSyncSpec, settings: settings_module.Settings) -> float:
+def refresh_interval(spec: models.EnvSyncSpec, settings: settings_module.Settings) -> float:
     """The drift-check interval in force: the spec's (or the default), raised to the operator's
     floor; 0 (off) stays off."""
     seconds = spec.sync_policy.refresh_interval_seconds(settings.default_refresh_interval)
@@ -291,7 +296,7 @@ def force_token(body: Mapping[str, Any]) -> str | None:
     if value is None:
         return None
     token = str(value)
-    if len(token) > api.MAX_FORCE_TOKEN:
+    if len(token) > models.MAX_FORCE_TOKEN:
         token = "sha256:" + hashlib.sha256(token.encode()).hexdigest()
     handled = (body.get("status") or {}).get("forceSyncHandled")
     return None if token == handled else token
@@ -476,9 +481,9 @@ class SourceMissing(errors.SourceError):
 async def credentials_for(
     reader: KubeClient,
     namespace: str,
-    spec: api.EnvSyncSpec,
+    spec: models.EnvSyncSpec,
     settings: settings_module.Settings,
-) -> sinks.Credentials | None:
+) -> aws.Credentials | None:
     """The credentials ``spec.auth`` asks for; None means the operator's own chain.
 
     AssumeRole goes to the operator's STS (``ENVSYNC_STS_ENDPOINT``), never to the spec's
@@ -505,7 +510,7 @@ async def credentials_for(
                     f"Secret {ref.name!r} has no key {key!r} (spec.auth.secretRef)"
                 )
             keys[field] = raw.decode("utf-8").strip()
-    return sinks.Credentials(
+    return aws.Credentials(
         role_arn=auth.role_arn,
         external_id=auth.external_id,
         access_key_id=keys.get("access_key_id"),
@@ -600,15 +605,15 @@ class Runtime:
         self.metrics.observe_request(service, operation, "success" if outcome == "ok" else outcome)
 
     async def start(self) -> None:
-        sinks.session.configure(**self.settings.aws_limits())
+        aws.session.configure(**self.settings.aws_limits())
         await self.gate.start()
         self.metrics.watch_pools(self.gate)
-        sinks.session.add_request_observer(self.observe_request)
+        aws.session.add_request_observer(self.observe_request)
         if self.settings.metrics_port:
             self.metrics.serve(self.settings.metrics_port, self.settings.metrics_address)
 
     async def close(self) -> None:
-        sinks.session.remove_request_observer(self.observe_request)
+        aws.session.remove_request_observer(self.observe_request)
         for key in list(self.trackers):
             self._retire(key)
         for task in list(self._tasks):
@@ -850,10 +855,10 @@ class Runtime:
     async def _leave_old_target(
         self,
         body: kopf.Body,
-        spec: api.EnvSyncSpec,
+        spec: models.EnvSyncSpec,
         previous: Mapping[str, Any],
         report: engine.SyncReport,
-        credentials: sinks.Credentials | None,
+        credentials: aws.Credentials | None,
     ) -> Move:
         """After a sync of a moved target: prune what this EnvSync owns at the old place.
 
@@ -867,7 +872,7 @@ class Runtime:
             return Move(None)
         here = place_of(spec, self.settings)
         recorded = previous.get("target")
-        old = targets.Place.from_status(recorded)
+        old = places.Place.from_status(recorded)
         if old is None or old == here:
             return Move(here.as_status() if recorded != here.as_status() else None)
         namespace, name = body.metadata.namespace or "", body.metadata.name or ""
@@ -902,7 +907,7 @@ class Runtime:
         return Move(here.as_status())
 
     def _unreachable(
-        self, namespace: str, old: targets.Place, here: targets.Place, *, prune: bool
+        self, namespace: str, old: places.Place, here: places.Place, *, prune: bool
     ) -> str | None:
         """Why the keys at ``old`` are left where they are, or None when they may be pruned."""
         if not prune:
@@ -919,7 +924,7 @@ class Runtime:
         return None
 
     async def _run(
-        self, request: engine.SyncRequest, spec: api.EnvSyncSpec, tracker: Tracker
+        self, request: engine.SyncRequest, spec: models.EnvSyncSpec, tracker: Tracker
     ) -> engine.SyncReport:
         """The engine inside the process-wide slot, with this EnvSync's pools and threshold."""
         manager = tracker.pools_for(pool_config(spec), self.metrics)
@@ -1063,14 +1068,14 @@ class Runtime:
         self,
         namespace: str,
         name: str,
-        spec: api.EnvSyncSpec,
+        spec: models.EnvSyncSpec,
         previous: Mapping[str, Any],
-        credentials: sinks.Credentials | None,
+        credentials: aws.Credentials | None,
         report: engine.SyncReport,
     ) -> engine.SyncReport:
         """A move whose old place was not pruned yet: deleting the EnvSync deletes there too."""
         here = place_of(spec, self.settings)
-        old = targets.Place.from_status(previous.get("target"))
+        old = places.Place.from_status(previous.get("target"))
         if old is None or old == here or self._unreachable(namespace, old, here, prune=True):
             return report
         more = await engine.delete_owned(
@@ -1108,7 +1113,7 @@ class Runtime:
 
 
 class _ReportView:
-    """The engine's report in the shape :mod:`envsync.status` reads (tuples, attribute objects)."""
+    """The engine's report in the shape :mod:`envsync.kube.status` reads (tuples, attributes)."""
 
     def __init__(self, report: engine.SyncReport) -> None:
         self._report = report

@@ -2,7 +2,7 @@
 
 envy's streaming parser ran a goroutine that signalled "done" before its channels were drained
 (so callers returned early with nothing) and used a grammar of its own. Here there is one
-grammar, :class:`envsync.dotenv.Parser`, fed chunk by chunk, and two ways to drive input:
+grammar, :class:`envsync.dotenv.grammar.Parser`, fed chunk by chunk, and two ways to drive input:
 
 * :class:`StreamProcessor` splits a binary reader (or an async chunk iterator) into lines and
   calls back per line, in memory bounded by ``buffer_size + max_line_size`` whatever the file
@@ -12,9 +12,10 @@ grammar, :class:`envsync.dotenv.Parser`, fed chunk by chunk, and two ways to dri
   ``ParseError`` items. Blocking reads run in a worker thread, so a large file never stalls the
   operator's event loop.
 
-Both read into a buffer borrowed from a :class:`envsync.pools.BytePool` when given one, and both
-stop between chunks when a cancel token (anything with ``is_set()``, e.g. ``threading.Event``) is
-set, raising :class:`StreamCancelled`; the async forms also honour asyncio cancellation.
+Both read into a buffer borrowed from a :class:`envsync.dotenv.pools.BytePool` when given one, and
+both stop between chunks when a cancel token (anything with ``is_set()``, e.g.
+``threading.Event``) is set, raising :class:`StreamCancelled`; the async forms also honour
+asyncio cancellation.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import inspect
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterator
 from typing import NoReturn, Protocol, TypeAlias
 
-from envsync import dotenv, errors, pools
+from envsync import errors
+from envsync.dotenv import grammar, pools
 
 __all__ = [
     "CancelToken",
@@ -42,7 +44,7 @@ operator passes the spec's ``bufferSize`` instead."""
 DEFAULT_MAX_LINE_SIZE = 64 * 1024
 """Longest line accepted, as envy's scanner had it."""
 
-ParsedItem: TypeAlias = "dotenv.Variable | dotenv.ParseError"
+ParsedItem: TypeAlias = "grammar.Variable | grammar.ParseError"
 
 
 class CancelToken(Protocol):
@@ -239,9 +241,9 @@ class EnvFileStreamer:
 
     def __init__(
         self,
-        buffer_size: int = dotenv.DEFAULT_BUFFER_SIZE,
-        max_line_size: int = dotenv.DEFAULT_MAX_LINE_SIZE,
-        max_value_size: int = dotenv.DEFAULT_MAX_VALUE_SIZE,
+        buffer_size: int = grammar.DEFAULT_BUFFER_SIZE,
+        max_line_size: int = grammar.DEFAULT_MAX_LINE_SIZE,
+        max_value_size: int = grammar.DEFAULT_MAX_VALUE_SIZE,
         byte_pool: pools.BytePool | None = None,
     ) -> None:
         _validate(buffer_size, max_line_size)
@@ -274,8 +276,8 @@ class EnvFileStreamer:
         for item in parser.close():
             yield item
 
-    def _parser(self, source_name: str | None) -> dotenv.Parser:
-        return dotenv.Parser(
+    def _parser(self, source_name: str | None) -> grammar.Parser:
+        return grammar.Parser(
             max_line_size=self.max_line_size,
             max_value_size=self.max_value_size,
             source_name=source_name,

@@ -1,14 +1,14 @@
 """Sinks: where variables go. The only package that talks to AWS (boto3/botocore).
 
-:func:`open_sink` picks the sink for a :class:`Target`; :mod:`envsync.sinks.session` owns the
+:func:`open_sink` picks the sink for a :class:`Target`; :mod:`envsync.aws.session` owns the
 shared clients, credentials, retries, rate limiters and request observers.
 """
 
 from __future__ import annotations
 
 from envsync import errors
-from envsync.sinks import base, secretsmanager, session, ssm
-from envsync.sinks.base import (
+from envsync.aws import base, secretsmanager, session, ssm
+from envsync.aws.base import (
     OWNER_TAG,
     CallStats,
     Credentials,

@@ -1,7 +1,7 @@
 """The EnvSync resource: pydantic models of its `spec` and `status`, the one source of truth.
 
 Everything else about the resource is derived from these classes, the way kubebuilder derives
-a CRD from Go types: :mod:`envsync.crdgen` turns them into the CRD's OpenAPI schema (field
+a CRD from Go types: :mod:`envsync.kube.crdgen` turns them into the CRD's OpenAPI schema (field
 descriptions are the attribute docstrings below, which is why each one gives the unit, the
 default and the reason), the reference documentation, and the chart's copy of the CRD. The
 operator and the CLI validate specs with the same models, so a spec the API server accepts is
@@ -495,7 +495,8 @@ class Memory(_Model):
         return units.parse_duration(self.gc_interval)
 
     def pool_config_fields(self) -> dict[str, Any]:
-        """Keyword arguments for `envsync.pools.PoolConfig` (api sits below pools, so no import)."""
+        """Keyword arguments for `envsync.dotenv.pools.PoolConfig`, which the models do not import
+        (the CRD's models stay free of the parser's types)."""
         return {
             "enabled": self.pool_enabled,
             "monitoring_enabled": self.monitoring_enabled,

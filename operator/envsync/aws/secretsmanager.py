@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from envsync import errors, limits
-from envsync.sinks import base, session
+from envsync.aws import base, session
 
 __all__ = ["JsonSecretSink", "PerKeySecretSink", "delete_document", "open_secrets_sink"]
 

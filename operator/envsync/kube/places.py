@@ -3,8 +3,8 @@
 A target *moves* when the place its keys are stored changes: provider, path, region, Secrets
 Manager mode or endpoint. Storage details (type, tier, tags, KMS key) do not move anything.
 The operator records the :class:`Place` of the last complete sync, and after a sync at a new
-place prunes what the EnvSync owns at the old one (:mod:`envsync.handlers`). Everything here is
-pure, so the rules that decide what may be deleted are tested without a cluster:
+place prunes what the EnvSync owns at the old one (:mod:`envsync.operator.handlers`). Everything
+here is pure, so the rules that decide what may be deleted are tested without a cluster:
 
 - the region is resolved the way the AWS client resolves it (spec, operator default, the SDK's
   own), so leaving ``region`` out where the SDK names the same region is no move;
@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from envsync import api, sinks
+from envsync import aws
+from envsync.kube import models
 
 __all__ = ["Place"]
 
@@ -38,7 +39,7 @@ class Place:
     """The endpoint the operator calls (its own setting or a listed origin); None: the SDK's."""
 
     @classmethod
-    def of(cls, target: sinks.Target, sdk_region: str | None) -> Place:
+    def of(cls, target: aws.Target, sdk_region: str | None) -> Place:
         """The place a sink target writes to; ``sdk_region`` fills a target naming none."""
         return cls(
             provider=target.provider,
@@ -55,10 +56,10 @@ class Place:
         if not isinstance(recorded, Mapping):
             return None
         try:
-            model = api.TargetStatus.model_validate(dict(recorded))
+            model = models.TargetStatus.model_validate(dict(recorded))
         except ValueError:
             return None
-        if model.region is not None and not re.match(api.REGION, model.region):
+        if model.region is not None and not re.match(models.REGION, model.region):
             return None
         return cls(model.provider, model.path, model.region, model.mode, model.endpoint)
 
@@ -76,7 +77,7 @@ class Place:
         where = f"{self.provider} {self.path}"
         return f"{where} ({self.region})" if self.region else where
 
-    def target(self, like: sinks.Target) -> sinks.Target:
+    def target(self, like: aws.Target) -> aws.Target:
         """A sink target at this place, with ``like``'s storage details."""
         return replace(
             like,
@@ -105,7 +106,7 @@ class Place:
         return _under(mine, theirs) or _under(theirs, mine)
 
     def _prefix(self) -> str:
-        return sinks.Target(self.provider, self.path).prefix
+        return aws.Target(self.provider, self.path).prefix
 
 
 def _under(name: str, prefix: str) -> bool:

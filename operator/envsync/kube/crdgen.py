@@ -1,13 +1,13 @@
 """Models → the CRD, the chart's copy of it, and the generated reference docs; with a check mode.
 
-The pydantic models in :mod:`envsync.api` are the one source of truth (kubebuilder's habit):
+The pydantic models in :mod:`envsync.kube.models` are the one source of truth (kubebuilder's habit):
 this module turns their JSON schema into a *structural* OpenAPI v3 schema the API server
 accepts (every `$ref` inlined, optionals unwrapped instead of `anyOf: [X, null]`, no
 `title`/`additionalProperties: false` noise, `anyOf` kept only for int-or-string quantities)
 and refuses any construct it does not know, so a new model field cannot sneak in a schema the
 API server would reject. The same walk renders docs/crd-reference.md; docs/configuration.md
 comes from :class:`envsync.settings.Settings` and docs/conditions.md from
-:data:`envsync.status.REASONS`, so none of the three can drift from the code.
+:data:`envsync.kube.status.REASONS`, so none of the three can drift from the code.
 
 Output is deterministic (fixed key order, sorted properties), so `check_*` can compare text and
 CI fails when someone edits a model without regenerating (`envsync crd --write`).
@@ -24,7 +24,8 @@ from typing import Any, Final
 import yaml
 from pydantic import BaseModel
 
-from envsync import api, settings, status
+from envsync import settings
+from envsync.kube import models, status
 
 __all__ = [
     "CHART_CRD_PATH",
@@ -46,7 +47,7 @@ __all__ = [
 CRD_PATH: Final = "crds/envsync.dev_envsyncs.yaml"
 CHART_CRD_PATH: Final = "charts/envsync/crds/envsync.dev_envsyncs.yaml"
 HEADER: Final = (
-    "# Generated from the models in operator/envsync/api.py by `envsync crd --write`.\n"
+    "# Generated from the models in operator/envsync/kube/models.py by `envsync crd --write`.\n"
     "# Do not edit by hand: change the models and regenerate.\n"
 )
 DOC_HEADER: Final = (
@@ -83,7 +84,7 @@ _DROPPED: Final = frozenset({"title"})
 
 def crd_name() -> str:
     """`envsyncs.envsync.dev`."""
-    return f"{api.PLURAL}.{api.API_GROUP}"
+    return f"{models.PLURAL}.{models.API_GROUP}"
 
 
 # ------------------------------------------------------------------------------------ schema
@@ -106,7 +107,7 @@ def _openapi_schema() -> dict[str, Any]:
     # Models do not change at run time; building their JSON schema is the expensive part.
     return _ordered(
         {
-            "description": _flat(api.EnvSync.__doc__ or ""),
+            "description": _flat(models.EnvSync.__doc__ or ""),
             "type": "object",
             "properties": {
                 "apiVersion": {
@@ -115,8 +116,8 @@ def _openapi_schema() -> dict[str, Any]:
                 },
                 "kind": {"description": "EnvSync.", "type": "string"},
                 "metadata": {"type": "object"},
-                "spec": model_schema(api.EnvSyncSpec),
-                "status": model_schema(api.EnvSyncStatus),
+                "spec": model_schema(models.EnvSyncSpec),
+                "status": model_schema(models.EnvSyncStatus),
             },
             "required": ["spec"],
         }
@@ -218,19 +219,19 @@ def build_crd() -> dict[str, Any]:
             "labels": {"app.kubernetes.io/name": "envsync", "app.kubernetes.io/part-of": "envsync"},
         },
         "spec": {
-            "group": api.API_GROUP,
+            "group": models.API_GROUP,
             "names": {
-                "kind": api.KIND,
-                "listKind": f"{api.KIND}List",
-                "plural": api.PLURAL,
-                "singular": api.SINGULAR,
-                "shortNames": list(api.SHORT_NAMES),
-                "categories": list(api.CATEGORIES),
+                "kind": models.KIND,
+                "listKind": f"{models.KIND}List",
+                "plural": models.PLURAL,
+                "singular": models.SINGULAR,
+                "shortNames": list(models.SHORT_NAMES),
+                "categories": list(models.CATEGORIES),
             },
             "scope": "Namespaced",
             "versions": [
                 {
-                    "name": api.API_VERSION,
+                    "name": models.API_VERSION,
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
@@ -266,9 +267,10 @@ def render_reference() -> str:
     lines = [
         DOC_HEADER + "# EnvSync reference",
         "",
-        f"`apiVersion: {api.API_GROUP}/{api.API_VERSION}`, `kind: {api.KIND}`, namespaced. "
-        f"Plural `{api.PLURAL}`, short name {', '.join(f'`{s}`' for s in api.SHORT_NAMES)}, "
-        f"category {', '.join(f'`{c}`' for c in api.CATEGORIES)}. "
+        f"`apiVersion: {models.API_GROUP}/{models.API_VERSION}`, `kind: {models.KIND}`, "
+        "namespaced. "
+        f"Plural `{models.PLURAL}`, short name {', '.join(f'`{s}`' for s in models.SHORT_NAMES)}, "
+        f"category {', '.join(f'`{c}`' for c in models.CATEGORIES)}. "
         "The status is a subresource (written by the operator only).",
         "",
         "`kubectl get envs` columns:",

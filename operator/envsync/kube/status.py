@@ -29,7 +29,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final, Literal, NamedTuple, Protocol
 
-from envsync import api, errors
+from envsync import errors
+from envsync.kube import models
 
 __all__ = [
     "CONDITION_TYPES",
@@ -342,7 +343,7 @@ RECONCILING_REASONS: Final = frozenset(
 
 
 class ParseProblemLike(Protocol):
-    """A parse error as the engine reports it (`envsync.engine.ParseProblem`)."""
+    """A parse error as the engine reports it (`envsync.sync.engine.ParseProblem`)."""
 
     @property
     def line(self) -> int: ...
@@ -351,7 +352,7 @@ class ParseProblemLike(Protocol):
 
 
 class KeyIssueLike(Protocol):
-    """A per-key problem as the engine reports it (`envsync.engine.KeyIssue`)."""
+    """A per-key problem as the engine reports it (`envsync.sync.engine.KeyIssue`)."""
 
     @property
     def key(self) -> str: ...
@@ -360,7 +361,7 @@ class KeyIssueLike(Protocol):
 
 
 class SkippedLike(Protocol):
-    """A skipped key as the engine reports it (`envsync.engine.KeyIssue` with its rule)."""
+    """A skipped key as the engine reports it (`envsync.sync.engine.KeyIssue` with its rule)."""
 
     @property
     def key(self) -> str: ...
@@ -483,11 +484,11 @@ def build_status(
         "counts": counts,
         "parseErrors": [
             {"line": int(line), "message": _clip(reason)}
-            for line, reason in _pairs(report.parse_errors, "line")[: api.MAX_PARSE_ERRORS]
+            for line, reason in _pairs(report.parse_errors, "line")[: models.MAX_PARSE_ERRORS]
         ],
         "failures": [
             {"key": _clip(str(key)), "reason": _clip(reason)}
-            for key, reason in _pairs(report.failures, "key")[: api.MAX_PARSE_ERRORS]
+            for key, reason in _pairs(report.failures, "key")[: models.MAX_PARSE_ERRORS]
         ],
         **_skipped(report),
         "awsCalls": _replacing(
@@ -517,7 +518,7 @@ def _skipped(report: ReportLike) -> dict[str, Any]:
             listed.append({"line": int(line), "reason": "ParseError", "message": _clip(reason)})
     total = report.skipped + (0 if report.aborted else _parse_error_count(report))
     listed.sort(key=lambda entry: entry.get("line") or 0)  # file order, whatever order AWS paged
-    shown = listed[: api.MAX_SKIPPED]
+    shown = listed[: models.MAX_SKIPPED]
     return {"skipped": shown, "skippedNotListed": max(total - len(shown), 0) or None}
 
 

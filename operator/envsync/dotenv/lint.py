@@ -2,7 +2,7 @@
 
 A sync that discovers a bad line half-way costs API calls and leaves a team guessing; the linter
 finds the same problems on a laptop or in CI, with the same parser and the same AWS limits the
-engine uses (:mod:`envsync.dotenv`, :mod:`envsync.limits`), so "lint passes" means "the sync
+engine uses (:mod:`envsync.dotenv.grammar`, :mod:`envsync.limits`), so "lint passes" means "the sync
 will not trip over this file". It streams: memory holds one statement plus the set of keys
 seen (for duplicates) and, given a target, the findings; never the values.
 
@@ -24,7 +24,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final, Literal, NamedTuple, Protocol
 
-from envsync import dotenv, limits
+from envsync import limits
+from envsync.dotenv import grammar
 
 __all__ = ["Destination", "Problem", "Severity", "lint", "store_refusal"]
 
@@ -53,7 +54,7 @@ class Problem(NamedTuple):
 class Destination(Protocol):
     """What the store rules read from a sync target.
 
-    :class:`envsync.sinks.Target` fits; it is described structurally because lint and the
+    :class:`envsync.aws.Target` fits; it is described structurally because lint and the
     sinks are independent layers (see the import-linter contract), so lint cannot import it.
     """
 
@@ -76,8 +77,8 @@ def store_refusal(target: Destination, key: str, value: str) -> limits.Refusal |
     """Why ``target``'s store would refuse ``key=value``, or None.
 
     The same decision as the ``problem`` method of the sink a sync opens for ``target``
-    (:class:`~envsync.sinks.ssm.SsmSink`, :class:`~envsync.sinks.secretsmanager.PerKeySecretSink`,
-    :class:`~envsync.sinks.secretsmanager.JsonSecretSink`), taken without building the sink,
+    (:class:`~envsync.aws.ssm.SsmSink`, :class:`~envsync.aws.secretsmanager.PerKeySecretSink`,
+    :class:`~envsync.aws.secretsmanager.JsonSecretSink`), taken without building the sink,
     whose constructor creates an AWS client. ``tests/test_lint.py`` holds the two to the same
     answers.
     """
@@ -100,18 +101,18 @@ def store_refusal(target: Destination, key: str, value: str) -> limits.Refusal |
 
 
 def _is_storable_key(key: str) -> bool:
-    # envsync.sinks.base.is_storable_key, which lint may not import: a key with '/' would
+    # envsync.aws.base.is_storable_key, which lint may not import: a key with '/' would
     # leave the prefix's level
     return bool(key) and "/" not in key
 
 
 def lint(
-    source: dotenv.Source,
+    source: grammar.Source,
     *,
     target: Destination | None = None,
-    max_line_size: int = dotenv.DEFAULT_MAX_LINE_SIZE,
-    max_value_size: int = dotenv.DEFAULT_MAX_VALUE_SIZE,
-    buffer_size: int = dotenv.DEFAULT_BUFFER_SIZE,
+    max_line_size: int = grammar.DEFAULT_MAX_LINE_SIZE,
+    max_value_size: int = grammar.DEFAULT_MAX_VALUE_SIZE,
+    buffer_size: int = grammar.DEFAULT_BUFFER_SIZE,
 ) -> Iterator[Problem]:
     """Every problem in ``source``, in file order (see the module docstring for the rules).
 
@@ -120,7 +121,7 @@ def lint(
     only the end of the file says which assignment is last. What is held meanwhile is the
     findings (one per refused key at most), never values.
     """
-    items = dotenv.parse(
+    items = grammar.parse(
         source,
         strict=False,
         max_line_size=max_line_size,
@@ -133,13 +134,13 @@ def lint(
         yield from sorted(_lint_for_target(items, target), key=lambda problem: problem.line)
 
 
-_Items = Iterable[dotenv.Variable | dotenv.ParseError]
+_Items = Iterable[grammar.Variable | grammar.ParseError]
 
 
 def _lint_for_any_store(items: _Items) -> Iterator[Problem]:
     first_seen: dict[str, int] = {}
     for item in items:
-        if isinstance(item, dotenv.ParseError):
+        if isinstance(item, grammar.ParseError):
             yield _parse_problem(item)
             continue
         key, value, line = item
@@ -159,7 +160,7 @@ def _lint_for_target(items: _Items, target: Destination) -> Iterator[Problem]:
     first_seen: dict[str, int] = {}
     refused: dict[str, Problem] = {}
     for item in items:
-        if isinstance(item, dotenv.ParseError):
+        if isinstance(item, grammar.ParseError):
             yield _parse_problem(item)
             continue
         key, value, line = item
@@ -177,7 +178,7 @@ def _lint_for_target(items: _Items, target: Destination) -> Iterator[Problem]:
     yield from refused.values()
 
 
-def _parse_problem(error: dotenv.ParseError) -> Problem:
+def _parse_problem(error: grammar.ParseError) -> Problem:
     return Problem(error.line, "error", error.reason, "ParseError")
 
 

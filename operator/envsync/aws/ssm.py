@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
-from envsync import batching, errors, limits
-from envsync.sinks import base, session
+from envsync import errors, limits
+from envsync.aws import base, batching, session
 
 __all__ = ["SsmSink"]
 
