@@ -17,7 +17,7 @@ import pytest
 from envsync import errors, settings
 from envsync.cli import sandbox
 from envsync.kube import status
-from envsync.operator import handlers
+from envsync.operator import apiclient, runtime, translate
 from envsync.sync import engine
 
 SPEC: dict[str, Any] = {
@@ -36,13 +36,13 @@ def make_settings(**changes: Any) -> settings.Settings:
 def test_parse_spec_names_the_field_and_never_the_value() -> None:
     bad = {**SPEC, "target": {"provider": "ssm", "path": "no-leading-slash-SENTINEL"}}
     with pytest.raises(errors.ConfigError) as caught:
-        handlers.parse_spec(bad)
+        translate.parse_spec(bad)
     assert "spec.target" in str(caught.value)
     assert "SENTINEL" not in str(caught.value)
 
 
 def test_sync_request_carries_the_spec_policy_and_tuning() -> None:
-    spec = handlers.parse_spec(
+    spec = translate.parse_spec(
         {
             **SPEC,
             "target": {**SPEC["target"], "region": "eu-west-1", "tags": {"team": "a"}},
@@ -55,7 +55,7 @@ def test_sync_request_carries_the_spec_policy_and_tuning() -> None:
             },
         }
     )
-    request = handlers.sync_request(
+    request = translate.sync_request(
         spec, b"A=1\n", namespace="ns", name="app", source_name="src",
         settings=make_settings(), credentials=None,
     )  # fmt: skip
@@ -68,78 +68,79 @@ def test_sync_request_carries_the_spec_policy_and_tuning() -> None:
 
 
 def test_target_region_falls_back_to_the_operator_default() -> None:
-    spec = handlers.parse_spec(SPEC)
+    spec = translate.parse_spec(SPEC)
     assert (
-        handlers.target_for(spec, make_settings(default_region="ap-south-1")).region == "ap-south-1"
+        translate.target_for(spec, make_settings(default_region="ap-south-1")).region
+        == "ap-south-1"
     )
-    assert handlers.target_for(spec, make_settings()).region is None
+    assert translate.target_for(spec, make_settings()).region is None
 
 
 def test_pool_config_follows_the_memory_section() -> None:
-    spec = handlers.parse_spec(
+    spec = translate.parse_spec(
         {**SPEC, "memory": {"poolEnabled": False, "stringPoolSize": 5, "memoryThreshold": "1Gi"}}
     )
-    config = handlers.pool_config(spec)
+    config = translate.pool_config(spec)
     assert config.enabled is False
     assert config.string_pool_size == 5
     assert config.memory_threshold == 2**30
 
 
 def test_tenancy_refuses_paths_and_roles_the_namespace_may_not_use() -> None:
-    spec = handlers.parse_spec(SPEC)
-    with pytest.raises(handlers.PolicyError) as caught:
-        handlers.guard_tenancy("other", spec, make_settings())
+    spec = translate.parse_spec(SPEC)
+    with pytest.raises(translate.PolicyError) as caught:
+        translate.guard_tenancy("other", spec, make_settings())
     assert caught.value.reason is status.Reason.PATH_NOT_ALLOWED
-    handlers.guard_tenancy("team", spec, make_settings())  # /{namespace}/ allows /team/...
+    translate.guard_tenancy("team", spec, make_settings())  # /{namespace}/ allows /team/...
 
-    with_role = handlers.parse_spec(
+    with_role = translate.parse_spec(
         {**SPEC, "auth": {"roleArn": "arn:aws:iam::123456789012:role/x"}}
     )
-    with pytest.raises(handlers.PolicyError) as caught:
-        handlers.guard_tenancy("team", with_role, make_settings())
+    with pytest.raises(translate.PolicyError) as caught:
+        translate.guard_tenancy("team", with_role, make_settings())
     assert caught.value.reason is status.Reason.ROLE_NOT_ALLOWED
-    handlers.guard_tenancy("team", with_role, make_settings(allow_role_arn=True))
+    translate.guard_tenancy("team", with_role, make_settings(allow_role_arn=True))
 
 
 def test_index_keys_name_every_object_an_envsync_reads() -> None:
     spec = {**SPEC, "auth": {"secretRef": {"name": "aws-keys"}}}
-    assert handlers.source_keys("ns", "app", spec) == {
+    assert runtime.source_keys("ns", "app", spec) == {
         ("ns", "ConfigMap", "app-env"): "app",
         ("ns", "Secret", "aws-keys"): "app",
     }
     secret_source = {"source": {"secretRef": {"name": "env"}}}
-    assert handlers.source_keys("ns", "app", secret_source) == {("ns", "Secret", "env"): "app"}
+    assert runtime.source_keys("ns", "app", secret_source) == {("ns", "Secret", "env"): "app"}
 
 
 # ----------------------------------------------------------------------------------- timing
 
 
 def test_backoff_doubles_with_jitter_and_is_capped() -> None:
-    for failures, ceiling in ((1, 2.0), (2, 4.0), (3, 8.0), (20, handlers.RETRY_MAX)):
-        delays = {handlers.backoff(failures) for _ in range(50)}
+    for failures, ceiling in ((1, 2.0), (2, 4.0), (3, 8.0), (20, translate.RETRY_MAX)):
+        delays = {translate.backoff(failures) for _ in range(50)}
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len(delays) > 1
 
 
 def test_drift_check_timing() -> None:
     now = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
-    assert handlers.drift_due_in("2026-01-01T11:59:00Z", 0, now) is None  # periodic checks off
-    assert handlers.drift_due_in(None, 3600, now) == 0.0  # never synced: due now
-    assert handlers.drift_due_in("2026-01-01T11:59:00Z", 3600, now) == pytest.approx(3540)
-    assert handlers.drift_due_in("2026-01-01T11:59:00Z", 3600, now, jitter=0.1) == pytest.approx(
+    assert translate.drift_due_in("2026-01-01T11:59:00Z", 0, now) is None  # periodic checks off
+    assert translate.drift_due_in(None, 3600, now) == 0.0  # never synced: due now
+    assert translate.drift_due_in("2026-01-01T11:59:00Z", 3600, now) == pytest.approx(3540)
+    assert translate.drift_due_in("2026-01-01T11:59:00Z", 3600, now, jitter=0.1) == pytest.approx(
         3900
     )
-    assert handlers.drift_due_in("2026-01-01T10:00:00Z", 3600, now) < 0  # overdue
+    assert translate.drift_due_in("2026-01-01T10:00:00Z", 3600, now) < 0  # overdue
 
 
 def test_settled_means_same_generation_same_source_and_ready() -> None:
     ready = {"type": "Ready", "status": "True", "observedGeneration": 2}
     previous = {"observedGeneration": 2, "sourceHash": "abc", "conditions": [ready]}
-    assert handlers._settled(previous, 2, "abc")
-    assert not handlers._settled(previous, 3, "abc")
-    assert not handlers._settled(previous, 2, "def")
+    assert runtime._settled(previous, 2, "abc")
+    assert not runtime._settled(previous, 3, "abc")
+    assert not runtime._settled(previous, 2, "def")
     failed = {**previous, "conditions": [{**ready, "status": "False"}]}
-    assert not handlers._settled(failed, 2, "abc")
+    assert not runtime._settled(failed, 2, "abc")
 
 
 def test_report_view_fits_the_status_builder() -> None:
@@ -153,7 +154,7 @@ def test_report_view_fits_the_status_builder() -> None:
     )  # fmt: skip
     now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     built = status.build_status(
-        handlers._ReportView(report), previous_status=None, generation=1, now=now
+        runtime._ReportView(report), previous_status=None, generation=1, now=now
     )
     assert built["parseErrors"] == [{"line": 3, "message": "unterminated quote"}]
     assert built["failures"] == [{"key": "B", "reason": "too large"}]
@@ -171,8 +172,8 @@ def emulator() -> Iterator[sandbox.KubernetesServer]:
 
 
 @pytest.fixture
-async def client(emulator: sandbox.KubernetesServer) -> AsyncIterator[handlers.KubeClient]:
-    kube = handlers.KubeClient()
+async def client(emulator: sandbox.KubernetesServer) -> AsyncIterator[apiclient.KubeClient]:
+    kube = apiclient.KubeClient()
     kube.use(kopf.ConnectionInfo(server=emulator.url))
     yield kube
     await kube.close()
@@ -183,7 +184,7 @@ def _apply(server: sandbox.KubernetesServer, obj: dict[str, Any]) -> None:
 
 
 async def test_client_reads_configmap_text_binary_and_secret_keys(
-    emulator: sandbox.KubernetesServer, client: handlers.KubeClient
+    emulator: sandbox.KubernetesServer, client: apiclient.KubeClient
 ) -> None:
     _apply(emulator, {
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "namespace": "r1"},
@@ -198,13 +199,13 @@ async def test_client_reads_configmap_text_binary_and_secret_keys(
     assert await client.read_key("r1", "ConfigMap", "cm", "bin.env") == b"B=2\n"
     assert await client.read_key("r1", "Secret", "sec", ".env") == b"C=3\n"
     assert await client.read_key("r1", "ConfigMap", "cm", "absent") is None
-    with pytest.raises(handlers.SourceMissing) as caught:
+    with pytest.raises(apiclient.SourceMissing) as caught:
         await client.read_key("r1", "ConfigMap", "nope", ".env")
     assert "ConfigMap 'nope' not found" in str(caught.value)
 
 
 async def test_client_refuses_invalid_base64_instead_of_dropping_characters(
-    emulator: sandbox.KubernetesServer, client: handlers.KubeClient
+    emulator: sandbox.KubernetesServer, client: apiclient.KubeClient
 ) -> None:
     _apply(emulator, {
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bad", "namespace": "r3"},
@@ -215,14 +216,14 @@ async def test_client_refuses_invalid_base64_instead_of_dropping_characters(
         "binaryData": {".env": "not base64 at all"},
     })  # fmt: skip
     for kind, key in (("Secret", "junk"), ("Secret", "padding"), ("ConfigMap", ".env")):
-        with pytest.raises(handlers.SourceUndecodable) as caught:
+        with pytest.raises(apiclient.SourceUndecodable) as caught:
             await client.read_key("r3", kind, "bad", key)
         assert f"{kind} 'bad' key '{key}'" in str(caught.value)
         assert "not valid base64" in str(caught.value)
 
 
 async def test_client_annotates_an_object_and_ignores_one_that_is_gone(
-    emulator: sandbox.KubernetesServer, client: handlers.KubeClient
+    emulator: sandbox.KubernetesServer, client: apiclient.KubeClient
 ) -> None:
     _apply(
         emulator,
@@ -231,21 +232,21 @@ async def test_client_annotates_an_object_and_ignores_one_that_is_gone(
     path = "/api/v1/namespaces/r2/configmaps/n"
 
     await client.patch(
-        path, {"metadata": {"annotations": {handlers.REQUEST_ANNOTATION: "source now"}}}
+        path, {"metadata": {"annotations": {translate.REQUEST_ANNOTATION: "source now"}}}
     )
     await client.patch("/api/v1/namespaces/r2/configmaps/gone", {"metadata": {"annotations": {}}})
 
     stored = sandbox.KubeClient(emulator.url).get(path)
-    assert stored["metadata"]["annotations"] == {handlers.REQUEST_ANNOTATION: "source now"}
+    assert stored["metadata"]["annotations"] == {translate.REQUEST_ANNOTATION: "source now"}
 
 
 async def test_client_without_login_is_a_source_error() -> None:
     with pytest.raises(errors.SourceError):
-        await handlers.KubeClient().read_key("ns", "ConfigMap", "cm", ".env")
+        await apiclient.KubeClient().read_key("ns", "ConfigMap", "cm", ".env")
 
 
 async def test_credentials_come_from_the_auth_secret(
-    emulator: sandbox.KubernetesServer, client: handlers.KubeClient
+    emulator: sandbox.KubernetesServer, client: apiclient.KubeClient
 ) -> None:
     def b64(text: str) -> str:
         return base64.b64encode(text.encode()).decode()
@@ -254,46 +255,46 @@ async def test_credentials_come_from_the_auth_secret(
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys", "namespace": "r3"},
         "data": {"AWS_ACCESS_KEY_ID": b64("AKIDEXAMPLE"), "AWS_SECRET_ACCESS_KEY": b64("shh\n")},
     })  # fmt: skip
-    spec = handlers.parse_spec({**SPEC, "auth": {"secretRef": {"name": "keys"}}})
-    creds = await handlers.credentials_for(client, "r3", spec, make_settings())
+    spec = translate.parse_spec({**SPEC, "auth": {"secretRef": {"name": "keys"}}})
+    creds = await apiclient.credentials_for(client, "r3", spec, make_settings())
     assert creds is not None
     assert (creds.access_key_id, creds.secret_access_key) == ("AKIDEXAMPLE", "shh")
     assert "shh" not in repr(creds)
 
-    missing = handlers.parse_spec(
+    missing = translate.parse_spec(
         {**SPEC, "auth": {"secretRef": {"name": "keys", "sessionTokenKey": "TOKEN"}}}
     )
-    with pytest.raises(handlers.CredentialsMissing) as caught:
-        await handlers.credentials_for(client, "r3", missing, make_settings())
+    with pytest.raises(apiclient.CredentialsMissing) as caught:
+        await apiclient.credentials_for(client, "r3", missing, make_settings())
     assert "TOKEN" in str(caught.value)
     assert (
-        await handlers.credentials_for(client, "r3", handlers.parse_spec(SPEC), make_settings())
+        await apiclient.credentials_for(client, "r3", translate.parse_spec(SPEC), make_settings())
         is None
     )
 
 
 def test_force_token_asks_once_per_new_value_and_hashes_long_ones() -> None:
     def body(value: str | None, handled: str | None = None) -> dict[str, Any]:
-        annotations = {} if value is None else {handlers.FORCE_ANNOTATION: value}
+        annotations = {} if value is None else {translate.FORCE_ANNOTATION: value}
         return {"metadata": {"annotations": annotations}, "status": {"forceSyncHandled": handled}}
 
-    assert handlers.force_token(body(None)) is None
-    assert handlers.force_token(body("t1")) == "t1"
-    assert handlers.force_token(body("t1", handled="t1")) is None
-    assert handlers.force_token(body("t2", handled="t1")) == "t2"
+    assert translate.force_token(body(None)) is None
+    assert translate.force_token(body("t1")) == "t1"
+    assert translate.force_token(body("t1", handled="t1")) is None
+    assert translate.force_token(body("t2", handled="t1")) == "t2"
     long = "x" * 500
-    token = handlers.force_token(body(long))
+    token = translate.force_token(body(long))
     assert token is not None
     assert token.startswith("sha256:")
     assert len(token) <= 128  # fits status.forceSyncHandled's maxLength
-    assert handlers.force_token(body(long, handled=token)) is None
+    assert translate.force_token(body(long, handled=token)) is None
 
 
 async def test_runtime_applies_the_aws_rate_settings_process_wide() -> None:
     from envsync.aws import session
 
     before = session.settings()
-    runtime = handlers.Runtime(
+    running = runtime.Runtime(
         make_settings(
             metrics_port=0,
             ssm_write_rate=7.0,
@@ -304,7 +305,7 @@ async def test_runtime_applies_the_aws_rate_settings_process_wide() -> None:
         )
     )
     try:
-        await runtime.start()
+        await running.start()
         applied = session.settings()
         assert applied.ceiling("ssm", "write") == 7.0
         assert applied.ceiling("ssm", "read") == 70.0
@@ -312,7 +313,7 @@ async def test_runtime_applies_the_aws_rate_settings_process_wide() -> None:
         assert applied.ceiling("secretsmanager", "read") == 50.0
         assert applied.max_attempts == 3
     finally:
-        await runtime.close()
+        await running.close()
         session.configure(before)
 
 
@@ -330,24 +331,24 @@ def _ready_status(generation: int, digest: str, last_sync: str) -> dict[str, Any
 async def test_no_work_for_input_already_synced_even_when_the_event_predates_its_status() -> None:
     """A source event can race a sync: its body still shows the status from before the sync's
     patch. The tracker's memory of the sync must keep that pass from syncing again."""
-    runtime = handlers.Runtime(make_settings(metrics_port=0))
+    running = runtime.Runtime(make_settings(metrics_port=0))
     now = datetime.datetime(2026, 12, 1, 12, 0, 0, tzinfo=datetime.UTC)
-    tracker = handlers.Tracker(("ns", "app"))
+    tracker = runtime.Tracker(("ns", "app"))
     stale: dict[str, Any] = {}  # the event was emitted before the first status ever landed
-    assert runtime._nothing_to_do(tracker, stale, 1, "h1", 3600.0, now) is None  # work
+    assert running._nothing_to_do(tracker, stale, 1, "h1", 3600.0, now) is None  # work
     tracker.synced = (1, "h1", "2026-12-01T11:59:50Z")
-    wait = runtime._nothing_to_do(tracker, stale, 1, "h1", 3600.0, now)
+    wait = running._nothing_to_do(tracker, stale, 1, "h1", 3600.0, now)
     assert wait is not None
     assert 3500 < wait <= 3600  # the drift check is due an hour after that sync
-    assert runtime._nothing_to_do(tracker, stale, 1, "h2", 3600.0, now) is None  # new source
-    assert runtime._nothing_to_do(tracker, stale, 2, "h1", 3600.0, now) is None  # new spec
+    assert running._nothing_to_do(tracker, stale, 1, "h2", 3600.0, now) is None  # new source
+    assert running._nothing_to_do(tracker, stale, 2, "h1", 3600.0, now) is None  # new spec
 
 
 async def test_no_work_for_an_unchanged_source_when_periodic_checks_are_off() -> None:
-    runtime = handlers.Runtime(make_settings(metrics_port=0))
+    running = runtime.Runtime(make_settings(metrics_port=0))
     now = datetime.datetime(2026, 12, 1, 12, 0, 0, tzinfo=datetime.UTC)
     previous = _ready_status(3, "h", "2026-12-01T08:00:00Z")
-    tracker = handlers.Tracker(("ns", "app"))
-    wait = runtime._nothing_to_do(tracker, previous, 3, "h", 0.0, now)  # refreshInterval: 0s
+    tracker = runtime.Tracker(("ns", "app"))
+    wait = running._nothing_to_do(tracker, previous, 3, "h", 0.0, now)  # refreshInterval: 0s
     assert wait == float("inf")  # nothing to do, and no timer either
-    assert runtime._nothing_to_do(tracker, previous, 3, "changed", 0.0, now) is None
+    assert running._nothing_to_do(tracker, previous, 3, "changed", 0.0, now) is None

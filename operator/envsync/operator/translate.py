@@ -1,0 +1,244 @@
+"""An EnvSync's spec, translated for the engine: the sync request, the AWS target and the place
+its keys live, the pools, and the tenancy guard that stands before all of them; plus the timing
+arithmetic (retry backoff, when the drift check is due, the force-sync token).
+
+Plain functions of the spec, the operator's settings and the status: tested without kopf, a
+cluster or AWS (``tests/test_handlers.py``, ``tests/security/``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import random
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+import pydantic
+
+from envsync import aws, errors
+from envsync import settings as settings_module
+from envsync.dotenv import pools
+from envsync.kube import models, places, status
+from envsync.sync import engine
+
+GROUP: Final = models.API_GROUP
+VERSION: Final = models.API_VERSION
+PLURAL: Final = models.PLURAL
+SOURCE_SELECTOR: Final = f"{settings_module.SOURCE_LABEL}=true"
+"""The server-side label selector of the ConfigMap and Secret watches (ENVSYNC_WATCH_SOURCES)."""
+FINALIZER: Final = f"{GROUP}/finalizer"
+"""Added by kopf only to EnvSyncs with ``deletionPolicy: Delete`` (the one handler needing it)."""
+NAMESPACE_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+"""A namespace's name (a DNS label); anything else in ENVSYNC_NAMESPACES is a kopf pattern,
+which needs kopf's namespace scan (and cluster-wide ``list namespaces``)."""
+
+REQUEST_ANNOTATION: Final = f"{GROUP}/sync-requested"
+"""Set by the operator to ask itself for a pass (source changed, drift check or retry due);
+the value says why and when. Writing it is what makes kopf deliver an event to the handler."""
+FORCE_ANNOTATION: Final = f"{GROUP}/force-sync"
+"""Set by a user to force a full sync now (a drift check), whatever the interval: any new value
+triggers one pass, answered in ``status.forceSyncHandled``. A GitOps tool can carry it too."""
+RETRY_FIRST: Final = 2.0
+"""Seconds before the first retry of a failed sync; doubles per failure (jittered)."""
+RETRY_MAX: Final = 300.0
+"""Longest wait between retries: a stalled EnvSync costs at most one attempt per 5 minutes."""
+MEMORY_WAIT: Final = 30.0
+"""Seconds a sync waits for memory to fall under a threshold before reporting MemoryPressure."""
+
+Key = tuple[str, str]
+
+
+# ------------------------------------------------------------------------ spec → engine request
+
+
+def owner_id(namespace: str, name: str) -> str:
+    """The owner marker on what an EnvSync creates in AWS; unique per object in the cluster."""
+    return f"{namespace}/{name}"
+
+
+def parse_spec(spec: Mapping[str, Any]) -> models.EnvSyncSpec:
+    """The spec as the models read it; the API server's schema is not trusted to be installed."""
+    try:
+        return models.EnvSyncSpec.model_validate(dict(spec))
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            if err["loc"]
+            else err["msg"]
+            for err in exc.errors(include_input=False, include_url=False)
+        )
+        raise errors.ConfigError(problems) from None
+
+
+def target_for(spec: models.EnvSyncSpec, settings: settings_module.Settings) -> aws.Target:
+    """The sink's target. The endpoint is the operator's: its own setting, or the listed origin
+    a spec's endpointUrl matched (:func:`guard_tenancy` refused any other before this runs)."""
+    target = spec.target
+    endpoint = settings.aws_endpoint_url
+    if target.endpoint_url is not None:
+        endpoint = settings.allowed_endpoint(target.endpoint_url)
+        if endpoint is None:
+            raise _endpoint_refused(target.endpoint_url)
+    return aws.Target(
+        provider=target.provider,
+        path=target.path,
+        region=target.region or settings.default_region,
+        parameter_type=target.parameter_type,
+        kms_key_id=target.kms_key_id,
+        tier=target.tier,
+        tags=dict(target.tags),
+        mode=target.mode,
+        endpoint_url=endpoint,
+    )
+
+
+def place_of(spec: models.EnvSyncSpec, settings: settings_module.Settings) -> places.Place:
+    """Where the spec's keys live (status.target): region and endpoint resolved as the client
+    resolves them, so an equivalent spec is never mistaken for a move."""
+    return places.Place.of(target_for(spec, settings), aws.session.sdk_region())
+
+
+def pool_config(spec: models.EnvSyncSpec) -> pools.PoolConfig:
+    """The spec's ``memory`` section as the EnvSync's own pools take it."""
+    return pools.PoolConfig(**spec.memory_or_default.pool_config_fields())
+
+
+def sync_request(
+    spec: models.EnvSyncSpec,
+    source: bytes,
+    *,
+    namespace: str,
+    name: str,
+    source_name: str,
+    settings: settings_module.Settings,
+    credentials: aws.Credentials | None,
+) -> engine.SyncRequest:
+    """The engine request for a spec: its policy, tuning and target, the object as owner."""
+    policy = spec.sync_policy
+    performance = spec.performance_or_default
+    return engine.SyncRequest(
+        allow_empty=policy.allow_empty,
+        source=source,
+        source_name=source_name,
+        target=target_for(spec, settings),
+        owner=owner_id(namespace, name),
+        credentials=credentials,
+        prune=policy.prune,
+        update_policy=policy.update_policy,
+        dry_run=policy.dry_run,
+        on_parse_error=policy.on_parse_error,
+        batch_size=performance.batch_size,
+        workers=performance.worker_count,
+        buffer_size=performance.buffer_size,
+        max_line_size=performance.max_line_size,
+    )
+
+
+def source_name(namespace: str, spec: models.EnvSyncSpec) -> str:
+    """How messages name the source: ``ns/ConfigMap/name[key]``."""
+    ref = spec.source.ref
+    return f"{namespace}/{spec.source.kind}/{ref.name}[{ref.key}]"
+
+
+def guard_tenancy(
+    namespace: str, spec: models.EnvSyncSpec, settings: settings_module.Settings
+) -> None:
+    """Refuse endpoints, paths, roles and KMS keys the cluster admin did not allow this namespace.
+
+    Runs before anything is read or sent: a refused spec costs no request anywhere.
+    """
+    endpoint = spec.target.endpoint_url
+    if endpoint is not None and settings.allowed_endpoint(endpoint) is None:
+        raise _endpoint_refused(endpoint)
+    if not settings.path_allowed(namespace, spec.target.path):
+        allowed = ", ".join(settings.path_prefixes(namespace))
+        raise PolicyError(
+            status.Reason.PATH_NOT_ALLOWED,
+            f"spec.target.path {spec.target.path!r} is outside the prefixes allowed in "
+            f"namespace {namespace!r}: {allowed}",
+        )
+    role = spec.auth.role_arn if spec.auth else None
+    if role and not settings.role_allowed(namespace, role):
+        raise PolicyError(
+            status.Reason.ROLE_NOT_ALLOWED,
+            f"spec.auth.roleArn {role!r} is not allowed in namespace {namespace!r}",
+        )
+    key = spec.target.kms_key_id
+    if key and not settings.kms_key_allowed(namespace, key):
+        raise PolicyError(
+            status.Reason.KMS_KEY_NOT_ALLOWED,
+            f"spec.target.kmsKeyId {key!r} is not allowed in namespace {namespace!r} "
+            "(ENVSYNC_ALLOW_KMS_KEY_ID)",
+        )
+
+
+def _endpoint_refused(endpoint: str) -> PolicyError:
+    """The refusal names the origin only: a URL's user info or query may hold a credential."""
+    found = settings_module.origin(endpoint)
+    shown = (
+        repr(settings_module.format_origin(found))
+        if found
+        else "(a URL with user info or an unusual host)"
+    )
+    return PolicyError(
+        status.Reason.ENDPOINT_NOT_ALLOWED,
+        f"spec.target.endpointUrl {shown} is not an origin this operator may call "
+        "(ENVSYNC_ALLOWED_ENDPOINTS); no request was sent to it",
+    )
+
+
+def refresh_interval(spec: models.EnvSyncSpec, settings: settings_module.Settings) -> float:
+    """The drift-check interval in force: the spec's (or the default), raised to the operator's
+    floor; 0 (off) stays off."""
+    seconds = spec.sync_policy.refresh_interval_seconds(settings.default_refresh_interval)
+    return 0.0 if seconds <= 0 else max(seconds, settings.min_refresh_interval)
+
+
+class PolicyError(errors.ConfigError):
+    """The spec asks for something the operator's settings forbid; carries its status reason."""
+
+    def __init__(self, reason: status.Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# ------------------------------------------------------------------------------ timing
+
+
+def backoff(failures: int, *, first: float = RETRY_FIRST, limit: float = RETRY_MAX) -> float:
+    """Seconds before retry number ``failures`` (1-based): doubling, capped, jittered."""
+    ceiling = min(limit, first * 2 ** max(failures - 1, 0))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def drift_due_in(
+    last_sync: str | None, interval: float, now: datetime.datetime, *, jitter: float = 0.0
+) -> float | None:
+    """Seconds until the next drift check (<= 0: due now); None when periodic checks are off."""
+    if interval <= 0:
+        return None
+    if not last_sync:
+        return 0.0
+    try:
+        then = datetime.datetime.fromisoformat(last_sync.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return interval * (1.0 + jitter) - (now - then).total_seconds()
+
+
+def force_token(body: Mapping[str, Any]) -> str | None:
+    """The force-sync annotation's value when it asks for a sync not yet answered, else None.
+
+    Long values are compared by hash, so the answer always fits ``status.forceSyncHandled``.
+    """
+    metadata = body.get("metadata") or {}
+    value = (metadata.get("annotations") or {}).get(FORCE_ANNOTATION)
+    if value is None:
+        return None
+    token = str(value)
+    if len(token) > models.MAX_FORCE_TOKEN:
+        token = "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+    handled = (body.get("status") or {}).get("forceSyncHandled")
+    return None if token == handled else token
