@@ -108,6 +108,15 @@ async def test_create_unchanged_update_prune_with_call_budget(
     assert fourth.ok
 
 
+async def test_a_key_assigned_twice_is_one_variable_the_last_assignment(
+    moto_endpoint: str, unique_path: str, ssm_client: Any
+) -> None:
+    target = ssm_target(moto_endpoint, unique_path)
+    report = await push(target, b"A=1\nB=2\nA=3\n")
+    assert (report.parsed, report.created) == (2, 2)
+    assert remote_values(ssm_client, unique_path) == {"A": "3", "B": "2"}
+
+
 async def test_foreign_and_unowned_parameters_are_left_alone(
     moto_endpoint: str, unique_path: str, ssm_client: Any, seed_parameters: Any
 ) -> None:

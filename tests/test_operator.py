@@ -267,6 +267,32 @@ def test_key_removed_from_the_file_is_pruned(
     kube.wait_until(lambda: "Pruned" in reasons(cluster, namespace, "app"))
 
 
+def test_a_deprecated_field_is_accepted_and_said_once(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    """streamingEnabled does nothing any more: an EnvSync setting it still syncs, and gets one
+    DeprecatedField warning naming it; one setting only other performance fields (which a real
+    server fills with their defaults) gets none."""
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
+    for name, performance in (
+        ("old", {"streamingEnabled": False, "workerCount": 2}),
+        ("new", {"workerCount": 2}),
+    ):
+        manifest = kube.envsync(
+            name, namespace, source="app-env", path=f"/{namespace}/{name}/", endpoint=aws_endpoint
+        )
+        manifest["spec"]["performance"] = performance
+        cluster.apply(manifest)
+    for name in ("old", "new"):
+        ready(cluster, namespace, name)
+        assert params(ssm, f"/{namespace}/{name}/") == {f"/{namespace}/{name}/A": "1"}
+    kube.wait_until(lambda: "DeprecatedField" in reasons(cluster, namespace, "old"))
+    (event,) = [e for e in cluster.events(namespace, "old") if e["reason"] == "DeprecatedField"]
+    assert event["type"] == "Warning"
+    assert "spec.performance.streamingEnabled" in event["message"]
+    assert "DeprecatedField" not in reasons(cluster, namespace, "new")
+
+
 def test_drift_in_aws_is_repaired_and_reported(
     operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
 ) -> None:

@@ -26,6 +26,9 @@ class EnvSyncError(Exception):
     """Base of every error envsync raises on purpose."""
 
     retryable: ClassVar[bool] = False
+    aws_code: str | None = None
+    """AWS's error code behind it (``ParameterAlreadyExists``, ``TooManyUpdates``), when AWS
+    refused a call: sinks react to codes without botocore's types."""
 
 
 class ConfigError(EnvSyncError):

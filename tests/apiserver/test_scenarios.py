@@ -268,6 +268,7 @@ SCENARIOS = (
     "test_configmap_edit_reaches_aws_without_a_spec_change",
     "test_key_removed_from_the_file_is_pruned",
     "test_drift_in_aws_is_repaired_and_reported",
+    "test_a_deprecated_field_is_accepted_and_said_once",
     "test_parse_error_pushes_nothing_and_reports_the_line",
     "test_missing_configmap_is_reported_and_recovers_when_created",
     "test_unchanged_source_costs_no_aws_calls",

@@ -527,26 +527,16 @@ def call(
     specific codes (``ParameterAlreadyExists``, ``TooManyUpdates``) without botocore types.
     The original exception is not chained: its text may echo request values.
     """
-    method = getattr(client, _snake(operation))
+    method = getattr(client, botocore.xform_name(operation))
     with attribute_to(stats):
         try:
             return method(**kwargs)
         except Exception as exc:
             translated = translate(exc, what=f"{service}:{operation} on {subject}")
-            translated.__dict__["aws_code"] = error_code(exc)
+            translated.aws_code = error_code(exc)
             raise translated from None
 
 
 def aws_code(exc: BaseException) -> str | None:
     """The AWS error code behind an error raised by :func:`call`, if there was one."""
-    code = exc.__dict__.get("aws_code")
-    return code if isinstance(code, str) else None
-
-
-def _snake(operation: str) -> str:
-    out = []
-    for index, char in enumerate(operation):
-        if char.isupper() and index:
-            out.append("_")
-        out.append(char.lower())
-    return "".join(out)
+    return exc.aws_code if isinstance(exc, errors.EnvSyncError) else None

@@ -517,9 +517,11 @@ class Performance(_Model):
     worker_count: int = Field(default=4, ge=1, le=64)
     """Jobs in flight at once for this EnvSync; the shared AWS rate limiter still applies. Default
     4."""
-    streaming_enabled: bool = True
-    """Parse the source in chunks as it is read, so memory follows the longest line, not the file.
-    Default true."""
+    streaming_enabled: bool | None = None
+    """Deprecated, no effect: the source is always parsed in chunks as it is read, so memory
+    follows the longest line, not the file. Setting it posts a DeprecatedField warning event; it
+    will be removed in the next API version. (No default, so a server's defaulting never sets
+    it.)"""
     buffer_size: int = Field(default=8192, ge=512, le=2**20)
     """Bytes read from the source per chunk, at most 1 MiB (the byte pool's largest buffer). Default
     8192."""
@@ -557,6 +559,17 @@ class EnvSyncSpec(_Model):
         """The performance section, defaults filled in when the spec leaves it out."""
         return self.performance or Performance()
 
+    def deprecated_fields(self) -> list[str]:
+        """The fields this spec sets that no longer do anything, each with what to do instead:
+        accepted (an object applied by an older chart must not start failing), but said."""
+        found: list[str] = []
+        if self.performance is not None and self.performance.streaming_enabled is not None:
+            found.append(
+                "spec.performance.streamingEnabled has no effect (the source is always parsed"
+                " as it streams) and will be removed; delete it from the EnvSync"
+            )
+        return found
+
 
 # --------------------------------------------------------------------------------------- status
 
@@ -590,7 +603,8 @@ class SyncCounts(_Status):
     """Key counts of the last sync."""
 
     parsed: Count = 0
-    """Variables read from the source."""
+    """Variables read from the source: distinct keys (a key assigned twice counts once, with
+    its last value)."""
     created: Count = 0
     """Keys created in AWS (would be, in a dry run)."""
     updated: Count = 0

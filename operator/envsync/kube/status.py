@@ -106,6 +106,7 @@ class Reason(StrEnum):
     APPLIED = "Applied"
     PRUNED = "Pruned"
     DRIFT_REPAIRED = "DriftRepaired"
+    DEPRECATED_FIELD = "DeprecatedField"
 
 
 class ReasonDoc(NamedTuple):
@@ -301,6 +302,12 @@ REASONS: Final[Mapping[Reason, ReasonDoc]] = {
         "changed or removed in AWS outside envsync, and restored them.",
         "Find who edits the path by hand (CloudTrail); set updatePolicy IfNotExists if AWS "
         "should own the values after the first push.",
+    ),
+    R.DEPRECATED_FIELD: ReasonDoc(
+        "Warning event only, once per generation",
+        "The spec sets a field that no longer does anything (the message names it); the sync "
+        "goes on as if it were not there.",
+        "Delete the field from the EnvSync (and from the manifests it comes from).",
     ),
 }
 """The closed set of reasons, documented (docs/conditions.md is generated from this)."""

@@ -330,6 +330,13 @@ class Runtime:
             if previous.get("observedGeneration") != generation and tracker.announced != generation:
                 # kstatus: say Reconciling for a new generation before the (maybe long) sync.
                 tracker.announced = generation
+                for deprecated in spec.deprecated_fields():
+                    kopf.event(
+                        body,
+                        type="Warning",
+                        reason=status.Reason.DEPRECATED_FIELD,
+                        message=deprecated,
+                    )
                 message = f"syncing generation {generation}"
                 self._publish(
                     body,

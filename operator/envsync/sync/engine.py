@@ -308,14 +308,13 @@ def _parse(
         options["byte_pool"] = manager.byte_pool
     desired: dict[str, plan.Desired] = {}
     problems: list[ParseProblem] = []
-    count = error_count = 0
+    error_count = 0
     for item in grammar.parse(readable, **options):
         if isinstance(item, grammar.ParseError):
             error_count += 1
             if len(problems) < MAX_PARSE_ERRORS:
                 problems.append(ParseProblem(item.line, item.reason))
             continue
-        count += 1
         key, value = item.key, item.value
         desired.pop(key, None)  # the last assignment wins, in file order
         desired[key] = plan.desired_entry(value, item.line, functools.partial(problem, key))
@@ -326,7 +325,8 @@ def _parse(
     else:
         for _ in readable:
             pass
-    return _Parsed(desired, count, problems, error_count, digest.hexdigest())
+    # A key assigned twice is one variable (the last assignment): counted once, as AWS sees it.
+    return _Parsed(desired, len(desired), problems, error_count, digest.hexdigest())
 
 
 # -- the sync ------------------------------------------------------------------------------
