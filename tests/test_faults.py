@@ -23,7 +23,7 @@ import boto3
 import psutil
 import pytest
 
-from envsync import aws, errors
+from envsync import aws, errors, policy
 from envsync.aws import session
 from envsync.dotenv import grammar
 from envsync.sync import engine
@@ -59,7 +59,9 @@ async def converge(
             if outcome.ok:
                 return history, outcome
         else:
-            assert outcome.retryable, f"a fault became a permanent error: {outcome}"
+            assert policy.verdict(outcome).retry_call, (
+                f"a fault became a permanent error: {outcome}"
+            )
         assert time.monotonic() < deadline, f"no convergence after {len(history)} syncs"
         await asyncio.sleep(min(2.0 ** len(history), 8.0))
 

@@ -88,7 +88,7 @@ def test_pool_config_follows_the_memory_section() -> None:
 
 def test_tenancy_refuses_paths_and_roles_the_namespace_may_not_use() -> None:
     spec = translate.parse_spec(SPEC)
-    with pytest.raises(translate.PolicyError) as caught:
+    with pytest.raises(errors.NotAllowedError) as caught:
         translate.guard_tenancy("other", spec, make_settings())
     assert caught.value.reason is status.Reason.PATH_NOT_ALLOWED
     translate.guard_tenancy("team", spec, make_settings())  # /{namespace}/ allows /team/...
@@ -96,7 +96,7 @@ def test_tenancy_refuses_paths_and_roles_the_namespace_may_not_use() -> None:
     with_role = translate.parse_spec(
         {**SPEC, "auth": {"roleArn": "arn:aws:iam::123456789012:role/x"}}
     )
-    with pytest.raises(translate.PolicyError) as caught:
+    with pytest.raises(errors.NotAllowedError) as caught:
         translate.guard_tenancy("team", with_role, make_settings())
     assert caught.value.reason is status.Reason.ROLE_NOT_ALLOWED
     translate.guard_tenancy("team", with_role, make_settings(allow_role_arn=True))
@@ -199,7 +199,7 @@ async def test_client_reads_configmap_text_binary_and_secret_keys(
     assert await client.read_key("r1", "ConfigMap", "cm", "bin.env") == b"B=2\n"
     assert await client.read_key("r1", "Secret", "sec", ".env") == b"C=3\n"
     assert await client.read_key("r1", "ConfigMap", "cm", "absent") is None
-    with pytest.raises(apiclient.SourceMissing) as caught:
+    with pytest.raises(errors.SourceMissingError) as caught:
         await client.read_key("r1", "ConfigMap", "nope", ".env")
     assert "ConfigMap 'nope' not found" in str(caught.value)
 
@@ -216,7 +216,7 @@ async def test_client_refuses_invalid_base64_instead_of_dropping_characters(
         "binaryData": {".env": "not base64 at all"},
     })  # fmt: skip
     for kind, key in (("Secret", "junk"), ("Secret", "padding"), ("ConfigMap", ".env")):
-        with pytest.raises(apiclient.SourceUndecodable) as caught:
+        with pytest.raises(errors.SourceUndecodableError) as caught:
             await client.read_key("r3", kind, "bad", key)
         assert f"{kind} 'bad' key '{key}'" in str(caught.value)
         assert "not valid base64" in str(caught.value)
@@ -264,7 +264,7 @@ async def test_credentials_come_from_the_auth_secret(
     missing = translate.parse_spec(
         {**SPEC, "auth": {"secretRef": {"name": "keys", "sessionTokenKey": "TOKEN"}}}
     )
-    with pytest.raises(apiclient.CredentialsMissing) as caught:
+    with pytest.raises(errors.CredentialsMissingError) as caught:
         await apiclient.credentials_for(client, "r3", missing, make_settings())
     assert "TOKEN" in str(caught.value)
     assert (

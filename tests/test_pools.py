@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pydantic
 import pytest
 
-from envsync import errors
+from envsync import errors, policy
 from envsync.dotenv import pools
 
 KiB = 1024
@@ -546,7 +546,7 @@ async def test_wait_for_memory_times_out_with_memory_pressure_error() -> None:
     manager = manager_with(FakeRss(5000))
     with pytest.raises(errors.MemoryPressureError, match="threshold") as caught:
         await manager.wait_for_memory(timeout=0.01)
-    assert caught.value.retryable
+    assert policy.verdict(caught.value).retry_call
 
 
 async def test_wait_for_memory_polls_itself_when_no_monitor_runs() -> None:

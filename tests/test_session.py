@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from envsync import aws, errors
+from envsync import aws, errors, policy
 from envsync.aws import batching, session
 from faultproxy import FaultProxy, Rule
 
@@ -119,7 +119,7 @@ def test_exhausted_throttling_and_denial_map_to_envsync_errors(
     assert proxy.requests["GetParameters"] == 1  # access errors are not retried
     assert "sentinel-value" not in str(throttled.value)
     assert throttled.value.__cause__ is None
-    assert not denied.value.retryable
+    assert not policy.verdict(denied.value).retry_call
 
 
 def test_connection_resets_are_retried(

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envsync import errors
+from envsync import errors, policy
 from envsync.dotenv import grammar, pools, streaming
 
 SENTINEL = "s3cr3t-sentinel-value"
@@ -106,7 +106,7 @@ def test_a_long_line_is_reported_with_its_number_before_it_is_all_read() -> None
         processor.process(reader, seen, source_name="app.env")
     assert caught.value.line == 3
     assert isinstance(caught.value, ValueError)
-    assert not caught.value.retryable
+    assert not policy.verdict(caught.value).retry_call
     assert [number for _, number in seen.lines] == [1, 2]
     # stopped within a chunk or two of crossing the limit, not at the end of the 10 KB line
     assert reader.reads * 16 < 100 + 8 + 3 * 16

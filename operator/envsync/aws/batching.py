@@ -32,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
-from envsync import errors
+from envsync import errors, policy
 
 __all__ = [
     "AimdRateLimiter",
@@ -151,8 +151,8 @@ class BatchProcessor:
 
 
 def _retryable(exc: Exception) -> bool:
-    """envsync's own verdict: errors marked retryable (throttling, 5xx, memory pressure)."""
-    return isinstance(exc, errors.EnvSyncError) and exc.retryable
+    """envsync's one verdict (:mod:`envsync.policy`): throttling, 5xx, memory pressure."""
+    return isinstance(exc, errors.EnvSyncError) and policy.verdict(exc).retry_call
 
 
 @dataclasses.dataclass(frozen=True)

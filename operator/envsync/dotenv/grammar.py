@@ -69,7 +69,7 @@ class Variable(NamedTuple):
     line: int
 
 
-class ParseError(errors.EnvSyncError, ValueError):
+class ParseError(errors.InvalidSourceError, ValueError):
     """A statement the grammar rejects, located by line; the message never holds the value."""
 
     def __init__(self, line: int, reason: str, source: str | None = None) -> None:
@@ -84,10 +84,8 @@ class ParseError(errors.EnvSyncError, ValueError):
         return f"{self.source}:{self.line}: {self.reason}"
 
 
-class ParseCancelled(errors.EnvSyncError):
+class ParseCancelled(errors.StoppedError):
     """The caller's cancel token was set; the parse stopped between two chunks."""
-
-    retryable = True
 
 
 class BytePoolLike(Protocol):

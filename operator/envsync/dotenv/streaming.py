@@ -57,13 +57,11 @@ class _Readable(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
 
 
-class StreamCancelled(errors.EnvSyncError):
+class StreamCancelled(errors.StoppedError):
     """A cancel token stopped a stream between two chunks; nothing after that point was read."""
 
-    retryable = True  # a deliberate stop (shutdown, superseded sync), not a fault in the source
 
-
-class LineTooLongError(errors.EnvSyncError, ValueError):
+class LineTooLongError(errors.InvalidSourceError, ValueError):
     """A line exceeded ``max_line_size``; raised as soon as the limit is crossed."""
 
     def __init__(self, line: int, limit: int, source: str | None = None) -> None:

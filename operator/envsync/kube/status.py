@@ -26,10 +26,9 @@ import copy
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, Final, Literal, NamedTuple, Protocol
 
-from envsync import errors
+from envsync import errors, policy
 from envsync.kube import models
 
 __all__ = [
@@ -72,41 +71,8 @@ MAX_LISTED: Final = 5
 """Keys or lines named in one message before "and N more"."""
 
 
-class Reason(StrEnum):
-    """Every reason envsync puts on a condition or an event."""
-
-    SYNCED = "Synced"
-    DRY_RUN = "DryRun"
-    PROGRESSING = "Progressing"
-    RETRYING = "Retrying"
-    SYNC_FAILED = "SyncFailed"
-    KEYS_FAILED = "KeysFailed"
-    ABORTED = "Aborted"
-    VALID = "Valid"
-    LINES_SKIPPED = "LinesSkipped"
-    PARSE_FAILED = "ParseFailed"
-    SOURCE_NOT_FOUND = "SourceNotFound"
-    CREDENTIALS_UNAVAILABLE = "CredentialsUnavailable"
-    REMOTE_ERROR = "RemoteError"
-    MEMORY_PRESSURE = "MemoryPressure"
-    CLEANUP_FAILED = "CleanupFailed"
-    INVALID_SPEC = "InvalidSpec"
-    ACCESS_DENIED = "AccessDenied"
-    OWNERSHIP_CONFLICT = "OwnershipConflict"
-    PATH_NOT_ALLOWED = "PathNotAllowed"
-    ROLE_NOT_ALLOWED = "RoleNotAllowed"
-    ENDPOINT_NOT_ALLOWED = "EndpointNotAllowed"
-    KMS_KEY_NOT_ALLOWED = "KmsKeyNotAllowed"
-    EMPTY_SOURCE = "EmptySource"
-    KEYS_SKIPPED = "KeysSkipped"
-    TARGET_MOVED = "TargetMoved"
-    SUSPENDED = "Suspended"
-    THROTTLED = "Throttled"
-    NOT_THROTTLED = "NotThrottled"
-    APPLIED = "Applied"
-    PRUNED = "Pruned"
-    DRIFT_REPAIRED = "DriftRepaired"
-    DEPRECATED_FIELD = "DeprecatedField"
+Reason = policy.Reason
+"""Every reason envsync puts on a condition or an event (defined beside the error table)."""
 
 
 class ReasonDoc(NamedTuple):
@@ -328,7 +294,9 @@ STALL_REASONS: Final = frozenset(
 )
 """Reasons that need a person: the operator waits for the spec or the source to change, except
 for :data:`RETRIED_STALLS`."""
-RETRIED_STALLS: Final = frozenset({R.ACCESS_DENIED, R.OWNERSHIP_CONFLICT})
+RETRIED_STALLS: Final = frozenset(
+    v.reason for _, v in policy.RULES if v.stalled and v.then is policy.Then.RETRY
+)
 """Stalls fixed outside Kubernetes (an IAM policy, the entries in AWS), so no event would wake
 the operator: they are retried with backoff, capped at five minutes."""
 RECONCILING_REASONS: Final = frozenset(
@@ -636,9 +604,10 @@ def failure(
     now: datetime,
 ) -> dict[str, Any]:
     """The patch for a sync that raised: stalled when retrying cannot help, else reconciling."""
-    why = reason_for(exc)
+    found = policy.verdict(exc)
+    why = found.reason
     message = str(exc) or type(exc).__name__
-    if why in STALL_REASONS:
+    if found.stalled:
         return stalled(
             why, message, previous_status=previous_status, generation=generation, now=now
         )
@@ -648,22 +617,8 @@ def failure(
 
 
 def reason_for(exc: errors.EnvSyncError) -> Reason:
-    """The condition reason for an error of the shared error tree."""
-    for kind, reason in _ERROR_REASONS:
-        if isinstance(exc, kind):
-            return reason
-    return R.REMOTE_ERROR if exc.retryable else R.INVALID_SPEC
-
-
-_ERROR_REASONS: Final[tuple[tuple[type[errors.EnvSyncError], Reason], ...]] = (
-    (errors.AccessDeniedError, R.ACCESS_DENIED),
-    (errors.ThrottledError, R.THROTTLED),
-    (errors.RemoteError, R.REMOTE_ERROR),
-    (errors.OwnershipError, R.OWNERSHIP_CONFLICT),
-    (errors.SourceError, R.SOURCE_NOT_FOUND),
-    (errors.MemoryPressureError, R.MEMORY_PRESSURE),
-    (errors.ConfigError, R.INVALID_SPEC),
-)
+    """The condition reason for an error (:func:`envsync.policy.verdict`)."""
+    return policy.verdict(exc).reason
 
 
 # ------------------------------------------------------------------------------------ events

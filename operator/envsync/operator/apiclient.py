@@ -22,7 +22,7 @@ import kopf
 
 from envsync import aws, errors
 from envsync import settings as settings_module
-from envsync.kube import models, status
+from envsync.kube import models
 
 Relogin = Callable[[], Awaitable[kopf.ConnectionInfo | None]]
 """Logs in again (an exec plugin may run: off the event loop) when the API server says 401."""
@@ -116,14 +116,14 @@ class KubeClient:
     async def read_key(self, namespace: str, kind: str, name: str, key: str) -> bytes | None:
         """One key's bytes of a ConfigMap (``data`` or ``binaryData``) or Secret; None if missing.
 
-        Raises :class:`SourceMissing` when the object itself does not exist.
+        Raises :class:`~envsync.errors.SourceMissingError` when the object itself does not exist.
         """
         plural = "configmaps" if kind == "ConfigMap" else "secrets"
         obj = await self.get(
             f"/api/v1/namespaces/{namespace}/{plural}/{name}", f"{kind} {namespace}/{name}"
         )
         if obj is None:
-            raise SourceMissing(kind, name)
+            raise errors.SourceMissingError(kind, name)
         text = (obj.get("data") or {}).get(key)
         what = f"{kind} {name!r} key {key!r}"
         if kind == "ConfigMap":
@@ -140,23 +140,9 @@ def _base64(text: Any, what: str) -> bytes:
     try:
         return base64.b64decode(str(text), validate=True)
     except (binascii.Error, ValueError):
-        raise SourceUndecodable(f"{what} is not valid base64; nothing was pushed") from None
-
-
-class SourceUndecodable(errors.SourceError):
-    """The source's bytes cannot be recovered (bad base64): it must change before a sync."""
-
-    retryable = False
-    reason = status.Reason.PARSE_FAILED
-
-
-class SourceMissing(errors.SourceError):
-    """The referenced object (or, with ``key``, its key) does not exist."""
-
-    def __init__(self, kind: str, name: str, key: str | None = None) -> None:
-        where = f"{kind} {name!r}" if key is None else f"{kind} {name!r} key {key!r}"
-        super().__init__(f"{where} not found")
-        self.kind, self.name, self.key = kind, name, key
+        raise errors.SourceUndecodableError(
+            f"{what} is not valid base64; nothing was pushed"
+        ) from None
 
 
 async def credentials_for(
@@ -187,7 +173,7 @@ async def credentials_for(
                 continue
             raw = await reader.read_key(namespace, "Secret", ref.name, key)
             if raw is None:
-                raise CredentialsMissing(
+                raise errors.CredentialsMissingError(
                     f"Secret {ref.name!r} has no key {key!r} (spec.auth.secretRef)"
                 )
             keys[field] = raw.decode("utf-8").strip()
@@ -200,10 +186,6 @@ async def credentials_for(
         session_name="envsync",
         sts_endpoint_url=settings.sts_endpoint,
     )
-
-
-class CredentialsMissing(errors.SourceError):
-    """The Secret spec.auth.secretRef names, or one of its keys, is missing."""
 
 
 def log_in(**kwargs: Any) -> kopf.ConnectionInfo | None:

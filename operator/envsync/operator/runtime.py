@@ -41,7 +41,7 @@ from typing import Any
 
 import kopf
 
-from envsync import aws, errors
+from envsync import aws, errors, policy
 from envsync import settings as settings_module
 from envsync.dotenv import pools
 from envsync.kube import models, places, status
@@ -318,7 +318,7 @@ class Runtime:
                 namespace, spec.source.kind, spec.source.ref.name, spec.source.ref.key
             )
             if source is None:
-                raise apiclient.SourceMissing(
+                raise errors.SourceMissingError(
                     spec.source.kind, spec.source.ref.name, spec.source.ref.key
                 )
             digest = hashlib.sha256(source).hexdigest()
@@ -367,39 +367,24 @@ class Runtime:
             )
             report = await self._run(request, spec, tracker)
             move = await self._leave_old_target(body, spec, previous, report, credentials)
-        except apiclient.SourceMissing as exc:
-            new = status.source_not_found(
-                exc.kind,
-                exc.name,
-                exc.key,
-                previous_status=previous,
-                generation=generation,
-                now=now,
+        except errors.EnvSyncError as exc:  # what it means: envsync.policy, one table
+            found = policy.verdict(exc)
+            if isinstance(exc, errors.SourceMissingError):
+                new = status.source_not_found(
+                    exc.kind,
+                    exc.name,
+                    exc.key,
+                    previous_status=previous,
+                    generation=generation,
+                    now=now,
+                )
+            else:
+                new = status.failure(exc, previous_status=previous, generation=generation, now=now)
+            if found.fault:
+                self.metrics.observe_error()
+            return self._failed(
+                body, patch, previous, new, tracker, retry=found.then is policy.Then.RETRY
             )
-            return self._failed(body, patch, previous, new, tracker, retry=True)
-        except (
-            translate.PolicyError,
-            apiclient.SourceUndecodable,
-        ) as exc:  # a person must act; the watch wakes us
-            new = status.stalled(
-                exc.reason, str(exc), previous_status=previous, generation=generation, now=now
-            )
-            return self._failed(body, patch, previous, new, tracker, retry=False)
-        except apiclient.CredentialsMissing as exc:
-            new = status.reconciling(
-                status.Reason.CREDENTIALS_UNAVAILABLE,
-                str(exc),
-                previous_status=previous,
-                generation=generation,
-                now=now,
-            )
-            return self._failed(body, patch, previous, new, tracker, retry=True)
-        except errors.EnvSyncError as exc:
-            new = status.failure(exc, previous_status=previous, generation=generation, now=now)
-            self.metrics.observe_error()
-            why = status.reason_for(exc)
-            waits = why in status.STALL_REASONS and why not in status.RETRIED_STALLS
-            return self._failed(body, patch, previous, new, tracker, retry=not waits)
         new = status.build_status(
             _ReportView(report),
             previous_status=previous,

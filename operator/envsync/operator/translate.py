@@ -154,27 +154,27 @@ def guard_tenancy(
         raise _endpoint_refused(endpoint)
     if not settings.path_allowed(namespace, spec.target.path):
         allowed = ", ".join(settings.path_prefixes(namespace))
-        raise PolicyError(
+        raise errors.NotAllowedError(
             status.Reason.PATH_NOT_ALLOWED,
             f"spec.target.path {spec.target.path!r} is outside the prefixes allowed in "
             f"namespace {namespace!r}: {allowed}",
         )
     role = spec.auth.role_arn if spec.auth else None
     if role and not settings.role_allowed(namespace, role):
-        raise PolicyError(
+        raise errors.NotAllowedError(
             status.Reason.ROLE_NOT_ALLOWED,
             f"spec.auth.roleArn {role!r} is not allowed in namespace {namespace!r}",
         )
     key = spec.target.kms_key_id
     if key and not settings.kms_key_allowed(namespace, key):
-        raise PolicyError(
+        raise errors.NotAllowedError(
             status.Reason.KMS_KEY_NOT_ALLOWED,
             f"spec.target.kmsKeyId {key!r} is not allowed in namespace {namespace!r} "
             "(ENVSYNC_ALLOW_KMS_KEY_ID)",
         )
 
 
-def _endpoint_refused(endpoint: str) -> PolicyError:
+def _endpoint_refused(endpoint: str) -> errors.NotAllowedError:
     """The refusal names the origin only: a URL's user info or query may hold a credential."""
     found = settings_module.origin(endpoint)
     shown = (
@@ -182,7 +182,7 @@ def _endpoint_refused(endpoint: str) -> PolicyError:
         if found
         else "(a URL with user info or an unusual host)"
     )
-    return PolicyError(
+    return errors.NotAllowedError(
         status.Reason.ENDPOINT_NOT_ALLOWED,
         f"spec.target.endpointUrl {shown} is not an origin this operator may call "
         "(ENVSYNC_ALLOWED_ENDPOINTS); no request was sent to it",
@@ -194,14 +194,6 @@ def refresh_interval(spec: models.EnvSyncSpec, settings: settings_module.Setting
     floor; 0 (off) stays off."""
     seconds = spec.sync_policy.refresh_interval_seconds(settings.default_refresh_interval)
     return 0.0 if seconds <= 0 else max(seconds, settings.min_refresh_interval)
-
-
-class PolicyError(errors.ConfigError):
-    """The spec asks for something the operator's settings forbid; carries its status reason."""
-
-    def __init__(self, reason: status.Reason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 # ------------------------------------------------------------------------------ timing
