@@ -219,6 +219,13 @@ def test_full_jitter_delays_grow_exponentially_up_to_the_cap() -> None:
     assert half.delay(3) == 4.0
 
 
+def test_a_floor_keeps_that_share_of_the_window() -> None:
+    low = batching.Backoff(base=2.0, cap=300.0, floor=0.5, random=lambda: 0.0)
+    high = batching.Backoff(base=2.0, cap=300.0, floor=0.5, random=lambda: 0.999999)
+    assert [low.delay(n) for n in range(4)] == [1.0, 2.0, 4.0, 8.0]
+    assert round(high.delay(10), 3) == 300.0
+
+
 async def test_call_retries_retryable_errors_then_succeeds() -> None:
     sleep = FakeSleep()
     attempts = 0
@@ -290,6 +297,8 @@ def test_backoff_arguments_are_validated() -> None:
         batching.Backoff(base=2, cap=1)
     with pytest.raises(errors.ConfigError):
         batching.Backoff(max_attempts=0)
+    with pytest.raises(errors.ConfigError):
+        batching.Backoff(floor=1.0)
 
 
 # -- AimdRateLimiter --------------------------------------------------------------------------

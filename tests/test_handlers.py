@@ -116,6 +116,7 @@ def test_index_keys_name_every_object_an_envsync_reads() -> None:
 
 
 def test_backoff_doubles_with_jitter_and_is_capped() -> None:
+    """The passes' retries use the sinks' Backoff class, waiting at least half each window."""
     for failures, ceiling in ((1, 2.0), (2, 4.0), (3, 8.0), (20, translate.RETRY_MAX)):
         delays = {translate.backoff(failures) for _ in range(50)}
         assert all(ceiling / 2 <= d <= ceiling for d in delays)

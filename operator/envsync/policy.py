@@ -62,6 +62,12 @@ class Reason(StrEnum):
     DEPRECATED_FIELD = "DeprecatedField"
 
 
+MEMORY_WAIT: Final = 30.0
+"""Seconds a sync waits for memory to fall under a threshold (the operator's budget or an
+EnvSync's ``memoryThreshold``) before it gives up with MemoryPressure, retried with backoff:
+one wait, wherever the threshold is checked."""
+
+
 class Then(StrEnum):
     """When the operator runs the next pass after a failed one."""
 

@@ -169,6 +169,10 @@ class Backoff:
     """Seconds; no wait is longer (botocore's standard mode caps at 20 s as well)."""
     max_attempts: int = 5
     """Calls in total, the first one included."""
+    floor: float = 0.0
+    """Share of the window always waited: 0 is full jitter (calls of many clients spread over
+    the whole window); 0.5 waits at least half (a pass retried after a failure is never
+    retried at once)."""
     random: Callable[[], float] = _random.random
     """Source of uniform [0, 1) numbers; tests pass a fixed one."""
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -181,11 +185,13 @@ class Backoff:
             raise errors.ConfigError(f"backoff needs 0 < base <= cap, got {self.base}, {self.cap}")
         if self.max_attempts < 1:
             raise errors.ConfigError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if not 0.0 <= self.floor < 1.0:
+            raise errors.ConfigError(f"floor must be in [0, 1), got {self.floor}")
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (0 for the first retry)."""
         ceiling = min(self.cap, self.base * 2.0 ** min(retry, 62))
-        return self.random() * ceiling
+        return ceiling * (self.floor + (1.0 - self.floor) * self.random())
 
     def delays(self) -> Iterator[float]:
         """The waits between the ``max_attempts`` calls (one fewer than the attempts)."""

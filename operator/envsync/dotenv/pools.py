@@ -475,7 +475,7 @@ _MALLOC_TRIM = _load_malloc_trim()
 
 
 class PoolManager:
-    """One :class:`PoolConfig` made real: the pools, the memory watch and the sync gate.
+    """One :class:`PoolConfig` made real: the pools, the memory watch and the sync slots.
 
     Use it as ``async with PoolManager(config) as manager:`` (starts the monitoring task when
     monitoring is on and closes everything afterwards), or call :meth:`check_memory` yourself.

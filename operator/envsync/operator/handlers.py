@@ -113,7 +113,7 @@ async def login(memo: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.probe(id="syncs")
 def active_syncs(memo: Any, **_: Any) -> int:
     """Liveness detail: syncs running now."""
-    return _runtime(memo).gate.active_syncs if "envsync" in memo else 0
+    return _runtime(memo).process_pools.active_syncs if "envsync" in memo else 0
 
 
 def in_shard(labels: kopf.Labels, memo: Any, **_: Any) -> bool:

@@ -142,7 +142,7 @@ class Tracker:
             if self.manager is not None:
                 watcher.unwatch_pools(self.manager)
                 self.manager.close()
-            # the process-wide gate holds syncs back; this EnvSync's threshold collects and trims
+            # the process-wide pools hold syncs back; this EnvSync's threshold collects and trims
             self.manager = pools.PoolManager(config, max_concurrent_syncs=1, back_pressure=False)
             watcher.watch_pools(self.manager)
         return self.manager
@@ -154,12 +154,13 @@ class Tracker:
 
 
 class Runtime:
-    """Process-wide state: settings, the sync gate, the Kubernetes reader, metrics, trackers."""
+    """Process-wide state: settings, the process's pools (sync slots and memory budget), the
+    Kubernetes reader, metrics, and one tracker per EnvSync."""
 
     def __init__(self, settings: settings_module.Settings, registry: Any = None) -> None:
         self.settings = settings
         self.metrics = metrics.Metrics(registry)
-        self.gate = pools.PoolManager(
+        self.process_pools = pools.PoolManager(
             pools.PoolConfig(enabled=False, memory_threshold=settings.memory_budget),
             max_concurrent_syncs=settings.max_concurrent_syncs,
         )
@@ -173,8 +174,8 @@ class Runtime:
 
     async def start(self) -> None:
         aws.session.configure(**self.settings.aws_limits())
-        await self.gate.start()
-        self.metrics.watch_pools(self.gate)
+        await self.process_pools.start()
+        self.metrics.watch_pools(self.process_pools)
         aws.session.add_request_observer(self.observe_request)
         if self.settings.metrics_port:
             self.metrics.serve(self.settings.metrics_port, self.settings.metrics_address)
@@ -185,7 +186,7 @@ class Runtime:
             self._retire(key)
         for task in list(self._tasks):
             task.cancel()
-        await self.gate.aclose()
+        await self.process_pools.aclose()
         await self.client.close()
         self.metrics.close()
 
@@ -497,7 +498,7 @@ class Runtime:
     ) -> engine.SyncReport:
         """The engine inside the process-wide slot, with this EnvSync's pools and threshold."""
         manager = tracker.pools_for(translate.pool_config(spec), self.metrics)
-        async with self.gate.sync_slot(timeout=translate.MEMORY_WAIT):
+        async with self.process_pools.sync_slot(timeout=policy.MEMORY_WAIT):
             try:
                 return await asyncio.wait_for(
                     engine.sync(request, pools=manager), self.settings.sync_timeout

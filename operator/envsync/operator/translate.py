@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import random
 import re
 from collections.abc import Mapping
 from typing import Any, Final
@@ -19,6 +18,7 @@ import pydantic
 
 from envsync import aws, errors
 from envsync import settings as settings_module
+from envsync.aws import batching
 from envsync.dotenv import pools
 from envsync.kube import models, places, status
 from envsync.sync import engine
@@ -44,8 +44,6 @@ RETRY_FIRST: Final = 2.0
 """Seconds before the first retry of a failed sync; doubles per failure (jittered)."""
 RETRY_MAX: Final = 300.0
 """Longest wait between retries: a stalled EnvSync costs at most one attempt per 5 minutes."""
-MEMORY_WAIT: Final = 30.0
-"""Seconds a sync waits for memory to fall under a threshold before reporting MemoryPressure."""
 
 Key = tuple[str, str]
 
@@ -199,10 +197,14 @@ def refresh_interval(spec: models.EnvSyncSpec, settings: settings_module.Setting
 # ------------------------------------------------------------------------------ timing
 
 
-def backoff(failures: int, *, first: float = RETRY_FIRST, limit: float = RETRY_MAX) -> float:
-    """Seconds before retry number ``failures`` (1-based): doubling, capped, jittered."""
-    ceiling = min(limit, first * 2 ** max(failures - 1, 0))
-    return random.uniform(ceiling / 2, ceiling)
+PASS_RETRIES: Final = batching.Backoff(base=RETRY_FIRST, cap=RETRY_MAX, floor=0.5)
+"""The one backoff (the sinks' calls use the same class): for passes, doubling from 2 s, capped
+at five minutes, at least half of each window waited."""
+
+
+def backoff(failures: int) -> float:
+    """Seconds before retry number ``failures`` (1-based) of a failed pass."""
+    return PASS_RETRIES.delay(max(failures - 1, 0))
 
 
 def drift_due_in(

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Final, Literal
 
-from envsync import aws, errors, limits
+from envsync import aws, errors, limits, policy
 from envsync.aws import batching
 from envsync.dotenv import grammar, pools
 from envsync.sync import plan
@@ -57,9 +57,6 @@ __all__ = [
 
 MAX_PARSE_ERRORS: Final = 10
 MAX_ISSUES: Final = 50
-MEMORY_WAIT_SECONDS: Final = 300.0
-"""Longest wait for memory to fall under a PoolManager's threshold before a sync gives up
-(``errors.MemoryPressureError``, retryable)."""
 PRUNE_SUSPENDED: Final = "prune suspended: lines were skipped for parse errors"
 EMPTY_SOURCE: Final = (
     "the source has no variable to store, so nothing was written or deleted "
@@ -372,7 +369,7 @@ class _Tally:
             self.on_action(key, outcome)
 
 
-class _Gate:
+class _Breaker:
     """Stops new writes after an error that would repeat for every key (denied, throttled)."""
 
     def __init__(self) -> None:
@@ -405,7 +402,7 @@ async def sync(
     manager = pools
     started = time.monotonic()
     slot = (
-        manager.sync_slot(timeout=MEMORY_WAIT_SECONDS)
+        manager.sync_slot(timeout=policy.MEMORY_WAIT)
         if manager is not None
         else contextlib.nullcontext()
     )
@@ -626,11 +623,11 @@ async def _execute(
             deletes.append(step.key)
         else:
             tally.record(step.key, step.action, step.reason, _line(desired, step.key))
-    gate = _Gate()
+    breaker = _Breaker()
     done: list[tuple[str, str]] = []
 
     def write(step: plan.Step) -> None:
-        gate.check()
+        breaker.check()
         value = desired[step.key].value if step.key in desired else None
         try:
             if step.action == "create":
@@ -642,15 +639,15 @@ async def _execute(
             else:
                 sink.adopt(step.key)
         except Exception as exc:
-            gate.trip(exc)
+            breaker.trip(exc)
             raise
 
     def remove(keys: Sequence[str]) -> dict[str, str | None]:
-        gate.check()
+        breaker.check()
         try:
             return sink.delete(keys)
         except Exception as exc:
-            gate.trip(exc)
+            breaker.trip(exc)
             raise
 
     for step, result in zip(
