@@ -87,7 +87,6 @@ def byte_rows(number: int, repeat: int, scratch: Path) -> list[Row]:
 
 def container_rows(number: int, repeat: int) -> list[Row]:
     strings = pools.StringPool(max_size=4)
-    maps = pools.MapPool(max_size=4)
 
     def new_list() -> None:
         names: list[str] = []
@@ -98,17 +97,6 @@ def container_rows(number: int, repeat: int) -> list[Row]:
         names.extend(NAMES)
         strings.put(names)
 
-    def new_dict() -> None:
-        env: dict[str, str] = {}
-        for name in NAMES:
-            env[name] = name
-
-    def pooled_dict() -> None:
-        env = maps.get()
-        for name in NAMES:
-            env[name] = name
-        maps.put(env)
-
     def bare_get_put() -> None:
         strings.put(strings.get())
 
@@ -116,11 +104,6 @@ def container_rows(number: int, repeat: int) -> list[Row]:
         (
             "list[str], 8 names",
             *compare(new_list, pooled_list, number, repeat),
-            "",
-        ),
-        (
-            "dict[str, str], 8 entries",
-            *compare(new_dict, pooled_dict, number, repeat),
             "",
         ),
         (

@@ -50,6 +50,18 @@ def test_minimal_spec_gets_safe_defaults() -> None:
     assert parsed.performance is None
 
 
+def test_deprecated_fields_are_accepted_and_named_only_when_set() -> None:
+    assert models.EnvSyncSpec.model_validate(spec()).deprecated_fields() == []
+    defaults = {"memory": {"stringPoolSize": 8}, "performance": {"workerCount": 2}}
+    assert models.EnvSyncSpec.model_validate({**spec(), **defaults}).deprecated_fields() == []
+    old = {"memory": {"mapPoolSize": 3}, "performance": {"streamingEnabled": True}}
+    found = models.EnvSyncSpec.model_validate({**spec(), **old}).deprecated_fields()
+    assert [message.split()[0] for message in found] == [
+        "spec.memory.mapPoolSize",
+        "spec.performance.streamingEnabled",
+    ]
+
+
 def test_to_dict_is_camel_case_and_leaves_out_unset_optionals() -> None:
     parsed = models.EnvSyncSpec.model_validate(
         spec(
@@ -181,15 +193,11 @@ def test_gc_interval_must_be_a_positive_duration() -> None:
 
 def test_memory_section_converts_to_the_pools_config() -> None:
     assert pools.PoolConfig(**models.Memory().pool_config_fields()) == pools.PoolConfig()
-    largest = models.Memory.model_validate(
-        {"stringPoolSize": 65536, "bytePoolSize": 1024, "mapPoolSize": 65536}
-    )
+    largest = models.Memory.model_validate({"stringPoolSize": 65536, "bytePoolSize": 1024})
     config = pools.PoolConfig(**largest.pool_config_fields())
-    assert (config.string_pool_size, config.byte_pool_size, config.map_pool_size) == (
-        65536,
-        1024,
-        65536,
-    )
+    assert (config.string_pool_size, config.byte_pool_size) == (65536, 1024)
+    # deprecated: accepted, converted to nothing
+    assert "map_pool_size" not in models.Memory(map_pool_size=3).pool_config_fields()
     off = models.Memory.model_validate({"poolEnabled": False, "memoryThreshold": "1Gi"})
     converted = pools.PoolConfig(**off.pool_config_fields())
     assert converted.enabled is False
@@ -197,7 +205,7 @@ def test_memory_section_converts_to_the_pools_config() -> None:
 
 
 def test_memory_bounds_stay_inside_what_the_pools_accept() -> None:
-    for name in ("string_pool_size", "byte_pool_size", "map_pool_size"):
+    for name in ("string_pool_size", "byte_pool_size"):
         ours = models.Memory.model_fields[name].metadata
         theirs = pools.PoolConfig.model_fields[name].metadata
         assert _bound(ours, "le") <= _bound(theirs, "le"), name

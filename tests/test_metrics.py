@@ -156,16 +156,16 @@ def test_counters_survive_a_manager_going_away(m: metrics.Metrics) -> None:
     m.watch_pools(first)
     m.watch_pools(second)
     m.watch_pools(first)  # watching twice counts once
-    first.map_pool.get()
-    second.map_pool.get()
-    assert value(m, "envsync_pool_gets_total", pool="map") == 2
-    first.map_pool.put({})
-    assert value(m, "envsync_pool_size", pool="map") == 1
+    first.string_pool.get()
+    second.string_pool.get()
+    assert value(m, "envsync_pool_gets_total", pool="string") == 2
+    first.string_pool.put([])
+    assert value(m, "envsync_pool_size", pool="string") == 1
     m.unwatch_pools(first)
     m.unwatch_pools(first)
-    second.map_pool.get()
-    assert value(m, "envsync_pool_gets_total", pool="map") == 3
-    assert value(m, "envsync_pool_size", pool="map") == 0
+    second.string_pool.get()
+    assert value(m, "envsync_pool_gets_total", pool="string") == 3
+    assert value(m, "envsync_pool_size", pool="string") == 0
     first.close()
     second.close()
 

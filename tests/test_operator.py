@@ -180,7 +180,7 @@ def test_create_reports_ready_with_counts(
     assert kube.is_true(obj, "SourceValid")
     assert not kube.is_true(obj, "Throttled")
     assert state["memory"]["rss"] > 0
-    assert set(state["pools"]) == {"string", "byte", "map"}
+    assert set(state["pools"]) == {"string", "byte"}
     assert state["pools"]["byte"]["gets"] == 1  # the source was read into a pooled buffer
     assert state["awsCalls"]["ssm:PutParameter"] == 3
     assert params(ssm, path) == {f"{path}A": "1", f"{path}B": "two", f"{path}TOKEN": SENTINEL}

@@ -63,9 +63,9 @@ def test_a_fresh_pool_misses_then_hits_what_was_put_back() -> None:
 
 
 def test_size_is_occupancy_not_a_running_count() -> None:
-    pool = pools.MapPool(max_size=8)
-    maps = [pool.get() for _ in range(3)]
-    for item in maps:
+    pool = pools.StringPool(max_size=8)
+    lists = [pool.get() for _ in range(3)]
+    for item in lists:
         pool.put(item)
     assert pool.stats().size == 3
     for _ in range(3):
@@ -99,24 +99,19 @@ def test_hit_rate_is_zero_before_any_get_and_reported_in_as_dict() -> None:
 
 
 def test_pool_never_holds_more_than_max_size() -> None:
-    pool = pools.MapPool(max_size=3)
-    accepted = [pool.put({}) for _ in range(10)]
+    pool = pools.StringPool(max_size=3)
+    accepted = [pool.put([]) for _ in range(10)]
     assert accepted.count(True) == 3
     stats = pool.stats()
     assert (stats.size, stats.rejected, stats.puts) == (3, 7, 10)
 
 
-def test_put_clears_lists_and_maps_so_contents_do_not_outlive_their_use() -> None:
+def test_put_clears_lists_so_contents_do_not_outlive_their_use() -> None:
     strings = pools.StringPool()
     names = strings.get()
     names.extend(["A", "B"])
     strings.put(names)
     assert strings.get() == []
-    maps = pools.MapPool()
-    env = maps.get()
-    env["KEY"] = "sentinel-value"
-    maps.put(env)
-    assert maps.get() == {}
 
 
 def test_the_same_object_put_twice_is_pooled_once() -> None:
@@ -138,13 +133,6 @@ def test_foreign_objects_are_refused_not_raised(foreign: object) -> None:
     assert pool.stats().size == 0
 
 
-def test_map_pool_refuses_maps_over_the_entry_bound() -> None:
-    pool = pools.MapPool(max_entries=2)
-    assert pool.put({"a": "1", "b": "2", "c": "3"}) is False
-    assert pool.put({"a": "1", "b": "2"}) is True
-    assert pool.stats().rejected == 1
-
-
 def test_string_pool_refuses_lists_over_the_item_bound() -> None:
     pool = pools.StringPool(max_items=1)
     assert pool.put(["a", "b"]) is False
@@ -157,13 +145,13 @@ def test_negative_pool_size_is_a_config_error() -> None:
 
 
 def test_borrow_puts_back_even_when_the_block_raises() -> None:
-    pool = pools.MapPool()
-    env: dict[str, str] = {}
+    pool = pools.StringPool()
+    names: list[str] = []
 
     def use() -> None:
-        nonlocal env
-        with pool.borrow() as env:
-            env["K"] = "v"
+        nonlocal names
+        with pool.borrow() as names:
+            names.append("K")
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
@@ -171,8 +159,8 @@ def test_borrow_puts_back_even_when_the_block_raises() -> None:
     stats = pool.stats()
     assert (stats.gets, stats.puts, stats.size) == (1, 1, 1)
     with pool.borrow() as again:
-        assert again is env
-        assert again == {}
+        assert again is names
+        assert again == []
 
 
 def test_trim_empties_or_shrinks_and_counts() -> None:
@@ -190,7 +178,7 @@ def test_trim_empties_or_shrinks_and_counts() -> None:
 
 
 def test_a_zero_sized_pool_passes_through() -> None:
-    pool = pools.MapPool(max_size=0)
+    pool = pools.StringPool(max_size=0)
     for _ in range(3):
         pool.put(pool.get())
     stats = pool.stats()
@@ -376,7 +364,7 @@ def test_config_defaults_are_documented_values() -> None:
     config = pools.PoolConfig()
     assert config.enabled
     assert config.monitoring_enabled
-    assert (config.string_pool_size, config.byte_pool_size, config.map_pool_size) == (64, 16, 64)
+    assert (config.string_pool_size, config.byte_pool_size) == (64, 16)
     assert config.gc_interval == 30.0
     assert config.memory_threshold == 256 * MiB
     for name, field in pools.PoolConfig.model_fields.items():
@@ -426,24 +414,20 @@ def manager_with(rss: FakeRss, **config: object) -> pools.PoolManager:
 
 def fill(manager: pools.PoolManager) -> None:
     manager.string_pool.put([])
-    manager.map_pool.put({})
     manager.byte_pool.put(bytearray(4 * KiB))
 
 
 def test_manager_builds_pools_from_config() -> None:
-    manager = pools.PoolManager(
-        pools.PoolConfig(string_pool_size=1, byte_pool_size=2, map_pool_size=3)
-    )
+    manager = pools.PoolManager(pools.PoolConfig(string_pool_size=1, byte_pool_size=2))
     stats = manager.all_stats()
-    assert list(stats) == ["string", "byte", "map"]
-    assert [s.max_size for s in stats.values()] == [1, 2, 3]
+    assert list(stats) == ["string", "byte"]
+    assert [s.max_size for s in stats.values()] == [1, 2]
 
 
 def test_disabled_pooling_gives_pass_through_pools_not_none() -> None:
     manager = pools.PoolManager(pools.PoolConfig(enabled=False))
-    for pool in (manager.string_pool, manager.map_pool):
-        pool.put(pool.get())
-        pool.put(pool.get())
+    for _ in range(2):
+        manager.string_pool.put(manager.string_pool.get())
     buf = manager.byte_pool.get(10)
     assert len(buf) >= 10
     manager.byte_pool.put(buf)

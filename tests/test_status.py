@@ -269,7 +269,7 @@ def test_memory_and_pools_from_snapshot_objects_or_mappings(status_schema: dict[
             "misses": 1,
             "hitRate": 0.5,
         }
-        assert set(state["pools"]) == {"string", "byte", "map"}
+        assert set(state["pools"]) == {"string", "byte"}
     manager.close()
 
 
@@ -620,7 +620,7 @@ async def test_real_engine_report_with_a_sentinel(status_schema: dict[str, Any])
     valid(state, status_schema)
     assert summary(state)["Stalled"] == ("True", "ParseFailed")
     assert [e["line"] for e in state["parseErrors"]] == [3, 4]
-    assert set(state["pools"]) == {"string", "byte", "map"}
+    assert set(state["pools"]) == {"string", "byte"}
     assert state["memory"]["rss"] > 0
     events = status.transition_events(None, state)
     assert [(e.type, e.reason) for e in events] == [("Warning", "ParseFailed")]

@@ -15,8 +15,9 @@ behind the caller's back, holds at most ``max_size`` of them, and counts exactly
 
 Only :class:`BytePool` saves real work in CPython (large zero-filled buffers); lists and dicts are
 pooled by the interpreter's own free lists already, and ``clear()`` releases their storage, so
-:class:`StringPool` and :class:`MapPool` exist for envy's API and for their statistics. The
-figures behind that statement are in docs/memory.md and ``bench/pools.py``.
+:class:`StringPool` serves the engine's batches of key names (one list per AWS call) and reports
+what they cost. envy's map pool is not here: nothing in a sync churns maps, and a pool nothing
+uses would only report zeros. The figures are in docs/memory.md and ``bench/pools.py``.
 
 :class:`PoolManager` owns one set of pools per :class:`PoolConfig` (envy's ``memory`` section),
 samples the process's RSS, and when RSS crosses ``memory_threshold`` runs a collection, empties
@@ -48,7 +49,6 @@ from envsync import errors, units
 __all__ = [
     "BYTE_SIZE_CLASSES",
     "BytePool",
-    "MapPool",
     "MemoryStats",
     "PoolConfig",
     "PoolManager",
@@ -234,31 +234,6 @@ class StringPool(_Pool[list[str]]):
         return None
 
 
-class MapPool(_Pool[dict[str, str]]):
-    """Reusable ``dict[str, str]`` (cleared on put); maps over ``max_entries`` are refused.
-
-    The bound is envy's: a map that grew huge once should not be recycled as if it were typical.
-    In CPython ``dict.clear()`` releases the table anyway, so, as with :class:`StringPool`, the
-    value of this pool is its API and its statistics rather than saved work.
-    """
-
-    kind = "map"
-
-    def __init__(self, max_size: int = 64, *, max_entries: int = 4096) -> None:
-        super().__init__(max_size)
-        self.max_entries = max_entries
-        """Maps with more entries are refused on put."""
-
-    def _new(self) -> dict[str, str]:
-        return {}
-
-    def _recycle(self, obj: object) -> dict[str, str] | None:
-        if type(obj) is dict and len(obj) <= self.max_entries:
-            obj.clear()
-            return obj
-        return None
-
-
 class BytePool(_Pool[bytearray]):
     """Reusable read buffers in size classes (:data:`BYTE_SIZE_CLASSES`).
 
@@ -372,9 +347,6 @@ class PoolConfig(pydantic.BaseModel):
     """Most read buffers kept, over all size classes (a count, not bytes as in envy). Default 16:
     four concurrent syncs with a buffer or two each, and at most 16 MiB retained even if every
     buffer is of the largest (1 MiB) class."""
-
-    map_pool_size: int = pydantic.Field(default=64, ge=0, le=65536)
-    """Most ``dict[str, str]`` kept (count). Default 64 (envy: 100)."""
 
     gc_interval: float = 30.0
     """Seconds between memory checks; accepts ``30s``, ``1m`` or a number of seconds. Default
@@ -499,7 +471,6 @@ class PoolManager:
         on = self.config.enabled
         self.string_pool = StringPool(self.config.string_pool_size if on else 0)
         self.byte_pool = BytePool(self.config.byte_pool_size if on else 0)
-        self.map_pool = MapPool(self.config.map_pool_size if on else 0)
         self.max_concurrent_syncs = max_concurrent_syncs
         self.back_pressure = back_pressure
         """Whether syncs wait for memory to fall under the threshold. Off, the threshold only
@@ -535,7 +506,6 @@ class PoolManager:
         return {
             "string": self.string_pool.stats(),
             "byte": self.byte_pool.stats(),
-            "map": self.map_pool.stats(),
         }
 
     def memory_stats(self) -> MemoryStats:
@@ -567,7 +537,7 @@ class PoolManager:
 
     def trim_pools(self, keep: int = 0) -> int:
         """Empty (or shrink) every pool; return how many objects were dropped."""
-        return sum(pool.trim(keep) for pool in (self.string_pool, self.byte_pool, self.map_pool))
+        return sum(pool.trim(keep) for pool in (self.string_pool, self.byte_pool))
 
     def check_memory(self) -> bool:
         """One check; True when RSS is under the threshold (or no threshold applies).
@@ -669,7 +639,7 @@ class PoolManager:
         self._closed = True
         if self._task is not None:
             self._task.cancel()
-        for pool in (self.string_pool, self.byte_pool, self.map_pool):
+        for pool in (self.string_pool, self.byte_pool):
             pool.close()
         self._release_waiters()
 

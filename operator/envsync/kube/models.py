@@ -461,8 +461,9 @@ class Memory(_Model):
     byte_pool_size: int = Field(default=16, ge=0, le=1024)
     """Most read buffers the byte pool keeps over all size classes (a count, not bytes as in envy).
     Default 16."""
-    map_pool_size: int = Field(default=64, ge=0, le=65536)
-    """Most maps the map pool keeps (a count). Default 64."""
+    map_pool_size: int | None = Field(default=None, ge=0, le=65536)
+    """Deprecated, no effect: there is no map pool (nothing in a sync churns maps). Setting it
+    posts a DeprecatedField warning event; it will be removed in the next API version."""
     gc_interval: str = Field(default="30s", max_length=64, pattern=units.DURATION_PATTERN)
     """How often memory is checked, as a duration. Default `30s`, as in envy."""
     memory_threshold: int | str = Field(
@@ -502,7 +503,6 @@ class Memory(_Model):
             "monitoring_enabled": self.monitoring_enabled,
             "string_pool_size": self.string_pool_size,
             "byte_pool_size": self.byte_pool_size,
-            "map_pool_size": self.map_pool_size,
             "gc_interval": self.gc_interval_seconds,
             "memory_threshold": self.memory_threshold_bytes,
         }
@@ -563,6 +563,11 @@ class EnvSyncSpec(_Model):
         """The fields this spec sets that no longer do anything, each with what to do instead:
         accepted (an object applied by an older chart must not start failing), but said."""
         found: list[str] = []
+        if self.memory is not None and self.memory.map_pool_size is not None:
+            found.append(
+                "spec.memory.mapPoolSize has no effect (there is no map pool) and will be"
+                " removed; delete it from the EnvSync"
+            )
         if self.performance is not None and self.performance.streaming_enabled is not None:
             found.append(
                 "spec.performance.streamingEnabled has no effect (the source is always parsed"
@@ -711,8 +716,6 @@ class PoolsStatus(_Status):
     """The string pool."""
     byte: PoolStatus | None = None
     """The byte-buffer pool."""
-    map: PoolStatus | None = None
-    """The map pool."""
 
 
 class EnvSyncStatus(_Status):

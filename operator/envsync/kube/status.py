@@ -936,7 +936,7 @@ def _pools(stats: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not stats:
         return None
     pools: dict[str, Any] = {}
-    for name in ("string", "byte", "map"):
+    for name in ("string", "byte"):
         pool = stats.get(name)
         if pool is not None:
             pools[name] = {

@@ -72,7 +72,7 @@ DURATION_BUCKETS: Final = (
 )
 """Sync durations run from a no-op (well under a second) to a first push of thousands of SSM
 keys at a few writes per second (tens of minutes)."""
-POOLS: Final = ("string", "byte", "map")
+POOLS: Final = ("string", "byte")
 
 
 class ReportLike(Protocol):
