@@ -31,7 +31,6 @@ Left out of the emulator suite, because a real server refuses to store what they
 from __future__ import annotations
 
 import json
-import logging
 import re
 import subprocess
 import threading
@@ -49,7 +48,9 @@ import kube
 import test_operator as emulator_suite
 from envsync.kube import status as status_module
 from faultproxy import FaultProxy, Rule
-from test_operator import PROXY_PORTS, LogCapture, params, ready
+from test_operator import PROXY_PORTS, LogCapture, operator_logs, params, ready
+
+__all__ = ["operator_logs"]  # the emulator suite's fixture, shared
 
 pytestmark = [pytest.mark.real_apiserver, pytest.mark.timeout(180)]
 
@@ -78,16 +79,6 @@ def cluster(real_apiserver: RealApiServer) -> kube.KubectlCluster:
 @pytest.fixture(scope="module")
 def aws_endpoint(moto_endpoint: str) -> str:
     return moto_endpoint
-
-
-@pytest.fixture(scope="module")
-def operator_logs() -> Iterator[LogCapture]:
-    capture = LogCapture()
-    logging.getLogger().addHandler(capture)
-    try:
-        yield capture
-    finally:
-        logging.getLogger().removeHandler(capture)
 
 
 @pytest.fixture(scope="module")
@@ -466,12 +457,12 @@ def test_a_second_status_writer_loses_nothing_and_costs_no_loop(
     operator_logs: LogCapture,
 ) -> None:
     """Another controller writing its own condition into the status, many times a second,
-    while the source is edited: the operator's merge patches carry no resourceVersion, so they
-    never conflict; the other writer's updates do, and are retried. Every edit must reach AWS
-    and the status (the other writer's update cannot undo the operator's, the server refuses
-    it as stale); a sync after the foreign write keeps its condition (status.py keeps condition
-    types it does not own); and the foreign writes must not wake a sync or a write back.
-    A foreign write landing *during* a sync is made certain by the next test."""
+    while the source is edited: both write guarded by resourceVersion (the operator's JSON
+    patch tests it, kopf applies it again on the next event when it fails), so neither undoes
+    the other; every edit must reach AWS and the status; a sync after the foreign write keeps
+    its condition (status.onto keeps condition types it does not own); and the foreign writes
+    must not wake a sync or a write back. A foreign write landing *during* a sync is made
+    certain by the next test."""
     path = f"/{namespace}/app/"
     cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
     cluster.apply(kube.envsync("app", namespace, source="app-env", path=path, endpoint=None))

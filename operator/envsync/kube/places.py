@@ -3,7 +3,7 @@
 A target *moves* when the place its keys are stored changes: provider, path, region, Secrets
 Manager mode or endpoint. Storage details (type, tier, tags, KMS key) do not move anything.
 The operator records the :class:`Place` of the last complete sync, and after a sync at a new
-place prunes what the EnvSync owns at the old one (:mod:`envsync.operator.handlers`). Everything
+place prunes what the EnvSync owns at the old one (:mod:`envsync.operator.leaving`). Everything
 here is pure, so the rules that decide what may be deleted are tested without a cluster:
 
 - the region is resolved the way the AWS client resolves it (spec, operator default, the SDK's

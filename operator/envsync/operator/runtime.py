@@ -44,8 +44,8 @@ import kopf
 from envsync import aws, errors, policy
 from envsync import settings as settings_module
 from envsync.dotenv import pools
-from envsync.kube import models, places, status
-from envsync.operator import apiclient, metrics, translate
+from envsync.kube import models, status
+from envsync.operator import apiclient, leaving, metrics, translate
 from envsync.sync import engine
 
 log = logging.getLogger(__name__)
@@ -90,18 +90,6 @@ def _now() -> datetime.datetime:
 
 
 # ------------------------------------------------------------------------- reading the source
-
-
-@dataclasses.dataclass(frozen=True)
-class Move:
-    """What a sync does to status.target: the identity to record (None: leave it) and, when
-    the old place could not be pruned, why."""
-
-    target: dict[str, Any] | None
-    failure: str | None = None
-
-
-# ---------------------------------------------------------------------------- the runtime
 
 
 @dataclasses.dataclass
@@ -367,7 +355,9 @@ class Runtime:
                 credentials=credentials,
             )
             report = await self._run(request, spec, tracker)
-            move = await self._leave_old_target(body, spec, previous, report, credentials)
+            move = await leaving.leave_old_place(
+                self.settings, body, spec, previous, report, credentials
+            )
         except errors.EnvSyncError as exc:  # what it means: envsync.policy, one table
             found = policy.verdict(exc)
             if isinstance(exc, errors.SourceMissingError):
@@ -421,77 +411,6 @@ class Runtime:
             tracker.failures, tracker.retry_at = 0, None
             return None  # the source (or the spec) has to change first
         return self._retry(tracker)
-
-    async def _leave_old_target(
-        self,
-        body: kopf.Body,
-        spec: models.EnvSyncSpec,
-        previous: Mapping[str, Any],
-        report: engine.SyncReport,
-        credentials: aws.Credentials | None,
-    ) -> Move:
-        """After a sync of a moved target: prune what this EnvSync owns at the old place.
-
-        Only once the new place is in step, every key stored (nothing lost if the move is
-        abandoned half-way, and a key the new place refuses keeps its old copy), only with
-        ``prune`` (the same rule as for keys that left the file), and only at a place the
-        namespace may still write and the operator may still call. Until the old place is
-        clean, status.target keeps naming it, so a failed cleanup is retried, not forgotten.
-        """
-        if not report.complete or report.dry_run:
-            return Move(None)
-        here = translate.place_of(spec, self.settings)
-        recorded = previous.get("target")
-        old = places.Place.from_status(recorded)
-        if old is None or old == here:
-            return Move(here.as_status() if recorded != here.as_status() else None)
-        namespace, name = body.metadata.namespace or "", body.metadata.name or ""
-        left = self._unreachable(namespace, old, here, prune=spec.sync_policy.prune)
-        if left is not None:
-            message = f"moved to {here.describe()}; the keys at {old.describe()} {left}"
-            kopf.event(body, type="Warning", reason=status.Reason.TARGET_MOVED, message=message)
-            return Move(here.as_status())
-        try:
-            cleanup = await engine.delete_owned(
-                old.target(translate.target_for(spec, self.settings)),
-                translate.owner_id(namespace, name),
-                credentials,
-                workers=spec.performance_or_default.worker_count,
-            )
-        except errors.EnvSyncError as exc:
-            return Move(
-                None, f"moved to {here.describe()}, but pruning {old.describe()} failed: {exc}"
-            )
-        if cleanup.failed:
-            listed = "; ".join(f"{issue.key} ({issue.reason})" for issue in cleanup.failures[:5])
-            return Move(
-                None,
-                f"moved to {here.describe()}, but {cleanup.failed} keys at {old.describe()} "
-                f"were not deleted: {listed}",
-            )
-        message = (
-            f"moved from {old.describe()} to {here.describe()}: deleted the {cleanup.deleted} "
-            "keys this EnvSync owned there"
-        )
-        kopf.event(body, type="Normal", reason=status.Reason.TARGET_MOVED, message=message)
-        return Move(here.as_status())
-
-    def _unreachable(
-        self, namespace: str, old: places.Place, here: places.Place, *, prune: bool
-    ) -> str | None:
-        """Why the keys at ``old`` are left where they are, or None when they may be pruned."""
-        if not prune:
-            return "were left there (prune is false)"
-        if not self.settings.path_allowed(namespace, old.path):
-            return "were left there: that path is outside the prefixes this namespace may write"
-        callable_endpoints = {self.settings.aws_endpoint_url, *self.settings.allowed_endpoints}
-        if old.endpoint not in callable_endpoints:
-            return "were left there: the operator may no longer call that endpoint"
-        if old.overlaps(here):
-            return (
-                "were left there: the two places share names, so pruning one would delete the other"
-            )
-        return None
 
     async def _run(
         self, request: engine.SyncRequest, spec: models.EnvSyncSpec, tracker: Tracker
@@ -610,8 +529,8 @@ class Runtime:
                 credentials,
                 workers=spec.performance_or_default.worker_count,
             )
-            report = await self._finalize_old_place(
-                namespace, name, spec, previous, credentials, report
+            report = await leaving.with_old_place(
+                self.settings, namespace, name, spec, previous, credentials, report
             )
         except errors.EnvSyncError as exc:
             raise self._cleanup_failed(body, patch, previous, str(exc), tracker) from None
@@ -635,34 +554,6 @@ class Runtime:
             message=f"deletionPolicy Delete: deleted the {report.deleted} keys this EnvSync owned",
         )
         self.trackers.pop((namespace, name), None)
-
-    async def _finalize_old_place(
-        self,
-        namespace: str,
-        name: str,
-        spec: models.EnvSyncSpec,
-        previous: Mapping[str, Any],
-        credentials: aws.Credentials | None,
-        report: engine.SyncReport,
-    ) -> engine.SyncReport:
-        """A move whose old place was not pruned yet: deleting the EnvSync deletes there too."""
-        here = translate.place_of(spec, self.settings)
-        old = places.Place.from_status(previous.get("target"))
-        if old is None or old == here or self._unreachable(namespace, old, here, prune=True):
-            return report
-        more = await engine.delete_owned(
-            old.target(translate.target_for(spec, self.settings)),
-            translate.owner_id(namespace, name),
-            credentials,
-            workers=spec.performance_or_default.worker_count,
-        )
-        return dataclasses.replace(
-            report,
-            deleted=report.deleted + more.deleted,
-            failed=report.failed + more.failed,
-            conflicts=report.conflicts + more.conflicts,
-            failures=report.failures + more.failures,
-        )
 
     def _cleanup_failed(
         self,

@@ -1,0 +1,133 @@
+"""Keys left at a target's old place: pruned after a move once the new place is in step, and
+on deletion with ``deletionPolicy: Delete``, but only where the namespace may still write, the
+operator may still call, and nothing at the new place shares a name.
+
+A move changes where an EnvSync's keys live (:class:`envsync.kube.places.Place`); until the old
+place is clean, ``status.target`` keeps naming it, so a failed cleanup is retried, not forgotten.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from envsync import aws, errors
+from envsync import settings as settings_module
+from envsync.kube import models, places, status
+from envsync.operator import translate
+from envsync.sync import engine
+
+
+@dataclasses.dataclass(frozen=True)
+class Move:
+    """What a sync does to status.target: the identity to record (None: leave it) and, when
+    the old place could not be pruned, why."""
+
+    target: dict[str, Any] | None
+    failure: str | None = None
+
+
+async def leave_old_place(
+    settings: settings_module.Settings,
+    body: kopf.Body,
+    spec: models.EnvSyncSpec,
+    previous: Mapping[str, Any],
+    report: engine.SyncReport,
+    credentials: aws.Credentials | None,
+) -> Move:
+    """After a sync of a moved target: prune what this EnvSync owns at the old place.
+
+    Only once the new place is in step, every key stored (nothing lost if the move is
+    abandoned half-way, and a key the new place refuses keeps its old copy), only with
+    ``prune`` (the same rule as for keys that left the file), and only at a place the
+    namespace may still write and the operator may still call. Until the old place is
+    clean, status.target keeps naming it, so a failed cleanup is retried, not forgotten.
+    """
+    if not report.complete or report.dry_run:
+        return Move(None)
+    here = translate.place_of(spec, settings)
+    recorded = previous.get("target")
+    old = places.Place.from_status(recorded)
+    if old is None or old == here:
+        return Move(here.as_status() if recorded != here.as_status() else None)
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    left = unreachable(settings, namespace, old, here, prune=spec.sync_policy.prune)
+    if left is not None:
+        message = f"moved to {here.describe()}; the keys at {old.describe()} {left}"
+        kopf.event(body, type="Warning", reason=status.Reason.TARGET_MOVED, message=message)
+        return Move(here.as_status())
+    try:
+        cleanup = await engine.delete_owned(
+            old.target(translate.target_for(spec, settings)),
+            translate.owner_id(namespace, name),
+            credentials,
+            workers=spec.performance_or_default.worker_count,
+        )
+    except errors.EnvSyncError as exc:
+        return Move(None, f"moved to {here.describe()}, but pruning {old.describe()} failed: {exc}")
+    if cleanup.failed:
+        listed = "; ".join(f"{issue.key} ({issue.reason})" for issue in cleanup.failures[:5])
+        return Move(
+            None,
+            f"moved to {here.describe()}, but {cleanup.failed} keys at {old.describe()} "
+            f"were not deleted: {listed}",
+        )
+    message = (
+        f"moved from {old.describe()} to {here.describe()}: deleted the {cleanup.deleted} "
+        "keys this EnvSync owned there"
+    )
+    kopf.event(body, type="Normal", reason=status.Reason.TARGET_MOVED, message=message)
+    return Move(here.as_status())
+
+
+def unreachable(
+    settings: settings_module.Settings,
+    namespace: str,
+    old: places.Place,
+    here: places.Place,
+    *,
+    prune: bool,
+) -> str | None:
+    """Why the keys at ``old`` are left where they are, or None when they may be pruned."""
+    if not prune:
+        return "were left there (prune is false)"
+    if not settings.path_allowed(namespace, old.path):
+        return "were left there: that path is outside the prefixes this namespace may write"
+    callable_endpoints = {settings.aws_endpoint_url, *settings.allowed_endpoints}
+    if old.endpoint not in callable_endpoints:
+        return "were left there: the operator may no longer call that endpoint"
+    if old.overlaps(here):
+        return "were left there: the two places share names, so pruning one would delete the other"
+    return None
+
+
+async def with_old_place(
+    settings: settings_module.Settings,
+    namespace: str,
+    name: str,
+    spec: models.EnvSyncSpec,
+    previous: Mapping[str, Any],
+    credentials: aws.Credentials | None,
+    report: engine.SyncReport,
+) -> engine.SyncReport:
+    """A move whose old place was not pruned yet: deleting the EnvSync deletes there too."""
+    here = translate.place_of(spec, settings)
+    old = places.Place.from_status(previous.get("target"))
+    if old is None or old == here or unreachable(settings, namespace, old, here, prune=True):
+        return report
+    more = await engine.delete_owned(
+        old.target(translate.target_for(spec, settings)),
+        translate.owner_id(namespace, name),
+        credentials,
+        workers=spec.performance_or_default.worker_count,
+    )
+    return dataclasses.replace(
+        report,
+        deleted=report.deleted + more.deleted,
+        failed=report.failed + more.failed,
+        conflicts=report.conflicts + more.conflicts,
+        failures=report.failures + more.failures,
+    )
