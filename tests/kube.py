@@ -169,6 +169,18 @@ class Cluster(Protocol):
 
     def events(self, namespace: str, name: str) -> list[dict[str, Any]]: ...
 
+    def operator_requests(self, namespace: str) -> list[Any]:
+        """The requests the operator made in ``namespace``, oldest first, from kmock's log
+        (the tests' own client is urllib's)."""
+        assert self.server.emulator is not None
+        return [
+            request
+            for request in list(self.server.emulator)
+            if request.resource is not None
+            and request.namespace == namespace
+            and "Python-urllib" not in request.headers.get("User-Agent", "")
+        ]
+
     def reads(self, kind: str, namespace: str, name: str) -> int | None: ...
 
     def create_namespace(self, name: str) -> None: ...
@@ -213,6 +225,18 @@ class EmulatedCluster:
     def create_namespace(self, name: str) -> None:
         """Nothing to do: the emulator does not check namespaces (and cannot serve them, see
         docs/testing.md)."""
+
+    def operator_requests(self, namespace: str) -> list[Any]:
+        """The requests the operator made in ``namespace``, oldest first, from kmock's log
+        (the tests' own client is urllib's)."""
+        assert self.server.emulator is not None
+        return [
+            request
+            for request in list(self.server.emulator)
+            if request.resource is not None
+            and request.namespace == namespace
+            and "Python-urllib" not in request.headers.get("User-Agent", "")
+        ]
 
     def reads(self, kind: str, namespace: str, name: str) -> int | None:
         """How often the object was fetched (the operator reading a source), from kmock's log."""
@@ -268,6 +292,18 @@ class KubectlCluster:
 
     def create_namespace(self, name: str) -> None:
         self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+    def operator_requests(self, namespace: str) -> list[Any]:
+        """The requests the operator made in ``namespace``, oldest first, from kmock's log
+        (the tests' own client is urllib's)."""
+        assert self.server.emulator is not None
+        return [
+            request
+            for request in list(self.server.emulator)
+            if request.resource is not None
+            and request.namespace == namespace
+            and "Python-urllib" not in request.headers.get("User-Agent", "")
+        ]
 
     def reads(self, kind: str, namespace: str, name: str) -> int | None:
         """Unknown on a real cluster (no request log): callers fall back to waiting."""

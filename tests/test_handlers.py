@@ -17,7 +17,7 @@ import pytest
 from envsync import errors, settings
 from envsync.cli import sandbox
 from envsync.kube import status
-from envsync.operator import apiclient, runtime, translate
+from envsync.operator import apiclient, outcome, runtime, translate
 from envsync.sync import engine
 
 SPEC: dict[str, Any] = {
@@ -223,22 +223,42 @@ async def test_client_refuses_invalid_base64_instead_of_dropping_characters(
         assert "not valid base64" in str(caught.value)
 
 
-async def test_client_annotates_an_object_and_ignores_one_that_is_gone(
+async def test_client_writes_status_guarded_and_keeps_a_condition_written_meanwhile(
     emulator: sandbox.KubernetesServer, client: apiclient.KubeClient
 ) -> None:
-    _apply(
-        emulator,
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "n", "namespace": "r2"}},
-    )
-    path = "/api/v1/namespaces/r2/configmaps/n"
+    """A change computed from an older copy is refused, not applied over a newer one; applied
+    to the newer copy, another controller's condition set meanwhile survives."""
+    from envsync.kube import crdgen
 
-    await client.patch(
-        path, {"metadata": {"annotations": {translate.REQUEST_ANNOTATION: "source now"}}}
-    )
-    await client.patch("/api/v1/namespaces/r2/configmaps/gone", {"metadata": {"annotations": {}}})
+    api = sandbox.KubeClient(emulator.url)
+    api.apply(crdgen.build_crd())
+    path = "/apis/envsync.dev/v1alpha1/namespaces/w1/envsyncs/app"
+    api.apply({
+        "apiVersion": "envsync.dev/v1alpha1", "kind": "EnvSync",
+        "metadata": {"name": "app", "namespace": "w1"}, "spec": SPEC,
+    })  # fmt: skip
+    old = outcome.Seen.of(api.get(path), translate.FORCE_ANNOTATION)
+    foreign = {"type": "Healthy", "status": "True", "reason": "Checked", "message": "x"}
+    api.request(
+        "PATCH", f"{path}/status", {"status": {"conditions": [foreign]}},
+        content_type="application/merge-patch+json",
+    )  # fmt: skip
+    ready = {"type": "Ready", "status": "True", "reason": "Synced", "message": "ok"}
+    change = status.onto({"observedGeneration": 1, "conditions": [ready]})
 
-    stored = sandbox.KubeClient(emulator.url).get(path)
-    assert stored["metadata"]["annotations"] == {translate.REQUEST_ANNOTATION: "source now"}
+    with pytest.raises(apiclient.ConflictError):
+        await client.write_status(old, change)
+    fresh = outcome.Seen.of(api.get(path), translate.FORCE_ANNOTATION)
+    stored = await client.write_status(fresh, change)
+
+    assert stored is not None
+    after = api.get(path)
+    assert after["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"]
+    assert after["status"]["observedGeneration"] == 1
+    assert [c["type"] for c in after["status"]["conditions"]] == ["Ready", "Healthy"]
+
+    api.delete(path)
+    assert await client.write_status(fresh, change) is None  # gone: nothing to do
 
 
 async def test_client_without_login_is_a_source_error() -> None:
@@ -275,20 +295,16 @@ async def test_credentials_come_from_the_auth_secret(
 
 
 def test_force_token_asks_once_per_new_value_and_hashes_long_ones() -> None:
-    def body(value: str | None, handled: str | None = None) -> dict[str, Any]:
-        annotations = {} if value is None else {translate.FORCE_ANNOTATION: value}
-        return {"metadata": {"annotations": annotations}, "status": {"forceSyncHandled": handled}}
-
-    assert translate.force_token(body(None)) is None
-    assert translate.force_token(body("t1")) == "t1"
-    assert translate.force_token(body("t1", handled="t1")) is None
-    assert translate.force_token(body("t2", handled="t1")) == "t2"
+    assert translate.force_token(None, None) is None
+    assert translate.force_token("t1", None) == "t1"
+    assert translate.force_token("t1", "t1") is None
+    assert translate.force_token("t2", "t1") == "t2"
     long = "x" * 500
-    token = translate.force_token(body(long))
+    token = translate.force_token(long, None)
     assert token is not None
     assert token.startswith("sha256:")
     assert len(token) <= 128  # fits status.forceSyncHandled's maxLength
-    assert translate.force_token(body(long, handled=token)) is None
+    assert translate.force_token(long, token) is None
 
 
 async def test_runtime_applies_the_aws_rate_settings_process_wide() -> None:
@@ -353,3 +369,52 @@ async def test_no_work_for_an_unchanged_source_when_periodic_checks_are_off() ->
     wait = running._nothing_to_do(tracker, previous, 3, "h", 0.0, now)  # refreshInterval: 0s
     assert wait == float("inf")  # nothing to do, and no timer either
     assert running._nothing_to_do(tracker, previous, 3, "changed", 0.0, now) is None
+
+
+async def test_an_outcome_refused_for_a_newer_copy_is_written_to_that_copy(
+    emulator: sandbox.KubernetesServer, client: apiclient.KubeClient
+) -> None:
+    """A pass's status write races a change of the object (kopf adding its finalizer, another
+    controller's condition): the write is refused, waits for the watch to bring the newer
+    copy, and is then applied to it."""
+    from envsync.kube import crdgen
+
+    api = sandbox.KubeClient(emulator.url)
+    api.apply(crdgen.build_crd())
+    path = "/apis/envsync.dev/v1alpha1/namespaces/w2/envsyncs/app"
+    spec = {**SPEC, "syncPolicy": {"suspend": True}}  # a pass that writes and calls no AWS
+    api.apply({
+        "apiVersion": "envsync.dev/v1alpha1", "kind": "EnvSync",
+        "metadata": {"name": "app", "namespace": "w2"}, "spec": spec,
+    })  # fmt: skip
+    created = api.get(path)
+    foreign = {"type": "Healthy", "status": "True", "reason": "Checked", "message": "x"}
+    api.request(
+        "PATCH", f"{path}/status", {"status": {"conditions": [foreign]}},
+        content_type="application/merge-patch+json",
+    )  # fmt: skip
+    running = runtime.Runtime(make_settings(metrics_port=0))
+    running.client = client
+    posted: list[tuple[str, str]] = []
+    running.post = lambda reference, event: posted.append(
+        (reference["metadata"]["name"], event.reason)
+    )
+
+    running.observe(None, created)  # the creation event, older than the object now
+    tracker = running.trackers[("w2", "app")]
+    assert tracker.worker is not None
+    await tracker.worker
+    assert tracker.pending is not None  # refused: the object moved on
+    assert [c["type"] for c in api.get(path)["status"]["conditions"]] == ["Healthy"]
+    assert posted == []  # no event announces a state that was not written
+
+    running.observe(None, api.get(path))  # the watch delivers the newer copy
+    assert tracker.worker is not None
+    await tracker.worker
+
+    assert tracker.pending is None
+    conditions = {c["type"]: c for c in api.get(path)["status"]["conditions"]}
+    assert conditions["Ready"]["reason"] == "Suspended"
+    assert conditions["Healthy"] == foreign
+    assert posted == [("app", "Suspended")]
+    await running.process_pools.aclose()

@@ -207,7 +207,23 @@ def test_no_key_or_value_becomes_a_label(m: metrics.Metrics) -> None:
         "ready",
         "le",
         "generation",
+        "trigger",
     }
+
+
+def test_passes_are_counted_by_trigger_and_only_known_ones(m: metrics.Metrics) -> None:
+    m.observe_pass("source")
+    m.observe_pass("source")
+    m.observe_pass("timer")
+    samples = {
+        sample.labels["trigger"]: sample.value
+        for family in text_string_to_metric_families(m.render().decode())
+        for sample in family.samples
+        if sample.name == "envsync_passes_total"
+    }
+    assert samples == {"envsync": 0, "source": 2, "timer": 1}
+    with pytest.raises(ValueError, match="unknown trigger"):
+        m.observe_pass("configmap/app-env")  # a name must never become a label value
 
 
 def test_serve_exposes_the_registry_over_http(m: metrics.Metrics) -> None:

@@ -140,18 +140,16 @@ def reasons(cluster: kube.Cluster, namespace: str, name: str) -> list[str]:
     return [e["reason"] for e in cluster.events(namespace, name)]
 
 
-def looked_at_source(
-    cluster: kube.Cluster, namespace: str, source: str, before: int | None
-) -> None:
-    """Wait until the operator has read the source again (or, on a real cluster, a little while)."""
-    if before is None:
-        time.sleep(3)
-        return
+def source_passes(operator: str) -> float:
+    return kube.total(kube.scrape(operator), "envsync_passes_total", trigger="source")
+
+
+def looked_at_source(operator: str, before: float) -> None:
+    """Wait until the operator has run a pass for a source's event (the metric counts it)."""
     kube.wait_until(
-        lambda: (cluster.reads("ConfigMap", namespace, source) or 0) > before,
-        what=f"the operator to read {namespace}/{source}",
+        lambda: source_passes(operator) > before, what="the operator to look at the source"
     )
-    time.sleep(0.3)  # the pass that read it finishes (no AWS call is expected)
+    time.sleep(0.3)  # the pass finishes (no AWS call is expected)
 
 
 def no_secret_leaks(*texts: str) -> None:
@@ -239,6 +237,39 @@ def test_configmap_edit_reaches_aws_without_a_spec_change(
     assert obj["status"]["counts"] == counts(parsed=3, created=1, updated=1, unchanged=1)
     kube.wait_until(lambda: "Applied" in reasons(cluster, namespace, "app"))
     assert latency < 5, f"the edit took {latency:.2f}s to reach AWS"
+
+
+def test_source_edit_reaches_aws_with_no_api_request_before_it(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    """The ConfigMap's watch event carries its body to the pass: no annotation to wake a
+    handler, no re-read of the ConfigMap. What the operator asks the API server for after the
+    edit is the status write alone."""
+    if not isinstance(cluster, kube.EmulatedCluster):
+        pytest.skip("the emulator's request log is the evidence")
+    path = f"/{namespace}/app/"
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
+    cluster.apply(
+        kube.envsync("app", namespace, source="app-env", path=path, endpoint=aws_endpoint)
+    )
+    ready(cluster, namespace, "app")
+    mark = len(cluster.operator_requests(namespace))
+
+    cluster.patch("ConfigMap", namespace, "app-env", {"data": {".env": "A=2\n"}})
+    kube.wait_until(lambda: params(ssm, path) == {f"{path}A": "2"}, what="the edit")
+    kube.wait_until(
+        lambda: (
+            (cluster.get("EnvSync", namespace, "app") or {})["status"]["counts"]["updated"] == 1
+        ),
+        what="the status of the edit's sync",
+    )
+
+    made = [
+        (r.method, r.resource.plural, r.name, r.subresource)
+        for r in cluster.operator_requests(namespace)[mark:]
+        if r.resource.plural != "events"
+    ]
+    assert made == [("PATCH", "envsyncs", "app", "status")]
 
 
 def test_key_removed_from_the_file_is_pruned(
@@ -440,11 +471,11 @@ def test_unchanged_source_costs_no_aws_calls(
     )
     first = ready(cluster, namespace, "app")["status"]
     calls_before = kube.total(kube.scrape(operator), "envsync_aws_requests_total")
-    reads_before = cluster.reads("ConfigMap", namespace, "app-env")
+    passes_before = source_passes(operator)
 
     # A change to the ConfigMap that is not a change of the file: the operator looks, and stops.
     cluster.patch("ConfigMap", namespace, "app-env", {"metadata": {"labels": {"touched": "yes"}}})
-    looked_at_source(cluster, namespace, "app-env", reads_before)
+    looked_at_source(operator, passes_before)
 
     assert kube.total(kube.scrape(operator), "envsync_aws_requests_total") == calls_before
     after = cluster.get("EnvSync", namespace, "app")

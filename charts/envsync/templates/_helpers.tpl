@@ -89,7 +89,8 @@ Cross-field rules a JSON schema cannot say clearly. Each failure names the value
 RBAC rules, in one place so Role and ClusterRole modes grant exactly the same verbs.
 Each rule is what the operator does, nothing more (tests/apiserver/test_rbac.py takes each verb
 away in turn against a real API server, and something the operator does then fails):
-  envsyncs: list/watch to follow the resources, patch for kopf's finalizer and annotations;
+  envsyncs: list/watch to follow the resources, patch for kopf's finalizer and the progress
+    annotations of a deletion it retries;
   envsyncs/status: patch, the only way status is written;
   configmaps, secrets: get a named source or auth.secretRef, list/watch labelled sources;
   events: create, kopf posts each event (the API server counts repeats itself).

@@ -1,6 +1,6 @@
 """The operator's own requests to the Kubernetes API, beside kopf's watches: logging in, reading a
-source's key (a ConfigMap's or a Secret's) and the Secret ``spec.auth`` names, and annotating an
-EnvSync to ask for a pass.
+source's key (a ConfigMap's or a Secret's) and the Secret ``spec.auth`` names, and writing an
+EnvSync's status.
 
 kopf exposes no client for arbitrary objects, but it logs in with a public
 :class:`kopf.ConnectionInfo`; this client reuses those credentials over aiohttp (kopf's own HTTP
@@ -14,8 +14,8 @@ import base64
 import binascii
 import json
 import os
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any, Final
 
 import aiohttp
 import kopf
@@ -23,13 +23,16 @@ import kopf
 from envsync import aws, errors
 from envsync import settings as settings_module
 from envsync.kube import models
+from envsync.operator import outcome
 
+_JSON_PATCH: Final = "application/json-patch+json"
 Relogin = Callable[[], Awaitable[kopf.ConnectionInfo | None]]
 """Logs in again (an exec plugin may run: off the event loop) when the API server says 401."""
 
 
 class KubeClient:
-    """Reads ConfigMaps and Secrets, and annotates EnvSyncs, with the operator's credentials.
+    """Reads ConfigMaps, Secrets and EnvSyncs, and writes EnvSync status, with the operator's
+    credentials.
 
     kopf exposes no client for arbitrary objects, but it logs in with a public
     :class:`kopf.ConnectionInfo`; this client reuses those credentials over aiohttp (kopf's
@@ -77,26 +80,54 @@ class KubeClient:
         if status == 404:
             return None
         if status in (401, 403):
-            raise errors.SourceError(f"{what}: the operator may not read it (HTTP {status})")
+            raise errors.SourceError(
+                f"{what}: the operator may not read it ({_refusal(status, body)})"
+            )
         if status >= 400:
-            raise errors.SourceError(f"{what}: the API server answered HTTP {status}")
+            raise errors.SourceError(f"{what}: the API server answered {_refusal(status, body)}")
         return body
 
-    async def patch(self, path: str, body: Mapping[str, Any]) -> None:
-        """A JSON merge patch (used only to annotate an EnvSync, asking for a pass)."""
+    async def write_status(
+        self,
+        seen: outcome.Seen,
+        change: Callable[[MutableMapping[str, Any]], None],
+    ) -> dict[str, Any] | None:
+        """Apply ``change`` to the status of ``seen`` as one JSON patch guarded by its
+        resourceVersion; the stored object afterwards, or None if it is gone.
+
+        Raises :class:`ConflictError` when the object changed since ``seen`` (another writer, or
+        kopf's finalizer): ``change`` is a transformation of the status as stored, so the
+        caller applies it again to the fresher copy its watch brings, and nobody's update is
+        lost (kopf does the same with its own patches).
+        """
+        what = f"EnvSync {seen.namespace}/{seen.name}"
+        after = seen.status()
+        change(after)
+        ops = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": seen.resource_version},
+            {"op": "add", "path": "/status", "value": after},
+        ]
+        path = f"{_object_path(seen.namespace, seen.name)}/status"
         try:
-            status, _ = await self._send("PATCH", path, body)
+            code, answer = await self._send("PATCH", path, ops, _JSON_PATCH)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise errors.RemoteError(f"PATCH {path}: {type(exc).__name__}") from None
-        if status >= 400 and status != 404:  # gone: nothing to ask for
-            raise errors.RemoteError(f"PATCH {path}: HTTP {status}")
+            raise errors.RemoteError(
+                f"{what}: cannot write the status ({type(exc).__name__})"
+            ) from None
+        if code == 404:
+            return None
+        if code in (409, 422):
+            raise ConflictError(f"{what} changed since resourceVersion {seen.resource_version}")
+        if code >= 300:
+            raise errors.RemoteError(f"{what}: writing the status: {_refusal(code, answer)}")
+        return answer
 
     async def _send(
-        self, method: str, path: str, body: Mapping[str, Any] | None = None
+        self, method: str, path: str, body: Any = None, content_type: str = ""
     ) -> tuple[int, dict[str, Any]]:
         """One request; on a 401 (a token expired or revoked), log in again and retry once."""
-        headers = {"Content-Type": "application/merge-patch+json"} if body is not None else {}
-        data = json.dumps(dict(body)) if body is not None else None
+        headers = {"Content-Type": content_type} if body is not None else {}
+        data = json.dumps(body) if body is not None else None
         for attempt in (1, 2):
             client = self._client()
             assert self._info is not None
@@ -108,7 +139,7 @@ class KubeClient:
                         self.use(fresh, self._relogin)
                     continue
                 if resp.status >= 400:
-                    return resp.status, {}
+                    return resp.status, await _status_of(resp)
                 answer: dict[str, Any] = await resp.json()
                 return resp.status, answer
         return 401, {}  # pragma: no cover - the loop returns or continues once
@@ -124,14 +155,45 @@ class KubeClient:
         )
         if obj is None:
             raise errors.SourceMissingError(kind, name)
-        text = (obj.get("data") or {}).get(key)
-        what = f"{kind} {name!r} key {key!r}"
-        if kind == "ConfigMap":
-            if text is not None:
-                return str(text).encode("utf-8")
-            binary = (obj.get("binaryData") or {}).get(key)
-            return _base64(binary, f"{what} (binaryData)") if binary is not None else None
-        return _base64(text, what) if text is not None else None
+        return key_of(obj, kind, name, key)
+
+
+def key_of(obj: Mapping[str, Any], kind: str, name: str, key: str) -> bytes | None:
+    """One key's bytes of a ConfigMap (``data`` or ``binaryData``) or a Secret, None if absent:
+    from a read, or from the body a watch event carried."""
+    text = (obj.get("data") or {}).get(key)
+    what = f"{kind} {name!r} key {key!r}"
+    if kind == "ConfigMap":
+        if text is not None:
+            return str(text).encode("utf-8")
+        binary = (obj.get("binaryData") or {}).get(key)
+        return _base64(binary, f"{what} (binaryData)") if binary is not None else None
+    return _base64(text, what) if text is not None else None
+
+
+class ConflictError(Exception):
+    """The object changed since the copy a write was computed from."""
+
+
+async def _status_of(resp: aiohttp.ClientResponse) -> dict[str, Any]:
+    """The API server's ``Status`` answer to a failed request, if it sent one."""
+    try:
+        found = await resp.json(content_type=None)
+    except (ValueError, aiohttp.ClientError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _refusal(code: int, answer: Mapping[str, Any]) -> str:
+    """HTTP code and the API server's own words (an RBAC refusal names the verb and resource;
+    a Status message never carries an object's data)."""
+    message = answer.get("message")
+    return f"HTTP {code}: {message}" if isinstance(message, str) and message else f"HTTP {code}"
+
+
+def _object_path(namespace: str, name: str) -> str:
+    group = f"{models.API_GROUP}/{models.API_VERSION}"
+    return f"/apis/{group}/namespaces/{namespace}/{models.PLURAL}/{name}"
 
 
 def _base64(text: Any, what: str) -> bytes:

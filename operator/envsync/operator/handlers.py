@@ -1,10 +1,12 @@
 """kopf wiring: the handlers kopf calls, each a guard and one call into :mod:`runtime`.
 
 Start-up reads the settings and tells kopf what to watch (:func:`configure`); log-in is
-:func:`envsync.operator.apiclient.log_in`; an EnvSync's event is one pass
-(:meth:`envsync.operator.runtime.Runtime.on_event`); a ConfigMap's or Secret's event asks for a
-pass of every EnvSync that reads it (found through :func:`envsync_sources`, an index of names,
-never values); deletion is :meth:`~envsync.operator.runtime.Runtime.finalize`. ``kopf run -m
+:func:`envsync.operator.apiclient.log_in`; an EnvSync's event is remembered and asks for a pass
+when it brings something new (:meth:`envsync.operator.runtime.Runtime.observe`); a ConfigMap's
+or Secret's event hands its body to a pass of every EnvSync that reads it (found through
+:func:`envsync_sources`, an index of names, never values:
+:meth:`~envsync.operator.runtime.Runtime.source_changed`); deletion is
+:meth:`~envsync.operator.runtime.Runtime.finalize`. ``kopf run -m
 envsync.operator.handlers`` and ``envsync run`` load this module.
 """
 
@@ -134,12 +136,10 @@ def envsync_sources(
 
 
 @kopf.on.event(translate.GROUP, translate.VERSION, translate.PLURAL)
-async def envsync_changed(
-    type: str, body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any
-) -> None:
-    """Every EnvSync event: one level-triggered pass when wanted (create, resume, update, due)."""
+async def envsync_changed(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+    """Every EnvSync event: remembered; a pass when it is new, or its generation moved."""
     if "envsync" in memo:
-        await _runtime(memo).on_event(type, body, patch)
+        _runtime(memo).observe(type, body)
 
 
 def watched_source(labels: kopf.Labels, memo: Any, **_: Any) -> bool:
@@ -152,21 +152,36 @@ def watched_source(labels: kopf.Labels, memo: Any, **_: Any) -> bool:
 
 
 @kopf.on.event("", "v1", "configmaps", when=watched_source)
-async def configmap_changed(namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
+async def configmap_changed(
+    type: str, namespace: str | None, name: str, body: kopf.Body, memo: Any, **kwargs: Any
+) -> None:
     """A ConfigMap an EnvSync reads changed or appeared: push it now, not at the next refresh."""
-    index: kopf.Index[tuple[str, str, str], str] = kwargs["envsync_sources"]
-    key = (namespace or "", "ConfigMap", name)
-    if key in index and "envsync" in memo:
-        _runtime(memo).request(namespace or "", index[key], "source")
+    _source_changed(type, "ConfigMap", namespace or "", name, body, memo, kwargs)
 
 
 @kopf.on.event("", "v1", "secrets", when=watched_source)
-async def secret_changed(namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
+async def secret_changed(
+    type: str, namespace: str | None, name: str, body: kopf.Body, memo: Any, **kwargs: Any
+) -> None:
     """A Secret an EnvSync reads (its source or its credentials) changed or appeared."""
+    _source_changed(type, "Secret", namespace or "", name, body, memo, kwargs)
+
+
+def _source_changed(
+    event_type: str | None,
+    kind: str,
+    namespace: str,
+    name: str,
+    body: kopf.Body,
+    memo: Any,
+    kwargs: dict[str, Any],
+) -> None:
     index: kopf.Index[tuple[str, str, str], str] = kwargs["envsync_sources"]
-    key = (namespace or "", "Secret", name)
+    key = (namespace, kind, name)
     if key in index and "envsync" in memo:
-        _runtime(memo).request(namespace or "", index[key], "source")
+        # a deleted object's last body is not the source any more: the pass reads (and misses) it
+        carried = {} if event_type == "DELETED" else body
+        _runtime(memo).source_changed(namespace, kind, name, carried, index[key])
 
 
 @kopf.on.delete(
@@ -177,9 +192,9 @@ async def secret_changed(namespace: str | None, name: str, memo: Any, **kwargs: 
     value="Delete",
     when=in_shard,
 )
-async def envsync_deleted(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
+async def envsync_deleted(body: kopf.Body, memo: Any, **_: Any) -> None:
     """``deletionPolicy: Delete``: the keys this EnvSync owns go before the finalizer does."""
-    await _runtime(memo).finalize(body, patch)
+    await _runtime(memo).finalize(body)
 
 
 # ----------------------------------------------------------------------------------- running

@@ -12,8 +12,6 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-import kopf
-
 from envsync import aws, errors
 from envsync import settings as settings_module
 from envsync.kube import models, places, status
@@ -28,11 +26,14 @@ class Move:
 
     target: dict[str, Any] | None
     failure: str | None = None
+    event: status.Event | None = None
+    """What to tell the user about the old place (pruned, or left there and why)."""
 
 
 async def leave_old_place(
     settings: settings_module.Settings,
-    body: kopf.Body,
+    namespace: str,
+    name: str,
     spec: models.EnvSyncSpec,
     previous: Mapping[str, Any],
     report: engine.SyncReport,
@@ -53,12 +54,12 @@ async def leave_old_place(
     old = places.Place.from_status(recorded)
     if old is None or old == here:
         return Move(here.as_status() if recorded != here.as_status() else None)
-    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     left = unreachable(settings, namespace, old, here, prune=spec.sync_policy.prune)
     if left is not None:
         message = f"moved to {here.describe()}; the keys at {old.describe()} {left}"
-        kopf.event(body, type="Warning", reason=status.Reason.TARGET_MOVED, message=message)
-        return Move(here.as_status())
+        return Move(
+            here.as_status(), event=status.Event("Warning", status.Reason.TARGET_MOVED, message)
+        )
     try:
         cleanup = await engine.delete_owned(
             old.target(translate.target_for(spec, settings)),
@@ -79,8 +80,7 @@ async def leave_old_place(
         f"moved from {old.describe()} to {here.describe()}: deleted the {cleanup.deleted} "
         "keys this EnvSync owned there"
     )
-    kopf.event(body, type="Normal", reason=status.Reason.TARGET_MOVED, message=message)
-    return Move(here.as_status())
+    return Move(here.as_status(), event=status.Event("Normal", status.Reason.TARGET_MOVED, message))
 
 
 def unreachable(

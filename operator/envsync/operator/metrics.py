@@ -55,6 +55,9 @@ OUTCOMES: Final = ("success", "throttled", "error")
 KEY_ACTIONS: Final = ("created", "updated", "unchanged", "deleted", "failed", "skipped")
 """`envsync_keys_total{action}`, the status counts (without `parsed`)."""
 READY_STATES: Final = ("true", "false", "unknown")
+TRIGGERS: Final = ("envsync", "source", "timer")
+"""`envsync_passes_total{trigger}`: the EnvSync's own event, an event of a ConfigMap or Secret
+it reads, or a timer (drift check, retry)."""
 DURATION_BUCKETS: Final = (
     0.1,
     0.25,
@@ -116,6 +119,14 @@ class Metrics:
         self.syncs = Counter(
             "envsync_syncs", "Syncs finished, by result.", ["result"], registry=reg
         )
+        self.passes = Counter(
+            "envsync_passes",
+            "Passes run (each looks at one EnvSync and syncs only when its input changed), by "
+            "what woke them: the EnvSync itself, a source it reads, or a timer (drift check, "
+            "retry).",
+            ["trigger"],
+            registry=reg,
+        )
         self.sync_duration = Histogram(
             "envsync_sync_duration_seconds",
             "Wall time of one sync, read to write.",
@@ -144,6 +155,8 @@ class Metrics:
             self.syncs.labels(result)
         for action in KEY_ACTIONS:
             self.keys.labels(action)
+        for trigger in TRIGGERS:
+            self.passes.labels(trigger)
         for state in READY_STATES:
             self.resources.labels(state)
         self.pools = _PoolCollector()
@@ -166,6 +179,12 @@ class Metrics:
             amount = int(getattr(report, action))
             if amount:
                 self.keys.labels(action).inc(amount)
+
+    def observe_pass(self, trigger: str) -> None:
+        """Count one pass, by what woke it (one of :data:`TRIGGERS`)."""
+        if trigger not in TRIGGERS:
+            raise ValueError(f"unknown trigger {trigger!r}; use one of {', '.join(TRIGGERS)}")
+        self.passes.labels(trigger).inc()
 
     def observe_error(self) -> None:
         """Count a sync that raised before it could produce a report."""

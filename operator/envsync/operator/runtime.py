@@ -1,33 +1,40 @@
 """The operator's one level-triggered pass, and the bookkeeping between passes.
 
 Every EnvSync is handled by one function, :meth:`Runtime.reconcile` (a *pass*): it looks at the
-spec, the source and the recorded status as they are now and decides, whatever woke it. A pass
-runs inside the EnvSync's own event handler (``handlers.envsync_changed``), so kopf applies its
-status patch and never runs two passes of one object at once. A pass is wanted when:
+spec, the source and the recorded status as they are now and decides, whatever woke it. It
+returns one :class:`~envsync.operator.outcome.Outcome` (the status change, the events, when to
+run next), which :func:`envsync.operator.writer.apply` writes and :meth:`Runtime.schedule`
+schedules. A pass is wanted when:
 
-* the object is seen for the first time (creation, or operator resume) or its generation moves;
+* the object is seen for the first time (creation, or operator resume), its generation moves,
+  or a new force-sync annotation asks (``handlers.envsync_changed`` → :meth:`Runtime.observe`);
 * a ConfigMap/Secret it reads changes or appears — they are watched, and an index maps each
   (namespace, kind, name) to the EnvSyncs that read it (``handlers.envsync_sources``; names
-  only, never values), so a change reaches AWS within a second, not at the next refresh;
+  only, never values). The event's body is handed to the pass (:meth:`Runtime.source_changed`),
+  so an edit reaches AWS with no API request before the AWS calls;
 * the drift check (``refreshInterval``, jittered) or a retry after a failure (backoff) is due.
 
-The last two ask for a pass by annotating the EnvSync (``translate.REQUEST_ANNOTATION``), which
-makes kopf deliver an event. kopf timers would have been the obvious host for a loop, but kopf
-puts a finalizer on every object a timer serves, and EnvSync promises a finalizer only with
-``deletionPolicy: Delete`` (``handlers.envsync_deleted`` is the one handler that needs it).
+Each EnvSync has one worker task at most (:meth:`Runtime.want`): requests that arrive while a
+pass runs are folded into one more pass after it, as a controller-runtime work queue does. The
+pass reads the EnvSync as last seen (:class:`~envsync.operator.outcome.Seen`, from its watch
+events and from the answers to the operator's own status writes), so it needs no read of it.
+kopf timers would have been the obvious host for the drift check, but kopf puts a finalizer on
+every object a timer serves, and EnvSync promises a finalizer only with ``deletionPolicy:
+Delete`` (``handlers.envsync_deleted`` is the one handler that needs it).
 
-A pass reads the source and compares its hash and the spec generation with the status: unchanged
-means zero AWS calls. Otherwise it runs :func:`envsync.sync.engine.sync` inside the
+A pass hashes the source once and compares the hash and the spec generation with the status:
+unchanged means zero AWS calls. Otherwise it runs :func:`envsync.sync.engine.sync` inside the
 process-wide :class:`envsync.dotenv.pools.PoolManager` slot (global concurrency and memory budget)
-with the pools and tuning of the spec, and turns the report into a status patch
+with the pools and tuning of the spec, and turns the report into a status change
 (:mod:`envsync.kube.status`), events on transitions only, and metrics
-(:mod:`envsync.operator.metrics`). Failures are states, not crashes: each error class maps to a
-condition and a retry policy.
+(:mod:`envsync.operator.metrics`). Failures are states, not crashes: what each error means is
+:func:`envsync.policy.verdict`'s table.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import datetime
 import hashlib
@@ -36,7 +43,7 @@ import math
 import random
 import traceback
 import types
-from collections.abc import Callable, Coroutine, Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -45,7 +52,7 @@ from envsync import aws, errors, policy
 from envsync import settings as settings_module
 from envsync.dotenv import pools
 from envsync.kube import models, status
-from envsync.operator import apiclient, leaving, metrics, translate
+from envsync.operator import apiclient, leaving, metrics, outcome, translate, writer
 from envsync.sync import engine
 
 log = logging.getLogger(__name__)
@@ -89,7 +96,25 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-# ------------------------------------------------------------------------- reading the source
+# ------------------------------------------------------------------------- between passes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Handed:
+    """A source's object as its watch event carried it: its data, for the next pass to read
+    instead of asking the API server for it again."""
+
+    kind: str
+    name: str
+    data: Mapping[str, Any]
+    """``data`` and ``binaryData`` of the object (references into the event's body)."""
+    read: tuple[str, bytes] | None = None
+    """A key already read and decoded (by the pass that announced a new generation)."""
+
+    def key(self, key: str) -> bytes | None:
+        if self.read is not None and self.read[0] == key:
+            return self.read[1]
+        return apiclient.key_of(self.data, self.kind, self.name, key)
 
 
 @dataclasses.dataclass
@@ -101,8 +126,26 @@ class Tracker:
     """
 
     key: translate.Key
-    requested: bool = True
-    """A pass is wanted (first sight, source change, drift check or retry due)."""
+    seen: outcome.Seen | None = None
+    """The object as last seen: the pass reads it instead of the API server."""
+    written: collections.deque[str] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=8)
+    )
+    """resourceVersions of the operator's own recent status writes. Their watch events can
+    arrive after the write's answer was adopted; they are older news, and are skipped."""
+    handed: Handed | None = None
+    """The source as the last event of it carried it, until a pass reads it."""
+    pending: outcome.Outcome | None = None
+    """An outcome whose write met a newer copy of the object: written again to that copy."""
+    conflicted: str = ""
+    """The resourceVersion ``pending`` was refused against."""
+    requested: bool = False
+    """Another pass is wanted after the running one (or now, when none runs)."""
+    trigger: str = "envsync"
+    """What woke the wanted pass (``envsync_passes_total{trigger}``)."""
+    worker: asyncio.Task[None] | None = None
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    """Held by a pass and by the deletion handler: they never run at once."""
     generation: int | None = None
     """The generation the last pass looked at; a newer one is always worth a pass."""
     failures: int = 0
@@ -111,9 +154,9 @@ class Tracker:
     attempted: tuple[int, str] | None = None
     """(generation, source hash) of the last sync attempt: a retry waits unless one changes."""
     synced: tuple[int, str, str] | None = None
-    """(generation, source hash, lastSyncTime) of the last successful sync. The body of an event
-    can predate the status patch of the sync that just ran (a source event racing it); this
-    memory keeps such a pass from syncing the same input again."""
+    """(generation, source hash, lastSyncTime) of the last successful sync. A watch event can
+    predate the status write of the sync that just ran; this memory keeps a pass reading such
+    a copy from syncing the same input again."""
     announced: int | None = None
     """The generation a Progressing status was published for."""
     jitter: float = 0.0
@@ -135,6 +178,17 @@ class Tracker:
             watcher.watch_pools(self.manager)
         return self.manager
 
+    def take_source(self, spec: models.EnvSyncSpec) -> Handed | None:
+        """The handed-over source, if it is the one ``spec`` reads; it is read once."""
+        handed, self.handed = self.handed, None
+        if handed is None or (handed.kind, handed.name) != (spec.source.kind, spec.source.ref.name):
+            return None
+        return handed
+
+    def stale(self) -> bool:
+        """Whether the object as last seen is the copy a write was refused against."""
+        return self.seen is None or self.seen.resource_version == self.conflicted
+
     def cancel(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
@@ -143,7 +197,7 @@ class Tracker:
 
 class Runtime:
     """Process-wide state: settings, the process's pools (sync slots and memory budget), the
-    Kubernetes reader, metrics, and one tracker per EnvSync."""
+    Kubernetes client, metrics, and one tracker per EnvSync."""
 
     def __init__(self, settings: settings_module.Settings, registry: Any = None) -> None:
         self.settings = settings
@@ -153,8 +207,8 @@ class Runtime:
             max_concurrent_syncs=settings.max_concurrent_syncs,
         )
         self.client = apiclient.KubeClient()
+        self.post: writer.Post = writer.post_with_kopf
         self.trackers: dict[translate.Key, Tracker] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def observe_request(self, service: str, operation: str, outcome: str) -> None:
         """The sinks' request hook → the metrics' outcome names (``ok`` is ``success`` there)."""
@@ -170,10 +224,12 @@ class Runtime:
 
     async def close(self) -> None:
         aws.session.remove_request_observer(self.observe_request)
+        workers = [t.worker for t in self.trackers.values() if t.worker is not None]
         for key in list(self.trackers):
             self._retire(key)
-        for task in list(self._tasks):
-            task.cancel()
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
         await self.process_pools.aclose()
         await self.client.close()
         self.metrics.close()
@@ -194,25 +250,53 @@ class Runtime:
             true=states.count("True"), false=states.count("False"), unknown=states.count("Unknown")
         )
 
-    # -- trackers --------------------------------------------------------------------------
+    # -- what wakes a pass -----------------------------------------------------------------
 
-    def tracker(self, namespace: str, name: str) -> Tracker:
-        key = (namespace, name)
-        if key not in self.trackers:
-            self.trackers[key] = Tracker(key)
-        return self.trackers[key]
+    def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """The EnvSync's own watch event: remember the object; want a pass when it is new to
+        this process, its generation moved or a new force-sync annotation asks."""
+        metadata = body.get("metadata") or {}
+        key = (str(metadata.get("namespace") or ""), str(metadata.get("name") or ""))
+        if event_type == "DELETED" or not self.settings.selects(metadata.get("labels") or {}):
+            self._retire(key)  # gone, or another shard's (ENVSYNC_LABEL_SELECTOR)
+            return
+        tracker = self.trackers.get(key)
+        if tracker is None:
+            tracker = self.trackers[key] = Tracker(key)
+        seen = outcome.Seen.of(body, translate.FORCE_ANNOTATION)
+        if seen.resource_version in tracker.written:
+            return  # the event of a status write whose answer was adopted already
+        tracker.seen = seen
+        if metadata.get("deletionTimestamp"):
+            tracker.cancel()  # deletion is the delete handler's business now
+            return
+        forced = translate.force_token(seen.force, seen.force_handled)
+        if tracker.generation != seen.generation or forced is not None:
+            self.want(tracker, "envsync")
+        elif tracker.pending is not None and tracker.worker is None:
+            tracker.worker = asyncio.get_running_loop().create_task(self._work(tracker))
 
-    def request(self, namespace: str, names: Iterable[str], reason: str) -> None:
-        """Ask for a pass of these EnvSyncs now (a source they read changed).
+    def source_changed(
+        self, namespace: str, kind: str, name: str, body: Mapping[str, Any], readers: Iterable[str]
+    ) -> None:
+        """A ConfigMap or Secret these EnvSyncs read changed or appeared: want a pass of each,
+        handing it the object as the event carried it (it is read from the API server only
+        when the event did not carry it: a deletion, a drift check, a new spec)."""
+        data = {"data": body.get("data"), "binaryData": body.get("binaryData")}
+        for reader in readers:
+            tracker = self.trackers.get((namespace, reader))
+            if tracker is None or tracker.seen is None:
+                continue
+            if tracker.seen.source == (kind, name):  # not a Secret it reads credentials from
+                tracker.handed = Handed(kind, name, data) if body else None
+            self.want(tracker, "source")
 
-        The pass runs in the EnvSync's own event handler, where kopf applies the status patch;
-        an annotation on the object is what makes kopf deliver that event.
-        """
-        for name in names:
-            tracker = self.trackers.get((namespace, name))
-            if tracker is not None:
-                tracker.requested = True
-                self._spawn(self._nudge(namespace, name, reason))
+    def want(self, tracker: Tracker, trigger: str) -> None:
+        """Ask for a pass of this EnvSync: now, or after the one running (never two at once)."""
+        if not tracker.requested:
+            tracker.requested, tracker.trigger = True, trigger
+        if tracker.worker is None:
+            tracker.worker = asyncio.get_running_loop().create_task(self._work(tracker))
 
     def schedule(self, tracker: Tracker, delay: float | None) -> None:
         """Ask for the next pass after ``delay`` seconds (drift check, retry); None: no timer."""
@@ -220,128 +304,135 @@ class Runtime:
         if delay is None:
             return
         loop = asyncio.get_running_loop()
-        tracker.timer = loop.call_later(max(delay, 0.0), self._due, tracker.key)
+        tracker.timer = loop.call_later(max(delay, 0.0), self._due, tracker)
 
-    def _due(self, key: translate.Key) -> None:
-        tracker = self.trackers.get(key)
-        if tracker is not None:
-            tracker.timer = None
-            tracker.requested = True
-            self._spawn(self._nudge(key[0], key[1], "due"))
+    def _due(self, tracker: Tracker) -> None:
+        tracker.timer = None
+        if self.trackers.get(tracker.key) is tracker:
+            self.want(tracker, "timer")
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _nudge(self, namespace: str, name: str, reason: str) -> None:
-        """Annotate the EnvSync so that kopf delivers an event and its handler runs a pass."""
-        stamp = f"{reason} {_now().strftime('%Y-%m-%dT%H:%M:%S.%fZ')}"
-        group = f"{translate.GROUP}/{translate.VERSION}"
-        path = f"/apis/{group}/namespaces/{namespace}/{translate.PLURAL}/{name}"
+    async def _work(self, tracker: Tracker) -> None:
+        """Run passes of one EnvSync while they are wanted, one at a time; first, write an
+        outcome that met a newer copy of the object, once that copy has arrived."""
         try:
-            await self.client.patch(
-                path, {"metadata": {"annotations": {translate.REQUEST_ANNOTATION: stamp}}}
-            )
+            while self.trackers.get(tracker.key) is tracker:
+                if tracker.pending is not None:
+                    if tracker.stale():
+                        return  # the watch brings the newer copy, and observe() wakes us
+                    async with tracker.lock:
+                        await self._write(tracker, tracker.pending)
+                    continue
+                if not tracker.requested:
+                    return
+                tracker.requested = False
+                tracker.cancel()
+                async with tracker.lock:
+                    delay = await self._pass(tracker)
+                if delay is not None and delay <= 0:
+                    tracker.requested = True  # at once: the sync after a Progressing write
+                else:
+                    self.schedule(tracker, delay)
+        finally:
+            tracker.worker = None
+
+    async def _pass(self, tracker: Tracker) -> float | None:
+        """One pass and its outcome carried out; seconds until the next one is due."""
+        seen = tracker.seen
+        if seen is None:
+            return None
+        self.metrics.observe_pass(tracker.trigger)
+        try:
+            result = await self.reconcile(seen, tracker)
+        except Exception as exc:  # a bug must not leave the object without a next pass
+            _log_unexpected(seen.namespace, seen.name, exc)
+            self.metrics.observe_error()
+            return self._retry(tracker)
+        if result.report is not None:
+            self.metrics.observe_report(result.report)
+        if result.fault:
+            self.metrics.observe_error()
+        if not await self._write(tracker, result):
+            return self._retry(tracker)
+        return result.next_in
+
+    async def _write(self, tracker: Tracker, result: outcome.Outcome) -> bool:
+        """Carry out an outcome against the object as last seen; False when it failed (the
+        retry writes it: the sync's memory is dropped, so that pass does not skip the write)."""
+        seen = tracker.seen
+        tracker.pending = None
+        if seen is None:
+            return True
+        try:
+            after = await writer.apply(self.client, seen, result, self.post)
+        except apiclient.ConflictError:
+            tracker.pending, tracker.conflicted = result, seen.resource_version
+            return True
         except errors.EnvSyncError as exc:
-            log.warning("%s/%s: could not request a sync (%s); retrying", namespace, name, exc)
-            tracker = self.trackers.get((namespace, name))
-            if tracker is not None:
-                self.schedule(tracker, translate.backoff(2))
+            log.warning("%s/%s: could not write the status (%s)", seen.namespace, seen.name, exc)
+            tracker.synced = None
+            return False
+        if after is not None and after is not seen:
+            tracker.seen = after
+            tracker.written.append(after.resource_version)
+        tracker.ready = result.ready
+        self._count_ready()
+        return True
 
     # -- the pass --------------------------------------------------------------------------
 
-    async def on_event(self, event_type: str | None, body: kopf.Body, patch: kopf.Patch) -> None:
-        """The EnvSync's own watch event: run a pass if one is wanted, then schedule the next."""
-        namespace, name = body.metadata.namespace or "", body.metadata.name or ""
-        if event_type == "DELETED":
-            self._retire((namespace, name))
-            return
-        if not self.settings.selects(body.metadata.labels):
-            self._retire((namespace, name))  # another shard's (ENVSYNC_LABEL_SELECTOR)
-            return
-        tracker = self.tracker(namespace, name)
-        if body.metadata.get("deletionTimestamp"):
-            tracker.cancel()  # deletion is the delete handler's business now
-            return
-        generation = int(body.metadata.get("generation") or 1)
-        forced = translate.force_token(body)
-        if forced is not None:
-            patch.status["forceSyncHandled"] = forced  # answered whatever the pass finds
-        if not tracker.requested and generation == tracker.generation and forced is None:
-            return  # our own status write, or a change that is not ours to act on
-        tracker.requested = False
-        tracker.cancel()
-        try:
-            delay = await self.reconcile(body, patch, tracker, force=forced is not None)
-        except Exception as exc:  # a bug must not leave the object without a next pass
-            _log_unexpected(namespace, name, exc)
-            self.metrics.observe_error()
-            delay = self._retry(tracker)
-        self.schedule(tracker, delay)
+    async def reconcile(self, seen: outcome.Seen, tracker: Tracker) -> outcome.Outcome:
+        """Bring AWS in step with the source once, and say what to write and when to look again.
 
-    async def reconcile(
-        self, body: kopf.Body, patch: kopf.Patch, tracker: Tracker, *, force: bool = False
-    ) -> float | None:
-        """Bring AWS in step with the source once; return seconds until the next pass is due.
-
-        ``force`` (the force-sync annotation) runs the sync even when nothing changed.
-
-        ``None`` means "only when something changes" (a stalled spec, a suspended object, a
-        source that failed to parse under Abort).
+        A new force-sync annotation runs the sync even when nothing changed, and is answered
+        in ``status.forceSyncHandled`` whatever the pass finds.
         """
-        namespace, name = tracker.key
-        generation = int(body.metadata.get("generation") or 1)
-        previous: Mapping[str, Any] = body.get("status") or {}
+        forced = translate.force_token(seen.force, seen.force_handled)
+        result = await self._decide(seen, tracker, force=forced is not None)
+        if forced is None:
+            return result
+        return dataclasses.replace(result, change={**result.change, "forceSyncHandled": forced})
+
+    async def _decide(
+        self, seen: outcome.Seen, tracker: Tracker, *, force: bool
+    ) -> outcome.Outcome:
+        namespace, name, generation = seen.namespace, seen.name, seen.generation
+        previous = seen.status()
         now = _now()
         tracker.generation = generation
         try:
-            spec = translate.parse_spec(body.get("spec") or {})
+            spec = translate.parse_spec(seen.spec())
             if spec.sync_policy.suspend:
-                if not _suspended(previous, generation):
-                    new = status.suspended(previous_status=previous, generation=generation, now=now)
-                    self._publish(body, patch, previous, new, tracker)
-                return None
+                tracker.handed = None
+                if _suspended(previous, generation):
+                    return self._unchanged(tracker, previous, None)
+                new = status.suspended(previous_status=previous, generation=generation, now=now)
+                return self._outcome(tracker, previous, new, next_in=None)
             translate.guard_tenancy(namespace, spec, self.settings)
-            source = await self.client.read_key(
-                namespace, spec.source.kind, spec.source.ref.name, spec.source.ref.key
-            )
-            if source is None:
-                raise errors.SourceMissingError(
-                    spec.source.kind, spec.source.ref.name, spec.source.ref.key
-                )
+            source = await self._source(namespace, spec, tracker)
             digest = hashlib.sha256(source).hexdigest()
             interval = translate.refresh_interval(spec, self.settings)
             wait = self._nothing_to_do(tracker, previous, generation, digest, interval, now)
             if wait is not None and not force:
-                return None if math.isinf(wait) else wait
+                return self._unchanged(tracker, previous, None if math.isinf(wait) else wait)
             drift_check = _in_step(tracker, previous, generation, digest)
             if previous.get("observedGeneration") != generation and tracker.announced != generation:
                 # kstatus: say Reconciling for a new generation before the (maybe long) sync.
                 tracker.announced = generation
-                for deprecated in spec.deprecated_fields():
-                    kopf.event(
-                        body,
-                        type="Warning",
-                        reason=status.Reason.DEPRECATED_FIELD,
-                        message=deprecated,
-                    )
-                message = f"syncing generation {generation}"
-                self._publish(
-                    body,
-                    patch,
-                    previous,
-                    status.reconciling(
-                        status.Reason.PROGRESSING,
-                        message,
-                        previous_status=previous,
-                        generation=generation,
-                        now=now,
-                    ),
-                    tracker,
+                warnings = tuple(
+                    status.Event("Warning", status.Reason.DEPRECATED_FIELD, deprecated)
+                    for deprecated in spec.deprecated_fields()
                 )
-                tracker.requested = True  # the event of this very status write runs the sync
-                return None
+                new = status.reconciling(
+                    status.Reason.PROGRESSING,
+                    f"syncing generation {generation}",
+                    previous_status=previous,
+                    generation=generation,
+                    now=now,
+                )
+                # the sync follows at once, with these bytes
+                ref = spec.source.ref
+                tracker.handed = Handed(spec.source.kind, ref.name, {}, (ref.key, source))
+                return self._outcome(tracker, previous, new, next_in=0.0, events=warnings)
             credentials = await apiclient.credentials_for(
                 self.client, namespace, spec, self.settings
             )
@@ -353,29 +444,14 @@ class Runtime:
                 settings=self.settings,
                 source_name=translate.source_name(namespace, spec),
                 credentials=credentials,
+                source_hash=digest,
             )
             report = await self._run(request, spec, tracker)
             move = await leaving.leave_old_place(
-                self.settings, body, spec, previous, report, credentials
+                self.settings, namespace, name, spec, previous, report, credentials
             )
         except errors.EnvSyncError as exc:  # what it means: envsync.policy, one table
-            found = policy.verdict(exc)
-            if isinstance(exc, errors.SourceMissingError):
-                new = status.source_not_found(
-                    exc.kind,
-                    exc.name,
-                    exc.key,
-                    previous_status=previous,
-                    generation=generation,
-                    now=now,
-                )
-            else:
-                new = status.failure(exc, previous_status=previous, generation=generation, now=now)
-            if found.fault:
-                self.metrics.observe_error()
-            return self._failed(
-                body, patch, previous, new, tracker, retry=found.then is policy.Then.RETRY
-            )
+            return self._failed(tracker, previous, generation, now, exc)
         new = status.build_status(
             _ReportView(report),
             previous_status=previous,
@@ -396,21 +472,43 @@ class Runtime:
                     now=now,
                 )
             )
-        self._publish(body, patch, previous, new, tracker, synced=True, drift_check=drift_check)
-        self.metrics.observe_report(report)
+        moved = (move.event,) if move.event is not None else ()
         if move.failure is not None:
-            return self._retry(tracker)
-        if report.ok:
+            next_in: float | None = self._retry(tracker)
+        elif report.ok:
             tracker.failures, tracker.retry_at = 0, None
             tracker.synced = (generation, digest, str(new.get("lastSyncTime") or ""))
             tracker.jitter = random.uniform(0.0, self.settings.drift_jitter)
-            return translate.drift_due_in(
+            next_in = translate.drift_due_in(
                 new.get("lastSyncTime"), interval, _now(), jitter=tracker.jitter
             )
-        if (report.aborted and report.parse_error_count) or report.empty_source:
+        elif (report.aborted and report.parse_error_count) or report.empty_source:
             tracker.failures, tracker.retry_at = 0, None
-            return None  # the source (or the spec) has to change first
-        return self._retry(tracker)
+            next_in = None  # the source (or the spec) has to change first
+        else:
+            next_in = self._retry(tracker)
+        return self._outcome(
+            tracker,
+            previous,
+            new,
+            next_in=next_in,
+            events=moved,
+            report=report,
+            synced=True,
+            drift_check=drift_check,
+        )
+
+    async def _source(self, namespace: str, spec: models.EnvSyncSpec, tracker: Tracker) -> bytes:
+        """The source's bytes: as its watch event handed them over, else read from the API."""
+        kind, ref = spec.source.kind, spec.source.ref
+        handed = tracker.take_source(spec)
+        if handed is not None:
+            found = handed.key(ref.key)
+        else:
+            found = await self.client.read_key(namespace, kind, ref.name, ref.key)
+        if found is None:
+            raise errors.SourceMissingError(kind, ref.name, ref.key)
+        return found
 
     async def _run(
         self, request: engine.SyncRequest, spec: models.EnvSyncSpec, tracker: Tracker
@@ -466,55 +564,85 @@ class Runtime:
 
     def _failed(
         self,
-        body: kopf.Body,
-        patch: kopf.Patch,
-        previous: Mapping[str, Any],
-        new: dict[str, Any],
         tracker: Tracker,
-        *,
-        retry: bool,
-    ) -> float | None:
-        self._publish(body, patch, previous, new, tracker)
-        if not retry:
+        previous: Mapping[str, Any],
+        generation: int,
+        now: datetime.datetime,
+        exc: errors.EnvSyncError,
+    ) -> outcome.Outcome:
+        found = policy.verdict(exc)
+        if isinstance(exc, errors.SourceMissingError):
+            new = status.source_not_found(
+                exc.kind,
+                exc.name,
+                exc.key,
+                previous_status=previous,
+                generation=generation,
+                now=now,
+            )
+        else:
+            new = status.failure(exc, previous_status=previous, generation=generation, now=now)
+        if found.then is policy.Then.RETRY:
+            next_in: float | None = self._retry(tracker)
+        else:
             tracker.failures, tracker.retry_at = 0, None
-            return None
-        return self._retry(tracker)
+            next_in = None
+        return self._outcome(tracker, previous, new, next_in=next_in, fault=found.fault)
 
-    def _publish(
-        self,
-        body: kopf.Body,
-        patch: kopf.Patch,
+    @staticmethod
+    def _unchanged(
+        tracker: Tracker, previous: Mapping[str, Any], next_in: float | None
+    ) -> outcome.Outcome:
+        return outcome.Outcome(
+            {}, next_in=next_in, ready=str(_ready(previous).get("status", tracker.ready))
+        )
+
+    @staticmethod
+    def _outcome(
+        tracker: Tracker,
         previous: Mapping[str, Any],
         new: dict[str, Any],
-        tracker: Tracker,
         *,
+        next_in: float | None,
+        events: tuple[status.Event, ...] = (),
+        report: engine.SyncReport | None = None,
+        fault: bool = False,
         synced: bool = False,
         drift_check: bool = False,
-    ) -> None:
-        """Status through kopf's patch, as one guarded transformation (status.onto); events
-        only on transitions (status.transition_events).
+    ) -> outcome.Outcome:
+        """The status change with the events its transitions call for (status.transition_events).
 
         ``synced``: ``new`` reports a sync that just ran, whose writes get an event;
         ``drift_check``: it ran only because the drift check was due."""
-        if new:
-            patch.fns.append(_onto_status(status.onto(new)))
         after = status.apply_patch(previous, new)
-        events = status.transition_events(previous, after, synced=synced, drift_check=drift_check)
-        for event in events:
-            kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-        tracker.ready = str(_ready(after).get("status", "Unknown"))
-        self._count_ready()
+        changes = status.transition_events(previous, after, synced=synced, drift_check=drift_check)
+        return outcome.Outcome(
+            new,
+            events=(*events, *changes),
+            next_in=next_in,
+            report=report,
+            fault=fault,
+            ready=str(_ready(after).get("status", "Unknown")),
+        )
 
     # -- deletion --------------------------------------------------------------------------
 
-    async def finalize(self, body: kopf.Body, patch: kopf.Patch) -> None:
-        """``deletionPolicy: Delete``: remove what this EnvSync owns before kopf lets it go."""
+    async def finalize(self, body: kopf.Body) -> None:
+        """``deletionPolicy: Delete``: remove what this EnvSync owns before kopf lets it go.
+
+        Waits for a pass in flight, so the two never write at once."""
         namespace, name = body.metadata.namespace or "", body.metadata.name or ""
-        previous: Mapping[str, Any] = body.get("status") or {}
-        tracker = self.tracker(namespace, name)
+        tracker = self.trackers.get((namespace, name)) or Tracker((namespace, name))
         tracker.cancel()
+        seen = outcome.Seen.of(body, translate.FORCE_ANNOTATION)
+        async with tracker.lock:
+            await self._finalize(seen, tracker)
+        self._retire((namespace, name))
+
+    async def _finalize(self, seen: outcome.Seen, tracker: Tracker) -> None:
+        namespace, name, previous = seen.namespace, seen.name, seen.status()
         try:
-            spec = translate.parse_spec(body.get("spec") or {})
+            spec = translate.parse_spec(seen.spec())
             translate.guard_tenancy(namespace, spec, self.settings)
         except errors.ConfigError as exc:  # it could never have written there
             log.warning("%s/%s: not cleaning up remote keys: %s", namespace, name, exc)
@@ -533,44 +661,35 @@ class Runtime:
                 self.settings, namespace, name, spec, previous, credentials, report
             )
         except errors.EnvSyncError as exc:
-            raise self._cleanup_failed(body, patch, previous, str(exc), tracker) from None
+            raise await self._cleanup_failed(seen, str(exc), tracker) from None
         except Exception as exc:  # logged without its message, which might echo input
             _log_unexpected(namespace, name, exc)
             message = f"unexpected {type(exc).__name__} while deleting remote keys"
-            raise self._cleanup_failed(body, patch, previous, message, tracker) from None
+            raise await self._cleanup_failed(seen, message, tracker) from None
         if report.failed or report.conflicts:
             listed = "; ".join(f"{issue.key} ({issue.reason})" for issue in report.failures[:5])
-            raise self._cleanup_failed(
-                body,
-                patch,
-                previous,
-                f"{report.failed} keys could not be deleted: {listed}",
-                tracker,
-            )
-        kopf.event(
-            body,
-            type="Normal",
-            reason=str(status.Reason.PRUNED),
-            message=f"deletionPolicy Delete: deleted the {report.deleted} keys this EnvSync owned",
-        )
-        self.trackers.pop((namespace, name), None)
+            message = f"{report.failed} keys could not be deleted: {listed}"
+            raise await self._cleanup_failed(seen, message, tracker)
+        message = f"deletionPolicy Delete: deleted the {report.deleted} keys this EnvSync owned"
+        done = status.Event("Normal", status.Reason.PRUNED, message)
+        await writer.apply(self.client, seen, outcome.Outcome({}, events=(done,)), self.post)
 
-    def _cleanup_failed(
-        self,
-        body: kopf.Body,
-        patch: kopf.Patch,
-        previous: Mapping[str, Any],
-        message: str,
-        tracker: Tracker,
+    async def _cleanup_failed(
+        self, seen: outcome.Seen, message: str, tracker: Tracker
     ) -> kopf.TemporaryError:
+        previous = seen.status()
         new = status.reconciling(
             status.Reason.CLEANUP_FAILED,
             message,
             previous_status=previous,
-            generation=int(body.metadata.get("generation") or 1),
+            generation=seen.generation,
             now=_now(),
         )
-        self._publish(body, patch, previous, new, tracker)
+        try:
+            result = self._outcome(tracker, previous, new, next_in=None)
+            await writer.apply(self.client, seen, result, self.post)
+        except (errors.EnvSyncError, apiclient.ConflictError) as exc:
+            log.warning("%s/%s: could not write the status (%s)", seen.namespace, seen.name, exc)
         tracker.failures += 1
         return kopf.TemporaryError(message, delay=translate.backoff(tracker.failures))
 
@@ -624,16 +743,3 @@ def source_keys(
     if auth_ref.get("name"):
         keys[(namespace, "Secret", auth_ref["name"])] = name
     return keys
-
-
-def _onto_status(
-    change: Callable[[MutableMapping[str, Any]], None],
-) -> Callable[[kopf.RawBody], None]:
-    """A change of the status as kopf's patch transformation of the whole body."""
-
-    def transform(body: kopf.RawBody) -> None:
-        if not isinstance(body.get("status"), dict):  # absent, or null on a lenient server
-            body["status"] = {}
-        change(body["status"])
-
-    return transform

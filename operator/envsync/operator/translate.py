@@ -34,9 +34,6 @@ NAMESPACE_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 """A namespace's name (a DNS label); anything else in ENVSYNC_NAMESPACES is a kopf pattern,
 which needs kopf's namespace scan (and cluster-wide ``list namespaces``)."""
 
-REQUEST_ANNOTATION: Final = f"{GROUP}/sync-requested"
-"""Set by the operator to ask itself for a pass (source changed, drift check or retry due);
-the value says why and when. Writing it is what makes kopf deliver an event to the handler."""
 FORCE_ANNOTATION: Final = f"{GROUP}/force-sync"
 """Set by a user to force a full sync now (a drift check), whatever the interval: any new value
 triggers one pass, answered in ``status.forceSyncHandled``. A GitOps tool can carry it too."""
@@ -112,6 +109,7 @@ def sync_request(
     source_name: str,
     settings: settings_module.Settings,
     credentials: aws.Credentials | None,
+    source_hash: str | None = None,
 ) -> engine.SyncRequest:
     """The engine request for a spec: its policy, tuning and target, the object as owner."""
     policy = spec.sync_policy
@@ -119,6 +117,7 @@ def sync_request(
     return engine.SyncRequest(
         allow_empty=policy.allow_empty,
         source=source,
+        source_hash=source_hash,
         source_name=source_name,
         target=target_for(spec, settings),
         owner=owner_id(namespace, name),
@@ -222,17 +221,15 @@ def drift_due_in(
     return interval * (1.0 + jitter) - (now - then).total_seconds()
 
 
-def force_token(body: Mapping[str, Any]) -> str | None:
-    """The force-sync annotation's value when it asks for a sync not yet answered, else None.
+def force_token(value: str | None, handled: Any) -> str | None:
+    """The force-sync annotation's ``value`` when it asks for a sync not yet answered (in
+    ``status.forceSyncHandled``, ``handled``), else None.
 
     Long values are compared by hash, so the answer always fits ``status.forceSyncHandled``.
     """
-    metadata = body.get("metadata") or {}
-    value = (metadata.get("annotations") or {}).get(FORCE_ANNOTATION)
     if value is None:
         return None
     token = str(value)
     if len(token) > models.MAX_FORCE_TOKEN:
         token = "sha256:" + hashlib.sha256(token.encode()).hexdigest()
-    handled = (body.get("status") or {}).get("forceSyncHandled")
     return None if token == handled else token

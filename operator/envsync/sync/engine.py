@@ -93,6 +93,9 @@ class SyncRequest:
     buffer_size: int = 65536
     max_line_size: int = 65536
     max_value_size: int = 1 << 20
+    source_hash: str | None = None
+    """sha256 hex of ``source`` when the caller already computed it (the operator hashes a
+    source to decide whether there is work at all); None: the engine hashes while parsing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +296,12 @@ def _parse(
 ) -> _Parsed:
     """One streaming pass: variables into the desired mapping, errors kept as data."""
     digest = hashlib.sha256()
-    readable = _readable(request.source, digest)
+    known = request.source_hash
+    readable: _HashingReader | Iterator[bytes] | io.BytesIO
+    if known is not None and isinstance(request.source, bytes | bytearray | memoryview):
+        readable = io.BytesIO(request.source)  # hashed already: read once, hash nothing
+    else:
+        known, readable = None, _readable(request.source, digest)
     options: dict[str, Any] = {
         "strict": False,
         "max_line_size": request.max_line_size,
@@ -319,11 +327,11 @@ def _parse(
     if isinstance(readable, _HashingReader):
         while readable.read(request.buffer_size):
             pass
-    else:
+    elif not isinstance(readable, io.BytesIO):
         for _ in readable:
             pass
     # A key assigned twice is one variable (the last assignment): counted once, as AWS sees it.
-    return _Parsed(desired, len(desired), problems, error_count, digest.hexdigest())
+    return _Parsed(desired, len(desired), problems, error_count, known or digest.hexdigest())
 
 
 # -- the sync ------------------------------------------------------------------------------

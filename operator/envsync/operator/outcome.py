@@ -1,0 +1,120 @@
+"""What a pass reads and what it returns: plain data between the watch, the pass and the writer.
+
+A pass never touches the API server's copy of the EnvSync itself. It reads a :class:`Seen` (the
+object as the last watch event or status write left it) and returns one :class:`Outcome`;
+:mod:`envsync.operator.writer` applies that outcome (one guarded status write, the events) and
+:mod:`envsync.operator.runtime` schedules the next pass from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any
+
+from envsync.kube import models, status
+from envsync.sync import engine
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Seen:
+    """The parts of an EnvSync a pass reads, as last seen (a watch event or a write's answer).
+
+    Kept per EnvSync between passes, so that a source's change needs no read of the EnvSync.
+    Spec and status are kept as compact JSON and decoded per pass: as dicts they cost about
+    8 KiB per EnvSync, as JSON under 2 KiB (docs/memory.md). ``managedFields`` and foreign
+    annotations are left out, since nothing here reads them.
+    """
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    resource_version: str
+    spec_json: bytes
+    status_json: bytes
+    force: str | None
+    """The force-sync annotation's value (raw), if any."""
+    force_handled: str | None
+    """``status.forceSyncHandled``: the force-sync value last answered."""
+    source: tuple[str, str] | None
+    """(kind, name) of the object the spec reads its .env from."""
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any], force_annotation: str) -> Seen:
+        metadata = body.get("metadata") or {}
+        spec = body.get("spec") or {}
+        current = body.get("status")
+        status_now = current if isinstance(current, Mapping) else {}
+        force = (metadata.get("annotations") or {}).get(force_annotation)
+        handled = status_now.get("forceSyncHandled")
+        return cls(
+            namespace=str(metadata.get("namespace") or ""),
+            name=str(metadata.get("name") or ""),
+            uid=str(metadata.get("uid") or ""),
+            generation=int(metadata.get("generation") or 1),
+            resource_version=str(metadata.get("resourceVersion") or ""),
+            spec_json=_compact(spec),
+            status_json=_compact(status_now),
+            force=None if force is None else str(force),
+            force_handled=None if handled is None else str(handled),
+            source=_source(spec),
+        )
+
+    def spec(self) -> dict[str, Any]:
+        """The spec, decoded afresh (the caller's to keep or change)."""
+        found: dict[str, Any] = json.loads(self.spec_json)
+        return found
+
+    def status(self) -> dict[str, Any]:
+        """The status, decoded afresh (the caller's to keep or change)."""
+        found: dict[str, Any] = json.loads(self.status_json)
+        return found
+
+    @property
+    def reference(self) -> dict[str, Any]:
+        """Enough of the object for an event's ``involvedObject``."""
+        return {
+            "apiVersion": f"{models.API_GROUP}/{models.API_VERSION}",
+            "kind": "EnvSync",
+            "metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid},
+        }
+
+
+def _compact(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _source(spec: Mapping[str, Any]) -> tuple[str, str] | None:
+    source = spec.get("source") if isinstance(spec.get("source"), Mapping) else None
+    for field, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
+        ref = (source or {}).get(field)
+        if isinstance(ref, Mapping) and ref.get("name"):
+            return kind, str(ref["name"])
+    return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """Everything one pass decided, for the writer and the scheduler to carry out.
+
+    ``change`` is the status patch (merge semantics, conditions merged by type, see
+    :func:`envsync.kube.status.onto`); empty means no write. ``after`` is the status the pass
+    expects once it is written, which decides the events. ``next_in`` is when the next pass is
+    due (``None``: only when something changes; ``0``: at once, as after announcing a new
+    generation). ``synced`` says a sync ran (its report is ``report``); ``fault`` that it
+    failed in a way the errors metric counts.
+    """
+
+    change: Mapping[str, Any]
+    events: tuple[status.Event, ...] = ()
+    next_in: float | None = None
+    report: engine.SyncReport | None = None
+    fault: bool = False
+    ready: str = "Unknown"
+    """The Ready condition's status after the write, for the envsync_resources gauge."""
+
+    def transform(self) -> Callable[[MutableMapping[str, Any]], None]:
+        """The change as a transformation of the stored status (see ``status.onto``)."""
+        return status.onto(self.change)
