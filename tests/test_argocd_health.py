@@ -67,7 +67,10 @@ class Report:
 
 
 def envsync_object(
-    status_patch: Mapping[str, Any] | None, *, generation: int = GENERATION, suspend: bool = False
+    status_patch: models.StatusPatch | Mapping[str, Any] | None,
+    *,
+    generation: int = GENERATION,
+    suspend: bool = False,
 ) -> dict[str, Any]:
     """An EnvSync as Argo CD hands it to the Lua: metadata, spec and the status the API holds."""
     obj: dict[str, Any] = {
@@ -80,16 +83,18 @@ def envsync_object(
             "syncPolicy": {"suspend": suspend},
         },
     }
-    if status_patch is not None:
-        obj["status"] = status.apply_patch(None, status_patch)
+    if isinstance(status_patch, models.StatusPatch):
+        obj["status"] = status.apply(None, status_patch)
+    elif status_patch is not None:
+        obj["status"] = dict(status_patch)  # a status as stored
     return obj
 
 
-def built(builder: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+def built(builder: Callable[..., models.StatusPatch], *args: Any) -> models.StatusPatch:
     return builder(*args, previous_status=None, generation=GENERATION, now=NOW)
 
 
-def synced(report: Report) -> dict[str, Any]:
+def synced(report: Report) -> models.StatusPatch:
     return status.build_status(report, previous_status=None, generation=GENERATION, now=NOW)
 
 
@@ -178,7 +183,7 @@ def test_every_reconciling_reason_is_progressing(
 
 def test_suspended_from_spec_and_from_status(health: Callable[..., dict[str, str]]) -> None:
     assert health(envsync_object(synced(Report()), suspend=True))["status"] == "Suspended"
-    after = status.apply_patch(synced(Report()), built(status.suspended))
+    after = status.apply(status.apply(None, synced(Report())), built(status.suspended))
     result = health(envsync_object(after))
     assert result["status"] == "Suspended"
     assert result["message"].startswith("Suspended: syncPolicy.suspend is true")

@@ -16,7 +16,7 @@ import pytest
 
 from envsync import errors, settings
 from envsync.cli import sandbox
-from envsync.kube import status
+from envsync.kube import models, status
 from envsync.operator import apiclient, outcome, runtime, translate
 from envsync.sync import engine
 
@@ -156,7 +156,7 @@ def test_report_view_fits_the_status_builder() -> None:
     now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     built = status.build_status(
         runtime._ReportView(report), previous_status=None, generation=1, now=now
-    )
+    ).as_patch()
     assert built["parseErrors"] == [{"line": 3, "message": "unterminated quote"}]
     assert built["failures"] == [{"key": "B", "reason": "too large"}]
     assert built["memory"]["peak"] == 20
@@ -243,8 +243,12 @@ async def test_client_writes_status_guarded_and_keeps_a_condition_written_meanwh
         "PATCH", f"{path}/status", {"status": {"conditions": [foreign]}},
         content_type="application/merge-patch+json",
     )  # fmt: skip
-    ready = {"type": "Ready", "status": "True", "reason": "Synced", "message": "ok"}
-    change = status.onto({"observedGeneration": 1, "conditions": [ready]})
+    ready = {
+        "type": "Ready", "status": "True", "reason": "Synced", "message": "ok",
+        "last_transition_time": "2026-12-01T00:00:00Z",
+    }  # fmt: skip
+    patch = models.StatusPatch(observed_generation=1, conditions=[models.Condition(**ready)])
+    change = status.onto(patch)
 
     with pytest.raises(apiclient.ConflictError):
         await client.write_status(old, change)

@@ -61,7 +61,7 @@ def test_every_error_class_is_in_the_table() -> None:
 def test_the_status_says_what_the_table_says(kind: type[errors.EnvSyncError]) -> None:
     exc = instance(kind)
     verdict = policy.verdict(exc)
-    patch = status.failure(exc, previous_status=None, generation=3, now=NOW)
+    patch = status.failure(exc, previous_status=None, generation=3, now=NOW).as_patch()
     conditions = {c["type"]: c for c in patch["conditions"]}
     assert conditions["Ready"]["reason"] == verdict.reason
     assert conditions["Ready"]["status"] == "False"

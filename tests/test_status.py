@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jsonschema
+import pydantic
 import pytest
 
 from envsync import aws, errors
@@ -25,6 +26,7 @@ T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
 T2 = T0 + timedelta(minutes=10)
 SENTINEL = "s3cr3t-SENTINEL-value"
+COUNT_NAMES = ("parsed", "created", "updated", "unchanged", "deleted", "failed", "skipped")
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def build(
     patch = status.build_status(
         report, previous_status=previous, generation=generation, now=now, target="ssm /team/app/"
     )
-    return status.apply_patch(previous, patch)
+    return status.apply(previous, patch)
 
 
 def cond(state: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
@@ -306,7 +308,7 @@ def test_last_transition_time_changes_only_when_status_flips() -> None:
 
 def test_a_new_reason_with_the_same_status_keeps_the_time() -> None:
     failed = build(Report(failed=1, failures=(("K", "x"),)))
-    stalled = status.apply_patch(
+    stalled = status.apply(
         failed,
         status.stalled(
             status.Reason.ACCESS_DENIED,
@@ -326,7 +328,7 @@ def test_a_new_reason_with_the_same_status_keeps_the_time() -> None:
 
 def test_observed_generation_follows_the_spec() -> None:
     first = build(Report(), generation=1)
-    progressing = status.apply_patch(
+    progressing = status.apply(
         first,
         status.reconciling(
             status.Reason.PROGRESSING,
@@ -346,7 +348,7 @@ def test_observed_generation_follows_the_spec() -> None:
 
 
 def test_first_visit_sets_every_condition_even_as_unknown(status_schema: dict[str, Any]) -> None:
-    state = status.apply_patch(
+    state = status.apply(
         None,
         status.reconciling("Progressing", "first sync", previous_status=None, generation=1, now=T0),
     )
@@ -370,18 +372,18 @@ def test_not_ready_always_tells_kstatus_why() -> None:
     ]
     for reason in status.STALL_REASONS:
         outcomes.append(
-            status.apply_patch(
+            status.apply(
                 None, status.stalled(reason, "m", previous_status=None, generation=1, now=T0)
             )
         )
     for reason in status.RECONCILING_REASONS:
         outcomes.append(
-            status.apply_patch(
+            status.apply(
                 None, status.reconciling(reason, "m", previous_status=None, generation=1, now=T0)
             )
         )
     outcomes.append(
-        status.apply_patch(
+        status.apply(
             None,
             status.source_not_found(
                 "ConfigMap", "app-env", previous_status=None, generation=1, now=T0
@@ -398,7 +400,7 @@ def test_not_ready_always_tells_kstatus_why() -> None:
 
 
 def test_source_not_found_waits() -> None:
-    state = status.apply_patch(
+    state = status.apply(
         None,
         status.source_not_found(
             "ConfigMap", "app-env", ".env", previous_status=None, generation=1, now=T0
@@ -408,7 +410,7 @@ def test_source_not_found_waits() -> None:
     assert summary(state)["Reconciling"] == ("True", "SourceNotFound")
     assert "ConfigMap 'app-env' has no key '.env'" in cond(state, "Ready")["message"]  # type: ignore[index]
     missing = status.source_not_found("Secret", "creds", previous_status=None, generation=1, now=T0)
-    assert "Secret 'creds' not found" in missing["conditions"][0]["message"]
+    assert "Secret 'creds' not found" in missing.conditions[0].message
 
 
 def test_builders_refuse_reasons_outside_their_set() -> None:
@@ -422,15 +424,13 @@ def test_builders_refuse_reasons_outside_their_set() -> None:
 
 def test_suspended_keeps_readiness_and_clears_work() -> None:
     failing = build(Report(failed=1, failures=(("K", "x"),)))
-    state = status.apply_patch(
-        failing, status.suspended(previous_status=failing, generation=2, now=T1)
-    )
+    state = status.apply(failing, status.suspended(previous_status=failing, generation=2, now=T1))
     assert summary(state)["Ready"] == ("False", "Suspended")
     assert "Reconciling" not in summary(state)
     assert "Stalled" not in summary(state)
     assert summary(state)["Synced"] == ("False", "KeysFailed")
     assert kstatus(state, generation=2) == "Current"
-    fresh = status.apply_patch(None, status.suspended(previous_status=None, generation=1, now=T0))
+    fresh = status.apply(None, status.suspended(previous_status=None, generation=1, now=T0))
     assert summary(fresh)["Ready"] == ("Unknown", "Suspended")
 
 
@@ -455,9 +455,7 @@ def test_suspended_keeps_readiness_and_clears_work() -> None:
     ],
 )
 def test_failure_maps_the_error_tree(error: errors.EnvSyncError, reason: str, kind: str) -> None:
-    state = status.apply_patch(
-        None, status.failure(error, previous_status=None, generation=1, now=T0)
-    )
+    state = status.apply(None, status.failure(error, previous_status=None, generation=1, now=T0))
     assert summary(state)[kind] == ("True", reason)
     assert summary(state)["Ready"] == ("False", reason)
     assert cond(state, "Ready")["message"] == str(error)  # type: ignore[index]
@@ -547,11 +545,11 @@ def test_throttling_warns_once_and_progress_is_silent() -> None:
         )
         == []
     )
-    progressing = status.apply_patch(
+    progressing = status.apply(
         ok, status.reconciling("Progressing", "m", previous_status=ok, generation=2, now=T1)
     )
     assert status.transition_events(ok, progressing) == []
-    suspended = status.apply_patch(ok, status.suspended(previous_status=ok, generation=2, now=T1))
+    suspended = status.apply(ok, status.suspended(previous_status=ok, generation=2, now=T1))
     assert [(e.type, e.reason) for e in status.transition_events(ok, suspended)] == [
         ("Normal", "Suspended")
     ]
@@ -616,7 +614,7 @@ async def test_real_engine_report_with_a_sentinel(status_schema: dict[str, Any])
     patch = status.build_status(
         report, previous_status=None, generation=4, now=T0, target="ssm /demo/app/"
     )
-    state = status.apply_patch(None, patch)
+    state = status.apply(None, patch)
     valid(state, status_schema)
     assert summary(state)["Stalled"] == ("True", "ParseFailed")
     assert [e["line"] for e in state["parseErrors"]] == [3, 4]
@@ -643,7 +641,7 @@ def test_real_engine_report_fields_build_a_status() -> None:
         duration_seconds=0.25,
         notes=("prune suspended: lines were skipped for parse errors",),
     )
-    state = status.apply_patch(
+    state = status.apply(
         None, status.build_status(report, previous_status=None, generation=1, now=T0)
     )
     assert summary(state)["Stalled"] == ("True", "OwnershipConflict")
@@ -653,7 +651,7 @@ def test_real_engine_report_fields_build_a_status() -> None:
     assert "memory" not in state
     assert "pools" not in state
     clean = dataclasses.replace(report, failed=0, failures=(), conflicts=0, conflict_keys=())
-    done = status.apply_patch(
+    done = status.apply(
         None, status.build_status(clean, previous_status=None, generation=1, now=T0)
     )
     assert summary(done)["Ready"] == ("False", "KeysSkipped")  # line 7 was left out
@@ -672,44 +670,57 @@ def test_every_reason_is_documented_and_classified() -> None:
         assert reason.value.isalnum()
 
 
-def test_apply_patch_is_a_json_merge_patch() -> None:
-    before = {"a": 1, "m": {"x": 1, "y": 2}, "l": [1, 2]}
-    after = status.apply_patch(before, {"a": None, "m": {"y": None, "z": 3}, "l": [3]})
-    assert after == {"m": {"x": 1, "z": 3}, "l": [3]}
-    assert before == {"a": 1, "m": {"x": 1, "y": 2}, "l": [1, 2]}
+def test_a_change_replaces_the_fields_it_gives_and_removes_those_given_as_none() -> None:
+    before = {"keys": 3, "awsCalls": {"ssm:PutParameter": 2, "ssm:DeleteParameters": 1}}
+    change = models.StatusPatch(aws_calls={"ssm:GetParametersByPath": 1}, keys=None)
+    assert status.apply(before, change) == {"awsCalls": {"ssm:GetParametersByPath": 1}}
+    assert before == {"keys": 3, "awsCalls": {"ssm:PutParameter": 2, "ssm:DeleteParameters": 1}}
+    assert status.apply(before, models.StatusPatch()) == before  # nothing given, nothing changed
+
+
+def test_a_misspelt_or_mistyped_status_field_fails_where_it_is_built() -> None:
+    with pytest.raises(pydantic.ValidationError):
+        models.StatusPatch(observed_generaton=1)  # type: ignore[call-arg]
+    change = models.StatusPatch()
+    with pytest.raises(pydantic.ValidationError):
+        change.keys = -1
+    with pytest.raises(pydantic.ValidationError):
+        change.conditions = [{"type": "Ready", "status": "Maybe"}]  # type: ignore[list-item]
 
 
 def test_the_status_goes_onto_the_stored_object_keeping_what_others_wrote_since() -> None:
-    """The operator's list was computed from an older copy; the stored object has since gained
-    a newer foreign condition and lost none of ours: ours replace ours, theirs stay as stored.
-    The other fields go as a merge patch would take them, in the same write."""
-    ready = {"type": "Ready", "status": "True", "reason": "Synced", "message": "synced"}
-    stale_foreign = {"type": "example.com/Audited", "status": "True", "message": "audit 1"}
-    computed = [ready, stale_foreign]
+    """The operator's conditions were computed from an older copy; the stored object has since
+    gained a newer foreign condition and lost none of ours: ours replace ours, theirs stay as
+    stored. The other fields given replace the stored ones, in the same write."""
+    ready = {
+        "type": "Ready", "status": "True", "reason": "Synced", "message": "synced",
+        "observedGeneration": 4, "lastTransitionTime": "2030-01-02T03:04:05Z",
+    }  # fmt: skip
+    foreign = {"type": "example.com/Audited", "status": "True", "message": "audit 2"}
     stored = {
-        "metadata": {"resourceVersion": "9"},
-        "status": {
-            "keys": 3,
-            "conditions": [
-                {"type": "Ready", "status": "Unknown", "reason": "Progressing"},
-                {"type": "Synced", "status": "False", "reason": "AWSError"},
-                {**stale_foreign, "message": "audit 2"},
-            ],
-        },
+        "keys": 3,
+        "counts": {"created": 7, "updated": 7},
+        "conditions": [
+            {"type": "Ready", "status": "Unknown", "reason": "Progressing"},
+            {"type": "Synced", "status": "False", "reason": "AWSError"},
+            foreign,
+        ],
     }
-    new = {"conditions": computed, "observedGeneration": 4, "keys": None, "counts": {"created": 1}}
-    status.onto(new)(stored["status"])
-    assert stored["status"] == {
+    new = models.StatusPatch(
+        conditions=[models.Condition.model_validate(ready)],
+        observed_generation=4,
+        keys=None,
+        counts=models.SyncCounts(created=1),
+    )
+    status.onto(new)(stored)
+    assert stored == {
         "observedGeneration": 4,
-        "counts": {"created": 1},
-        "conditions": [ready, {**stale_foreign, "message": "audit 2"}],
+        "counts": {name: 1 if name == "created" else 0 for name in COUNT_NAMES},
+        "conditions": [ready, foreign],
     }
     bare: dict[str, Any] = {}
     status.onto(new)(bare)
-    assert bare == {"observedGeneration": 4, "counts": {"created": 1}, "conditions": [ready]}
-    untouched: dict[str, Any] = {"conditions": [{**stale_foreign, "message": "audit 2"}]}
-    status.onto({"observedGeneration": 5})(untouched)
-    assert untouched == {
-        "conditions": [{**stale_foreign, "message": "audit 2"}],
-        "observedGeneration": 5,
-    }
+    assert bare["conditions"] == [ready]
+    untouched: dict[str, Any] = {"conditions": [foreign]}
+    status.onto(models.StatusPatch(observed_generation=5))(untouched)
+    assert untouched == {"conditions": [foreign], "observedGeneration": 5}

@@ -29,7 +29,7 @@ def test_a_target_without_region_is_where_the_sdk_region_puts_it() -> None:
 def test_the_status_record_round_trips_and_clears_absent_fields() -> None:
     here = Place.of(aws.Target("ssm", "/ns/app/"), None)
     recorded = here.as_status()
-    assert (recorded["region"], recorded["endpoint"]) == (None, None)  # a merge patch clears them
+    assert (recorded["region"], recorded["endpoint"]) == (None, None)  # left out when written
     assert Place.from_status({k: v for k, v in recorded.items() if v is not None}) == here
 
 

@@ -771,6 +771,41 @@ class EnvSyncStatus(_Status):
     full sync; set the annotation to any new value (a timestamp) to force one."""
 
 
+class StatusPatch(EnvSyncStatus):
+    """A change of the status as the operator writes it: each field given replaces the stored
+    one, a field given as None is removed, and fields not given stay as stored (conditions are
+    merged by type: :func:`envsync.kube.status.onto`). Built field by field from these models,
+    so a misspelt name fails in mypy and a wrong value in pydantic, not in a cluster."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to write."""
+        return not self.model_fields_set
+
+    def as_patch(self) -> dict[str, Any]:
+        """The fields given, camelCase as stored; None for a field to remove."""
+        given = self.model_dump(mode="json", by_alias=True, include=set(self.model_fields_set))
+        return {
+            name: None if value is None else _without_none(value) for name, value in given.items()
+        }
+
+    def update(self, other: StatusPatch) -> None:
+        """Take every field ``other`` gives: the later change wins."""
+        for name in other.model_fields_set:
+            setattr(self, name, getattr(other, name))
+
+
+def _without_none(value: Any) -> Any:
+    """A nested value without its absent (None) fields: an optional is left out, as stored."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(item) for item in value]
+    return value
+
+
 class EnvSync(BaseModel):
     """EnvSync keeps the variables of one .env file, read from a ConfigMap or Secret, in step with
     AWS SSM Parameter Store or Secrets Manager."""

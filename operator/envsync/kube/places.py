@@ -64,7 +64,7 @@ class Place:
         return cls(model.provider, model.path, model.region, model.mode, model.endpoint)
 
     def as_status(self) -> dict[str, Any]:
-        """For the status patch: absent fields as None, so a merge patch clears old values."""
+        """For ``status.target``: every field, absent ones as None (left out when written)."""
         return {
             "provider": self.provider,
             "path": self.path,

@@ -1,9 +1,12 @@
-"""An engine report (or a failure) → the EnvSync status patch and the events worth sending.
+"""An engine report (or a failure) → the EnvSync status change and the events worth sending.
 
 Pure functions: no Kubernetes client, no clock (``now`` is passed in), so every state a user
-can see is tested without a cluster. The handlers call one builder per outcome and hand the
-result to kopf's ``patch.status``; :func:`transition_events` tells them which Kubernetes events
-to post, which is only on transitions and actionable problems, never on every periodic success.
+can see is tested without a cluster. The pass calls one builder per outcome; each builds a
+:class:`envsync.kube.models.StatusPatch` field by field from the same models that generate
+the CRD's status schema, so a misspelt field fails in mypy and a wrong value in pydantic.
+:func:`onto` turns it into the transformation the operator writes; :func:`transition_events`
+says which Kubernetes events to post, which is only on transitions and actionable problems,
+never on every periodic success.
 
 Conditions follow the Kubernetes API conventions and kstatus, which Flux and Argo CD read:
 
@@ -23,10 +26,13 @@ the report carries none, and these functions read only counts, keys, line number
 from __future__ import annotations
 
 import copy
+import typing
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, NamedTuple, Protocol
+
+import pydantic
 
 from envsync import errors, policy
 from envsync.kube import models
@@ -43,9 +49,10 @@ __all__ = [
     "Reason",
     "ReasonDoc",
     "ReportLike",
-    "apply_patch",
+    "apply",
     "build_status",
     "failure",
+    "onto",
     "reason_for",
     "reconciling",
     "source_not_found",
@@ -433,68 +440,80 @@ def build_status(
     generation: int,
     now: datetime,
     target: str = "",
-) -> dict[str, Any]:
-    """The status patch after a sync that produced a report.
+) -> models.StatusPatch:
+    """The status change after a sync that produced a report.
 
-    ``target`` (e.g. ``"ssm /team/app/"``) only makes messages clearer. The result is a JSON
-    merge patch body: ``None`` values remove stale fields (see :func:`apply_patch`).
+    ``target`` (e.g. ``"ssm /team/app/"``) only makes messages clearer.
     """
-    counts = {
-        "parsed": report.parsed,
-        "created": report.created,
-        "updated": report.updated,
-        "unchanged": report.unchanged,
-        "deleted": report.deleted,
-        "failed": report.failed,
-        "skipped": report.skipped,
-    }
+    counts = models.SyncCounts(
+        parsed=report.parsed,
+        created=report.created,
+        updated=report.updated,
+        unchanged=report.unchanged,
+        deleted=report.deleted,
+        failed=report.failed,
+        skipped=report.skipped,
+    )
     updates = _outcome(report, counts, target)
-    patch: dict[str, Any] = {
-        "observedGeneration": generation,
-        "conditions": _conditions(previous_status, updates, generation, now),
-        "lastSyncTime": _timestamp(now),
-        "lastSyncDuration": f"{max(report.duration_seconds, 0.0):.3f}s",
-        "sourceHash": report.source_hash or None,
-        "dryRun": report.dry_run,
-        "counts": counts,
-        "parseErrors": [
-            {"line": int(line), "message": _clip(reason)}
+    skipped, not_listed = _skipped(report)
+    patch = models.StatusPatch(
+        observed_generation=generation,
+        conditions=_conditions(previous_status, updates, generation, now),
+        last_sync_time=_second(now),
+        last_sync_duration=f"{max(report.duration_seconds, 0.0):.3f}s",
+        source_hash=report.source_hash or None,
+        dry_run=report.dry_run,
+        counts=counts,
+        parse_errors=[
+            models.ParseErrorEntry(line=int(line), message=_clip(reason))
             for line, reason in _pairs(report.parse_errors, "line")[: models.MAX_PARSE_ERRORS]
         ],
-        "failures": [
-            {"key": _clip(str(key)), "reason": _clip(reason)}
+        failures=[
+            models.KeyProblem(key=_clip(str(key)), reason=_clip(reason))
             for key, reason in _pairs(report.failures, "key")[: models.MAX_PARSE_ERRORS]
         ],
-        **_skipped(report),
-        "awsCalls": _replacing(
-            (previous_status or {}).get("awsCalls"),
-            {str(op): int(n) for op, n in sorted(report.aws_calls.items())},
-        ),
-        "throttledCalls": report.throttled,
-        "memory": _memory(report.memory),
-        "pools": _replacing((previous_status or {}).get("pools"), _pools(report.pool_stats)),
-    }
+        skipped=skipped,
+        skipped_not_listed=not_listed,
+        aws_calls={str(op): int(n) for op, n in sorted(report.aws_calls.items())},
+        throttled_calls=report.throttled,
+        memory=_memory(report.memory),
+        pools=_pools(report.pool_stats),
+    )
     if not report.dry_run and not report.aborted and not report.empty_source:
-        patch["keys"] = report.created + report.updated + report.unchanged
+        patch.keys = report.created + report.updated + report.unchanged
     return patch
 
 
-def _skipped(report: ReportLike) -> dict[str, Any]:
-    """status.skipped: every key not stored as written (then the lines left out), capped."""
-    listed: list[dict[str, Any]] = []
+def _skipped(report: ReportLike) -> tuple[list[models.SkippedKey], int | None]:
+    """status.skipped: every key not stored as written (then the lines left out), capped; and
+    how many more there are."""
+    listed: list[models.SkippedKey] = []
     for issue in report.skips:
-        entry: dict[str, Any] = {"key": _clip(str(issue.key)), "reason": issue.code or "InvalidKey"}
-        if issue.line is not None:
-            entry["line"] = int(issue.line)
-        entry["message"] = _clip(str(issue.reason))
-        listed.append(entry)
+        listed.append(
+            models.SkippedKey(
+                key=_clip(str(issue.key)),
+                reason=_skip_reason(issue.code),
+                line=None if issue.line is None else int(issue.line),
+                message=_clip(str(issue.reason)),
+            )
+        )
     if not report.aborted:  # under Abort nothing was pushed: those lines are parseErrors
         for line, reason in _pairs(report.parse_errors, "line"):
-            listed.append({"line": int(line), "reason": "ParseError", "message": _clip(reason)})
+            listed.append(
+                models.SkippedKey(line=int(line), reason="ParseError", message=_clip(reason))
+            )
     total = report.skipped + (0 if report.aborted else _parse_error_count(report))
-    listed.sort(key=lambda entry: entry.get("line") or 0)  # file order, whatever order AWS paged
+    listed.sort(key=lambda entry: entry.line or 0)  # file order, whatever order AWS paged
     shown = listed[: models.MAX_SKIPPED]
-    return {"skipped": shown, "skippedNotListed": max(total - len(shown), 0) or None}
+    return shown, max(total - len(shown), 0) or None
+
+
+def _skip_reason(code: str | None) -> models.SkipReason:
+    for known in typing.get_args(models.SkipReason):
+        if code == known:
+            found: models.SkipReason = known
+            return found
+    return "InvalidKey"
 
 
 def _parse_error_count(report: ReportLike) -> int:
@@ -510,7 +529,7 @@ def reconciling(
     previous_status: Status | None,
     generation: int,
     now: datetime,
-) -> dict[str, Any]:
+) -> models.StatusPatch:
     """Work in progress or being retried: ``Reconciling=True``.
 
     ``Progressing`` (a new generation or a first visit) makes Ready Unknown; call it when the
@@ -537,7 +556,7 @@ def source_not_found(
     previous_status: Status | None,
     generation: int,
     now: datetime,
-) -> dict[str, Any]:
+) -> models.StatusPatch:
     """The referenced ConfigMap/Secret (or, with ``key``, its key) is missing: wait for it."""
     if key is None:
         message = (
@@ -562,7 +581,7 @@ def stalled(
     previous_status: Status | None,
     generation: int,
     now: datetime,
-) -> dict[str, Any]:
+) -> models.StatusPatch:
     """A problem retrying cannot fix: ``Stalled=True`` until the spec or the source changes."""
     why = _reason(reason, STALL_REASONS, "stall")
     updates: dict[str, _Cond | None] = {
@@ -582,7 +601,7 @@ def suspended(
     previous_status: Status | None,
     generation: int,
     now: datetime,
-) -> dict[str, Any]:
+) -> models.StatusPatch:
     """``syncPolicy.suspend`` is set: keep Ready's last status, say why nothing happens."""
     previous = _find(previous_status, READY)
     kept = previous.get("status") if previous else None
@@ -602,8 +621,8 @@ def failure(
     previous_status: Status | None,
     generation: int,
     now: datetime,
-) -> dict[str, Any]:
-    """The patch for a sync that raised: stalled when retrying cannot help, else reconciling."""
+) -> models.StatusPatch:
+    """The change for a sync that raised: stalled when retrying cannot help, else reconciling."""
     found = policy.verdict(exc)
     why = found.reason
     message = str(exc) or type(exc).__name__
@@ -686,50 +705,45 @@ def _write_events(
 # ----------------------------------------------------------------------------------- helpers
 
 
-def apply_patch(status: Status | None, patch: Mapping[str, Any]) -> dict[str, Any]:
-    """The status after a JSON merge patch (RFC 7386), as the API server computes it."""
+def apply(status: Status | None, patch: models.StatusPatch) -> dict[str, Any]:
+    """The status after ``patch`` is written: each field given replaces the stored one (None
+    removes it); the conditions are the patch's, then those of other writers as stored."""
     result: dict[str, Any] = copy.deepcopy(dict(status or {}))
-    for name, value in patch.items():
-        if value is None:
-            result.pop(name, None)
-        elif isinstance(value, Mapping) and isinstance(result.get(name), Mapping):
-            result[name] = apply_patch(result[name], value)
-        elif isinstance(value, Mapping):
-            result[name] = apply_patch({}, value)
-        else:
-            result[name] = copy.deepcopy(value)
+    onto(patch)(result)
     return result
 
 
-def onto(patch: Mapping[str, Any]) -> Callable[[MutableMapping[str, Any]], None]:
-    """``patch`` as a transformation of the stored status: applied as a merge patch would be,
-    except that of the conditions only the operator's types are set, any other type left as
-    the object has it *then*.
+def onto(patch: models.StatusPatch) -> Callable[[MutableMapping[str, Any]], None]:
+    """``patch`` as a transformation of the stored status: each field given replaces the
+    stored one (None removes it), except that of the conditions only the operator's types are
+    set, any other type left as the object has it *then*.
 
-    A merge patch replaces the list whole, so writing the list computed from the event's body
-    would put back an older copy of a condition another controller set during the sync (a lost
-    update). kopf applies transformations as one JSON patch to its freshest copy of the object,
-    guarded by that copy's resourceVersion, and applies them again on the next event if it
-    changed. The whole status goes in that one write: ``observedGeneration`` written apart from
-    the conditions would, for a moment, say a new generation is Ready with the old one's
-    conditions, which GitOps health checks read as synced.
+    Writing the list computed from an older copy would put back an older copy of a condition
+    another controller set during the sync (a lost update). The operator applies the
+    transformation to its freshest copy of the object, guarded by that copy's resourceVersion,
+    and applies it again to a newer copy if the write is refused. The whole status goes in that
+    one write: ``observedGeneration`` written apart from the conditions would, for a moment,
+    say a new generation is Ready with the old one's conditions, which GitOps health checks
+    read as synced.
     """
-    conditions = patch.get("conditions")
-    ours = [dict(c) for c in conditions or () if c.get("type") in CONDITION_TYPES]
-    rest = {name: value for name, value in patch.items() if name != "conditions"}
+    given = patch.as_patch()
+    conditions = given.pop("conditions", None)
+    ours = [c for c in conditions or () if c.get("type") in CONDITION_TYPES]
 
     def put(stored: MutableMapping[str, Any]) -> None:
         foreign = [c for c in _condition_list(stored) if c.get("type") not in CONDITION_TYPES]
-        result = apply_patch(stored, rest)
+        for name, value in given.items():
+            if value is None:
+                stored.pop(name, None)
+            else:
+                stored[name] = copy.deepcopy(value)
         if conditions is not None:
-            result["conditions"] = [*copy.deepcopy(ours), *(dict(c) for c in foreign)]
-        stored.clear()
-        stored.update(result)
+            stored["conditions"] = [*copy.deepcopy(ours), *(dict(c) for c in foreign)]
 
     return put
 
 
-def _outcome(report: ReportLike, counts: Mapping[str, int], target: str) -> dict[str, _Cond | None]:
+def _outcome(report: ReportLike, counts: models.SyncCounts, target: str) -> dict[str, _Cond | None]:
     where = f" in {target}" if target else ""
     conflicts = _conflicts(report)
     problems = _pairs(report.parse_errors, "line")
@@ -758,11 +772,11 @@ def _outcome(report: ReportLike, counts: Mapping[str, int], target: str) -> dict
         updates[THROTTLED] = _Cond("False", R.NOT_THROTTLED, "no AWS call was throttled")
 
     summary = (
-        f"{counts['created']} created, {counts['updated']} updated, "
-        f"{counts['unchanged']} unchanged, {counts['deleted']} deleted"
+        f"{counts.created} created, {counts.updated} updated, "
+        f"{counts.unchanged} unchanged, {counts.deleted} deleted"
     )
-    if counts["skipped"]:
-        summary += f", {counts['skipped']} skipped"
+    if counts.skipped:
+        summary += f", {counts.skipped} skipped"
     notes = [str(note) for note in getattr(report, "notes", ()) or ()]
     if notes:
         summary += "; " + "; ".join(notes)
@@ -774,7 +788,7 @@ def _outcome(report: ReportLike, counts: Mapping[str, int], target: str) -> dict
         updates[STALLED] = _Cond("True", R.PARSE_FAILED, source.message)
     elif report.empty_source:
         text = (
-            f"the source has no variable to store ({counts['parsed']} parsed){where}: nothing was"
+            f"the source has no variable to store ({counts.parsed} parsed){where}: nothing was"
             " written or deleted; fix the source, or set syncPolicy.allowEmpty to prune every key"
             " this EnvSync owns"
         )
@@ -821,18 +835,18 @@ def _outcome(report: ReportLike, counts: Mapping[str, int], target: str) -> dict
         updates[SYNCED] = _Cond("False", R.KEYS_SKIPPED, text)
     elif report.dry_run:
         text = (
-            f"dry run{where}: would create {counts['created']}, update {counts['updated']}, "
-            f"delete {counts['deleted']}; nothing was written"
+            f"dry run{where}: would create {counts.created}, update {counts.updated}, "
+            f"delete {counts.deleted}; nothing was written"
         )
         updates[READY] = _Cond("True", R.DRY_RUN, text)
-        pending = counts["created"] + counts["updated"] + counts["deleted"]
+        pending = counts.created + counts.updated + counts.deleted
         updates[SYNCED] = (
             _Cond("False", R.DRY_RUN, text)
             if pending
             else _Cond("True", R.SYNCED, f"AWS already matches the source{where}")
         )
     else:
-        text = f"{counts['parsed']} variables in step{where}: {summary}"
+        text = f"{counts.parsed} variables in step{where}: {summary}"
         updates[READY] = _Cond("True", R.SYNCED, text)
         updates[SYNCED] = _Cond("True", R.SYNCED, text)
     return updates
@@ -843,11 +857,11 @@ def _failure_patch(
     updates: dict[str, _Cond | None],
     generation: int,
     now: datetime,
-) -> dict[str, Any]:
-    return {
-        "observedGeneration": generation,
-        "conditions": _conditions(previous_status, updates, generation, now),
-    }
+) -> models.StatusPatch:
+    return models.StatusPatch(
+        observed_generation=generation,
+        conditions=_conditions(previous_status, updates, generation, now),
+    )
 
 
 def _conditions(
@@ -855,41 +869,51 @@ def _conditions(
     updates: Mapping[str, _Cond | None],
     generation: int,
     now: datetime,
-) -> list[dict[str, Any]]:
-    """The full condition list (a merge patch replaces lists whole)."""
+) -> list[models.Condition]:
+    """The operator's conditions in full (other writers' are kept by :func:`onto`)."""
     previous = {c.get("type"): c for c in _condition_list(previous_status)}
-    stamp = _timestamp(now)
-    merged: dict[str, dict[str, Any]] = {}
+    merged: dict[str, models.Condition] = {}
     for kind in CONDITION_TYPES:
         if kind in updates:
             cond = updates[kind]
             if cond is not None:
-                merged[kind] = _condition(kind, cond, previous.get(kind), generation, stamp)
-        elif kind in previous:
-            merged[kind] = dict(previous[kind])
+                merged[kind] = _condition(kind, cond, previous.get(kind), generation, now)
+            continue
+        kept = _valid_condition(previous.get(kind))
+        if kept is not None:
+            merged[kind] = kept
         elif kind in _ALWAYS:
             first = _Cond("Unknown", R.PROGRESSING, "not known yet")
-            merged[kind] = _condition(kind, first, None, generation, stamp)
-    ordered = [merged[kind] for kind in CONDITION_TYPES if kind in merged]
-    # Conditions of other types (another controller, a newer envsync) are kept as they are.
-    ordered.extend(dict(c) for t, c in previous.items() if t not in CONDITION_TYPES)
-    return ordered
+            merged[kind] = _condition(kind, first, None, generation, now)
+    return [merged[kind] for kind in CONDITION_TYPES if kind in merged]
+
+
+def _valid_condition(stored: Mapping[str, Any] | None) -> models.Condition | None:
+    """A stored condition of ours, kept as it is; None when absent or not one this operator
+    could have written (it is rebuilt, or left out)."""
+    if stored is None:
+        return None
+    try:
+        return models.Condition.model_validate(dict(stored))
+    except pydantic.ValidationError:
+        return None
 
 
 def _condition(
-    kind: str, cond: _Cond, before: Mapping[str, Any] | None, generation: int, stamp: str
-) -> dict[str, Any]:
-    since = stamp
+    kind: str, cond: _Cond, before: Mapping[str, Any] | None, generation: int, now: datetime
+) -> models.Condition:
+    since = _second(now)
     if before is not None and before.get("status") == cond.status:
-        since = str(before.get("lastTransitionTime") or stamp)
-    return {
-        "type": kind,
-        "status": cond.status,
-        "reason": str(cond.reason),
-        "message": _clip(cond.message),
-        "observedGeneration": generation,
-        "lastTransitionTime": since,
-    }
+        kept = _valid_condition(before)
+        since = kept.last_transition_time if kept is not None else since
+    return models.Condition(
+        type=kind,
+        status=cond.status,
+        reason=str(cond.reason),
+        message=_clip(cond.message),
+        observed_generation=generation,
+        last_transition_time=since,
+    )
 
 
 def _condition_list(status: Status | None) -> list[Mapping[str, Any]]:
@@ -920,45 +944,35 @@ def _reason(reason: Reason | str, allowed: frozenset[Reason], what: str) -> Reas
     return why
 
 
-def _memory(memory: Any) -> dict[str, int] | None:
+def _memory(memory: Any) -> models.MemoryStatus | None:
     if not memory:
         return None
-    return {
-        "rss": int(_figure(memory, "rss_bytes")),
-        "peak": int(_figure(memory, "peak_rss_bytes")),
-        "threshold": int(_figure(memory, "threshold_bytes")),
-        "gcRuns": int(_figure(memory, "gc_runs")),
-        "thresholdHits": int(_figure(memory, "threshold_hits")),
-    }
+    return models.MemoryStatus(
+        rss=int(_figure(memory, "rss_bytes")),
+        peak=int(_figure(memory, "peak_rss_bytes")),
+        threshold=int(_figure(memory, "threshold_bytes")),
+        gc_runs=int(_figure(memory, "gc_runs")),
+        threshold_hits=int(_figure(memory, "threshold_hits")),
+    )
 
 
-def _pools(stats: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _pools(stats: Mapping[str, Any] | None) -> models.PoolsStatus | None:
     if not stats:
         return None
-    pools: dict[str, Any] = {}
-    for name in ("string", "byte"):
-        pool = stats.get(name)
-        if pool is not None:
-            pools[name] = {
-                "gets": int(_figure(pool, "gets")),
-                "puts": int(_figure(pool, "puts")),
-                "hits": int(_figure(pool, "hits")),
-                "misses": int(_figure(pool, "misses")),
-                "hitRate": round(min(max(_figure(pool, "hit_rate"), 0.0), 1.0), 4),
-            }
-    return pools or None
-
-
-def _replacing(before: Any, after: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A merge-patch value that replaces a map: keys the new map lacks are set to None."""
-    if after is None:
+    found = {name: _pool(stats[name]) for name in ("string", "byte") if stats.get(name)}
+    if not found:
         return None
-    stale = (
-        {key: None for key in before or {} if key not in after}
-        if isinstance(before, Mapping)
-        else {}
+    return models.PoolsStatus(string=found.get("string"), byte=found.get("byte"))
+
+
+def _pool(pool: Any) -> models.PoolStatus:
+    return models.PoolStatus(
+        gets=int(_figure(pool, "gets")),
+        puts=int(_figure(pool, "puts")),
+        hits=int(_figure(pool, "hits")),
+        misses=int(_figure(pool, "misses")),
+        hit_rate=round(min(max(_figure(pool, "hit_rate"), 0.0), 1.0), 4),
     )
-    return {**stale, **after}
 
 
 def _figure(obj: Any, name: str) -> float:
@@ -1007,6 +1021,7 @@ def _clip(text: str, limit: int = MAX_MESSAGE) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _timestamp(now: datetime) -> str:
+def _second(now: datetime) -> datetime:
+    """``now`` in UTC, to the whole second (as the API server's timestamps are)."""
     aware = now if now.tzinfo else now.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return aware.astimezone(UTC).replace(microsecond=0)

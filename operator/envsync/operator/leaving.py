@@ -24,7 +24,7 @@ class Move:
     """What a sync does to status.target: the identity to record (None: leave it) and, when
     the old place could not be pruned, why."""
 
-    target: dict[str, Any] | None
+    target: models.TargetStatus | None
     failure: str | None = None
     event: status.Event | None = None
     """What to tell the user about the old place (pruned, or left there and why)."""
@@ -53,12 +53,12 @@ async def leave_old_place(
     recorded = previous.get("target")
     old = places.Place.from_status(recorded)
     if old is None or old == here:
-        return Move(here.as_status() if recorded != here.as_status() else None)
+        return Move(_recorded(here) if recorded != here.as_status() else None)
     left = unreachable(settings, namespace, old, here, prune=spec.sync_policy.prune)
     if left is not None:
         message = f"moved to {here.describe()}; the keys at {old.describe()} {left}"
         return Move(
-            here.as_status(), event=status.Event("Warning", status.Reason.TARGET_MOVED, message)
+            _recorded(here), event=status.Event("Warning", status.Reason.TARGET_MOVED, message)
         )
     try:
         cleanup = await engine.delete_owned(
@@ -80,7 +80,11 @@ async def leave_old_place(
         f"moved from {old.describe()} to {here.describe()}: deleted the {cleanup.deleted} "
         "keys this EnvSync owned there"
     )
-    return Move(here.as_status(), event=status.Event("Normal", status.Reason.TARGET_MOVED, message))
+    return Move(_recorded(here), event=status.Event("Normal", status.Reason.TARGET_MOVED, message))
+
+
+def _recorded(place: places.Place) -> models.TargetStatus:
+    return models.TargetStatus.model_validate(place.as_status())
 
 
 def unreachable(

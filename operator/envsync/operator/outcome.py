@@ -99,15 +99,15 @@ def _source(spec: Mapping[str, Any]) -> tuple[str, str] | None:
 class Outcome:
     """Everything one pass decided, for the writer and the scheduler to carry out.
 
-    ``change`` is the status patch (merge semantics, conditions merged by type, see
-    :func:`envsync.kube.status.onto`); empty means no write. ``after`` is the status the pass
-    expects once it is written, which decides the events. ``next_in`` is when the next pass is
-    due (``None``: only when something changes; ``0``: at once, as after announcing a new
-    generation). ``synced`` says a sync ran (its report is ``report``); ``fault`` that it
-    failed in a way the errors metric counts.
+    ``change`` is the status change (each field given replaces the stored one, conditions
+    merged by type, see :func:`envsync.kube.status.onto`); empty means no write. ``events``
+    follow from the transitions it makes. ``next_in`` is when the next pass is due (``None``:
+    only when something changes; ``0``: at once, as after announcing a new generation).
+    ``report`` is the sync's, if one ran; ``fault`` says it failed in a way the errors metric
+    counts.
     """
 
-    change: Mapping[str, Any]
+    change: models.StatusPatch = dataclasses.field(default_factory=models.StatusPatch)
     events: tuple[status.Event, ...] = ()
     next_in: float | None = None
     report: engine.SyncReport | None = None

@@ -390,7 +390,9 @@ class Runtime:
         result = await self._decide(seen, tracker, force=forced is not None)
         if forced is None:
             return result
-        return dataclasses.replace(result, change={**result.change, "forceSyncHandled": forced})
+        answered = result.change.model_copy()
+        answered.force_sync_handled = forced
+        return dataclasses.replace(result, change=answered)
 
     async def _decide(
         self, seen: outcome.Seen, tracker: Tracker, *, force: bool
@@ -459,15 +461,15 @@ class Runtime:
             now=_now(),
             target=f"{spec.target.provider} {spec.target.path}",
         )
-        new["refreshInterval"] = f"{interval:g}s"
+        new.refresh_interval = f"{interval:g}s"
         if move.target is not None:
-            new["target"] = move.target
+            new.target = move.target
         if move.failure is not None:
             new.update(
                 status.reconciling(
                     status.Reason.CLEANUP_FAILED,
                     move.failure,
-                    previous_status=status.apply_patch(previous, new),
+                    previous_status=status.apply(previous, new),
                     generation=generation,
                     now=now,
                 )
@@ -477,11 +479,10 @@ class Runtime:
             next_in: float | None = self._retry(tracker)
         elif report.ok:
             tracker.failures, tracker.retry_at = 0, None
-            tracker.synced = (generation, digest, str(new.get("lastSyncTime") or ""))
+            synced_at = new.last_sync_time
+            tracker.synced = (generation, digest, synced_at.isoformat() if synced_at else "")
             tracker.jitter = random.uniform(0.0, self.settings.drift_jitter)
-            next_in = translate.drift_due_in(
-                new.get("lastSyncTime"), interval, _now(), jitter=tracker.jitter
-            )
+            next_in = translate.drift_due_in(synced_at, interval, _now(), jitter=tracker.jitter)
         elif (report.aborted and report.parse_error_count) or report.empty_source:
             tracker.failures, tracker.retry_at = 0, None
             next_in = None  # the source (or the spec) has to change first
@@ -594,14 +595,14 @@ class Runtime:
         tracker: Tracker, previous: Mapping[str, Any], next_in: float | None
     ) -> outcome.Outcome:
         return outcome.Outcome(
-            {}, next_in=next_in, ready=str(_ready(previous).get("status", tracker.ready))
+            next_in=next_in, ready=str(_ready(previous).get("status", tracker.ready))
         )
 
     @staticmethod
     def _outcome(
         tracker: Tracker,
         previous: Mapping[str, Any],
-        new: dict[str, Any],
+        new: models.StatusPatch,
         *,
         next_in: float | None,
         events: tuple[status.Event, ...] = (),
@@ -614,7 +615,7 @@ class Runtime:
 
         ``synced``: ``new`` reports a sync that just ran, whose writes get an event;
         ``drift_check``: it ran only because the drift check was due."""
-        after = status.apply_patch(previous, new)
+        after = status.apply(previous, new)
         changes = status.transition_events(previous, after, synced=synced, drift_check=drift_check)
         return outcome.Outcome(
             new,
@@ -672,7 +673,7 @@ class Runtime:
             raise await self._cleanup_failed(seen, message, tracker)
         message = f"deletionPolicy Delete: deleted the {report.deleted} keys this EnvSync owned"
         done = status.Event("Normal", status.Reason.PRUNED, message)
-        await writer.apply(self.client, seen, outcome.Outcome({}, events=(done,)), self.post)
+        await writer.apply(self.client, seen, outcome.Outcome(events=(done,)), self.post)
 
     async def _cleanup_failed(
         self, seen: outcome.Seen, message: str, tracker: Tracker

@@ -207,17 +207,26 @@ def backoff(failures: int) -> float:
 
 
 def drift_due_in(
-    last_sync: str | None, interval: float, now: datetime.datetime, *, jitter: float = 0.0
+    last_sync: str | datetime.datetime | None,
+    interval: float,
+    now: datetime.datetime,
+    *,
+    jitter: float = 0.0,
 ) -> float | None:
-    """Seconds until the next drift check (<= 0: due now); None when periodic checks are off."""
+    """Seconds until the next drift check (<= 0: due now); None when periodic checks are off.
+
+    ``last_sync`` as the status stores it (text) or as the status model holds it."""
     if interval <= 0:
         return None
     if not last_sync:
         return 0.0
-    try:
-        then = datetime.datetime.fromisoformat(last_sync.replace("Z", "+00:00"))
-    except ValueError:
-        return 0.0
+    if isinstance(last_sync, datetime.datetime):
+        then = last_sync
+    else:
+        try:
+            then = datetime.datetime.fromisoformat(last_sync.replace("Z", "+00:00"))
+        except ValueError:
+            return 0.0
     return interval * (1.0 + jitter) - (now - then).total_seconds()
 
 

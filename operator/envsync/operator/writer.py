@@ -38,7 +38,7 @@ async def apply(
     Raises :class:`~envsync.operator.apiclient.ConflictError` before posting anything when the
     object changed since ``seen``: no event announces a state that was not written."""
     after: outcome.Seen | None = seen
-    if result.change:
+    if not result.change.empty:
         stored = await client.write_status(seen, result.transform())
         after = None if stored is None else outcome.Seen.of(stored, translate.FORCE_ANNOTATION)
     if after is not None:
