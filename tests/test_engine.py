@@ -20,7 +20,8 @@ import pytest
 from moto.ssm.models import ssm_backends
 
 from envsync import aws
-from envsync.dotenv import grammar, pools
+from envsync.dotenv import grammar, lint, pools, streaming
+from envsync.kube import models
 from envsync.sync import engine
 from faultproxy import FaultProxy, Rule
 
@@ -234,6 +235,24 @@ async def test_unstorable_values_are_skipped_with_reasons_never_truncated(
     assert "4098 bytes" in skips["MULTIBYTE"]
     assert remote_values(ssm_client, unique_path) == {"OK": "1"}
     assert report.ok
+
+
+async def test_a_long_line_is_one_limit_everywhere_and_a_value_too_big_names_its_key(
+    moto_endpoint: str, unique_path: str, ssm_client: Any
+) -> None:
+    """A 100 KiB line: `envsync lint` accepts it, and so do `push` and the operator's spec
+    default; the store then refuses the value with its key named, not the line as a parse
+    error (the operator used to stop at 64 KiB where lint went on to 1 MiB)."""
+    source = b"OK=1\nHUGE=" + b"x" * (100 << 10) + b"\n"
+    assert [p.code for p in lint.lint(source) if p.code == "ParseError"] == []
+    assert models.Performance().max_line_size == grammar.DEFAULT_MAX_LINE_SIZE
+    assert streaming.DEFAULT_MAX_LINE_SIZE == grammar.DEFAULT_MAX_LINE_SIZE
+
+    report = await push(ssm_target(moto_endpoint, unique_path), source)
+
+    assert report.parse_error_count == 0
+    assert [(i.key, i.code) for i in report.skips] == [("HUGE", "ValueTooLarge")]
+    assert remote_values(ssm_client, unique_path) == {"OK": "1"}
 
 
 async def test_parse_errors_abort_before_any_call(

@@ -197,9 +197,19 @@ class Sink(Protocol):
     """Keys per :meth:`delete` call."""
     kind: str | None
     """The entry kind the target wants (SSM type), or None when it does not matter."""
+    prefers_scan: bool
+    """Plan from a scan of the whole prefix even without prune (a scan already returns what
+    fetching by name would need a second lookup for)."""
+    one_document: bool
+    """Every key lives in one document (a JSON secret), whose size has a limit of its own."""
 
     def problem(self, key: str, value: str) -> limits.Refusal | None:
         """Why this key/value cannot be stored here (name, size, emptiness), or None."""
+        ...
+
+    def document_problem(self, document: Mapping[str, str]) -> str | None:
+        """Why the one document holding ``document`` could not be written, or None (always
+        None without ``one_document``); a dry run asks it of the document it would write."""
         ...
 
     def scan(self) -> Iterator[list[RemoteEntry]]:

@@ -105,6 +105,10 @@ class PerKeySecretSink(_SecretsBase):
     delete_batch = DELETE_BATCH
     prefers_scan = True
     """Scanning returns owners with names; fetching by name would need a second lookup."""
+    one_document = False
+
+    def document_problem(self, document: Mapping[str, str]) -> str | None:
+        return None  # one secret per key: each is checked by problem()
 
     def problem(self, key: str, value: str) -> limits.Refusal | None:
         if not base.is_storable_key(key):
@@ -233,6 +237,7 @@ class JsonSecretSink(_SecretsBase):
     owner_batch = 1 << 30
     delete_batch = 1 << 30
     prefers_scan = True
+    one_document = True
 
     def __init__(
         self,

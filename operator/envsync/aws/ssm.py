@@ -17,7 +17,7 @@ The call plan is chosen for SSM's quotas (reads about 40/s, writes about 3/s, pe
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from envsync import errors, limits
@@ -37,6 +37,9 @@ class SsmSink:
     read_batch = READ_BATCH
     owner_batch = OWNER_BATCH
     delete_batch = DELETE_BATCH
+    prefers_scan = False
+    """Without prune, GetParameters by name reads only the file's keys (10 per call)."""
+    one_document = False
 
     def __init__(
         self,
@@ -59,6 +62,9 @@ class SsmSink:
         )
 
     # -- checks ---------------------------------------------------------------------------
+
+    def document_problem(self, document: Mapping[str, str]) -> str | None:
+        return None  # one parameter per key: each is checked by problem()
 
     def problem(self, key: str, value: str) -> limits.Refusal | None:
         if not base.is_storable_key(key):

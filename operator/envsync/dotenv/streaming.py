@@ -41,8 +41,8 @@ DEFAULT_BUFFER_SIZE = 64 * 1024
 """Bytes per read. 64 KiB amortises Python's per-read overhead (see docs/memory.md); the
 operator passes the spec's ``bufferSize`` instead."""
 
-DEFAULT_MAX_LINE_SIZE = 64 * 1024
-"""Longest line accepted, as envy's scanner had it."""
+DEFAULT_MAX_LINE_SIZE = grammar.DEFAULT_MAX_LINE_SIZE
+"""Longest line accepted: the parser's limit, the same everywhere (lint, push, the operator)."""
 
 ParsedItem: TypeAlias = "grammar.Variable | grammar.ParseError"
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from envsync import errors, units
+from envsync.dotenv import grammar
 
 __all__ = [
     "API_GROUP",
@@ -525,9 +526,10 @@ class Performance(_Model):
     buffer_size: int = Field(default=8192, ge=512, le=2**20)
     """Bytes read from the source per chunk, at most 1 MiB (the byte pool's largest buffer). Default
     8192."""
-    max_line_size: int = Field(default=65536, ge=1024, le=16 * 2**20)
-    """Longest line (or multi-line value), in bytes, the parser accepts before reporting an error.
-    Default 65536."""
+    max_line_size: int = Field(default=grammar.DEFAULT_MAX_LINE_SIZE, ge=1024, le=16 * 2**20)
+    """Longest line, in characters, the parser accepts before reporting an error: the same
+    limit `envsync lint` and `envsync push` use. Default 1048576 (1 MiB: as much as a ConfigMap
+    or Secret can hold; lower it to refuse long lines)."""
 
 
 # ----------------------------------------------------------------------------------------- spec

@@ -91,8 +91,8 @@ class SyncRequest:
     batch_size: int = 50
     workers: int = 4
     buffer_size: int = 65536
-    max_line_size: int = 65536
-    max_value_size: int = 1 << 20
+    max_line_size: int = grammar.DEFAULT_MAX_LINE_SIZE
+    max_value_size: int = grammar.DEFAULT_MAX_VALUE_SIZE
     source_hash: str | None = None
     """sha256 hex of ``source`` when the caller already computed it (the operator hashes a
     source to decide whether there is work at all); None: the engine hashes while parsing."""
@@ -447,7 +447,7 @@ async def _sync(
         tally.notes.append(PRUNE_SUSPENDED)
     names = manager.string_pool if manager is not None else None
     # a sink that writes one document: a dry run checks the document it would write
-    check = getattr(sink, "document_problem", None) if request.dry_run else None
+    check = sink.document_problem if request.dry_run and sink.one_document else None
     remote: dict[str, str | None] | None = {} if check is not None else None
     steps = await _plan(
         request, sink, parsed.desired, prune=prune, names=names, remote_values=remote
@@ -537,7 +537,7 @@ async def _plan(
             remote_values.update((entry.key, entry.value) for entry in page)
         steps.extend(planner.feed(page))
 
-    if prune or _prefers_scan(sink):
+    if prune or sink.prefers_scan:
         pages = sink.scan()
         while (page := await asyncio.to_thread(next, pages, None)) is not None:
             feed(page)
@@ -545,10 +545,6 @@ async def _plan(
         await _fetch(request, sink, desired, feed, names)
     steps.extend(planner.finish())
     return await _settle_owners(request, sink, steps, names)
-
-
-def _prefers_scan(sink: aws.Sink) -> bool:
-    return bool(getattr(sink, "prefers_scan", False))
 
 
 async def _fetch(
