@@ -30,6 +30,7 @@ from typing import Any
 import boto3
 import psutil
 
+from envsync import settings
 from envsync.cli import sandbox
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -74,12 +75,14 @@ def create_apps(
     keys: int,
     regions: tuple[str, ...] = (),
 ) -> None:
-    """``count`` ConfigMaps of ``keys`` variables, each with an EnvSync to SSM ``/ns/app-i/``
-    (in ``regions`` round-robin when given, else the operator's default region)."""
+    """``count`` ConfigMaps of ``keys`` variables, labelled as shared sources, each with an
+    EnvSync to SSM ``/ns/app-i/`` (in ``regions`` round-robin when given, else the operator's
+    default region)."""
     for i in range(count):
         text = "".join(f"KEY_{k}=value-{i}-{k}\n" for k in range(keys))
         client.create({"apiVersion": "v1", "kind": "ConfigMap",
-                       "metadata": {"name": f"env-{i}", "namespace": namespace},
+                       "metadata": {"name": f"env-{i}", "namespace": namespace,
+                                    "labels": {settings.SOURCE_LABEL: "true"}},
                        "data": {".env": text}})  # fmt: skip
         target = {"provider": "ssm", "path": f"/{namespace}/app-{i}/", "parameterType": "String"}
         if regions:

@@ -1,10 +1,12 @@
-"""The operator at scale: 1,000 EnvSyncs × 100 variables against the emulators.
+"""The operator at scale: 1,000 EnvSyncs × 100 variables against the emulators, in a cluster
+that also holds ``--unrelated`` ConfigMaps and Secrets nobody shared (10,000 by default).
 
 Reports time until every EnvSync is Ready, the AWS calls made (against the naive one
 PutParameter per key), the operator's RSS idle, under load and settled, whether unchanged
-sources cost any AWS call between drift checks, and how long a ConfigMap edit takes to reach
-SSM with all of them in place. The operator runs in a child process (as in a pod); kmock's
-Kubernetes emulator and moto run in this one.
+sources cost any AWS call or status write between drift checks, how long a ConfigMap edit takes
+to reach SSM with all of them in place (p50, p99, max), and the Kubernetes API requests the
+operator makes per edit. The operator runs in a child process (as in a pod); kmock's Kubernetes
+emulator and moto run in this one.
 
 Two liberties, both so that the run measures the operator rather than the stand-ins: AWS rate
 ceilings are lifted (a real account writes ~3 SSM parameters a second, so 100,000 keys would
@@ -12,12 +14,14 @@ take nine hours), and the EnvSyncs are spread over ``--regions`` regions, becaus
 ``GetParametersByPath`` scans every parameter of a region on each call.
 
     python bench/operator_scale.py                         # 1,000 × 100 (about 10 minutes)
-    python bench/operator_scale.py --count 100 --keys 20   # a quick look
+    python bench/operator_scale.py --count 100 --keys 20 --unrelated 200   # a quick look
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import math
 import pathlib
 import socket
 import statistics
@@ -35,6 +39,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from envsync.cli import sandbox
 from operator_rss import CHILD, ROOT, create_apps, operator_env, ready_count, rss_mib, time_edit
+
+SERVER: list[sandbox.KubernetesServer] = []
+"""The emulator of this run (its request log is the evidence of what the operator asked)."""
 
 REGIONS = (  # noqa: SIM905 - a readable run of names
     "us-east-1 us-east-2 us-west-1 us-west-2 ca-central-1 eu-west-1 eu-west-2 eu-west-3 "
@@ -60,7 +67,10 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=1000, help="EnvSyncs")
     parser.add_argument("--keys", type=int, default=100, help="variables per .env")
     parser.add_argument("--regions", type=int, default=20, help="regions to spread them over")
-    parser.add_argument("--edits", type=int, default=20, help="ConfigMap edits to time")
+    parser.add_argument("--edits", type=int, default=100, help="ConfigMap edits to time")
+    parser.add_argument(
+        "--unrelated", type=int, default=10000, help="unshared ConfigMaps and Secrets (half each)"
+    )
     parser.add_argument("--quiet-seconds", type=float, default=30.0, help="idle watch period")
     args = parser.parse_args()
     namespace = "scale"
@@ -72,6 +82,7 @@ def main() -> int:
         sandbox.KubernetesServer(request_log_limit=8) as kube,
         sandbox.AwsServer() as aws,
     ):
+        SERVER[:] = [kube]
         client = sandbox.KubeClient(kube.url)
         client.create(sandbox.load_manifests(ROOT / "crds")[0])
         env = operator_env(kube, aws, workdir)
@@ -102,6 +113,7 @@ def _run(
     metrics_url: str,
 ) -> list[tuple[str, str]] | None:
     proc = psutil.Process(child.pid)
+    _create_unrelated(client, args.unrelated)
     time.sleep(8)  # imports, login, first (empty) listings
     idle, _ = rss_mib(proc)
 
@@ -118,11 +130,14 @@ def _run(
     loaded, peak = rss_mib(proc)
     first_calls = aws_calls(metrics_url)
 
-    time.sleep(args.quiet_seconds)  # nothing changes: no AWS call may happen
+    kube_log = kube_emulator()
+    writes_before = _status_writes(kube_log)
+    time.sleep(args.quiet_seconds)  # nothing changes: no AWS call and no status write may happen
     settled, _ = rss_mib(proc)
     quiet_calls = sum(aws_calls(metrics_url).values()) - sum(first_calls.values())
+    quiet_writes = _status_writes(kube_log) - writes_before
 
-    latencies = _edits(args, namespace, regions, client, aws)
+    latencies, per_edit = _edits(args, namespace, regions, client, aws)
     keys = args.count * args.keys
     ours = sum(first_calls.values())
     by_op = ", ".join(f"{op} {n:,}" for op, n in sorted(first_calls.items()))
@@ -140,11 +155,14 @@ def _run(
             f"AWS requests in {args.quiet_seconds:.0f} s with nothing changed",
             f"{quiet_calls}",
         ),
+        (f"status writes in {args.quiet_seconds:.0f} s with nothing changed", f"{quiet_writes}"),
         (
             f"ConfigMap edit → value in SSM, {len(latencies)} edits under this load",
-            f"median {statistics.median(latencies) * 1000:.0f} ms, "
+            f"p50 {_quantile(latencies, 0.5) * 1000:.0f} ms, "
+            f"p99 {_quantile(latencies, 0.99) * 1000:.0f} ms, "
             f"max {max(latencies) * 1000:.0f} ms",
         ),
+        ("Kubernetes API requests per edit (events apart)", per_edit),
     ]
 
 
@@ -154,12 +172,18 @@ def _edits(
     regions: list[str],
     client: sandbox.KubeClient,
     aws: sandbox.AwsServer,
-) -> list[float]:
+) -> tuple[list[float], str]:
+    """Edit latencies, and the operator's API requests per edit from the emulator's log: from
+    the edit until the status reports it (events apart), by method and resource."""
+    emulator = kube_emulator()
+    emulator.request_log_limit = None  # keep every request from here on
     clients: dict[str, Any] = {}
     latencies: list[float] = []
+    made: Counter[str] = Counter()
     step = max(1, args.count // max(1, args.edits))
-    for n, i in enumerate(range(0, args.count, step)):
-        if n >= args.edits:
+    edits = 0
+    for i in range(0, args.count, step):
+        if edits >= args.edits:
             break
         region = regions[i % len(regions)]
         if region not in clients:
@@ -167,8 +191,63 @@ def _edits(
                 "ssm", endpoint_url=aws.url, region_name=region,
                 aws_access_key_id="testing", aws_secret_access_key="testing",
             )  # fmt: skip
+        before = {id(request) for request in list(emulator)}
         latencies.append(time_edit(client, clients[region], namespace, i, args.keys))
-    return latencies
+        _await_status(client, namespace, i)
+        for request in list(emulator):
+            if id(request) in before or "Python-urllib" in request.headers.get("User-Agent", ""):
+                continue
+            if request.resource is not None and request.resource.plural != "events":
+                sub = f"/{request.subresource}" if request.subresource else ""
+                made[f"{request.method.value} {request.resource.plural}{sub}"] += 1
+        edits += 1
+    total = sum(made.values())
+    detail = ", ".join(f"{what} {n / max(edits, 1):g}" for what, n in sorted(made.items()))
+    return latencies, f"{total / max(edits, 1):g} ({detail})"
+
+
+def _await_status(client: sandbox.KubeClient, namespace: str, i: int) -> None:
+    """Until app ``i``'s status reports the edit's sync (one key updated)."""
+    path = sandbox.resource_path("envsync.dev/v1alpha1", "envsyncs", namespace, f"app-{i}")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        counts = (client.get(path).get("status") or {}).get("counts") or {}
+        if counts.get("updated") == 1:
+            return
+        time.sleep(0.01)
+
+
+def _create_unrelated(client: sandbox.KubeClient, count: int) -> None:
+    """ConfigMaps and Secrets that no EnvSync reads and nobody labelled as shared."""
+    body = "".join(f"SETTING_{k}=value-{k}\n" for k in range(20))
+    secret = base64.b64encode(body.encode()).decode()
+    for i in range(count):
+        meta = {"name": f"other-{i}", "namespace": "unrelated"}
+        if i % 2:
+            client.create({"apiVersion": "v1", "kind": "Secret", "metadata": meta,
+                           "data": {"config": secret}})  # fmt: skip
+        else:
+            client.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
+                           "data": {"config": body}})  # fmt: skip
+
+
+def _status_writes(emulator: Any) -> int:
+    return sum(
+        1
+        for request in list(emulator)
+        if request.method == "PATCH" and request.subresource == "status"
+    )
+
+
+def kube_emulator() -> Any:
+    emulator = SERVER[0].emulator
+    assert emulator is not None
+    return emulator
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 def _free_port() -> int:

@@ -17,7 +17,8 @@ import pytest
 from envsync import errors, settings
 from envsync.cli import sandbox
 from envsync.kube import models, status
-from envsync.operator import apiclient, outcome, runtime, translate
+from envsync.operator import apiclient, outcome, reconciler, runtime, translate
+from envsync.operator import tracker as tracker_module
 from envsync.sync import engine
 
 SPEC: dict[str, Any] = {
@@ -137,11 +138,11 @@ def test_drift_check_timing() -> None:
 def test_settled_means_same_generation_same_source_and_ready() -> None:
     ready = {"type": "Ready", "status": "True", "observedGeneration": 2}
     previous = {"observedGeneration": 2, "sourceHash": "abc", "conditions": [ready]}
-    assert runtime._settled(previous, 2, "abc")
-    assert not runtime._settled(previous, 3, "abc")
-    assert not runtime._settled(previous, 2, "def")
+    assert reconciler._settled(previous, 2, "abc")
+    assert not reconciler._settled(previous, 3, "abc")
+    assert not reconciler._settled(previous, 2, "def")
     failed = {**previous, "conditions": [{**ready, "status": "False"}]}
-    assert not runtime._settled(failed, 2, "abc")
+    assert not reconciler._settled(failed, 2, "abc")
 
 
 def test_report_view_fits_the_status_builder() -> None:
@@ -155,7 +156,7 @@ def test_report_view_fits_the_status_builder() -> None:
     )  # fmt: skip
     now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     built = status.build_status(
-        runtime._ReportView(report), previous_status=None, generation=1, now=now
+        reconciler._ReportView(report), previous_status=None, generation=1, now=now
     ).as_patch()
     assert built["parseErrors"] == [{"line": 3, "message": "unterminated quote"}]
     assert built["failures"] == [{"key": "B", "reason": "too large"}]
@@ -354,25 +355,31 @@ async def test_no_work_for_input_already_synced_even_when_the_event_predates_its
     patch. The tracker's memory of the sync must keep that pass from syncing again."""
     running = runtime.Runtime(make_settings(metrics_port=0))
     now = datetime.datetime(2026, 12, 1, 12, 0, 0, tzinfo=datetime.UTC)
-    tracker = runtime.Tracker(("ns", "app"))
+    tracker = tracker_module.Tracker(("ns", "app"))
     stale: dict[str, Any] = {}  # the event was emitted before the first status ever landed
-    assert running._nothing_to_do(tracker, stale, 1, "h1", 3600.0, now) is None  # work
+    assert running.reconciler._nothing_to_do(tracker, stale, 1, "h1", 3600.0, now) is None  # work
     tracker.synced = (1, "h1", "2026-12-01T11:59:50Z")
-    wait = running._nothing_to_do(tracker, stale, 1, "h1", 3600.0, now)
+    wait = running.reconciler._nothing_to_do(tracker, stale, 1, "h1", 3600.0, now)
     assert wait is not None
     assert 3500 < wait <= 3600  # the drift check is due an hour after that sync
-    assert running._nothing_to_do(tracker, stale, 1, "h2", 3600.0, now) is None  # new source
-    assert running._nothing_to_do(tracker, stale, 2, "h1", 3600.0, now) is None  # new spec
+    assert (
+        running.reconciler._nothing_to_do(tracker, stale, 1, "h2", 3600.0, now) is None
+    )  # new source
+    assert (
+        running.reconciler._nothing_to_do(tracker, stale, 2, "h1", 3600.0, now) is None
+    )  # new spec
 
 
 async def test_no_work_for_an_unchanged_source_when_periodic_checks_are_off() -> None:
     running = runtime.Runtime(make_settings(metrics_port=0))
     now = datetime.datetime(2026, 12, 1, 12, 0, 0, tzinfo=datetime.UTC)
     previous = _ready_status(3, "h", "2026-12-01T08:00:00Z")
-    tracker = runtime.Tracker(("ns", "app"))
-    wait = running._nothing_to_do(tracker, previous, 3, "h", 0.0, now)  # refreshInterval: 0s
+    tracker = tracker_module.Tracker(("ns", "app"))
+    wait = running.reconciler._nothing_to_do(
+        tracker, previous, 3, "h", 0.0, now
+    )  # refreshInterval: 0s
     assert wait == float("inf")  # nothing to do, and no timer either
-    assert running._nothing_to_do(tracker, previous, 3, "changed", 0.0, now) is None
+    assert running.reconciler._nothing_to_do(tracker, previous, 3, "changed", 0.0, now) is None
 
 
 async def test_an_outcome_refused_for_a_newer_copy_is_written_to_that_copy(

@@ -458,11 +458,11 @@ def test_a_second_status_writer_loses_nothing_and_costs_no_loop(
 ) -> None:
     """Another controller writing its own condition into the status, many times a second,
     while the source is edited: both write guarded by resourceVersion (the operator's JSON
-    patch tests it, kopf applies it again on the next event when it fails), so neither undoes
-    the other; every edit must reach AWS and the status; a sync after the foreign write keeps
-    its condition (status.onto keeps condition types it does not own); and the foreign writes
-    must not wake a sync or a write back. A foreign write landing *during* a sync is made
-    certain by the next test."""
+    patch tests it, and a refused write is applied again to the newer copy its watch brings),
+    so neither undoes the other; every edit must reach AWS and the status; a sync after the
+    foreign write keeps its condition (status.onto keeps condition types it does not own); and
+    the foreign writes must not wake a sync or a write back. A foreign write landing *during* a
+    sync is made certain by the next test."""
     path = f"/{namespace}/app/"
     cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
     cluster.apply(kube.envsync("app", namespace, source="app-env", path=path, endpoint=None))

@@ -7,7 +7,7 @@ accepts (every `$ref` inlined, optionals unwrapped instead of `anyOf: [X, null]`
 and refuses any construct it does not know, so a new model field cannot sneak in a schema the
 API server would reject. The same walk renders docs/crd-reference.md; docs/configuration.md
 comes from :class:`envsync.settings.Settings` and docs/conditions.md from
-:data:`envsync.kube.status.REASONS`, so none of the three can drift from the code.
+:data:`envsync.kube.reasons.REASONS`, so none of the three can drift from the code.
 
 Output is deterministic (fixed key order, sorted properties), so `check_*` can compare text and
 CI fails when someone edits a model without regenerating (`envsync crd --write`).
@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel
 
 from envsync import settings
-from envsync.kube import models, status
+from envsync.kube import models, reasons
 
 __all__ = [
     "CHART_CRD_PATH",
@@ -463,7 +463,7 @@ def render_conditions() -> str:
         "| Reason | Where | Meaning | What to do |",
         "|---|---|---|---|",
     ]
-    for reason, doc in status.REASONS.items():
+    for reason, doc in reasons.REASONS.items():
         lines.append(
             f"| `{reason}` | {_cell(doc.where)} | {_cell(doc.meaning)} | {_cell(doc.action)} |"
         )
@@ -471,13 +471,13 @@ def render_conditions() -> str:
         "",
         "Stall reasons (a person must act; the operator waits for the spec or the source to "
         "change): "
-        + ", ".join(f"`{r}`" for r in sorted(status.STALL_REASONS - status.RETRIED_STALLS))
+        + ", ".join(f"`{r}`" for r in sorted(reasons.STALL_REASONS - reasons.RETRIED_STALLS))
         + ". Stalls fixed outside Kubernetes, retried with backoff capped at five minutes: "
-        + ", ".join(f"`{r}`" for r in sorted(status.RETRIED_STALLS))
+        + ", ".join(f"`{r}`" for r in sorted(reasons.RETRIED_STALLS))
         + ".",
         "",
         "Reconciling reasons (operator retries with backoff): "
-        + ", ".join(f"`{r}`" for r in sorted(status.RECONCILING_REASONS))
+        + ", ".join(f"`{r}`" for r in sorted(reasons.RECONCILING_REASONS))
         + ".",
     ]
     return "\n".join(lines) + "\n"

@@ -30,16 +30,25 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
-import io
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, Final, Literal
+from typing import IO, Any, Final
 
 from envsync import aws, errors, limits, policy
 from envsync.aws import batching
 from envsync.dotenv import grammar, pools
-from envsync.sync import plan
+from envsync.sync import plan, source
+from envsync.sync.report import (
+    MAX_ISSUES,
+    ActionCallback,
+    DiffLine,
+    KeyIssue,
+    ParseProblem,
+    PullResult,
+    SyncReport,
+    SyncRequest,
+)
 
 __all__ = [
     "DiffLine",
@@ -55,216 +64,11 @@ __all__ = [
     "sync",
 ]
 
-MAX_PARSE_ERRORS: Final = 10
-MAX_ISSUES: Final = 50
 PRUNE_SUSPENDED: Final = "prune suspended: lines were skipped for parse errors"
 EMPTY_SOURCE: Final = (
     "the source has no variable to store, so nothing was written or deleted "
     "(an empty source never prunes unless allowEmpty is set)"
 )
-
-Source = bytes | IO[bytes] | Iterable[bytes]
-ActionCallback = Callable[[str, str], None]
-
-
-@dataclass(frozen=True)
-class SyncRequest:
-    """Everything one sync needs; built by the operator from a spec or by the CLI from flags."""
-
-    source: Source
-    """The .env bytes: a ``bytes`` object, a binary file, or an iterable of byte chunks."""
-    target: aws.Target
-    owner: str
-    """Owner marker written on what this sync creates (``namespace/name`` or a CLI id)."""
-    source_name: str = "<source>"
-    """Where the bytes came from, for error messages (``ns/configmap/name[.env]`` or a path)."""
-    credentials: aws.Credentials | None = None
-    prune: bool = False
-    update_policy: Literal["Replace", "IfNotExists"] = "Replace"
-    dry_run: bool = False
-    on_parse_error: Literal["Abort", "Skip"] = "Abort"
-    allow_empty: bool = False
-    """Let a source with no storable variable go ahead (and prune everything this owner owns).
-    Off, such a sync touches nothing and reports ``empty_source``: a wiped file is far more
-    often a bad commit than an intent (Argo CD's ``allowEmpty``, for the same reason)."""
-    adopt: bool = False
-    batch_size: int = 50
-    workers: int = 4
-    buffer_size: int = 65536
-    max_line_size: int = grammar.DEFAULT_MAX_LINE_SIZE
-    max_value_size: int = grammar.DEFAULT_MAX_VALUE_SIZE
-    source_hash: str | None = None
-    """sha256 hex of ``source`` when the caller already computed it (the operator hashes a
-    source to decide whether there is work at all); None: the engine hashes while parsing."""
-
-
-@dataclass(frozen=True, slots=True)
-class ParseProblem:
-    line: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class KeyIssue:
-    key: str
-    reason: str
-    code: str | None = None
-    """For a skipped key, the machine-readable rule (:data:`envsync.limits.REFUSAL_CODES`)."""
-    line: int | None = None
-    """The source line that set the key, when known."""
-
-
-@dataclass(frozen=True)
-class SyncReport:
-    """What one sync did. Immutable, and free of values by construction."""
-
-    parsed: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-    failed: int = 0
-    skipped: int = 0
-    refused: int = 0
-    """Of ``skipped``, the keys a store refused (every rule but a bare ``KEY``, which has no
-    value to store): each is a key whose value in AWS differs from the source."""
-    conflicts: int = 0
-    """Entries refused because another owner (or none) holds them."""
-    parse_errors: tuple[ParseProblem, ...] = ()
-    """The first parse errors (at most 10); ``parse_error_count`` has the total."""
-    parse_error_count: int = 0
-    failures: tuple[KeyIssue, ...] = ()
-    """The first per-key failures (at most 50); ``failed`` has the total."""
-    skips: tuple[KeyIssue, ...] = ()
-    """The first skipped keys with their reason (at most 50); ``skipped`` has the total."""
-    conflict_keys: tuple[KeyIssue, ...] = ()
-    throttled: int = 0
-    """Throttled or contended HTTP attempts (retried; not failures)."""
-    aws_calls: Mapping[str, int] = field(default_factory=dict)
-    """Calls by operation, e.g. ``{"ssm:GetParameters": 10, "ssm:PutParameter": 3}``."""
-    duration_seconds: float = 0.0
-    source_hash: str = ""
-    """sha256 hex of the source bytes, computed while streaming."""
-    dry_run: bool = False
-    aborted: bool = False
-    """Parse errors under ``onParseError: Abort``: nothing was read from or written to AWS."""
-    empty_source: bool = False
-    """No variable to store and ``allow_empty`` off: nothing was read from or written to AWS."""
-    notes: tuple[str, ...] = ()
-    """Sync-level remarks (e.g. prune suspended), never values."""
-    pool_stats: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-    memory: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        """Remote state now matches the file for every storable key."""
-        return (
-            not self.aborted and not self.empty_source and self.failed == 0 and self.conflicts == 0
-        )
-
-    @property
-    def complete(self) -> bool:
-        """:attr:`ok`, and every key of the source is stored as written: none skipped, no line
-        left out. Only then may anyone call the target "in step" with the source."""
-        return self.ok and self.refused == 0 and self.parse_error_count == 0
-
-    @property
-    def total_calls(self) -> int:
-        return sum(self.aws_calls.values())
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary (the CLI's ``--output json``)."""
-        data = dataclasses.asdict(self)
-        data["ok"] = self.ok
-        data["aws_calls"] = dict(self.aws_calls)
-        return data
-
-
-@dataclass(frozen=True, slots=True)
-class DiffLine:
-    """One key of a diff, for display by the CLI only (it holds values)."""
-
-    key: str
-    action: plan.Action
-    reason: str | None
-    local: str | None
-    remote: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class PullResult:
-    written: int
-    skipped: tuple[KeyIssue, ...]
-    aws_calls: Mapping[str, int]
-
-
-# -- source --------------------------------------------------------------------------------
-
-
-@dataclass
-class _Parsed:
-    desired: dict[str, plan.Desired]
-    count: int
-    errors: list[ParseProblem]
-    error_count: int
-    digest: str
-
-
-class _HashingReader:
-    """A binary reader that hashes what passes through it, so the source is read only once.
-
-    It offers ``readinto``, which is what lets the parser read into a pooled buffer instead of
-    allocating a bytes object per chunk (``io.BytesIO`` over the source's bytes shares them
-    until written, so wrapping costs no copy).
-    """
-
-    def __init__(self, raw: grammar.Readable, digest: Any) -> None:
-        self._raw = raw
-        self._digest = digest
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        readinto = getattr(self._raw, "readinto", None)
-        if readinto is not None:
-            count = readinto(buffer) or 0
-        else:
-            data = self._raw.read(len(buffer)) or b""
-            count = len(data)
-            buffer[:count] = data
-        with memoryview(buffer) as view, view[:count] as filled:
-            self._digest.update(filled)
-        return count
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size) or b""
-        self._digest.update(data)
-        return data
-
-
-def _hashing(chunks: Iterable[bytes], digest: Any) -> Iterator[bytes]:
-    for chunk in chunks:
-        digest.update(chunk)
-        yield chunk
-
-
-def _readable(source: Source, digest: Any) -> _HashingReader | Iterator[bytes]:
-    """The source as the parser should read it: a hashing reader, or hashed chunks."""
-    if isinstance(source, bytes | bytearray | memoryview):
-        return _HashingReader(io.BytesIO(source), digest)
-    if callable(getattr(source, "read", None)):
-        return _HashingReader(source, digest)  # type: ignore[arg-type]
-    return _hashing(source, digest)
-
-
-def _read_size(request: SyncRequest) -> int:
-    """The read buffer: ``buffer_size``, or less for a source already in memory and smaller.
-
-    A ConfigMap of 3 KiB read through a 64 KiB buffer wastes 61 KiB, and an operator keeps one
-    pooled buffer per EnvSync: at a thousand EnvSyncs that was 60 MiB of idle RSS.
-    """
-    source = request.source
-    if isinstance(source, bytes | bytearray | memoryview):
-        return max(1, min(request.buffer_size, len(source)))
-    return request.buffer_size
 
 
 @contextlib.contextmanager
@@ -287,51 +91,6 @@ def _name_batches(
         if names is not None:
             for batch in batches:
                 names.put(batch)
-
-
-def _parse(
-    request: SyncRequest,
-    problem: Callable[[str, str], limits.Refusal | None],
-    manager: pools.PoolManager | None,
-) -> _Parsed:
-    """One streaming pass: variables into the desired mapping, errors kept as data."""
-    digest = hashlib.sha256()
-    known = request.source_hash
-    readable: _HashingReader | Iterator[bytes] | io.BytesIO
-    if known is not None and isinstance(request.source, bytes | bytearray | memoryview):
-        readable = io.BytesIO(request.source)  # hashed already: read once, hash nothing
-    else:
-        known, readable = None, _readable(request.source, digest)
-    options: dict[str, Any] = {
-        "strict": False,
-        "max_line_size": request.max_line_size,
-        "max_value_size": request.max_value_size,
-        "buffer_size": _read_size(request),
-        "source_name": request.source_name,
-    }
-    if manager is not None:
-        options["byte_pool"] = manager.byte_pool
-    desired: dict[str, plan.Desired] = {}
-    problems: list[ParseProblem] = []
-    error_count = 0
-    for item in grammar.parse(readable, **options):
-        if isinstance(item, grammar.ParseError):
-            error_count += 1
-            if len(problems) < MAX_PARSE_ERRORS:
-                problems.append(ParseProblem(item.line, item.reason))
-            continue
-        key, value = item.key, item.value
-        desired.pop(key, None)  # the last assignment wins, in file order
-        desired[key] = plan.desired_entry(value, item.line, functools.partial(problem, key))
-    # a parser that stops early must still hash the whole source
-    if isinstance(readable, _HashingReader):
-        while readable.read(request.buffer_size):
-            pass
-    elif not isinstance(readable, io.BytesIO):
-        for _ in readable:
-            pass
-    # A key assigned twice is one variable (the last assignment): counted once, as AWS sees it.
-    return _Parsed(desired, len(desired), problems, error_count, known or digest.hexdigest())
 
 
 # -- the sync ------------------------------------------------------------------------------
@@ -435,7 +194,7 @@ async def _sync(
     started: float,
 ) -> SyncReport:
     sink = await _open(request)
-    parsed = await asyncio.to_thread(_parse, request, sink.problem, manager)
+    parsed = await asyncio.to_thread(source.parse_source, request, sink.problem, manager)
     tally = _Tally(on_action)
     if parsed.error_count and request.on_parse_error == "Abort":
         return _report(request, parsed, tally, sink, started, aborted=True)
@@ -471,7 +230,7 @@ async def _sync(
 _WRITES: Final = frozenset({"create", "update", "adopt", "delete"})
 
 
-def _empty(request: SyncRequest, parsed: _Parsed) -> bool:
+def _empty(request: SyncRequest, parsed: source.Parsed) -> bool:
     """The empty-source guard: nothing storable, no parse error to explain it, no opt-in."""
     if request.allow_empty or parsed.error_count:
         return False
@@ -689,7 +448,7 @@ async def _execute(
 
 def _report(
     request: SyncRequest,
-    parsed: _Parsed,
+    parsed: source.Parsed,
     tally: _Tally,
     sink: aws.Sink,
     started: float,
@@ -732,7 +491,7 @@ async def diff(request: SyncRequest) -> tuple[list[DiffLine], SyncReport]:
     """What :func:`sync` would do, key by key, with both values (for the CLI's display only)."""
     started = time.monotonic()
     sink = await _open(request)
-    parsed = await asyncio.to_thread(_parse, request, sink.problem, None)
+    parsed = await asyncio.to_thread(source.parse_source, request, sink.problem, None)
     tally = _Tally(None)
     if parsed.error_count and request.on_parse_error == "Abort":
         return [], _report(request, parsed, tally, sink, started, aborted=True)

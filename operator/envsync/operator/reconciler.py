@@ -1,0 +1,361 @@
+"""The pass: one EnvSync, looked at as it is now, brought in step with its source once.
+
+:meth:`Reconciler.reconcile` reads the EnvSync as last seen
+(:class:`~envsync.operator.outcome.Seen`) and its source (handed over by the source's watch
+event, else read), hashes the source once and compares the hash and the spec generation with
+the status: unchanged means zero AWS calls. Otherwise it runs :func:`envsync.sync.engine.sync`
+inside the process-wide :class:`envsync.dotenv.pools.PoolManager` slot (global concurrency and
+memory budget) with the pools and tuning of the spec, and turns the report into one
+:class:`~envsync.operator.outcome.Outcome`: the status change (:mod:`envsync.kube.status`), the
+events of its transitions, when to look again. It writes nothing itself. Failures are states,
+not crashes: what each error means is :func:`envsync.policy.verdict`'s table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import hashlib
+import math
+import random
+import types
+from collections.abc import Mapping
+from typing import Any
+
+from envsync import errors, policy
+from envsync import settings as settings_module
+from envsync.dotenv import pools
+from envsync.kube import models, status
+from envsync.operator import apiclient, leaving, metrics, outcome, translate
+from envsync.operator import tracker as tracker_module
+from envsync.sync import engine
+
+
+def _in_step(
+    tracker: tracker_module.Tracker, previous: Mapping[str, Any], generation: int, digest: str
+) -> bool:
+    """Whether this generation and source were already synced: by the status, or by this
+    process's own memory when the event's status predates the last sync's patch."""
+    if tracker.synced is not None and tracker.synced[:2] == (generation, digest):
+        return True
+    return _settled(previous, generation, digest)
+
+
+def _settled(previous: Mapping[str, Any], generation: int, digest: str) -> bool:
+    """Whether the status already describes this generation and this source, successfully."""
+    if previous.get("observedGeneration") != generation or previous.get("sourceHash") != digest:
+        return False
+    ready = ready_of(previous)
+    return ready.get("status") == "True" and ready.get("observedGeneration") == generation
+
+
+def ready_of(previous: Mapping[str, Any]) -> Mapping[str, Any]:
+    conditions = previous.get("conditions") or []
+    found: Mapping[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
+    return found
+
+
+def _suspended(previous: Mapping[str, Any], generation: int) -> bool:
+    """Whether the status already says "suspended" for this generation (no need to write again)."""
+    ready = ready_of(previous)
+    return ready.get("reason") == "Suspended" and previous.get("observedGeneration") == generation
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class Reconciler:
+    """The pass, with what it needs of the process: settings, the Kubernetes client (to read a
+    source no event carried, and credentials), the process's pools and the metrics (which watch
+    each EnvSync's pools)."""
+
+    def __init__(
+        self,
+        settings: settings_module.Settings,
+        client: apiclient.KubeClient,
+        process_pools: pools.PoolManager,
+        watcher: metrics.Metrics,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.process_pools = process_pools
+        self.metrics = watcher
+
+    async def reconcile(
+        self, seen: outcome.Seen, tracker: tracker_module.Tracker
+    ) -> outcome.Outcome:
+        """Bring AWS in step with the source once, and say what to write and when to look again.
+
+        A new force-sync annotation runs the sync even when nothing changed, and is answered
+        in ``status.forceSyncHandled`` whatever the pass finds.
+        """
+        forced = translate.force_token(seen.force, seen.force_handled)
+        result = await self._decide(seen, tracker, force=forced is not None)
+        if forced is None:
+            return result
+        answered = result.change.model_copy()
+        answered.force_sync_handled = forced
+        return dataclasses.replace(result, change=answered)
+
+    async def _decide(
+        self, seen: outcome.Seen, tracker: tracker_module.Tracker, *, force: bool
+    ) -> outcome.Outcome:
+        namespace, name, generation = seen.namespace, seen.name, seen.generation
+        previous = seen.status()
+        now = utcnow()
+        tracker.generation = generation
+        try:
+            spec = translate.parse_spec(seen.spec())
+            if spec.sync_policy.suspend:
+                tracker.handed = None
+                if _suspended(previous, generation):
+                    return _unchanged(tracker, previous, None)
+                new = status.suspended(previous_status=previous, generation=generation, now=now)
+                return outcome_of(previous, new, next_in=None)
+            translate.guard_tenancy(namespace, spec, self.settings)
+            source = await self._source(namespace, spec, tracker)
+            digest = hashlib.sha256(source).hexdigest()
+            interval = translate.refresh_interval(spec, self.settings)
+            wait = self._nothing_to_do(tracker, previous, generation, digest, interval, now)
+            if wait is not None and not force:
+                return _unchanged(tracker, previous, None if math.isinf(wait) else wait)
+            drift_check = _in_step(tracker, previous, generation, digest)
+            if previous.get("observedGeneration") != generation and tracker.announced != generation:
+                # kstatus: say Reconciling for a new generation before the (maybe long) sync.
+                tracker.announced = generation
+                warnings = tuple(
+                    status.Event("Warning", status.Reason.DEPRECATED_FIELD, deprecated)
+                    for deprecated in spec.deprecated_fields()
+                )
+                new = status.reconciling(
+                    status.Reason.PROGRESSING,
+                    f"syncing generation {generation}",
+                    previous_status=previous,
+                    generation=generation,
+                    now=now,
+                )
+                # the sync follows at once, with these bytes
+                ref = spec.source.ref
+                tracker.handed = tracker_module.Handed(
+                    spec.source.kind, ref.name, {}, (ref.key, source)
+                )
+                return outcome_of(previous, new, next_in=0.0, events=warnings)
+            credentials = await apiclient.credentials_for(
+                self.client, namespace, spec, self.settings
+            )
+            request = translate.sync_request(
+                spec,
+                source,
+                namespace=namespace,
+                name=name,
+                settings=self.settings,
+                source_name=translate.source_name(namespace, spec),
+                credentials=credentials,
+                source_hash=digest,
+            )
+            report = await self._run(request, spec, tracker)
+            move = await leaving.leave_old_place(
+                self.settings, namespace, name, spec, previous, report, credentials
+            )
+        except errors.EnvSyncError as exc:  # what it means: envsync.policy, one table
+            return self._failed(tracker, previous, generation, now, exc)
+        new = status.build_status(
+            _ReportView(report),
+            previous_status=previous,
+            generation=generation,
+            now=utcnow(),
+            target=f"{spec.target.provider} {spec.target.path}",
+        )
+        new.refresh_interval = f"{interval:g}s"
+        if move.target is not None:
+            new.target = move.target
+        if move.failure is not None:
+            new.update(
+                status.reconciling(
+                    status.Reason.CLEANUP_FAILED,
+                    move.failure,
+                    previous_status=status.apply(previous, new),
+                    generation=generation,
+                    now=now,
+                )
+            )
+        moved = (move.event,) if move.event is not None else ()
+        if move.failure is not None:
+            next_in: float | None = tracker.retry()
+        elif report.ok:
+            tracker.failures, tracker.retry_at = 0, None
+            synced_at = new.last_sync_time
+            tracker.synced = (generation, digest, synced_at.isoformat() if synced_at else "")
+            tracker.jitter = random.uniform(0.0, self.settings.drift_jitter)
+            next_in = translate.drift_due_in(synced_at, interval, utcnow(), jitter=tracker.jitter)
+        elif (report.aborted and report.parse_error_count) or report.empty_source:
+            tracker.failures, tracker.retry_at = 0, None
+            next_in = None  # the source (or the spec) has to change first
+        else:
+            next_in = tracker.retry()
+        return outcome_of(
+            previous,
+            new,
+            next_in=next_in,
+            events=moved,
+            report=report,
+            synced=True,
+            drift_check=drift_check,
+        )
+
+    async def _source(
+        self, namespace: str, spec: models.EnvSyncSpec, tracker: tracker_module.Tracker
+    ) -> bytes:
+        """The source's bytes: as its watch event handed them over, else read from the API."""
+        kind, ref = spec.source.kind, spec.source.ref
+        handed = tracker.take_source(spec)
+        if handed is not None:
+            found = handed.key(ref.key)
+        else:
+            found = await self.client.read_key(namespace, kind, ref.name, ref.key)
+        if found is None:
+            raise errors.SourceMissingError(kind, ref.name, ref.key)
+        return found
+
+    async def _run(
+        self, request: engine.SyncRequest, spec: models.EnvSyncSpec, tracker: tracker_module.Tracker
+    ) -> engine.SyncReport:
+        """The engine inside the process-wide slot, with this EnvSync's pools and threshold."""
+        manager = tracker.pools_for(translate.pool_config(spec), self.metrics)
+        async with self.process_pools.sync_slot(timeout=policy.MEMORY_WAIT):
+            try:
+                return await asyncio.wait_for(
+                    engine.sync(request, pools=manager), self.settings.sync_timeout
+                )
+            except TimeoutError:
+                raise errors.RemoteError(
+                    f"the sync took longer than ENVSYNC_SYNC_TIMEOUT "
+                    f"({self.settings.sync_timeout:g}s) and was cancelled; the next one resumes"
+                ) from None
+
+    def _nothing_to_do(
+        self,
+        tracker: tracker_module.Tracker,
+        previous: Mapping[str, Any],
+        generation: int,
+        digest: str,
+        interval: float,
+        now: datetime.datetime,
+    ) -> float | None:
+        """Seconds to wait when this pass has no work (unchanged input; ``math.inf`` when no drift
+        check is ever due), else None."""
+        if _in_step(tracker, previous, generation, digest) and tracker.failures == 0:
+            synced = tracker.synced
+            last = synced[2] if synced and synced[:2] == (generation, digest) else None
+            due = translate.drift_due_in(
+                last or previous.get("lastSyncTime"), interval, now, jitter=tracker.jitter
+            )
+            if due is None:
+                return math.inf  # periodic checks are off: only a change brings work
+            return due if due > 0 else None
+        loop_now = asyncio.get_running_loop().time()
+        if (
+            tracker.retry_at is not None
+            and loop_now < tracker.retry_at
+            and tracker.attempted == (generation, digest)
+        ):
+            return tracker.retry_at - loop_now
+        tracker.attempted = (generation, digest)
+        return None
+
+    def _failed(
+        self,
+        tracker: tracker_module.Tracker,
+        previous: Mapping[str, Any],
+        generation: int,
+        now: datetime.datetime,
+        exc: errors.EnvSyncError,
+    ) -> outcome.Outcome:
+        found = policy.verdict(exc)
+        if isinstance(exc, errors.SourceMissingError):
+            new = status.source_not_found(
+                exc.kind,
+                exc.name,
+                exc.key,
+                previous_status=previous,
+                generation=generation,
+                now=now,
+            )
+        else:
+            new = status.failure(exc, previous_status=previous, generation=generation, now=now)
+        if found.then is policy.Then.RETRY:
+            next_in: float | None = tracker.retry()
+        else:
+            tracker.failures, tracker.retry_at = 0, None
+            next_in = None
+        return outcome_of(previous, new, next_in=next_in, fault=found.fault)
+
+
+def _unchanged(
+    tracker: tracker_module.Tracker, previous: Mapping[str, Any], next_in: float | None
+) -> outcome.Outcome:
+    """Nothing to write: only when to look again."""
+    return outcome.Outcome(
+        next_in=next_in, ready=str(ready_of(previous).get("status", tracker.ready))
+    )
+
+
+def outcome_of(
+    previous: Mapping[str, Any],
+    new: models.StatusPatch,
+    *,
+    next_in: float | None,
+    events: tuple[status.Event, ...] = (),
+    report: engine.SyncReport | None = None,
+    fault: bool = False,
+    synced: bool = False,
+    drift_check: bool = False,
+) -> outcome.Outcome:
+    """The status change with the events its transitions call for (status.transition_events).
+
+    ``synced``: ``new`` reports a sync that just ran, whose writes get an event;
+    ``drift_check``: it ran only because the drift check was due."""
+    after = status.apply(previous, new)
+    changes = status.transition_events(previous, after, synced=synced, drift_check=drift_check)
+    return outcome.Outcome(
+        new,
+        events=(*events, *changes),
+        next_in=next_in,
+        report=report,
+        fault=fault,
+        ready=str(ready_of(after).get("status", "Unknown")),
+    )
+
+
+class _ReportView:
+    """The engine's report in the shape :mod:`envsync.kube.status` reads (tuples, attributes)."""
+
+    def __init__(self, report: engine.SyncReport) -> None:
+        self._report = report
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._report, name)
+
+    @property
+    def parse_errors(self) -> list[tuple[int, str]]:
+        return [(p.line, p.reason) for p in self._report.parse_errors]
+
+    @property
+    def failures(self) -> list[tuple[str, str]]:
+        return [(f.key, f.reason) for f in self._report.failures]
+
+    @property
+    def conflicts(self) -> int | list[tuple[str, str]]:
+        keys = [(c.key, c.reason) for c in self._report.conflict_keys]
+        return keys or self._report.conflicts
+
+    @property
+    def memory(self) -> Any:
+        return types.SimpleNamespace(**self._report.memory) if self._report.memory else None
+
+    @property
+    def pool_stats(self) -> Any:
+        stats = self._report.pool_stats
+        return {k: types.SimpleNamespace(**v) for k, v in stats.items()} if stats else None

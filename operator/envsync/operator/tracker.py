@@ -1,0 +1,117 @@
+"""What the operator remembers about each EnvSync between passes: the object as last seen, a
+source handed over by its watch event, the worker and timer, the backoff, what was synced.
+
+Lost on restart, on purpose: the status is the truth, and the first pass after a restart
+rebuilds this from it (an unchanged source with a recent ``lastSyncTime`` costs nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from envsync.dotenv import pools
+from envsync.kube import models
+from envsync.operator import apiclient, metrics, outcome, translate
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Handed:
+    """A source's object as its watch event carried it: its data, for the next pass to read
+    instead of asking the API server for it again."""
+
+    kind: str
+    name: str
+    data: Mapping[str, Any]
+    """``data`` and ``binaryData`` of the object (references into the event's body)."""
+    read: tuple[str, bytes] | None = None
+    """A key already read and decoded (by the pass that announced a new generation)."""
+
+    def key(self, key: str) -> bytes | None:
+        if self.read is not None and self.read[0] == key:
+            return self.read[1]
+        return apiclient.key_of(self.data, self.kind, self.name, key)
+
+
+@dataclasses.dataclass
+class Tracker:
+    """What the operator remembers about one EnvSync between passes."""
+
+    key: translate.Key
+    seen: outcome.Seen | None = None
+    """The object as last seen: the pass reads it instead of the API server."""
+    written: collections.deque[str] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=8)
+    )
+    """resourceVersions of the operator's own recent status writes. Their watch events can
+    arrive after the write's answer was adopted; they are older news, and are skipped."""
+    handed: Handed | None = None
+    """The source as the last event of it carried it, until a pass reads it."""
+    pending: outcome.Outcome | None = None
+    """An outcome whose write met a newer copy of the object: written again to that copy."""
+    conflicted: str = ""
+    """The resourceVersion ``pending`` was refused against."""
+    requested: bool = False
+    """Another pass is wanted after the running one (or now, when none runs)."""
+    trigger: str = "envsync"
+    """What woke the wanted pass (``envsync_passes_total{trigger}``)."""
+    worker: asyncio.Task[None] | None = None
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    """Held by a pass and by the deletion handler: they never run at once."""
+    generation: int | None = None
+    """The generation the last pass looked at; a newer one is always worth a pass."""
+    failures: int = 0
+    retry_at: float | None = None
+    """Loop time of the next retry after a failure, if any."""
+    attempted: tuple[int, str] | None = None
+    """(generation, source hash) of the last sync attempt: a retry waits unless one changes."""
+    synced: tuple[int, str, str] | None = None
+    """(generation, source hash, lastSyncTime) of the last successful sync. A watch event can
+    predate the status write of the sync that just ran; this memory keeps a pass reading such
+    a copy from syncing the same input again."""
+    announced: int | None = None
+    """The generation a Progressing status was published for."""
+    jitter: float = 0.0
+    """This cycle's share of ENVSYNC_DRIFT_JITTER, drawn once per successful sync."""
+    ready: str = "Unknown"
+    """The Ready condition's status as last published, for the envsync_resources gauge."""
+    manager: pools.PoolManager | None = None
+    timer: asyncio.TimerHandle | None = None
+    """The scheduled next pass (drift check or retry)."""
+
+    def pools_for(self, config: pools.PoolConfig, watcher: metrics.Metrics) -> pools.PoolManager:
+        """The EnvSync's own pools, rebuilt when its memory section changes."""
+        if self.manager is None or self.manager.config != config:
+            if self.manager is not None:
+                watcher.unwatch_pools(self.manager)
+                self.manager.close()
+            # the process-wide pools hold syncs back; this EnvSync's threshold collects and trims
+            self.manager = pools.PoolManager(config, max_concurrent_syncs=1, back_pressure=False)
+            watcher.watch_pools(self.manager)
+        return self.manager
+
+    def take_source(self, spec: models.EnvSyncSpec) -> Handed | None:
+        """The handed-over source, if it is the one ``spec`` reads; it is read once."""
+        handed, self.handed = self.handed, None
+        if handed is None or (handed.kind, handed.name) != (spec.source.kind, spec.source.ref.name):
+            return None
+        return handed
+
+    def retry(self) -> float:
+        """One more failure: seconds until the retry (the backoff), remembered as ``retry_at``."""
+        self.failures += 1
+        delay = translate.backoff(self.failures)
+        self.retry_at = asyncio.get_running_loop().time() + delay
+        return delay
+
+    def stale(self) -> bool:
+        """Whether the object as last seen is the copy a write was refused against."""
+        return self.seen is None or self.seen.resource_version == self.conflicted
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
