@@ -15,6 +15,11 @@ take nine hours), and the EnvSyncs are spread over ``--regions`` regions, becaus
 
     python bench/operator_scale.py                         # 1,000 × 100 (about 10 minutes)
     python bench/operator_scale.py --count 100 --keys 20 --unrelated 200   # a quick look
+    python bench/operator_scale.py --tracemalloc   # also where the idle operator's memory goes
+
+``--tracemalloc`` runs the operator under tracemalloc (slower, and RSS grows by its own
+bookkeeping, so RSS figures of such a run are not comparable) and, once it is idle, groups the
+live Python allocations by the package that made them.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ import argparse
 import base64
 import math
 import pathlib
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 import urllib.request
 from collections import Counter
 from typing import Any
@@ -71,6 +78,9 @@ def main() -> int:
     parser.add_argument(
         "--unrelated", type=int, default=10000, help="unshared ConfigMaps and Secrets (half each)"
     )
+    parser.add_argument(
+        "--tracemalloc", action="store_true", help="group the idle operator's memory by package"
+    )
     parser.add_argument("--quiet-seconds", type=float, default=30.0, help="idle watch period")
     args = parser.parse_args()
     namespace = "scale"
@@ -87,8 +97,13 @@ def main() -> int:
         client.create(sandbox.load_manifests(ROOT / "crds")[0])
         env = operator_env(kube, aws, workdir)
         env["ENVSYNC_METRICS_PORT"] = str(metrics_port)
+        code = CHILD
+        if args.tracemalloc:
+            args.snapshot = workdir / "idle.snapshot"
+            env["BENCH_TRACEMALLOC"] = str(args.snapshot)
+            code = TRACED + CHILD
         with (workdir / "operator.log").open("w") as log:
-            child = subprocess.Popen([sys.executable, "-c", CHILD], env=env, stdout=log, stderr=log)
+            child = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log, stderr=log)
             try:
                 rows = _run(args, namespace, regions, client, aws, child, metrics_url)
             finally:
@@ -134,6 +149,7 @@ def _run(
     writes_before = _status_writes(kube_log)
     time.sleep(args.quiet_seconds)  # nothing changes: no AWS call and no status write may happen
     settled, _ = rss_mib(proc)
+    memory = _where_memory_goes(child, args.snapshot, args.count) if args.tracemalloc else []
     quiet_calls = sum(aws_calls(metrics_url).values()) - sum(first_calls.values())
     quiet_writes = _status_writes(kube_log) - writes_before
 
@@ -163,6 +179,7 @@ def _run(
             f"max {max(latencies) * 1000:.0f} ms",
         ),
         ("Kubernetes API requests per edit (events apart)", per_edit),
+        *memory,
     ]
 
 
@@ -248,6 +265,55 @@ def kube_emulator() -> Any:
 def _quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+TRACED = """
+import os, signal, tracemalloc
+tracemalloc.start(1)
+def _dump(*_):
+    target = os.environ["BENCH_TRACEMALLOC"]
+    tracemalloc.take_snapshot().dump(target + ".part")
+    os.replace(target + ".part", target)
+signal.signal(signal.SIGUSR1, _dump)
+"""
+"""Prepended to the child's code: a snapshot of live Python allocations on SIGUSR1."""
+
+
+def _where_memory_goes(
+    child: subprocess.Popen[bytes], snapshot: pathlib.Path, count: int
+) -> list[tuple[str, str]]:
+    """The idle operator's live Python allocations, by the package that made them."""
+    child.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 300
+    while not snapshot.exists() and time.monotonic() < deadline:
+        time.sleep(1.0)
+    if not snapshot.exists():
+        return [("tracemalloc snapshot", "not taken in 300 s")]
+    by_package: Counter[str] = Counter()
+    for stat in tracemalloc.Snapshot.load(str(snapshot)).statistics("filename"):
+        by_package[_package(stat.traceback[0].filename)] += stat.size
+    total = sum(by_package.values())
+    rows = [("live Python allocations, all", f"{total / 2**20:.1f} MiB")]
+    for package, size in by_package.most_common(12):
+        share = f"{size / 2**20:.1f} MiB ({size / max(1, count) / 1024:.1f} KiB per EnvSync)"
+        rows.append((f"  made in {package}", share))
+    return rows
+
+
+def _package(filename: str) -> str:
+    """``envsync.operator``, ``kopf``, ``aiohttp``, ``stdlib:json``…: who made an allocation."""
+    parts = pathlib.PurePath(filename).parts
+    if "envsync" in parts:
+        at = len(parts) - 1 - parts[::-1].index("envsync")
+        inner = parts[at + 1 : -1]
+        return "envsync." + inner[0] if inner else "envsync"
+    if "site-packages" in parts:
+        at = parts.index("site-packages")
+        return parts[at + 1].removesuffix(".py") if len(parts) > at + 1 else "site-packages"
+    if filename.startswith("<"):
+        return filename
+    lib = next((i for i, part in enumerate(parts) if part.startswith("python3")), len(parts) - 2)
+    return "stdlib:" + ".".join(parts[lib + 1 :]).removesuffix(".py").removesuffix(".__init__")
 
 
 def _free_port() -> int:

@@ -429,3 +429,44 @@ async def test_an_outcome_refused_for_a_newer_copy_is_written_to_that_copy(
     assert conditions["Healthy"] == foreign
     assert posted == [("app", "Suspended")]
     await running.process_pools.aclose()
+
+
+async def test_a_replayed_event_of_an_older_copy_does_not_take_the_place_of_a_newer_one(
+    emulator: sandbox.KubernetesServer, client: apiclient.KubeClient
+) -> None:
+    """kopf lists, then watches; the watch can repeat the listed copy after the operator's
+    first status write has already moved the object on. Taken in, that older copy would guard
+    the next write, which the API server would refuse, with no newer event ever to follow:
+    the EnvSync would stay Progressing for good."""
+    from envsync.kube import crdgen
+
+    api = sandbox.KubeClient(emulator.url)
+    api.apply(crdgen.build_crd())
+    path = "/apis/envsync.dev/v1alpha1/namespaces/w3/envsyncs/app"
+    spec = {**SPEC, "syncPolicy": {"suspend": True}}  # a pass that writes and calls no AWS
+    api.apply({
+        "apiVersion": "envsync.dev/v1alpha1", "kind": "EnvSync",
+        "metadata": {"name": "app", "namespace": "w3"}, "spec": spec,
+    })  # fmt: skip
+    listed = api.get(path)
+    running = runtime.Runtime(make_settings(metrics_port=0))
+    running.client = client
+    running.post = lambda reference, event: None
+
+    running.observe(None, listed)  # the list
+    tracker = running.trackers[("w3", "app")]
+    assert tracker.worker is not None
+    await tracker.worker
+    stored = api.get(path)["metadata"]["resourceVersion"]
+    assert stored != listed["metadata"]["resourceVersion"]  # the pass wrote its status
+
+    running.observe("ADDED", listed)  # the watch repeats the listed copy
+    assert tracker.seen is not None
+    assert tracker.seen.resource_version == stored
+    assert tracker.worker is None  # and it is no news: no pass
+
+    change = models.StatusPatch(refresh_interval="5m")
+    assert await running._write(tracker, outcome.Outcome(change=change))
+    assert tracker.pending is None  # written, not refused
+    assert api.get(path)["status"]["refreshInterval"] == "5m"
+    await running.process_pools.aclose()

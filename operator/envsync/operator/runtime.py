@@ -123,8 +123,9 @@ class Runtime:
         if tracker is None:
             tracker = self.trackers[key] = tracker_module.Tracker(key)
         seen = outcome.Seen.of(body, translate.FORCE_ANNOTATION)
-        if seen.resource_version in tracker.written:
-            return  # the event of a status write whose answer was adopted already
+        if seen.resource_version in tracker.known:
+            return  # older news: a write's answer adopted already, or a replayed event
+        tracker.known.append(seen.resource_version)
         tracker.seen = seen
         if metadata.get("deletionTimestamp"):
             tracker.cancel()  # deletion is the delete handler's business now
@@ -230,9 +231,9 @@ class Runtime:
             log.warning("%s/%s: could not write the status (%s)", seen.namespace, seen.name, exc)
             tracker.synced = None
             return False
-        if after is not None and after is not seen:
-            tracker.seen = after
-            tracker.written.append(after.resource_version)
+        if after is not None and after.resource_version not in tracker.known:
+            tracker.seen = after  # unless the watch brought this copy (or a newer) meanwhile
+            tracker.known.append(after.resource_version)
         tracker.ready = result.ready
         self._count_ready()
         return True

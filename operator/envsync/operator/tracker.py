@@ -43,11 +43,15 @@ class Tracker:
     key: translate.Key
     seen: outcome.Seen | None = None
     """The object as last seen: the pass reads it instead of the API server."""
-    written: collections.deque[str] = dataclasses.field(
-        default_factory=lambda: collections.deque(maxlen=8)
+    known: collections.deque[str] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=16)
     )
-    """resourceVersions of the operator's own recent status writes. Their watch events can
-    arrive after the write's answer was adopted; they are older news, and are skipped."""
+    """resourceVersions of the copies already taken in: from watch events and from the answers
+    to the operator's own status writes. A copy arriving again is older news and is skipped:
+    the event of a write whose answer was adopted, or an event replayed after a re-list (the
+    watch can repeat the listed copy after a write has already moved the object on). Taking
+    it would move ``seen`` backwards, and the next write would be refused against a copy no
+    newer event ever replaces."""
     handed: Handed | None = None
     """The source as the last event of it carried it, until a pass reads it."""
     pending: outcome.Outcome | None = None
