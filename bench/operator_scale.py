@@ -146,6 +146,7 @@ def _run(
     first_calls = aws_calls(metrics_url)
 
     kube_log = kube_emulator()
+    kube_log.request_log_limit = None  # a bounded log would drop requests from the count
     writes_before = _status_writes(kube_log)
     time.sleep(args.quiet_seconds)  # nothing changes: no AWS call and no status write may happen
     settled, _ = rss_mib(proc)
@@ -269,7 +270,7 @@ def _quantile(values: list[float], q: float) -> float:
 
 TRACED = """
 import os, signal, tracemalloc
-tracemalloc.start(1)
+tracemalloc.start(16)
 def _dump(*_):
     target = os.environ["BENCH_TRACEMALLOC"]
     tracemalloc.take_snapshot().dump(target + ".part")
@@ -290,14 +291,22 @@ def _where_memory_goes(
     if not snapshot.exists():
         return [("tracemalloc snapshot", "not taken in 300 s")]
     by_package: Counter[str] = Counter()
-    for stat in tracemalloc.Snapshot.load(str(snapshot)).statistics("filename"):
-        by_package[_package(stat.traceback[0].filename)] += stat.size
+    for stat in tracemalloc.Snapshot.load(str(snapshot)).statistics("traceback"):
+        by_package[_owner(stat.traceback)] += stat.size
     total = sum(by_package.values())
     rows = [("live Python allocations, all", f"{total / 2**20:.1f} MiB")]
     for package, size in by_package.most_common(12):
         share = f"{size / 2**20:.1f} MiB ({size / max(1, count) / 1024:.1f} KiB per EnvSync)"
         rows.append((f"  made in {package}", share))
     return rows
+
+
+def _owner(traceback: tracemalloc.Traceback) -> str:
+    """The package whose code asked for an allocation: the most recent frame outside the
+    standard library (json.loads and asyncio.Queue allocate on behalf of their callers)."""
+    packages = [_package(frame.filename) for frame in reversed(traceback)]
+    mine = [p for p in packages if not p.startswith(("stdlib:", "<"))]
+    return mine[0] if mine else packages[0]
 
 
 def _package(filename: str) -> str:
