@@ -6,6 +6,7 @@ is checked on its own, the Kubernetes client over real HTTP against the emulator
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 from collections.abc import AsyncIterator, Iterator
@@ -469,4 +470,104 @@ async def test_a_replayed_event_of_an_older_copy_does_not_take_the_place_of_a_ne
     assert await running._write(tracker, outcome.Outcome(change=change))
     assert tracker.pending is None  # written, not refused
     assert api.get(path)["status"]["refreshInterval"] == "5m"
+    await running.process_pools.aclose()
+
+
+def _suspended_envsync(api: sandbox.KubeClient, namespace: str) -> tuple[str, dict[str, Any]]:
+    """An EnvSync whose passes write a status and call no AWS; its path and stored body."""
+    from envsync.kube import crdgen
+
+    api.apply(crdgen.build_crd())
+    path = f"/apis/envsync.dev/v1alpha1/namespaces/{namespace}/envsyncs/app"
+    spec = {**SPEC, "syncPolicy": {"suspend": True}}
+    api.apply({
+        "apiVersion": "envsync.dev/v1alpha1", "kind": "EnvSync",
+        "metadata": {"name": "app", "namespace": namespace}, "spec": spec,
+    })  # fmt: skip
+    return path, api.get(path)
+
+
+async def test_a_pass_queued_behind_the_deletion_handler_never_runs_after_it(
+    emulator: sandbox.KubernetesServer, client: apiclient.KubeClient
+) -> None:
+    """A pass waiting for the lock the deletion handler holds would, once let in, sync the
+    source again: with deletionPolicy Delete, every key the handler just removed would be put
+    back, owned by an EnvSync that no longer exists."""
+    api = sandbox.KubeClient(emulator.url)
+    path, body = _suspended_envsync(api, "w4")
+    running = runtime.Runtime(make_settings(metrics_port=0))
+    running.client = client
+    posted: list[str] = []
+    running.post = lambda reference, event: posted.append(event.reason)
+
+    running.observe(None, body)
+    tracker = running.trackers[("w4", "app")]
+    worker = tracker.worker
+    assert worker is not None
+    async with tracker.lock:  # a pass in flight, say
+        await asyncio.sleep(0.05)  # the wanted pass now waits for the lock
+        deleting = {
+            **body,
+            "metadata": {**body["metadata"], "deletionTimestamp": "2026-12-06T00:00:00Z"},
+        }
+        finalizing = asyncio.get_running_loop().create_task(running.finalize(kopf.Body(deleting)))
+        await asyncio.sleep(0.05)  # the deletion handler queues behind it
+    await finalizing
+    await worker
+
+    assert posted == []  # the pass did not run: no Suspended status, no event
+    assert "status" not in api.get(path) or not api.get(path)["status"].get("conditions")
+    assert ("w4", "app") not in running.trackers
+    await running.process_pools.aclose()
+
+
+async def test_an_envsync_deleted_and_created_again_is_served_as_the_new_object(
+    emulator: sandbox.KubernetesServer, client: apiclient.KubeClient
+) -> None:
+    """kopf handles the events of two objects of one name (two uids) apart, so the old one's
+    deletion can arrive after the new one's creation. The new object must get its own pass,
+    and the old one's deletion must not end the new one's service."""
+    api = sandbox.KubeClient(emulator.url)
+    path, old = _suspended_envsync(api, "w5")
+    running = runtime.Runtime(make_settings(metrics_port=0))
+    running.client = client
+    running.post = lambda reference, event: None
+    running.observe(None, old)
+    tracker = running.trackers[("w5", "app")]
+    assert tracker.worker is not None
+    await tracker.worker
+
+    api.delete(path)
+    _, new = _suspended_envsync(api, "w5")
+    assert new["metadata"]["uid"] != old["metadata"]["uid"]
+    running.observe("ADDED", new)  # the new object's creation first
+    running.observe("DELETED", old)  # then the old one's deletion
+    tracker = running.trackers[("w5", "app")]
+    assert tracker.seen is not None
+    assert tracker.seen.uid == new["metadata"]["uid"]
+    assert tracker.worker is not None  # the new object's first pass
+    await tracker.worker
+    conditions = {c["type"]: c for c in api.get(path)["status"]["conditions"]}
+    assert conditions["Ready"]["reason"] == "Suspended"
+    await running.process_pools.aclose()
+
+
+async def test_an_envsync_gone_without_its_deletion_event_is_no_longer_served(
+    emulator: sandbox.KubernetesServer, client: apiclient.KubeClient
+) -> None:
+    """A deletion inside a watch gap brings no DELETED event; the status write's 404 is the
+    news, and the operator stops syncing for an object that no longer exists."""
+    api = sandbox.KubeClient(emulator.url)
+    path, body = _suspended_envsync(api, "w6")
+    api.delete(path)
+    running = runtime.Runtime(make_settings(metrics_port=0))
+    running.client = client
+    running.post = lambda reference, event: None
+
+    running.observe(None, body)  # the last copy seen before the gap
+    tracker = running.trackers[("w6", "app")]
+    assert tracker.worker is not None
+    await tracker.worker
+    assert ("w6", "app") not in running.trackers
+    assert tracker.timer is None  # no drift check, no retry
     await running.process_pools.aclose()

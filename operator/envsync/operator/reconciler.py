@@ -138,9 +138,10 @@ class Reconciler:
                 )
                 # the sync follows at once, with these bytes
                 ref = spec.source.ref
-                tracker.handed = tracker_module.Handed(
-                    spec.source.kind, ref.name, {}, (ref.key, source)
-                )
+                if tracker.handed is None:  # else a newer edit arrived meanwhile: that one
+                    tracker.handed = tracker_module.Handed(
+                        spec.source.kind, ref.name, {}, (ref.key, source)
+                    )
                 return outcome_of(previous, new, next_in=0.0, events=warnings)
             credentials = await apiclient.credentials_for(
                 self.client, namespace, spec, self.settings

@@ -116,19 +116,32 @@ class Runtime:
         this process, its generation moved or a new force-sync annotation asks."""
         metadata = body.get("metadata") or {}
         key = (str(metadata.get("namespace") or ""), str(metadata.get("name") or ""))
+        uid = str(metadata.get("uid") or "")
+        tracker = self.trackers.get(key)
+        lock = None
+        if tracker is not None and tracker.seen is not None and tracker.seen.uid != uid:
+            if event_type == "DELETED":
+                return  # an earlier object of that name; the one tracked is another
+            # deleted and created again (kopf's events of the two can cross, and a re-list
+            # shows no deletion): nothing of the old one applies, and its pass in flight
+            # finishes before the new object's first (they share the lock)
+            self._retire(key)
+            lock, tracker = tracker.lock, None
         if event_type == "DELETED" or not self.settings.selects(metadata.get("labels") or {}):
             self._retire(key)  # gone, or another shard's (ENVSYNC_LABEL_SELECTOR)
             return
-        tracker = self.trackers.get(key)
         if tracker is None:
             tracker = self.trackers[key] = tracker_module.Tracker(key)
+            if lock is not None:
+                tracker.lock = lock
         seen = outcome.Seen.of(body, translate.FORCE_ANNOTATION)
         if seen.resource_version in tracker.known:
             return  # older news: a write's answer adopted already, or a replayed event
         tracker.known.append(seen.resource_version)
         tracker.seen = seen
         if metadata.get("deletionTimestamp"):
-            tracker.cancel()  # deletion is the delete handler's business now
+            tracker.deleting = True  # deletion is the delete handler's business now
+            tracker.cancel()
             return
         forced = translate.force_token(seen.force, seen.force_handled)
         if tracker.generation != seen.generation or forced is not None:
@@ -153,6 +166,8 @@ class Runtime:
 
     def want(self, tracker: tracker_module.Tracker, trigger: str) -> None:
         """Ask for a pass of this EnvSync: now, or after the one running (never two at once)."""
+        if tracker.deleting:
+            return
         if not tracker.requested:
             tracker.requested, tracker.trigger = True, trigger
         if tracker.worker is None:
@@ -175,25 +190,39 @@ class Runtime:
         """Run passes of one EnvSync while they are wanted, one at a time; first, write an
         outcome that met a newer copy of the object, once that copy has arrived."""
         try:
-            while self.trackers.get(tracker.key) is tracker:
+            while self._current(tracker):
                 if tracker.pending is not None:
                     if tracker.stale():
                         return  # the watch brings the newer copy, and observe() wakes us
                     async with tracker.lock:
-                        await self._write(tracker, tracker.pending)
+                        if not self._current(tracker):
+                            return
+                        written = await self._write(tracker, tracker.pending)
+                    if not written:
+                        self.schedule(tracker, tracker.retry())
+                        return
                     continue
                 if not tracker.requested:
                     return
                 tracker.requested = False
                 tracker.cancel()
                 async with tracker.lock:
+                    if not self._current(tracker):
+                        return  # deleted while this pass waited for the deletion handler
                     delay = await self._pass(tracker)
+                if not self._current(tracker):
+                    return  # gone or being deleted meanwhile: nothing more is due
                 if delay is not None and delay <= 0:
                     tracker.requested = True  # at once: the sync after a Progressing write
                 else:
                     self.schedule(tracker, delay)
         finally:
             tracker.worker = None
+
+    def _current(self, tracker: tracker_module.Tracker) -> bool:
+        """Whether passes of this tracker may still run: its object is neither gone nor being
+        deleted (a pass queued behind the deletion handler would put the keys back)."""
+        return self.trackers.get(tracker.key) is tracker and not tracker.deleting
 
     async def _pass(self, tracker: tracker_module.Tracker) -> float | None:
         """One pass and its outcome carried out; seconds until the next one is due."""
@@ -231,8 +260,15 @@ class Runtime:
             log.warning("%s/%s: could not write the status (%s)", seen.namespace, seen.name, exc)
             tracker.synced = None
             return False
-        if after is not None and after.resource_version not in tracker.known:
-            tracker.seen = after  # unless the watch brought this copy (or a newer) meanwhile
+        except Exception as exc:  # a bug, or a failed re-login: the worker must live on
+            _log_unexpected(seen.namespace, seen.name, exc)
+            tracker.synced = None
+            return False
+        if after is None:  # gone, and its DELETED event lost (a watch gap): stop serving it
+            self._retire(tracker.key)
+            return True
+        if tracker.seen is seen and after.resource_version not in tracker.known:
+            tracker.seen = after  # else the watch brought this copy (or a newer) meanwhile
             tracker.known.append(after.resource_version)
         tracker.ready = result.ready
         self._count_ready()
@@ -246,6 +282,7 @@ class Runtime:
         Waits for a pass in flight, so the two never write at once."""
         namespace, name = body.metadata.namespace or "", body.metadata.name or ""
         tracker = self.trackers.get((namespace, name)) or tracker_module.Tracker((namespace, name))
+        tracker.deleting = True  # a pass queued behind this one must not run afterwards
         tracker.cancel()
         seen = outcome.Seen.of(body, translate.FORCE_ANNOTATION)
         async with tracker.lock:

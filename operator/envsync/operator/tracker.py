@@ -80,6 +80,9 @@ class Tracker:
     """The generation a Progressing status was published for."""
     jitter: float = 0.0
     """This cycle's share of ENVSYNC_DRIFT_JITTER, drawn once per successful sync."""
+    deleting: bool = False
+    """The object is being deleted: no pass may start any more (one would write the keys
+    that the deletion handler removes back to AWS)."""
     ready: str = "Unknown"
     """The Ready condition's status as last published, for the envsync_resources gauge."""
     manager: pools.PoolManager | None = None
