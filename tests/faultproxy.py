@@ -23,6 +23,7 @@ which is how tests see that retries stay within their budget.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import http.server
 import json
@@ -109,6 +110,7 @@ class FaultProxy:
         self.attempts: Counter[tuple[str, str]] = Counter()
         self.faults: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -123,8 +125,17 @@ class FaultProxy:
         return self
 
     def __exit__(self, *_: object) -> None:
+        """Stop, and close the kept-alive connections too: their handler threads outlive
+        ``shutdown()`` and would go on serving, with this proxy's rules, a client that later
+        reaches a new proxy on the same port (the operator's AWS clients are cached per
+        endpoint)."""
         self._server.shutdown()
         self._server.server_close()
+        with self._lock:
+            open_now, self._connections = list(self._connections), set()
+        for connection in open_now:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def decide(self, operation: str, subject: str = "") -> Rule | None:
         with self._lock:
@@ -142,6 +153,16 @@ class FaultProxy:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with proxy._lock:
+                    proxy._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with proxy._lock:
+                    proxy._connections.discard(self.connection)
+                super().finish()
 
             def log_message(self, format: str, *args: object) -> None:
                 return
