@@ -243,3 +243,49 @@ def test_objects_survive_a_restart_and_compaction_expires_old_versions(
     )
     assert status == 410, answer
     assert answer["reason"] == "Expired"
+
+
+async def test_a_status_write_the_schema_refuses_is_an_error_and_a_stale_one_a_conflict(
+    real_apiserver: RealApiServer, cluster: kube.KubectlCluster, namespace: str
+) -> None:
+    """Both come back as 422. A failed resourceVersion ``test`` has no causes, and the write
+    waits for the newer copy; a refusal names the field, and waiting for a newer copy would
+    keep the write pending, unlogged, for good. The operator tells them apart."""
+    import kopf
+
+    from envsync import errors
+    from envsync.operator import apiclient, outcome, translate
+
+    cluster.apply({
+        "apiVersion": "envsync.dev/v1alpha1", "kind": "EnvSync",
+        "metadata": {"name": "app", "namespace": namespace},
+        "spec": {"source": {"configMapRef": {"name": "x"}},
+                 "target": {"provider": "ssm", "path": f"/{namespace}/"}},
+    })  # fmt: skip
+    stored = cluster.get("EnvSync", namespace, "app")
+    assert stored is not None
+    client = apiclient.KubeClient()
+    client.use(
+        kopf.ConnectionInfo(
+            server=real_apiserver.url,
+            ca_path=str(real_apiserver.ca_file),
+            token=real_apiserver.token,
+        )
+    )
+    try:
+        seen = outcome.Seen.of(stored, translate.FORCE_ANNOTATION)
+
+        def wrong_type(status: Any) -> None:
+            status["keys"] = "many"
+
+        with pytest.raises(errors.RemoteError, match=r"status\.keys"):
+            await client.write_status(seen, wrong_type)
+
+        def fine(status: Any) -> None:
+            status["keys"] = 1
+
+        assert await client.write_status(seen, fine) is not None
+        with pytest.raises(apiclient.ConflictError):  # ``seen`` is older than that write
+            await client.write_status(seen, fine)
+    finally:
+        await client.close()

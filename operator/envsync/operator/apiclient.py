@@ -116,7 +116,9 @@ class KubeClient:
             ) from None
         if code == 404:
             return None
-        if code in (409, 422):
+        if code == 409 or (code == 422 and not (answer.get("details") or {}).get("causes")):
+            # a failed ``test`` is a 422 with no causes; a 422 naming fields is a refusal
+            # (schema, CEL, admission) that no newer copy of the object would change
             raise ConflictError(f"{what} changed since resourceVersion {seen.resource_version}")
         if code >= 300:
             raise errors.RemoteError(f"{what}: writing the status: {_refusal(code, answer)}")
