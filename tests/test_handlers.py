@@ -383,23 +383,28 @@ async def test_no_work_for_an_unchanged_source_when_periodic_checks_are_off() ->
     assert running.reconciler._nothing_to_do(tracker, previous, 3, "changed", 0.0, now) is None
 
 
+def _suspended_envsync(api: sandbox.KubeClient, namespace: str) -> tuple[str, dict[str, Any]]:
+    """An EnvSync whose passes write a status and call no AWS; its path and stored body."""
+    from envsync.kube import crdgen
+
+    api.apply(crdgen.build_crd())
+    path = f"/apis/envsync.dev/v1alpha1/namespaces/{namespace}/envsyncs/app"
+    spec = {**SPEC, "syncPolicy": {"suspend": True}}
+    api.apply({
+        "apiVersion": "envsync.dev/v1alpha1", "kind": "EnvSync",
+        "metadata": {"name": "app", "namespace": namespace}, "spec": spec,
+    })  # fmt: skip
+    return path, api.get(path)
+
+
 async def test_an_outcome_refused_for_a_newer_copy_is_written_to_that_copy(
     emulator: sandbox.KubernetesServer, client: apiclient.KubeClient
 ) -> None:
     """A pass's status write races a change of the object (kopf adding its finalizer, another
     controller's condition): the write is refused, waits for the watch to bring the newer
     copy, and is then applied to it."""
-    from envsync.kube import crdgen
-
     api = sandbox.KubeClient(emulator.url)
-    api.apply(crdgen.build_crd())
-    path = "/apis/envsync.dev/v1alpha1/namespaces/w2/envsyncs/app"
-    spec = {**SPEC, "syncPolicy": {"suspend": True}}  # a pass that writes and calls no AWS
-    api.apply({
-        "apiVersion": "envsync.dev/v1alpha1", "kind": "EnvSync",
-        "metadata": {"name": "app", "namespace": "w2"}, "spec": spec,
-    })  # fmt: skip
-    created = api.get(path)
+    path, created = _suspended_envsync(api, "w2")
     foreign = {"type": "Healthy", "status": "True", "reason": "Checked", "message": "x"}
     api.request(
         "PATCH", f"{path}/status", {"status": {"conditions": [foreign]}},
@@ -439,17 +444,8 @@ async def test_a_replayed_event_of_an_older_copy_does_not_take_the_place_of_a_ne
     first status write has already moved the object on. Taken in, that older copy would guard
     the next write, which the API server would refuse, with no newer event ever to follow:
     the EnvSync would stay Progressing for good."""
-    from envsync.kube import crdgen
-
     api = sandbox.KubeClient(emulator.url)
-    api.apply(crdgen.build_crd())
-    path = "/apis/envsync.dev/v1alpha1/namespaces/w3/envsyncs/app"
-    spec = {**SPEC, "syncPolicy": {"suspend": True}}  # a pass that writes and calls no AWS
-    api.apply({
-        "apiVersion": "envsync.dev/v1alpha1", "kind": "EnvSync",
-        "metadata": {"name": "app", "namespace": "w3"}, "spec": spec,
-    })  # fmt: skip
-    listed = api.get(path)
+    path, listed = _suspended_envsync(api, "w3")
     running = runtime.Runtime(make_settings(metrics_port=0))
     running.client = client
     running.post = lambda reference, event: None
@@ -471,20 +467,6 @@ async def test_a_replayed_event_of_an_older_copy_does_not_take_the_place_of_a_ne
     assert tracker.pending is None  # written, not refused
     assert api.get(path)["status"]["refreshInterval"] == "5m"
     await running.process_pools.aclose()
-
-
-def _suspended_envsync(api: sandbox.KubeClient, namespace: str) -> tuple[str, dict[str, Any]]:
-    """An EnvSync whose passes write a status and call no AWS; its path and stored body."""
-    from envsync.kube import crdgen
-
-    api.apply(crdgen.build_crd())
-    path = f"/apis/envsync.dev/v1alpha1/namespaces/{namespace}/envsyncs/app"
-    spec = {**SPEC, "syncPolicy": {"suspend": True}}
-    api.apply({
-        "apiVersion": "envsync.dev/v1alpha1", "kind": "EnvSync",
-        "metadata": {"name": "app", "namespace": namespace}, "spec": spec,
-    })  # fmt: skip
-    return path, api.get(path)
 
 
 async def test_a_pass_queued_behind_the_deletion_handler_never_runs_after_it(
