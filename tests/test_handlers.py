@@ -21,6 +21,7 @@ from envsync.kube import models, status
 from envsync.operator import apiclient, outcome, reconciler, runtime, translate
 from envsync.operator import tracker as tracker_module
 from envsync.sync import engine
+from faultproxy import FaultProxy, Rule
 
 SPEC: dict[str, Any] = {
     "source": {"configMapRef": {"name": "app-env"}},
@@ -553,3 +554,73 @@ async def test_an_envsync_gone_without_its_deletion_event_is_no_longer_served(
     assert ("w6", "app") not in running.trackers
     assert tracker.timer is None  # no drift check, no retry
     await running.process_pools.aclose()
+
+
+def _envsync_on(
+    api: sandbox.KubeClient, namespace: str, endpoint: str
+) -> tuple[str, dict[str, Any]]:
+    """An EnvSync syncing ``A=1`` to SSM through ``endpoint``; its path and stored body."""
+    api.apply({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "app-env", "namespace": namespace}, "data": {".env": "A=1\n"},
+    })  # fmt: skip
+    path, _ = _suspended_envsync(api, namespace)
+    target = {**SPEC["target"], "path": f"/{namespace}/app/", "endpointUrl": endpoint}
+    body: dict[str, Any] = api.request(
+        "PATCH", path, {"spec": {"target": target, "syncPolicy": {"suspend": False}}},
+        content_type="application/merge-patch+json",
+    )  # fmt: skip
+    return path, body
+
+
+def _runtime_for(client: apiclient.KubeClient, **changes: Any) -> runtime.Runtime:
+    running = runtime.Runtime(make_settings(metrics_port=0, **changes))
+    running.client = running.reconciler.client = client
+    running.post = lambda reference, event: None
+    return running
+
+
+async def test_closing_leaves_no_pass_running_not_even_one_of_an_envsync_already_gone(
+    emulator: sandbox.KubernetesServer, client: apiclient.KubeClient, moto_endpoint: str
+) -> None:
+    """kopf, once its own tasks have stopped, waits for every task still running and re-raises
+    what they end with: a pass left running at shutdown (its EnvSync deleted while it waited
+    on AWS) fails the operator's exit with that pass's error. Closing stops every pass."""
+    api = sandbox.KubeClient(emulator.url)
+    with FaultProxy(moto_endpoint, [Rule("slow", delay=5.0)]) as proxy:
+        _, body = _envsync_on(api, "w7", proxy.url)
+        before = asyncio.all_tasks()
+        running = _runtime_for(client, allowed_endpoints=[proxy.url])
+
+        running.observe(None, body)
+        for _ in range(500):  # until the pass waits on AWS
+            if sum(proxy.requests.values()):
+                break
+            await asyncio.sleep(0.02)
+        assert proxy.requests, "the pass never reached AWS"
+        running.observe("DELETED", body)  # its EnvSync is gone meanwhile
+        await running.close()
+        left = [task for task in asyncio.all_tasks() - before if not task.done()]
+        assert left == []
+
+
+async def test_a_sync_over_the_time_limit_is_cancelled_and_reported(
+    emulator: sandbox.KubernetesServer, client: apiclient.KubeClient, moto_endpoint: str
+) -> None:
+    """ENVSYNC_SYNC_TIMEOUT bounds one sync: past it the sync is cancelled, Ready is False
+    with the setting's name, and a retry is scheduled."""
+    api = sandbox.KubeClient(emulator.url)
+    with FaultProxy(moto_endpoint, [Rule("slow", delay=3.0)]) as proxy:
+        path, body = _envsync_on(api, "w8", proxy.url)
+        running = _runtime_for(client, allowed_endpoints=[proxy.url], sync_timeout="1s")
+
+        running.observe(None, body)
+        tracker = running.trackers[("w8", "app")]
+        while tracker.worker is not None:  # the Progressing write, then the sync
+            await tracker.worker
+        stored = api.get(path)
+        ready = {c["type"]: c for c in stored["status"]["conditions"]}["Ready"]
+        assert ready["status"] == "False"
+        assert "ENVSYNC_SYNC_TIMEOUT (1s)" in ready["message"]
+        assert tracker.timer is not None  # the retry
+        await running.close()

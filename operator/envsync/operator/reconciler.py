@@ -226,10 +226,9 @@ class Reconciler:
         """The engine inside the process-wide slot, with this EnvSync's pools and threshold."""
         manager = tracker.pools_for(translate.pool_config(spec), self.metrics)
         async with self.process_pools.sync_slot(timeout=policy.MEMORY_WAIT):
-            try:
-                return await asyncio.wait_for(
-                    engine.sync(request, pools=manager), self.settings.sync_timeout
-                )
+            try:  # in this task: a task of its own could outlive a cancelled pass
+                async with asyncio.timeout(self.settings.sync_timeout):
+                    return await engine.sync(request, pools=manager)
             except TimeoutError:
                 raise errors.RemoteError(
                     f"the sync took longer than ENVSYNC_SYNC_TIMEOUT "

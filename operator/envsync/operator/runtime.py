@@ -65,6 +65,9 @@ class Runtime:
         self.client = apiclient.KubeClient()
         self.post: writer.Post = writer.post_with_kopf
         self.trackers: dict[translate.Key, tracker_module.Tracker] = {}
+        self.workers: set[asyncio.Task[None]] = set()
+        """Every worker still running, a retired tracker's too: closing stops them all (kopf
+        re-raises what any task left running at its exit ends with)."""
         self.reconciler = reconciler.Reconciler(
             settings, self.client, self.process_pools, self.metrics
         )
@@ -83,9 +86,9 @@ class Runtime:
 
     async def close(self) -> None:
         aws.session.remove_request_observer(self.observe_request)
-        workers = [t.worker for t in self.trackers.values() if t.worker is not None]
         for key in list(self.trackers):
             self._retire(key)
+        workers = list(self.workers)
         for worker in workers:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
@@ -147,7 +150,7 @@ class Runtime:
         if tracker.generation != seen.generation or forced is not None:
             self.want(tracker, "envsync")
         elif tracker.pending is not None and tracker.worker is None:
-            tracker.worker = asyncio.get_running_loop().create_task(self._work(tracker))
+            self._start_worker(tracker)
 
     def source_changed(
         self, namespace: str, kind: str, name: str, body: Mapping[str, Any], readers: Iterable[str]
@@ -171,7 +174,13 @@ class Runtime:
         if not tracker.requested:
             tracker.requested, tracker.trigger = True, trigger
         if tracker.worker is None:
-            tracker.worker = asyncio.get_running_loop().create_task(self._work(tracker))
+            self._start_worker(tracker)
+
+    def _start_worker(self, tracker: tracker_module.Tracker) -> None:
+        worker = asyncio.get_running_loop().create_task(self._work(tracker))
+        tracker.worker = worker
+        self.workers.add(worker)
+        worker.add_done_callback(self.workers.discard)
 
     def schedule(self, tracker: tracker_module.Tracker, delay: float | None) -> None:
         """Ask for the next pass after ``delay`` seconds (drift check, retry); None: no timer."""
