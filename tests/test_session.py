@@ -171,6 +171,28 @@ def test_clients_of_every_region_share_one_parsed_service_model(moto_endpoint: s
     assert len({c.meta.region_name for c in clients[:3]}) == 3  # still one client per region
 
 
+def test_the_endpoints_table_is_kept_for_the_services_called_and_resolves_as_botocore_does() -> (
+    None
+):
+    """The parsed endpoints table holds only SSM, Secrets Manager and STS (all of it is ~7 MiB
+    for the process's life); their clients reach the same URLs as with botocore's whole table,
+    in every partition."""
+    import boto3
+    import botocore.session
+
+    table = session._LOADER.load_data("endpoints")
+    kept = {name for partition in table["partitions"] for name in partition["services"]}
+    assert kept == set(session.SERVICES)
+    static = aws.Credentials(access_key_id="AKIDEXAMPLE", secret_access_key="s3cr3t")
+    for region in ("us-east-1", "eu-south-2", "cn-north-1", "us-gov-west-1", "il-central-1"):
+        for service in sorted(session.SERVICES):
+            ours = session.get_client(service, region=region, credentials=static)
+            whole = boto3.Session(
+                botocore_session=botocore.session.Session(), region_name=region
+            ).client(service, aws_access_key_id="x", aws_secret_access_key="y")
+            assert ours.meta.endpoint_url == whole.meta.endpoint_url
+
+
 def test_rotated_static_keys_get_a_fresh_client() -> None:
     first = aws.Credentials(access_key_id="AKIDEXAMPLE", secret_access_key="old-secret")
     rotated = aws.Credentials(access_key_id="AKIDEXAMPLE", secret_access_key="new-secret")

@@ -337,7 +337,25 @@ def _boto_session(creds: base.Credentials, region: str | None) -> boto3.Session:
     return built
 
 
-_LOADER: Final = botocore.loaders.create_loader()
+class _Loader(botocore.loaders.Loader):
+    """botocore's loader, keeping of the endpoints table only the services envsync calls.
+
+    That table lists every region of every AWS service: 1.2 MB of JSON, about 7 MiB once
+    parsed, held for the process's life. Clients of the services kept resolve as before."""
+
+    def load_data_with_path(self, name: str) -> tuple[Any, str]:
+        data, path = super().load_data_with_path(name)
+        if name == "endpoints":
+            for partition in data.get("partitions", []):
+                services = partition.get("services") or {}
+                partition["services"] = {k: v for k, v in services.items() if k in SERVICES}
+        return data, path
+
+
+SERVICES: Final = frozenset({"ssm", "secretsmanager", "sts"})
+"""Every AWS service envsync calls."""
+
+_LOADER: Final = _Loader()
 """The service-model loader every session shares (it caches what it has parsed)."""
 
 

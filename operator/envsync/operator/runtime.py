@@ -27,6 +27,7 @@ finalizer on every object a timer serves, and EnvSync promises a finalizer only 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import traceback
 from collections.abc import Iterable, Mapping
@@ -43,6 +44,10 @@ from envsync.operator import tracker as tracker_module
 from envsync.sync import engine
 
 log = logging.getLogger(__name__)
+
+_POSTING_VARS = frozenset({"settings_var", "event_queue_var", "event_queue_loop_var"})
+"""The context variables kopf.event() reads (kopf/_core/engines/posting.py); an event posted
+by a pass a timer started (DriftRepaired) fails with LookupError without them."""
 
 
 def _log_unexpected(namespace: str, name: str, exc: BaseException) -> None:
@@ -66,6 +71,7 @@ class Runtime:
         self.post: writer.Post = writer.post_with_kopf
         self.trackers: dict[translate.Key, tracker_module.Tracker] = {}
         self.workers: set[asyncio.Task[None]] = set()
+        self._context: contextvars.Context | None = None
         """Every worker still running, a retired tracker's too: closing stops them all (kopf
         re-raises what any task left running at its exit ends with)."""
         self.reconciler = reconciler.Reconciler(
@@ -177,7 +183,9 @@ class Runtime:
             self._start_worker(tracker)
 
     def _start_worker(self, tracker: tracker_module.Tracker) -> None:
-        worker = asyncio.get_running_loop().create_task(self._work(tracker))
+        worker = asyncio.get_running_loop().create_task(
+            self._work(tracker), context=self._passes_context().copy()
+        )
         tracker.worker = worker
         self.workers.add(worker)
         worker.add_done_callback(self.workers.discard)
@@ -188,7 +196,24 @@ class Runtime:
         if delay is None:
             return
         loop = asyncio.get_running_loop()
-        tracker.timer = loop.call_later(max(delay, 0.0), self._due, tracker)
+        tracker.timer = loop.call_later(
+            max(delay, 0.0), self._due, tracker, context=self._passes_context()
+        )
+
+    def _passes_context(self) -> contextvars.Context:
+        """What passes and their timers run in: only kopf's event queue (which posting needs),
+        taken from the first handler that wants a pass.
+
+        A task or timer otherwise keeps the context it was made in, and one made in a kopf
+        handler holds that handler's cause: the whole event body, its logger and patch. One
+        drift-check timer per EnvSync would keep one such cause per EnvSync for as long as the
+        operator idles."""
+        if self._context is None:
+            self._context = contextvars.Context()
+            for var, value in contextvars.copy_context().items():
+                if var.name in _POSTING_VARS:
+                    self._context.run(var.set, value)
+        return self._context
 
     def _due(self, tracker: tracker_module.Tracker) -> None:
         tracker.timer = None
