@@ -29,7 +29,7 @@ import yaml
 from lupa import lua51
 
 from envsync import settings
-from envsync.dotenv import grammar
+from envsync.dotenv import reading
 from envsync.kube import models, status
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -323,7 +323,7 @@ def test_kustomization_generates_the_source_the_envsync_reads() -> None:
     ref = envsync["spec"]["source"]["configMapRef"]
     assert (generator["name"], key) == (ref["name"], ref["key"])
     assert kustomization["namespace"] == envsync["metadata"]["namespace"]
-    variables = list(grammar.parse((GITOPS / filename).read_bytes(), source_name=filename))
+    variables = list(reading.parse((GITOPS / filename).read_bytes(), source_name=filename))
     assert [v.key for v in variables][:2] == ["APP_NAME", "LOG_LEVEL"]
 
 
@@ -401,6 +401,6 @@ def test_kustomize_build_rewrites_the_generated_name_into_the_envsync() -> None:
     assert re.fullmatch(r"checkout-env-[a-z0-9]{10}", generated)
     assert envsync["spec"]["source"]["configMapRef"]["name"] == generated
     assert config_map["metadata"]["namespace"] == envsync["metadata"]["namespace"] == "team-a"
-    pushed = [v.key for v in grammar.parse(config_map["data"][".env"])]
-    assert pushed == [v.key for v in grammar.parse((GITOPS / "app.env").read_bytes())]
+    pushed = [v.key for v in reading.parse(config_map["data"][".env"])]
+    assert pushed == [v.key for v in reading.parse((GITOPS / "app.env").read_bytes())]
     jsonschema.Draft7Validator(closed(crd_schema())).validate(envsync)

@@ -12,7 +12,7 @@ import pytest
 
 from envsync import cli
 from envsync.cli import awscmd
-from envsync.dotenv import grammar
+from envsync.dotenv import reading
 
 SENTINEL = "SENTINEL-51d2"
 
@@ -165,7 +165,7 @@ def test_pull_to_file_round_trips(
     out_file = tmp_path / "pulled.env"
     assert run(["pull", "--from", *target, "-o", str(out_file)]) == 0
     assert "pulled 3 keys" in capsys.readouterr().err
-    pulled = {v.key: v.value for v in grammar.parse(out_file.read_bytes())}
+    pulled = {v.key: v.value for v in reading.parse(out_file.read_bytes())}
     assert pulled == {"DB_URL": "postgres://db", "TOKEN": f"{SENTINEL}-token", "MULTI": "a\nb"}
     assert out_file.stat().st_mode & 0o077 == 0  # secrets are not world-readable
     assert run(["pull", "--from", *target]) == 0

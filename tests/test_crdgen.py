@@ -27,7 +27,7 @@ import yaml
 
 from envsync import cli, settings
 from envsync.cli import crdcmd
-from envsync.dotenv import grammar
+from envsync.dotenv import reading
 from envsync.kube import crdgen, models
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -509,7 +509,7 @@ def test_example_sources_exist_and_parse() -> None:
             continue
         source = models.EnvSync.model_validate(document).spec.source
         text = _source_text(path.parent, source.kind, source.ref.name, source.ref.key)
-        assert list(grammar.parse(text)), path
+        assert list(reading.parse(text)), path
         checked += 1
     assert checked >= 3
 

@@ -20,7 +20,7 @@ import pytest
 from moto.ssm.models import ssm_backends
 
 from envsync import aws
-from envsync.dotenv import grammar, lint, pools, streaming
+from envsync.dotenv import grammar, lint, pools, reading, streaming, writing
 from envsync.kube import models
 from envsync.sync import engine
 from faultproxy import FaultProxy, Rule
@@ -46,7 +46,7 @@ TRICKY = {
 
 
 def env_bytes(values: dict[str, str]) -> bytes:
-    return "".join(grammar.format_env(k, v) + "\n" for k, v in values.items()).encode()
+    return "".join(writing.format_env(k, v) + "\n" for k, v in values.items()).encode()
 
 
 def ssm_target(endpoint: str, path: str, **extra: Any) -> aws.Target:
@@ -210,7 +210,7 @@ async def test_push_pull_parse_round_trip(
     out = io.StringIO()
     result = await engine.pull(target, out)
     assert result.written == len(TRICKY)
-    pulled = {v.key: v.value for v in grammar.parse(out.getvalue())}
+    pulled = {v.key: v.value for v in reading.parse(out.getvalue())}
     assert pulled == TRICKY
     again = await push(target, env_bytes(pulled))
     assert again.unchanged == len(TRICKY)
@@ -398,7 +398,7 @@ async def test_throttling_and_faults_converge_and_lose_nothing(
     direct = aws.Target("ssm", unique_path, region="ap-northeast-1", endpoint_url=moto_endpoint)
     out = io.StringIO()
     await engine.pull(direct, out)
-    assert {v.key: v.value for v in grammar.parse(out.getvalue())} == changed
+    assert {v.key: v.value for v in reading.parse(out.getvalue())} == changed
 
 
 async def test_access_denied_stops_new_writes(moto_endpoint: str, unique_path: str) -> None:

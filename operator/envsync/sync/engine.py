@@ -37,7 +37,7 @@ from typing import IO, Any, Final
 
 from envsync import aws, errors, limits, policy
 from envsync.aws import batching
-from envsync.dotenv import grammar, pools
+from envsync.dotenv import pools, writing
 from envsync.sync import plan, source
 from envsync.sync.report import (
     MAX_ISSUES,
@@ -544,7 +544,7 @@ async def pull(
 
 
 def format_env_line(key: str, value: str | None) -> tuple[str | None, str | None]:
-    """One .env line (``grammar.format_env``) that :func:`envsync.dotenv.grammar.parse` reads
+    """One .env line (``writing.format_env``) that :func:`envsync.dotenv.reading.parse` reads
     back exactly.
 
     Returns ``(None, reason)`` for what a .env file cannot express.
@@ -552,7 +552,7 @@ def format_env_line(key: str, value: str | None) -> tuple[str | None, str | None
     if value is None:
         return None, "no text value (binary or unreadable)"
     try:
-        return grammar.format_env(key, value) + "\n", None
+        return writing.format_env(key, value) + "\n", None
     except ValueError:
         return None, "key cannot be written in .env syntax"
 
