@@ -28,7 +28,7 @@ import yaml
 from envsync import cli, settings
 from envsync.cli import crdcmd
 from envsync.dotenv import reading
-from envsync.kube import crdgen, models
+from envsync.kube import crdgen, models, statusmodels
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
@@ -476,7 +476,7 @@ def test_every_example_is_accepted(path: pathlib.Path) -> None:
             continue
         if document["kind"] == "EnvSync":
             assert admit(document) == [], path
-            parsed = models.EnvSync.model_validate(document)
+            parsed = statusmodels.EnvSync.model_validate(document)
             namespace = document["metadata"]["namespace"]
             assert settings.Settings().path_allowed(namespace, parsed.spec.target.path)
         elif _core(document):
@@ -507,7 +507,7 @@ def test_example_sources_exist_and_parse() -> None:
     for path, document in _documents():
         if document["kind"] != "EnvSync":
             continue
-        source = models.EnvSync.model_validate(document).spec.source
+        source = statusmodels.EnvSync.model_validate(document).spec.source
         text = _source_text(path.parent, source.kind, source.ref.name, source.ref.key)
         assert list(reading.parse(text)), path
         checked += 1

@@ -17,7 +17,7 @@ import pytest
 
 from envsync import errors, settings
 from envsync.cli import sandbox
-from envsync.kube import models, status
+from envsync.kube import status, statusmodels
 from envsync.operator import apiclient, outcome, reconciler, runtime, translate
 from envsync.operator import tracker as tracker_module
 from envsync.sync import engine
@@ -250,7 +250,9 @@ async def test_client_writes_status_guarded_and_keeps_a_condition_written_meanwh
         "type": "Ready", "status": "True", "reason": "Synced", "message": "ok",
         "last_transition_time": "2026-12-01T00:00:00Z",
     }  # fmt: skip
-    patch = models.StatusPatch(observed_generation=1, conditions=[models.Condition(**ready)])
+    patch = statusmodels.StatusPatch(
+        observed_generation=1, conditions=[statusmodels.Condition(**ready)]
+    )
     change = status.onto(patch)
 
     with pytest.raises(apiclient.ConflictError):
@@ -463,7 +465,7 @@ async def test_a_replayed_event_of_an_older_copy_does_not_take_the_place_of_a_ne
     assert tracker.seen.resource_version == stored
     assert tracker.worker is None  # and it is no news: no pass
 
-    change = models.StatusPatch(refresh_interval="5m")
+    change = statusmodels.StatusPatch(refresh_interval="5m")
     assert await running._write(tracker, outcome.Outcome(change=change))
     assert tracker.pending is None  # written, not refused
     assert api.get(path)["status"]["refreshInterval"] == "5m"

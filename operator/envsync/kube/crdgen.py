@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel
 
 from envsync import settings
-from envsync.kube import models, reasons
+from envsync.kube import models, reasons, statusmodels
 
 __all__ = [
     "CHART_CRD_PATH",
@@ -107,7 +107,7 @@ def _openapi_schema() -> dict[str, Any]:
     # Models do not change at run time; building their JSON schema is the expensive part.
     return _ordered(
         {
-            "description": _flat(models.EnvSync.__doc__ or ""),
+            "description": _flat(statusmodels.EnvSync.__doc__ or ""),
             "type": "object",
             "properties": {
                 "apiVersion": {
@@ -117,7 +117,7 @@ def _openapi_schema() -> dict[str, Any]:
                 "kind": {"description": "EnvSync.", "type": "string"},
                 "metadata": {"type": "object"},
                 "spec": model_schema(models.EnvSyncSpec),
-                "status": model_schema(models.EnvSyncStatus),
+                "status": model_schema(statusmodels.EnvSyncStatus),
             },
             "required": ["spec"],
         }

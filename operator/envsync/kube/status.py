@@ -35,7 +35,7 @@ from typing import Any, Final, Literal, Protocol
 import pydantic
 
 from envsync import errors, policy
-from envsync.kube import models, reasons
+from envsync.kube import reasons, statusmodels
 
 __all__ = [
     "CONDITION_TYPES",
@@ -205,12 +205,12 @@ def build_status(
     generation: int,
     now: datetime,
     target: str = "",
-) -> models.StatusPatch:
+) -> statusmodels.StatusPatch:
     """The status change after a sync that produced a report.
 
     ``target`` (e.g. ``"ssm /team/app/"``) only makes messages clearer.
     """
-    counts = models.SyncCounts(
+    counts = statusmodels.SyncCounts(
         parsed=report.parsed,
         created=report.created,
         updated=report.updated,
@@ -221,7 +221,7 @@ def build_status(
     )
     updates = _outcome(report, counts, target)
     skipped, not_listed = _skipped(report)
-    patch = models.StatusPatch(
+    patch = statusmodels.StatusPatch(
         observed_generation=generation,
         conditions=_conditions(previous_status, updates, generation, now),
         last_sync_time=_second(now),
@@ -230,12 +230,12 @@ def build_status(
         dry_run=report.dry_run,
         counts=counts,
         parse_errors=[
-            models.ParseErrorEntry(line=int(line), message=_clip(reason))
-            for line, reason in _pairs(report.parse_errors, "line")[: models.MAX_PARSE_ERRORS]
+            statusmodels.ParseErrorEntry(line=int(line), message=_clip(reason))
+            for line, reason in _pairs(report.parse_errors, "line")[: statusmodels.MAX_PARSE_ERRORS]
         ],
         failures=[
-            models.KeyProblem(key=_clip(str(key)), reason=_clip(reason))
-            for key, reason in _pairs(report.failures, "key")[: models.MAX_PARSE_ERRORS]
+            statusmodels.KeyProblem(key=_clip(str(key)), reason=_clip(reason))
+            for key, reason in _pairs(report.failures, "key")[: statusmodels.MAX_PARSE_ERRORS]
         ],
         skipped=skipped,
         skipped_not_listed=not_listed,
@@ -249,13 +249,13 @@ def build_status(
     return patch
 
 
-def _skipped(report: ReportLike) -> tuple[list[models.SkippedKey], int | None]:
+def _skipped(report: ReportLike) -> tuple[list[statusmodels.SkippedKey], int | None]:
     """status.skipped: every key not stored as written (then the lines left out), capped; and
     how many more there are."""
-    listed: list[models.SkippedKey] = []
+    listed: list[statusmodels.SkippedKey] = []
     for issue in report.skips:
         listed.append(
-            models.SkippedKey(
+            statusmodels.SkippedKey(
                 key=_clip(str(issue.key)),
                 reason=_skip_reason(issue.code),
                 line=None if issue.line is None else int(issue.line),
@@ -265,18 +265,18 @@ def _skipped(report: ReportLike) -> tuple[list[models.SkippedKey], int | None]:
     if not report.aborted:  # under Abort nothing was pushed: those lines are parseErrors
         for line, reason in _pairs(report.parse_errors, "line"):
             listed.append(
-                models.SkippedKey(line=int(line), reason="ParseError", message=_clip(reason))
+                statusmodels.SkippedKey(line=int(line), reason="ParseError", message=_clip(reason))
             )
     total = report.skipped + (0 if report.aborted else _parse_error_count(report))
     listed.sort(key=lambda entry: entry.line or 0)  # file order, whatever order AWS paged
-    shown = listed[: models.MAX_SKIPPED]
+    shown = listed[: statusmodels.MAX_SKIPPED]
     return shown, max(total - len(shown), 0) or None
 
 
-def _skip_reason(code: str | None) -> models.SkipReason:
-    for known in typing.get_args(models.SkipReason):
+def _skip_reason(code: str | None) -> statusmodels.SkipReason:
+    for known in typing.get_args(statusmodels.SkipReason):
         if code == known:
-            found: models.SkipReason = known
+            found: statusmodels.SkipReason = known
             return found
     return "InvalidKey"
 
@@ -294,7 +294,7 @@ def reconciling(
     previous_status: Status | None,
     generation: int,
     now: datetime,
-) -> models.StatusPatch:
+) -> statusmodels.StatusPatch:
     """Work in progress or being retried: ``Reconciling=True``.
 
     ``Progressing`` (a new generation or a first visit) makes Ready Unknown; call it when the
@@ -321,7 +321,7 @@ def source_not_found(
     previous_status: Status | None,
     generation: int,
     now: datetime,
-) -> models.StatusPatch:
+) -> statusmodels.StatusPatch:
     """The referenced ConfigMap/Secret (or, with ``key``, its key) is missing: wait for it."""
     if key is None:
         message = (
@@ -346,7 +346,7 @@ def stalled(
     previous_status: Status | None,
     generation: int,
     now: datetime,
-) -> models.StatusPatch:
+) -> statusmodels.StatusPatch:
     """A problem retrying cannot fix: ``Stalled=True`` until the spec or the source changes."""
     why = _reason(reason, STALL_REASONS, "stall")
     updates: dict[str, _Cond | None] = {
@@ -366,7 +366,7 @@ def suspended(
     previous_status: Status | None,
     generation: int,
     now: datetime,
-) -> models.StatusPatch:
+) -> statusmodels.StatusPatch:
     """``syncPolicy.suspend`` is set: keep Ready's last status, say why nothing happens."""
     previous = _find(previous_status, READY)
     kept = previous.get("status") if previous else None
@@ -386,7 +386,7 @@ def failure(
     previous_status: Status | None,
     generation: int,
     now: datetime,
-) -> models.StatusPatch:
+) -> statusmodels.StatusPatch:
     """The change for a sync that raised: stalled when retrying cannot help, else reconciling."""
     found = policy.verdict(exc)
     why = found.reason
@@ -470,7 +470,7 @@ def _write_events(
 # ----------------------------------------------------------------------------------- helpers
 
 
-def apply(status: Status | None, patch: models.StatusPatch) -> dict[str, Any]:
+def apply(status: Status | None, patch: statusmodels.StatusPatch) -> dict[str, Any]:
     """The status after ``patch`` is written: each field given replaces the stored one (None
     removes it); the conditions are the patch's, then those of other writers as stored."""
     result: dict[str, Any] = copy.deepcopy(dict(status or {}))
@@ -478,7 +478,7 @@ def apply(status: Status | None, patch: models.StatusPatch) -> dict[str, Any]:
     return result
 
 
-def onto(patch: models.StatusPatch) -> Callable[[MutableMapping[str, Any]], None]:
+def onto(patch: statusmodels.StatusPatch) -> Callable[[MutableMapping[str, Any]], None]:
     """``patch`` as a transformation of the stored status: each field given replaces the
     stored one (None removes it), except that of the conditions only the operator's types are
     set, any other type left as the object has it *then*.
@@ -508,7 +508,9 @@ def onto(patch: models.StatusPatch) -> Callable[[MutableMapping[str, Any]], None
     return put
 
 
-def _outcome(report: ReportLike, counts: models.SyncCounts, target: str) -> dict[str, _Cond | None]:
+def _outcome(
+    report: ReportLike, counts: statusmodels.SyncCounts, target: str
+) -> dict[str, _Cond | None]:
     where = f" in {target}" if target else ""
     conflicts = _conflicts(report)
     problems = _pairs(report.parse_errors, "line")
@@ -622,8 +624,8 @@ def _failure_patch(
     updates: dict[str, _Cond | None],
     generation: int,
     now: datetime,
-) -> models.StatusPatch:
-    return models.StatusPatch(
+) -> statusmodels.StatusPatch:
+    return statusmodels.StatusPatch(
         observed_generation=generation,
         conditions=_conditions(previous_status, updates, generation, now),
     )
@@ -634,10 +636,10 @@ def _conditions(
     updates: Mapping[str, _Cond | None],
     generation: int,
     now: datetime,
-) -> list[models.Condition]:
+) -> list[statusmodels.Condition]:
     """The operator's conditions in full (other writers' are kept by :func:`onto`)."""
     previous = {c.get("type"): c for c in _condition_list(previous_status)}
-    merged: dict[str, models.Condition] = {}
+    merged: dict[str, statusmodels.Condition] = {}
     for kind in CONDITION_TYPES:
         if kind in updates:
             cond = updates[kind]
@@ -653,25 +655,25 @@ def _conditions(
     return [merged[kind] for kind in CONDITION_TYPES if kind in merged]
 
 
-def _valid_condition(stored: Mapping[str, Any] | None) -> models.Condition | None:
+def _valid_condition(stored: Mapping[str, Any] | None) -> statusmodels.Condition | None:
     """A stored condition of ours, kept as it is; None when absent or not one this operator
     could have written (it is rebuilt, or left out)."""
     if stored is None:
         return None
     try:
-        return models.Condition.model_validate(dict(stored))
+        return statusmodels.Condition.model_validate(dict(stored))
     except pydantic.ValidationError:
         return None
 
 
 def _condition(
     kind: str, cond: _Cond, before: Mapping[str, Any] | None, generation: int, now: datetime
-) -> models.Condition:
+) -> statusmodels.Condition:
     since = _second(now)
     if before is not None and before.get("status") == cond.status:
         kept = _valid_condition(before)
         since = kept.last_transition_time if kept is not None else since
-    return models.Condition(
+    return statusmodels.Condition(
         type=kind,
         status=cond.status,
         reason=str(cond.reason),
@@ -709,10 +711,10 @@ def _reason(reason: Reason | str, allowed: frozenset[Reason], what: str) -> Reas
     return why
 
 
-def _memory(memory: Any) -> models.MemoryStatus | None:
+def _memory(memory: Any) -> statusmodels.MemoryStatus | None:
     if not memory:
         return None
-    return models.MemoryStatus(
+    return statusmodels.MemoryStatus(
         rss=int(_figure(memory, "rss_bytes")),
         peak=int(_figure(memory, "peak_rss_bytes")),
         threshold=int(_figure(memory, "threshold_bytes")),
@@ -721,17 +723,17 @@ def _memory(memory: Any) -> models.MemoryStatus | None:
     )
 
 
-def _pools(stats: Mapping[str, Any] | None) -> models.PoolsStatus | None:
+def _pools(stats: Mapping[str, Any] | None) -> statusmodels.PoolsStatus | None:
     if not stats:
         return None
     found = {name: _pool(stats[name]) for name in ("string", "byte") if stats.get(name)}
     if not found:
         return None
-    return models.PoolsStatus(string=found.get("string"), byte=found.get("byte"))
+    return statusmodels.PoolsStatus(string=found.get("string"), byte=found.get("byte"))
 
 
-def _pool(pool: Any) -> models.PoolStatus:
-    return models.PoolStatus(
+def _pool(pool: Any) -> statusmodels.PoolStatus:
+    return statusmodels.PoolStatus(
         gets=int(_figure(pool, "gets")),
         puts=int(_figure(pool, "puts")),
         hits=int(_figure(pool, "hits")),

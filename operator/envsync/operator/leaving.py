@@ -14,7 +14,7 @@ from typing import Any
 
 from envsync import aws, errors
 from envsync import settings as settings_module
-from envsync.kube import models, places, status
+from envsync.kube import models, places, status, statusmodels
 from envsync.operator import translate
 from envsync.sync import engine
 
@@ -24,7 +24,7 @@ class Move:
     """What a sync does to status.target: the identity to record (None: leave it) and, when
     the old place could not be pruned, why."""
 
-    target: models.TargetStatus | None
+    target: statusmodels.TargetStatus | None
     failure: str | None = None
     event: status.Event | None = None
     """What to tell the user about the old place (pruned, or left there and why)."""
@@ -83,8 +83,8 @@ async def leave_old_place(
     return Move(_recorded(here), event=status.Event("Normal", status.Reason.TARGET_MOVED, message))
 
 
-def _recorded(place: places.Place) -> models.TargetStatus:
-    return models.TargetStatus.model_validate(place.as_status())
+def _recorded(place: places.Place) -> statusmodels.TargetStatus:
+    return statusmodels.TargetStatus.model_validate(place.as_status())
 
 
 def unreachable(
