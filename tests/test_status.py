@@ -19,7 +19,7 @@ import pytest
 
 from envsync import aws, errors
 from envsync.dotenv import pools
-from envsync.kube import crdgen, status, statusmodels
+from envsync.kube import conditions, crdgen, status, statusmodels
 from envsync.sync import engine
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -476,8 +476,8 @@ def test_conditions_of_other_writers_are_kept() -> None:
 def test_long_messages_are_clipped() -> None:
     failures = tuple((f"K{i}", "x" * 2000) for i in range(3))
     state = build(Report(failed=3, failures=failures))
-    assert all(len(c["message"]) <= status.MAX_MESSAGE for c in state["conditions"])
-    assert all(len(f["reason"]) <= status.MAX_MESSAGE for f in state["failures"])
+    assert all(len(c["message"]) <= conditions.MAX_MESSAGE for c in state["conditions"])
+    assert all(len(f["reason"]) <= conditions.MAX_MESSAGE for f in state["failures"])
 
 
 def test_only_the_first_problems_are_kept() -> None:
