@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from typing import IO, Any, TextIO
 
 from envsync import aws, errors, limits, settings
-from envsync.sync import engine
+from envsync.sync import engine, operations
 
 __all__ = ["DEFAULT_OWNER", "parse_target", "register"]
 
@@ -200,7 +200,7 @@ def run_diff(args: argparse.Namespace) -> int:
     with _errors_to_status() as status:
         request, opened = _request(args, dry_run=True)
         with opened:
-            lines, report = asyncio.run(engine.diff(request))
+            lines, report = asyncio.run(operations.diff(request))
         if args.output == "json":
             data = report.as_dict()
             data["target"] = request.target.describe()
@@ -220,10 +220,10 @@ def run_pull(args: argparse.Namespace) -> int:
         target, credentials = _target(args)
         destination: str | None = args.output_file
         if destination is None:
-            result = asyncio.run(engine.pull(target, sys.stdout, credentials=credentials))
+            result = asyncio.run(operations.pull(target, sys.stdout, credentials=credentials))
         else:
             with _atomic_text(pathlib.Path(destination)) as out:
-                result = asyncio.run(engine.pull(target, out, credentials=credentials))
+                result = asyncio.run(operations.pull(target, out, credentials=credentials))
         for issue in result.skipped:
             print(f"envsync: skipped {issue.key}: {issue.reason}", file=sys.stderr)
         print(

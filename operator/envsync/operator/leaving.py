@@ -16,7 +16,7 @@ from envsync import aws, errors
 from envsync import settings as settings_module
 from envsync.kube import models, places, status, statusmodels
 from envsync.operator import translate
-from envsync.sync import engine
+from envsync.sync import engine, operations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +61,7 @@ async def leave_old_place(
             _recorded(here), event=status.Event("Warning", status.Reason.TARGET_MOVED, message)
         )
     try:
-        cleanup = await engine.delete_owned(
+        cleanup = await operations.delete_owned(
             old.target(translate.target_for(spec, settings)),
             translate.owner_id(namespace, name),
             credentials,
@@ -122,7 +122,7 @@ async def with_old_place(
     old = places.Place.from_status(previous.get("target"))
     if old is None or old == here or unreachable(settings, namespace, old, here, prune=True):
         return report
-    more = await engine.delete_owned(
+    more = await operations.delete_owned(
         old.target(translate.target_for(spec, settings)),
         translate.owner_id(namespace, name),
         credentials,
