@@ -31,7 +31,7 @@ COUNT_NAMES = ("parsed", "created", "updated", "unchanged", "deleted", "failed",
 
 @dataclass(frozen=True)
 class Report:
-    """A stand-in with exactly the fields status.ReportLike reads."""
+    """A stand-in with exactly the fields findings.ReportLike reads."""
 
     parsed: int = 3
     created: int = 1
