@@ -1,9 +1,9 @@
-"""What ``envsync push``, ``diff`` and ``pull`` print: the report, the diff lines, the progress.
+"""What ``envsync push`` and ``diff`` print: the report, the diff lines, the progress display.
 
 The commands' output is read by people at a terminal and, with ``--output json``, by
-pipelines; both shapes come from the engine's report alone, so this module holds every format
-the AWS commands write and nothing that decides what they do. Values appear only in a diff
-given ``--show-values``; everything else names keys, lines and reasons.
+pipelines; both shapes come from the engine's report and diff lines alone, so their formats
+live here, apart from what decides what the commands do. Values appear only in a diff given
+``--show-values``; everything else names keys, lines and reasons.
 """
 
 from __future__ import annotations

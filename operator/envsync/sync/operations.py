@@ -2,8 +2,8 @@
 
 Each of them is what a sync does with one part left out or turned around: ``diff`` plans and
 stops before writing, ``delete_owned`` syncs an empty source with pruning on, and ``pull``
-reads the target back as a .env file. They reuse the sync pass's steps from
-:mod:`envsync.sync.engine` rather than repeat them, so a diff shows exactly what a sync would
+reads the target back as a .env file. ``diff`` and ``delete_owned`` reuse the sync pass of
+:mod:`envsync.sync.engine` rather than repeat it, so a diff shows exactly what a sync would
 write and a deletion removes exactly the keys a sync would prune.
 """
 
