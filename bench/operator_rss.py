@@ -31,7 +31,7 @@ import boto3
 import psutil
 
 from envsync import settings
-from envsync.cli import sandbox
+from envsync.cli import sandbox, sandboxclient
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -69,7 +69,7 @@ def operator_env(
 
 
 def create_apps(
-    client: sandbox.KubeClient,
+    client: sandboxclient.KubeClient,
     namespace: str,
     count: int,
     keys: int,
@@ -94,11 +94,13 @@ def create_apps(
         })  # fmt: skip
 
 
-def time_edit(client: sandbox.KubeClient, ssm: Any, namespace: str, i: int, keys: int) -> float:
+def time_edit(
+    client: sandboxclient.KubeClient, ssm: Any, namespace: str, i: int, keys: int
+) -> float:
     """Seconds from editing app ``i``'s ConfigMap (made by :func:`create_apps`) until the new
     value of its ``KEY_0`` is in SSM."""
     text = f"KEY_0=edited-{i}\n" + "".join(f"KEY_{k}=value-{i}-{k}\n" for k in range(1, keys))
-    path = sandbox.resource_path("v1", "configmaps", namespace, f"env-{i}")
+    path = sandboxclient.resource_path("v1", "configmaps", namespace, f"env-{i}")
     name = f"/{namespace}/app-{i}/KEY_0"
     edited = time.monotonic()
     client.patch(path, {"data": {".env": text}})
@@ -107,8 +109,8 @@ def time_edit(client: sandbox.KubeClient, ssm: Any, namespace: str, i: int, keys
     return time.monotonic() - edited
 
 
-def ready_count(client: sandbox.KubeClient, namespace: str) -> int:
-    items = client.list(sandbox.resource_path("envsync.dev/v1alpha1", "envsyncs", namespace))
+def ready_count(client: sandboxclient.KubeClient, namespace: str) -> int:
+    items = client.list(sandboxclient.resource_path("envsync.dev/v1alpha1", "envsyncs", namespace))
     count = 0
     for obj in items:
         conds = (obj.get("status") or {}).get("conditions") or []
@@ -129,7 +131,7 @@ def main() -> int:
     namespace = "bench"
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="envsync-bench-"))
     with sandbox.KubernetesServer() as kube, sandbox.AwsServer() as aws:
-        client = sandbox.KubeClient(kube.url)
+        client = sandboxclient.KubeClient(kube.url)
         client.create(sandbox.load_manifests(ROOT / "crds")[0])
         env = operator_env(kube, aws, workdir)
         ssm: Any = boto3.client(

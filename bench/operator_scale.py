@@ -44,7 +44,7 @@ import boto3
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
-from envsync.cli import sandbox
+from envsync.cli import sandbox, sandboxclient
 from operator_rss import CHILD, ROOT, create_apps, operator_env, ready_count, rss_mib, time_edit
 
 SERVER: list[sandbox.KubernetesServer] = []
@@ -93,7 +93,7 @@ def main() -> int:
         sandbox.AwsServer() as aws,
     ):
         SERVER[:] = [kube]
-        client = sandbox.KubeClient(kube.url)
+        client = sandboxclient.KubeClient(kube.url)
         client.create(sandbox.load_manifests(ROOT / "crds")[0])
         env = operator_env(kube, aws, workdir)
         env["ENVSYNC_METRICS_PORT"] = str(metrics_port)
@@ -122,7 +122,7 @@ def _run(
     args: argparse.Namespace,
     namespace: str,
     regions: list[str],
-    client: sandbox.KubeClient,
+    client: sandboxclient.KubeClient,
     aws: sandbox.AwsServer,
     child: subprocess.Popen[bytes],
     metrics_url: str,
@@ -188,7 +188,7 @@ def _edits(
     args: argparse.Namespace,
     namespace: str,
     regions: list[str],
-    client: sandbox.KubeClient,
+    client: sandboxclient.KubeClient,
     aws: sandbox.AwsServer,
 ) -> tuple[list[float], str]:
     """Edit latencies, and the operator's API requests per edit from the emulator's log: from
@@ -224,9 +224,9 @@ def _edits(
     return latencies, f"{total / max(edits, 1):g} ({detail})"
 
 
-def _await_status(client: sandbox.KubeClient, namespace: str, i: int) -> None:
+def _await_status(client: sandboxclient.KubeClient, namespace: str, i: int) -> None:
     """Until app ``i``'s status reports the edit's sync (one key updated)."""
-    path = sandbox.resource_path("envsync.dev/v1alpha1", "envsyncs", namespace, f"app-{i}")
+    path = sandboxclient.resource_path("envsync.dev/v1alpha1", "envsyncs", namespace, f"app-{i}")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         counts = (client.get(path).get("status") or {}).get("counts") or {}
@@ -235,7 +235,7 @@ def _await_status(client: sandbox.KubeClient, namespace: str, i: int) -> None:
         time.sleep(0.01)
 
 
-def _create_unrelated(client: sandbox.KubeClient, count: int) -> None:
+def _create_unrelated(client: sandboxclient.KubeClient, count: int) -> None:
     """ConfigMaps and Secrets that no EnvSync reads and nobody labelled as shared."""
     body = "".join(f"SETTING_{k}=value-{k}\n" for k in range(20))
     secret = base64.b64encode(body.encode()).decode()

@@ -31,17 +31,17 @@ import gc, json, pathlib, sys, time
 import psutil
 sys.path.insert(0, sys.argv[1])
 import _util
-from envsync.dotenv import grammar
+from envsync.dotenv import reading
 from dotenv import dotenv_values
 
 path, method, repeat = pathlib.Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 
 def envsync_stream():
     with path.open("rb") as stream:
-        return sum(1 for _ in grammar.parse(stream))
+        return sum(1 for _ in reading.parse(stream))
 
 def envsync_whole():
-    return sum(1 for _ in grammar.parse(path.read_bytes()))
+    return sum(1 for _ in reading.parse(path.read_bytes()))
 
 def python_dotenv():
     return len(dotenv_values(path, interpolate=False))

@@ -117,10 +117,10 @@ def container_rows(number: int, repeat: int) -> list[Row]:
 def parse_rows(mib: int, repeat: int) -> list[Row]:
     """The parser with and without a BytePool: a big file once, and many small files."""
     try:
-        from envsync.dotenv import grammar
+        from envsync.dotenv import reading
     except ImportError:
-        return [("parse (envsync.dotenv.grammar missing)", float("nan"), float("nan"), "skipped")]
-    if "byte_pool" not in inspect.signature(grammar.parse).parameters:
+        return [("parse (envsync.dotenv.reading missing)", float("nan"), float("nan"), "skipped")]
+    if "byte_pool" not in inspect.signature(reading.parse).parameters:
         return [("parse (no byte_pool parameter)", float("nan"), float("nan"), "skipped")]
     big = _util.ensure_file(f"pools-{mib}mib.env", lambda: _util.generate_chunks(mib << 20))
     small = _util.ensure_file("pools-2kib.env", lambda: iter([_util.generate_lines(40)]))
@@ -131,12 +131,12 @@ def parse_rows(mib: int, repeat: int) -> list[Row]:
     ):
         pool = pools.BytePool(max_size=4)
         with path.open("rb") as handle:
-            count = sum(1 for _ in grammar.parse(handle, strict=False))
+            count = sum(1 for _ in reading.parse(handle, strict=False))
 
         def run(byte_pool: pools.BytePool | None, path: Path = path, runs: int = runs) -> None:
             for _ in range(runs):
                 with path.open("rb") as handle:
-                    for _item in grammar.parse(
+                    for _item in reading.parse(
                         handle, strict=False, buffer_size=64 << 10, byte_pool=byte_pool
                     ):
                         pass

@@ -36,7 +36,7 @@ import boto3
 from envsync import aws
 from envsync.aws import session
 from envsync.cli import awscmd
-from envsync.dotenv import grammar
+from envsync.dotenv import reading, writing
 from envsync.sync import engine
 
 OWNER = "bench/push"
@@ -69,7 +69,7 @@ def moto_server() -> Iterator[str]:
 
 def source(n: int, version: dict[int, int]) -> bytes:
     lines = (
-        grammar.format_env(f"KEY_{i:05d}", f"value-{i}-v{version.get(i, 0)}-" + "x" * 40)
+        writing.format_env(f"KEY_{i:05d}", f"value-{i}-v{version.get(i, 0)}-" + "x" * 40)
         for i in range(n)
     )
     return ("\n".join(lines) + "\n").encode()
@@ -139,7 +139,7 @@ def naive_push(
     client.meta.events.register(
         "before-call", lambda model, **_: calls.update([f"ssm:{model.name}"])
     )
-    items = [(v.key, v.value) for v in grammar.parse(data)]
+    items = [(v.key, v.value) for v in reading.parse(data)]
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         list(

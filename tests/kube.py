@@ -31,7 +31,7 @@ import yaml
 from kopf.testing import KopfRunner
 from prometheus_client.parser import text_string_to_metric_families
 
-from envsync.cli import sandbox
+from envsync.cli import sandbox, sandboxclient
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CRD_FILE = ROOT / "crds" / "envsync.dev_envsyncs.yaml"
@@ -195,15 +195,15 @@ _PATHS = {
 
 
 class EmulatedCluster:
-    """The emulator behind a :class:`sandbox.KubeClient`."""
+    """The emulator behind a :class:`sandboxclient.KubeClient`."""
 
     def __init__(self, server: sandbox.KubernetesServer) -> None:
         self.server = server
-        self.client = sandbox.KubeClient(server.url)
+        self.client = sandboxclient.KubeClient(server.url)
 
     def _path(self, kind: str, namespace: str, name: str | None = None) -> str:
         api_version, plural = _PATHS[kind]
-        return sandbox.resource_path(api_version, plural, namespace, name)
+        return sandboxclient.resource_path(api_version, plural, namespace, name)
 
     def apply(self, manifest: Mapping[str, Any]) -> None:
         self.client.apply(manifest)

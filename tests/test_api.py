@@ -8,7 +8,7 @@ import pydantic
 import pytest
 
 from envsync.dotenv import pools
-from envsync.kube import models
+from envsync.kube import models, statusmodels
 
 
 def spec(**overrides: Any) -> dict[str, Any]:
@@ -90,7 +90,7 @@ def test_unknown_fields_are_refused_in_the_spec() -> None:
 
 
 def test_status_ignores_fields_a_newer_operator_wrote() -> None:
-    parsed = models.EnvSyncStatus.model_validate({"observedGeneration": 3, "futureField": 1})
+    parsed = statusmodels.EnvSyncStatus.model_validate({"observedGeneration": 3, "futureField": 1})
     assert parsed.observed_generation == 3
 
 
@@ -256,9 +256,9 @@ def test_every_field_documents_itself() -> None:
                 visit(arg)
 
     visit(models.EnvSyncSpec)
-    visit(models.EnvSyncStatus)
+    visit(statusmodels.EnvSyncStatus)
     assert models.Memory in seen
-    assert models.PoolStatus in seen
+    assert statusmodels.PoolStatus in seen
 
 
 def _models_in(annotation: Any) -> list[type[pydantic.BaseModel]]:
@@ -279,9 +279,9 @@ def test_rules_are_exposed_per_model() -> None:
 
 
 def test_whole_object_parses() -> None:
-    obj = models.EnvSync.model_validate(
+    obj = statusmodels.EnvSync.model_validate(
         {"apiVersion": "envsync.dev/v1alpha1", "kind": "EnvSync", "spec": spec()}
     )
     assert obj.spec.target.path == "/team/app/"
     with pytest.raises(pydantic.ValidationError):
-        models.EnvSync.model_validate({"apiVersion": "v1", "kind": "EnvSync", "spec": spec()})
+        statusmodels.EnvSync.model_validate({"apiVersion": "v1", "kind": "EnvSync", "spec": spec()})

@@ -29,8 +29,8 @@ import yaml
 from lupa import lua51
 
 from envsync import settings
-from envsync.dotenv import grammar
-from envsync.kube import models, status
+from envsync.dotenv import reading
+from envsync.kube import models, status, statusmodels
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LUA = ROOT / "docs" / "argocd-health.lua"
@@ -67,7 +67,7 @@ class Report:
 
 
 def envsync_object(
-    status_patch: models.StatusPatch | Mapping[str, Any] | None,
+    status_patch: statusmodels.StatusPatch | Mapping[str, Any] | None,
     *,
     generation: int = GENERATION,
     suspend: bool = False,
@@ -83,18 +83,18 @@ def envsync_object(
             "syncPolicy": {"suspend": suspend},
         },
     }
-    if isinstance(status_patch, models.StatusPatch):
+    if isinstance(status_patch, statusmodels.StatusPatch):
         obj["status"] = status.apply(None, status_patch)
     elif status_patch is not None:
         obj["status"] = dict(status_patch)  # a status as stored
     return obj
 
 
-def built(builder: Callable[..., models.StatusPatch], *args: Any) -> models.StatusPatch:
+def built(builder: Callable[..., statusmodels.StatusPatch], *args: Any) -> statusmodels.StatusPatch:
     return builder(*args, previous_status=None, generation=GENERATION, now=NOW)
 
 
-def synced(report: Report) -> models.StatusPatch:
+def synced(report: Report) -> statusmodels.StatusPatch:
     return status.build_status(report, previous_status=None, generation=GENERATION, now=NOW)
 
 
@@ -323,7 +323,7 @@ def test_kustomization_generates_the_source_the_envsync_reads() -> None:
     ref = envsync["spec"]["source"]["configMapRef"]
     assert (generator["name"], key) == (ref["name"], ref["key"])
     assert kustomization["namespace"] == envsync["metadata"]["namespace"]
-    variables = list(grammar.parse((GITOPS / filename).read_bytes(), source_name=filename))
+    variables = list(reading.parse((GITOPS / filename).read_bytes(), source_name=filename))
     assert [v.key for v in variables][:2] == ["APP_NAME", "LOG_LEVEL"]
 
 
@@ -348,7 +348,7 @@ def test_name_references_point_at_real_envsync_fields() -> None:
 def test_example_envsync_is_accepted_by_the_crd_and_the_operator() -> None:
     envsync = yaml.safe_load((GITOPS / "envsync.yaml").read_text(encoding="utf-8"))
     jsonschema.Draft7Validator(closed(crd_schema())).validate(envsync)
-    parsed = models.EnvSync.model_validate(envsync)
+    parsed = statusmodels.EnvSync.model_validate(envsync)
     namespace = envsync["metadata"]["namespace"]
     assert settings.Settings().path_allowed(namespace, parsed.spec.target.path)
 
@@ -401,6 +401,6 @@ def test_kustomize_build_rewrites_the_generated_name_into_the_envsync() -> None:
     assert re.fullmatch(r"checkout-env-[a-z0-9]{10}", generated)
     assert envsync["spec"]["source"]["configMapRef"]["name"] == generated
     assert config_map["metadata"]["namespace"] == envsync["metadata"]["namespace"] == "team-a"
-    pushed = [v.key for v in grammar.parse(config_map["data"][".env"])]
-    assert pushed == [v.key for v in grammar.parse((GITOPS / "app.env").read_bytes())]
+    pushed = [v.key for v in reading.parse(config_map["data"][".env"])]
+    assert pushed == [v.key for v in reading.parse((GITOPS / "app.env").read_bytes())]
     jsonschema.Draft7Validator(closed(crd_schema())).validate(envsync)

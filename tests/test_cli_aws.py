@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from envsync import cli
-from envsync.cli import awscmd
-from envsync.dotenv import grammar
+from envsync.cli import awscmd, awsoutput
+from envsync.dotenv import reading
 
 SENTINEL = "SENTINEL-51d2"
 
@@ -165,7 +165,7 @@ def test_pull_to_file_round_trips(
     out_file = tmp_path / "pulled.env"
     assert run(["pull", "--from", *target, "-o", str(out_file)]) == 0
     assert "pulled 3 keys" in capsys.readouterr().err
-    pulled = {v.key: v.value for v in grammar.parse(out_file.read_bytes())}
+    pulled = {v.key: v.value for v in reading.parse(out_file.read_bytes())}
     assert pulled == {"DB_URL": "postgres://db", "TOKEN": f"{SENTINEL}-token", "MULTI": "a\nb"}
     assert out_file.stat().st_mode & 0o077 == 0  # secrets are not world-readable
     assert run(["pull", "--from", *target]) == 0
@@ -231,10 +231,10 @@ def test_parse_errors_abort_with_status_1(
 
 def test_progress_draws_a_bar() -> None:
     stream = io.StringIO()
-    progress = awscmd._Progress(stream)
+    progress = awsoutput._Progress(stream)
     progress.plan(4)
     for key in "ABCD":
         progress.tick(key, "create")
     progress.done()
     assert "[" + "#" * 30 + "] 4/4 (4 create)" in stream.getvalue()
-    assert awscmd._Progress.maybe(enabled=True) is None  # stderr is not a terminal here
+    assert awsoutput._Progress.maybe(enabled=True) is None  # stderr is not a terminal here

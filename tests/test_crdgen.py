@@ -27,8 +27,8 @@ import yaml
 
 from envsync import cli, settings
 from envsync.cli import crdcmd
-from envsync.dotenv import grammar
-from envsync.kube import crdgen, models
+from envsync.dotenv import reading
+from envsync.kube import crdgen, models, reference, statusmodels
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
@@ -126,7 +126,7 @@ def envsync(**spec: Any) -> dict[str, Any]:
 
 def test_committed_crds_and_docs_match_the_models() -> None:
     assert crdgen.check_crds(ROOT) == []
-    assert crdgen.check_docs(ROOT) == []
+    assert reference.check_docs(ROOT) == []
 
 
 def test_chart_ships_a_real_copy() -> None:
@@ -137,14 +137,14 @@ def test_chart_ships_a_real_copy() -> None:
 
 def test_write_then_check_round_trips(tmp_path: pathlib.Path) -> None:
     assert len(crdgen.check_crds(tmp_path)) == 2
-    written = crdgen.write_crds(tmp_path) + crdgen.write_docs(tmp_path)
+    written = crdgen.write_crds(tmp_path) + reference.write_docs(tmp_path)
     assert {p.relative_to(tmp_path).as_posix() for p in written} == {
         crdgen.CRD_PATH,
         crdgen.CHART_CRD_PATH,
-        *crdgen.DOC_PATHS,
+        *reference.DOC_PATHS,
     }
     assert crdgen.check_crds(tmp_path) == []
-    assert crdgen.check_docs(tmp_path) == []
+    assert reference.check_docs(tmp_path) == []
     stale = tmp_path / crdgen.CRD_PATH
     stale.write_text(stale.read_text().replace("envs", "evs"))
     assert crdgen.check_crds(tmp_path) == [
@@ -165,7 +165,7 @@ def test_a_symlinked_chart_copy_is_drift_and_is_replaced(tmp_path: pathlib.Path)
 
 def test_output_is_deterministic() -> None:
     assert crdgen.render_crd() == crdgen.render_crd()
-    assert crdgen.render_reference() == crdgen.render_reference()
+    assert reference.render_reference() == reference.render_reference()
 
 
 # ----------------------------------------------------------------------------- the CRD itself
@@ -476,7 +476,7 @@ def test_every_example_is_accepted(path: pathlib.Path) -> None:
             continue
         if document["kind"] == "EnvSync":
             assert admit(document) == [], path
-            parsed = models.EnvSync.model_validate(document)
+            parsed = statusmodels.EnvSync.model_validate(document)
             namespace = document["metadata"]["namespace"]
             assert settings.Settings().path_allowed(namespace, parsed.spec.target.path)
         elif _core(document):
@@ -507,9 +507,9 @@ def test_example_sources_exist_and_parse() -> None:
     for path, document in _documents():
         if document["kind"] != "EnvSync":
             continue
-        source = models.EnvSync.model_validate(document).spec.source
+        source = statusmodels.EnvSync.model_validate(document).spec.source
         text = _source_text(path.parent, source.kind, source.ref.name, source.ref.key)
-        assert list(grammar.parse(text)), path
+        assert list(reading.parse(text)), path
         checked += 1
     assert checked >= 3
 
@@ -525,16 +525,16 @@ def test_basic_example_leaves_the_endpoint_unset() -> None:
 
 
 def test_reference_documents_every_spec_field() -> None:
-    reference = crdgen.render_reference()
+    text = reference.render_reference()
     for path, node in _nodes(schema()["properties"]["spec"], "spec"):
         for name in node.get("properties", {}):
-            assert f"| `{name}`" in reference, f"{path}.{name}"
-    assert "`spec.target`" in reference
-    assert models.SSM_ABSOLUTE.message in reference
+            assert f"| `{name}`" in text, f"{path}.{name}"
+    assert "`spec.target`" in text
+    assert models.SSM_ABSOLUTE.message in text
 
 
 def test_configuration_documents_every_variable() -> None:
-    text = crdgen.render_configuration()
+    text = reference.render_configuration()
     for name in settings.Settings.model_fields:
         assert f"`{settings.env_var(name)}`" in text
     assert "| `ENVSYNC_MEMORY_BUDGET` | `512Mi` |" in text
@@ -543,7 +543,7 @@ def test_configuration_documents_every_variable() -> None:
 
 
 def test_conditions_doc_lists_every_reason() -> None:
-    text = crdgen.render_conditions()
+    text = reference.render_conditions()
     from envsync.kube import status
 
     for reason in status.Reason:

@@ -20,11 +20,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envsync.dotenv import grammar, pools
+from envsync.dotenv import grammar, pools, reading, writing
 
 
 def pairs(source: grammar.Source, **options: object) -> list[tuple[str, str | None, int]]:
-    return [tuple(v) for v in grammar.parse(source, **options)]  # type: ignore[arg-type,misc]
+    return [tuple(v) for v in reading.parse(source, **options)]  # type: ignore[arg-type,misc]
 
 
 PEM = (
@@ -102,7 +102,7 @@ def test_a_100_kb_value_round_trips() -> None:
 
 def test_strict_mode_raises_after_the_variables_before_the_error() -> None:
     seen: list[str] = []
-    variables = grammar.parse("A=1\nB=2\n=nokey\nC=3\n")
+    variables = reading.parse("A=1\nB=2\n=nokey\nC=3\n")
     with pytest.raises(grammar.ParseError) as caught:
         seen.extend(variable.key for variable in variables)
     assert seen == ["A", "B"]
@@ -110,14 +110,14 @@ def test_strict_mode_raises_after_the_variables_before_the_error() -> None:
 
 
 def test_lenient_mode_yields_errors_in_place_and_goes_on() -> None:
-    items = list(grammar.parse("A=1\n=x\nB 2\nC=3\n", strict=False))
+    items = list(reading.parse("A=1\n=x\nB 2\nC=3\n", strict=False))
     kinds = [(type(i).__name__, i.line) for i in items]
     assert kinds == [("Variable", 1), ("ParseError", 2), ("ParseError", 3), ("Variable", 4)]
 
 
 def test_unterminated_quote_is_reported_on_the_opening_line() -> None:
     text = 'A=1\nB=2\nSECRET="never closed\nmore\nlines\n'
-    items = list(grammar.parse(text, strict=False))
+    items = list(reading.parse(text, strict=False))
     error = items[2]  # like python-dotenv, parsing resumes on the line after the opening quote
     assert isinstance(error, grammar.ParseError)
     assert error.line == 3
@@ -142,7 +142,7 @@ SENTINEL = "s3cr3t-Sentinel-Value"
 )
 def test_error_text_never_contains_the_value(text: str | bytes) -> None:
     data = text if isinstance(text, bytes) else text.encode()
-    items = list(grammar.parse(data, strict=False, max_value_size=40, source_name="app.env"))
+    items = list(reading.parse(data, strict=False, max_value_size=40, source_name="app.env"))
     problems = [i for i in items if isinstance(i, grammar.ParseError)]
     assert problems, "each input above is malformed"
     for problem in problems:
@@ -153,7 +153,7 @@ def test_error_text_never_contains_the_value(text: str | bytes) -> None:
 
 def test_invalid_utf8_is_an_error_on_its_own_line() -> None:
     data = b"A=1\nB=caf\xe9\nC=3\n"
-    items = list(grammar.parse(data, strict=False))
+    items = list(reading.parse(data, strict=False))
     assert [(type(i).__name__, i.line) for i in items] == [
         ("Variable", 1),
         ("ParseError", 2),
@@ -170,7 +170,7 @@ def test_utf8_split_across_chunks_is_not_an_error() -> None:
 
 def test_oversize_line_is_reported_and_the_rest_still_parses() -> None:
     text = "A=1\nLONG=" + "y" * 500 + "\nB=2\n"
-    items = list(grammar.parse(text, strict=False, max_line_size=100, max_value_size=1000))
+    items = list(reading.parse(text, strict=False, max_line_size=100, max_value_size=1000))
     assert [(type(i).__name__, i.line) for i in items] == [
         ("Variable", 1),
         ("ParseError", 2),
@@ -181,7 +181,7 @@ def test_oversize_line_is_reported_and_the_rest_still_parses() -> None:
 
 def test_oversize_quoted_value_is_skipped_to_its_closing_quote() -> None:
     text = 'A="' + "v\n" * 50 + '"\nB=2\n'
-    items = list(grammar.parse(text, strict=False, max_value_size=20))
+    items = list(reading.parse(text, strict=False, max_value_size=20))
     assert [(type(i).__name__, i.line) for i in items] == [("ParseError", 1), ("Variable", 52)]
     assert "max_value_size" in items[0].reason  # type: ignore[union-attr]
 
@@ -211,20 +211,20 @@ def test_every_source_shape_gives_the_same_variables(tmp_path: pathlib.Path) -> 
     assert pairs(memoryview(data)) == SAMPLE_EXPECTED
     assert pairs(io.BytesIO(data), buffer_size=3) == SAMPLE_EXPECTED
     assert pairs(iter([data[:5], data[5:17], data[17:]])) == SAMPLE_EXPECTED
-    assert [tuple(v) for v in grammar.parse_file(path, buffer_size=7)] == SAMPLE_EXPECTED
+    assert [tuple(v) for v in reading.parse_file(path, buffer_size=7)] == SAMPLE_EXPECTED
     with path.open("rb") as stream:
         assert pairs(stream) == SAMPLE_EXPECTED
 
 
 def test_every_split_point_gives_the_same_items() -> None:
     data = (SAMPLE + '=bad\nE="open\n').encode()
-    whole = [repr(i) for i in grammar.parse(data, strict=False)]
+    whole = [repr(i) for i in reading.parse(data, strict=False)]
     for cut in range(len(data) + 1):
         pieces = [data[:cut], data[cut:]]
-        assert [repr(i) for i in grammar.parse(pieces, strict=False)] == whole, cut
+        assert [repr(i) for i in reading.parse(pieces, strict=False)] == whole, cut
     for one, two in ((3, 40), (10, 11), (60, 90)):
         pieces = [data[:one], data[one:two], data[two:]]
-        assert [repr(i) for i in grammar.parse(pieces, strict=False)] == whole
+        assert [repr(i) for i in reading.parse(pieces, strict=False)] == whole
 
 
 @settings(max_examples=50, deadline=None)
@@ -240,7 +240,7 @@ def test_reads_into_a_pooled_buffer_and_gives_it_back() -> None:
     pool = pools.BytePool(4)
     data = ("A=1\n" * 10_000).encode()
     for _ in range(3):
-        assert len(list(grammar.parse(io.BytesIO(data), byte_pool=pool, buffer_size=4096))) == (
+        assert len(list(reading.parse(io.BytesIO(data), byte_pool=pool, buffer_size=4096))) == (
             10_000
         )
     stats = pool.stats()
@@ -252,10 +252,10 @@ def test_parse_file_closes_the_file_and_names_it_in_errors(tmp_path: pathlib.Pat
     path = tmp_path / "broken.env"
     path.write_text("A=1\n'open=2\n")
     with pytest.raises(grammar.ParseError) as caught:
-        list(grammar.parse_file(path))
+        list(reading.parse_file(path))
     assert str(caught.value) == f"{path}:2: unterminated quoted key"
     with pytest.raises(FileNotFoundError):
-        grammar.parse_file(tmp_path / "missing.env")
+        reading.parse_file(tmp_path / "missing.env")
 
 
 def test_cancel_token_stops_between_chunks() -> None:
@@ -264,7 +264,7 @@ def test_cancel_token_stops_between_chunks() -> None:
     seen = []
 
     def consume() -> None:
-        for variable in grammar.parse([b"A=1\n", b"B=2\n"], cancel=cancel):
+        for variable in reading.parse([b"A=1\n", b"B=2\n"], cancel=cancel):
             seen.append(variable.key)
             cancel.set()  # e.g. another thread asking the sync to stop
 
@@ -282,20 +282,20 @@ async def test_aparse_matches_parse_and_can_be_cancelled() -> None:
             yield data[start : start + size]
 
     for size in (1, 5, 4096):
-        got = [tuple(v) async for v in grammar.aparse(chunks(size))]
+        got = [tuple(v) async for v in reading.aparse(chunks(size))]
         assert got == SAMPLE_EXPECTED
 
     cancel = asyncio.Event()
     cancel.set()
     with pytest.raises(grammar.ParseCancelled):
-        async for _ in grammar.aparse(chunks(3), cancel=cancel):
+        async for _ in reading.aparse(chunks(3), cancel=cancel):
             pass
 
     async def bad() -> AsyncIterator[bytes]:
         yield b"A=1\n=oops\n"
 
     with pytest.raises(grammar.ParseError) as caught:
-        async for _ in grammar.aparse(bad()):
+        async for _ in reading.aparse(bad()):
             pass
     assert caught.value.line == 2
 
@@ -314,7 +314,7 @@ def _peak_while_parsing(megabytes: int) -> int:
     try:
         tracemalloc.reset_peak()
         count = 0
-        for _ in grammar.parse(_generated(megabytes)):
+        for _ in reading.parse(_generated(megabytes)):
             count += 1
         assert count > 0
         return tracemalloc.get_traced_memory()[1]
@@ -339,7 +339,7 @@ def test_a_huge_unterminated_value_is_not_buffered_past_the_limit() -> None:
 
     tracemalloc.start()
     try:
-        items = list(grammar.parse(chunks(), strict=False, max_value_size=1 << 16))
+        items = list(reading.parse(chunks(), strict=False, max_value_size=1 << 16))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -361,15 +361,15 @@ def test_a_huge_unterminated_value_is_not_buffered_past_the_limit() -> None:
 )
 def test_dump_writes_what_parse_reads_back(mapping: dict[str, str | None]) -> None:
     out = io.StringIO()
-    grammar.dump(mapping.items(), out)
-    assert {v.key: v.value for v in grammar.parse(out.getvalue())} == mapping
+    writing.dump(mapping.items(), out)
+    assert {v.key: v.value for v in reading.parse(out.getvalue())} == mapping
 
 
 def test_format_env_quotes_only_what_needs_it() -> None:
-    assert grammar.format_env("A", "plain-value_1.2:3/4@x") == "A=plain-value_1.2:3/4@x"
-    assert grammar.format_env("A", "two words") == 'A="two words"'
-    assert grammar.format_env("A", 'q"\\\n') == 'A="q\\"\\\\\\n"'
-    assert grammar.format_env("A", None) == "A"
-    assert grammar.format_env("A", "") == "A="
+    assert writing.format_env("A", "plain-value_1.2:3/4@x") == "A=plain-value_1.2:3/4@x"
+    assert writing.format_env("A", "two words") == 'A="two words"'
+    assert writing.format_env("A", 'q"\\\n') == 'A="q\\"\\\\\\n"'
+    assert writing.format_env("A", None) == "A"
+    assert writing.format_env("A", "") == "A="
     with pytest.raises(ValueError, match="cannot be written"):
-        grammar.format_env("a'b\n", "v")
+        writing.format_env("a'b\n", "v")

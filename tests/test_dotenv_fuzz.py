@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from envsync.dotenv import grammar
+from envsync.dotenv import grammar, reading
 from test_dotenv_oracle import dotenv_text
 
 MiB = 1 << 20
@@ -41,9 +41,9 @@ def classify(items: list[grammar.Variable | grammar.ParseError]) -> None:
 @given(st.binary(max_size=400), st.integers(1, 64))
 def test_random_bytes_give_variables_or_parse_errors_only(data: bytes, chunk: int) -> None:
     pieces = [data[i : i + chunk] for i in range(0, len(data), chunk)]
-    classify(list(grammar.parse(pieces, strict=False, max_line_size=32, max_value_size=32)))
+    classify(list(reading.parse(pieces, strict=False, max_line_size=32, max_value_size=32)))
     with contextlib.suppress(grammar.ParseError):  # strict: the first error, nothing else
-        list(grammar.parse(data))
+        list(reading.parse(data))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -59,7 +59,7 @@ def test_grammar_shaped_noise_never_breaks_the_parser(
     for piece in noise:
         at = data.draw(st.integers(0, len(raw)))
         raw[at:at] = piece
-    classify(list(grammar.parse(bytes(raw), strict=False)))
+    classify(list(reading.parse(bytes(raw), strict=False)))
 
 
 # ---- adversarial shapes, streamed -------------------------------------------------------------
@@ -83,7 +83,7 @@ def run_bounded(
     try:
         kept: list[grammar.Variable | grammar.ParseError] = []
         count = 0
-        for item in grammar.parse(make(), strict=False, **LIMITS):  # type: ignore[arg-type]
+        for item in reading.parse(make(), strict=False, **LIMITS):  # type: ignore[arg-type]
             count += 1
             if len(kept) < 5:
                 kept.append(item)
@@ -156,7 +156,7 @@ def test_invalid_utf8_in_a_large_stream_is_reported_per_line() -> None:
     tracemalloc.start()
     try:
         errors = good = 0
-        for item in grammar.parse(make(), strict=False):
+        for item in reading.parse(make(), strict=False):
             if isinstance(item, grammar.ParseError):
                 errors += 1
                 assert item.line % 2 == 0

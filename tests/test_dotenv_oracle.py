@@ -21,7 +21,7 @@ from dotenv.parser import parse_stream
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from envsync.dotenv import grammar
+from envsync.dotenv import grammar, reading
 
 logging.getLogger("dotenv.main").setLevel(logging.ERROR)
 
@@ -129,7 +129,7 @@ def multi_line_quoted_key(items: list[grammar.Variable | grammar.ParseError]) ->
 @example('A="unterminated\nB=2\n')
 @example("'k'=v\nK = v w  # c\n  # comment\n\n")
 def test_items_match_python_dotenv(text: str) -> None:
-    ours = list(grammar.parse(text, strict=False))
+    ours = list(reading.parse(text, strict=False))
     if multi_line_quoted_key(ours):
         return
     assert actual_items(ours) == expected_items(text)
@@ -138,7 +138,7 @@ def test_items_match_python_dotenv(text: str) -> None:
 @SETTINGS
 @given(dotenv_text())
 def test_lenient_mapping_equals_dotenv_values(text: str) -> None:
-    ours = list(grammar.parse(text, strict=False))
+    ours = list(reading.parse(text, strict=False))
     if multi_line_quoted_key(ours):
         return
     mapping = {item.key: item.value for item in ours if isinstance(item, grammar.Variable)}
@@ -150,7 +150,7 @@ def test_lenient_mapping_equals_dotenv_values(text: str) -> None:
 @given(dotenv_text().filter(lambda text: "\r" not in text))
 def test_without_carriage_returns_plain_stringio_agrees(text: str) -> None:
     """Without CR there is nothing to normalise: python-dotenv's raw StringIO path agrees too."""
-    ours = list(grammar.parse(text, strict=False))
+    ours = list(reading.parse(text, strict=False))
     if multi_line_quoted_key(ours):
         return
     mapping = {item.key: item.value for item in ours if isinstance(item, grammar.Variable)}
@@ -162,14 +162,14 @@ def test_carriage_returns_inside_quotes_differ_from_raw_stringio() -> None:
     newlines) and envsync normalise it to LF."""
     text = 'A="x\r\ny"\n'
     assert dict(dotenv_values(stream=io.StringIO(text), interpolate=False)) == {"A": "x\r\ny"}
-    assert [tuple(v) for v in grammar.parse(text)] == [("A", "x\ny", 1)]
+    assert [tuple(v) for v in reading.parse(text)] == [("A", "x\ny", 1)]
 
 
 def test_multi_line_quoted_key_is_an_error_here() -> None:
     """The other documented difference: a quoted key must close on its own line."""
     text = "'a\nb'=1\n"
     assert dict(dotenv_values(stream=io.StringIO(text), interpolate=False)) == {"a\nb": "1"}
-    items = list(grammar.parse(text, strict=False))
+    items = list(reading.parse(text, strict=False))
     assert isinstance(items[0], grammar.ParseError)
     assert items[0].line == 1
 
@@ -179,9 +179,9 @@ def test_multi_line_quoted_key_is_an_error_here() -> None:
 @given(text=dotenv_text())
 def test_chunking_never_changes_the_result(size: int, text: str) -> None:
     data = text.encode()
-    whole = actual_items(list(grammar.parse(data, strict=False)))
+    whole = actual_items(list(reading.parse(data, strict=False)))
     chunks = [data[i : i + size] for i in range(0, len(data), size)]
-    assert actual_items(list(grammar.parse(chunks, strict=False))) == whole
+    assert actual_items(list(reading.parse(chunks, strict=False))) == whole
 
 
 class ExactParser(grammar.Parser):

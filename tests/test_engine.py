@@ -20,9 +20,9 @@ import pytest
 from moto.ssm.models import ssm_backends
 
 from envsync import aws
-from envsync.dotenv import grammar, lint, pools, streaming
+from envsync.dotenv import grammar, lint, pools, reading, streaming, writing
 from envsync.kube import models
-from envsync.sync import engine
+from envsync.sync import engine, operations
 from faultproxy import FaultProxy, Rule
 
 ME = "ns/app"
@@ -46,7 +46,7 @@ TRICKY = {
 
 
 def env_bytes(values: dict[str, str]) -> bytes:
-    return "".join(grammar.format_env(k, v) + "\n" for k, v in values.items()).encode()
+    return "".join(writing.format_env(k, v) + "\n" for k, v in values.items()).encode()
 
 
 def ssm_target(endpoint: str, path: str, **extra: Any) -> aws.Target:
@@ -208,9 +208,9 @@ async def test_push_pull_parse_round_trip(
     assert report.skipped == 0
     assert report.created == len(TRICKY)
     out = io.StringIO()
-    result = await engine.pull(target, out)
+    result = await operations.pull(target, out)
     assert result.written == len(TRICKY)
-    pulled = {v.key: v.value for v in grammar.parse(out.getvalue())}
+    pulled = {v.key: v.value for v in reading.parse(out.getvalue())}
     assert pulled == TRICKY
     again = await push(target, env_bytes(pulled))
     assert again.unchanged == len(TRICKY)
@@ -330,10 +330,10 @@ async def test_secrets_manager_json_is_one_write_and_refuses_over_64kb(
     stored = json.loads(secrets_client.get_secret_value(SecretId=name)["SecretString"])
     assert stored == changed
 
-    foreign = await engine.delete_owned(target, "someone/else")
+    foreign = await operations.delete_owned(target, "someone/else")
     assert foreign.deleted == 0
     assert foreign.conflicts == 1
-    gone = await engine.delete_owned(target, ME)
+    gone = await operations.delete_owned(target, ME)
     assert gone.deleted == 100
     assert "DeletedDate" in secrets_client.describe_secret(SecretId=name)
 
@@ -397,8 +397,8 @@ async def test_throttling_and_faults_converge_and_lose_nothing(
     assert second.updated == 40
     direct = aws.Target("ssm", unique_path, region="ap-northeast-1", endpoint_url=moto_endpoint)
     out = io.StringIO()
-    await engine.pull(direct, out)
-    assert {v.key: v.value for v in grammar.parse(out.getvalue())} == changed
+    await operations.pull(direct, out)
+    assert {v.key: v.value for v in reading.parse(out.getvalue())} == changed
 
 
 async def test_access_denied_stops_new_writes(moto_endpoint: str, unique_path: str) -> None:
@@ -424,7 +424,7 @@ async def test_values_never_leak(
     with FaultProxy(moto_endpoint, [Rule("denied", "PutParameter")]) as proxy:
         target = aws.Target("ssm", unique_path, region="eu-south-1", endpoint_url=proxy.url)
         report = await push(target, source, on_parse_error="Skip")
-        lines, diff_report = await engine.diff(
+        lines, diff_report = await operations.diff(
             engine.SyncRequest(source=source, target=target, owner=ME, on_parse_error="Skip")
         )
     assert report.failed == 1
@@ -485,6 +485,6 @@ async def test_delete_owned_removes_only_ours(
 ) -> None:
     seed_parameters({unique_path + "MINE1": "1", unique_path + "MINE2": "2"}, owner=ME)
     seed_parameters({unique_path + "THEIRS": "t"}, owner="other/x")
-    report = await engine.delete_owned(ssm_target(moto_endpoint, unique_path), ME)
+    report = await operations.delete_owned(ssm_target(moto_endpoint, unique_path), ME)
     assert report.deleted == 2
     assert remote_values(ssm_client, unique_path) == {"THEIRS": "t"}

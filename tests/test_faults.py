@@ -25,7 +25,7 @@ import pytest
 
 from envsync import aws, errors, policy
 from envsync.aws import session
-from envsync.dotenv import grammar
+from envsync.dotenv import writing
 from envsync.sync import engine
 from faultproxy import FaultProxy, Rule
 
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.timeout(STORM_SECONDS + 240)
 
 
 def env_bytes(values: dict[str, str]) -> bytes:
-    return "".join(grammar.format_env(k, v) + "\n" for k, v in values.items()).encode()
+    return "".join(writing.format_env(k, v) + "\n" for k, v in values.items()).encode()
 
 
 async def converge(

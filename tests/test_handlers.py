@@ -16,8 +16,8 @@ import kopf
 import pytest
 
 from envsync import errors, settings
-from envsync.cli import sandbox
-from envsync.kube import models, status
+from envsync.cli import sandbox, sandboxclient
+from envsync.kube import status, statusmodels
 from envsync.operator import apiclient, outcome, reconciler, runtime, translate
 from envsync.operator import tracker as tracker_module
 from envsync.sync import engine
@@ -184,7 +184,7 @@ async def client(emulator: sandbox.KubernetesServer) -> AsyncIterator[apiclient.
 
 
 def _apply(server: sandbox.KubernetesServer, obj: dict[str, Any]) -> None:
-    sandbox.KubeClient(server.url).apply(obj)
+    sandboxclient.KubeClient(server.url).apply(obj)
 
 
 async def test_client_reads_configmap_text_binary_and_secret_keys(
@@ -233,7 +233,7 @@ async def test_client_writes_status_guarded_and_keeps_a_condition_written_meanwh
     to the newer copy, another controller's condition set meanwhile survives."""
     from envsync.kube import crdgen
 
-    api = sandbox.KubeClient(emulator.url)
+    api = sandboxclient.KubeClient(emulator.url)
     api.apply(crdgen.build_crd())
     path = "/apis/envsync.dev/v1alpha1/namespaces/w1/envsyncs/app"
     api.apply({
@@ -250,7 +250,9 @@ async def test_client_writes_status_guarded_and_keeps_a_condition_written_meanwh
         "type": "Ready", "status": "True", "reason": "Synced", "message": "ok",
         "last_transition_time": "2026-12-01T00:00:00Z",
     }  # fmt: skip
-    patch = models.StatusPatch(observed_generation=1, conditions=[models.Condition(**ready)])
+    patch = statusmodels.StatusPatch(
+        observed_generation=1, conditions=[statusmodels.Condition(**ready)]
+    )
     change = status.onto(patch)
 
     with pytest.raises(apiclient.ConflictError):
@@ -384,7 +386,7 @@ async def test_no_work_for_an_unchanged_source_when_periodic_checks_are_off() ->
     assert running.reconciler._nothing_to_do(tracker, previous, 3, "changed", 0.0, now) is None
 
 
-def _suspended_envsync(api: sandbox.KubeClient, namespace: str) -> tuple[str, dict[str, Any]]:
+def _suspended_envsync(api: sandboxclient.KubeClient, namespace: str) -> tuple[str, dict[str, Any]]:
     """An EnvSync whose passes write a status and call no AWS; its path and stored body."""
     from envsync.kube import crdgen
 
@@ -404,7 +406,7 @@ async def test_an_outcome_refused_for_a_newer_copy_is_written_to_that_copy(
     """A pass's status write races a change of the object (kopf adding its finalizer, another
     controller's condition): the write is refused, waits for the watch to bring the newer
     copy, and is then applied to it."""
-    api = sandbox.KubeClient(emulator.url)
+    api = sandboxclient.KubeClient(emulator.url)
     path, created = _suspended_envsync(api, "w2")
     foreign = {"type": "Healthy", "status": "True", "reason": "Checked", "message": "x"}
     api.request(
@@ -445,7 +447,7 @@ async def test_a_replayed_event_of_an_older_copy_does_not_take_the_place_of_a_ne
     first status write has already moved the object on. Taken in, that older copy would guard
     the next write, which the API server would refuse, with no newer event ever to follow:
     the EnvSync would stay Progressing for good."""
-    api = sandbox.KubeClient(emulator.url)
+    api = sandboxclient.KubeClient(emulator.url)
     path, listed = _suspended_envsync(api, "w3")
     running = runtime.Runtime(make_settings(metrics_port=0))
     running.client = client
@@ -463,7 +465,7 @@ async def test_a_replayed_event_of_an_older_copy_does_not_take_the_place_of_a_ne
     assert tracker.seen.resource_version == stored
     assert tracker.worker is None  # and it is no news: no pass
 
-    change = models.StatusPatch(refresh_interval="5m")
+    change = statusmodels.StatusPatch(refresh_interval="5m")
     assert await running._write(tracker, outcome.Outcome(change=change))
     assert tracker.pending is None  # written, not refused
     assert api.get(path)["status"]["refreshInterval"] == "5m"
@@ -476,7 +478,7 @@ async def test_a_pass_queued_behind_the_deletion_handler_never_runs_after_it(
     """A pass waiting for the lock the deletion handler holds would, once let in, sync the
     source again: with deletionPolicy Delete, every key the handler just removed would be put
     back, owned by an EnvSync that no longer exists."""
-    api = sandbox.KubeClient(emulator.url)
+    api = sandboxclient.KubeClient(emulator.url)
     path, body = _suspended_envsync(api, "w4")
     running = runtime.Runtime(make_settings(metrics_port=0))
     running.client = client
@@ -510,7 +512,7 @@ async def test_an_envsync_deleted_and_created_again_is_served_as_the_new_object(
     """kopf handles the events of two objects of one name (two uids) apart, so the old one's
     deletion can arrive after the new one's creation. The new object must get its own pass,
     and the old one's deletion must not end the new one's service."""
-    api = sandbox.KubeClient(emulator.url)
+    api = sandboxclient.KubeClient(emulator.url)
     path, old = _suspended_envsync(api, "w5")
     running = runtime.Runtime(make_settings(metrics_port=0))
     running.client = client
@@ -540,7 +542,7 @@ async def test_an_envsync_gone_without_its_deletion_event_is_no_longer_served(
 ) -> None:
     """A deletion inside a watch gap brings no DELETED event; the status write's 404 is the
     news, and the operator stops syncing for an object that no longer exists."""
-    api = sandbox.KubeClient(emulator.url)
+    api = sandboxclient.KubeClient(emulator.url)
     path, body = _suspended_envsync(api, "w6")
     api.delete(path)
     running = runtime.Runtime(make_settings(metrics_port=0))
@@ -557,7 +559,7 @@ async def test_an_envsync_gone_without_its_deletion_event_is_no_longer_served(
 
 
 def _envsync_on(
-    api: sandbox.KubeClient, namespace: str, endpoint: str
+    api: sandboxclient.KubeClient, namespace: str, endpoint: str
 ) -> tuple[str, dict[str, Any]]:
     """An EnvSync syncing ``A=1`` to SSM through ``endpoint``; its path and stored body."""
     api.apply({
@@ -586,7 +588,7 @@ async def test_closing_leaves_no_pass_running_not_even_one_of_an_envsync_already
     """kopf, once its own tasks have stopped, waits for every task still running and re-raises
     what they end with: a pass left running at shutdown (its EnvSync deleted while it waited
     on AWS) fails the operator's exit with that pass's error. Closing stops every pass."""
-    api = sandbox.KubeClient(emulator.url)
+    api = sandboxclient.KubeClient(emulator.url)
     with FaultProxy(moto_endpoint, [Rule("slow", delay=5.0)]) as proxy:
         _, body = _envsync_on(api, "w7", proxy.url)
         before = asyncio.all_tasks()
@@ -609,7 +611,7 @@ async def test_a_sync_over_the_time_limit_is_cancelled_and_reported(
 ) -> None:
     """ENVSYNC_SYNC_TIMEOUT bounds one sync: past it the sync is cancelled, Ready is False
     with the setting's name, and a retry is scheduled."""
-    api = sandbox.KubeClient(emulator.url)
+    api = sandboxclient.KubeClient(emulator.url)
     with FaultProxy(moto_endpoint, [Rule("slow", delay=3.0)]) as proxy:
         path, body = _envsync_on(api, "w8", proxy.url)
         running = _runtime_for(client, allowed_endpoints=[proxy.url], sync_timeout="1s")

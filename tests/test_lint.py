@@ -11,7 +11,7 @@ import pytest
 
 from envsync import aws, limits
 from envsync.cli import awscmd, main
-from envsync.dotenv import grammar, lint
+from envsync.dotenv import lint, reading
 
 SENTINEL = "Sentinel-9f8e7d"
 """A value that must never reach lint's output, whatever rule fires on its line."""
@@ -421,8 +421,8 @@ def test_parse_env_output_reads_back_to_the_same_mapping(
     )
     code, out, _ = run(["parse", str(path), "--format", "env"], capsys)
     assert code == 0
-    original = {v.key: v.value for v in grammar.parse_file(path)}
-    assert {v.key: v.value for v in grammar.parse(out)} == original
+    original = {v.key: v.value for v in reading.parse_file(path)}
+    assert {v.key: v.value for v in reading.parse(out)} == original
     assert original == {"A": "1", "B": 'q" \\ \n', "C": "lit \\n", "D": "x", "E": None, "k k": "v"}
 
 

@@ -26,7 +26,7 @@ import boto3
 import pytest
 
 import kube
-from envsync.cli import sandbox
+from envsync.cli import sandbox, sandboxclient
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -42,7 +42,7 @@ OWNER_TAG = "envsync.dev/owner"
 @pytest.fixture(scope="module")
 def api_server() -> Iterator[sandbox.KubernetesServer]:
     with sandbox.KubernetesServer() as server:
-        sandbox.KubeClient(server.url).create(sandbox.load_manifests(ROOT / "crds")[0])
+        sandboxclient.KubeClient(server.url).create(sandbox.load_manifests(ROOT / "crds")[0])
         yield server
 
 
@@ -126,12 +126,12 @@ def explained(operator: Operator) -> Iterator[None]:
         raise AssertionError(f"{exc}\n--- operator log ---\n{operator.log_tail()}") from None
 
 
-def client(api_server: sandbox.KubernetesServer) -> sandbox.KubeClient:
-    return sandbox.KubeClient(api_server.url)
+def client(api_server: sandbox.KubernetesServer) -> sandboxclient.KubeClient:
+    return sandboxclient.KubeClient(api_server.url)
 
 
 def envsync_path(namespace: str) -> str:
-    return sandbox.resource_path("envsync.dev/v1alpha1", "envsyncs", namespace, "app")
+    return sandboxclient.resource_path("envsync.dev/v1alpha1", "envsyncs", namespace, "app")
 
 
 def remote(ssm: Any, path: str) -> dict[str, str]:
@@ -143,7 +143,7 @@ def remote(ssm: Any, path: str) -> dict[str, str]:
     return found
 
 
-def ready_for(api: sandbox.KubeClient, namespace: str, parsed: int) -> dict[str, Any] | None:
+def ready_for(api: sandboxclient.KubeClient, namespace: str, parsed: int) -> dict[str, Any] | None:
     """The EnvSync once Ready=True describes its current generation and ``parsed`` variables."""
     obj = api.find(envsync_path(namespace))
     if not obj:
@@ -157,7 +157,7 @@ def ready_for(api: sandbox.KubeClient, namespace: str, parsed: int) -> dict[str,
 
 
 def apply_app(
-    api: sandbox.KubeClient, namespace: str, values: dict[str, str], **policy: Any
+    api: sandboxclient.KubeClient, namespace: str, values: dict[str, str], **policy: Any
 ) -> None:
     text = "".join(f"{k}={v}\n" for k, v in values.items())
     api.apply(kube.configmap("app-env", namespace, text))
@@ -273,7 +273,7 @@ def test_a_sharded_operator_serves_only_its_label_selector(
             api.apply(manifest)
 
         def path_of(name: str) -> str:
-            return sandbox.resource_path("envsync.dev/v1alpha1", "envsyncs", namespace, name)
+            return sandboxclient.resource_path("envsync.dev/v1alpha1", "envsyncs", namespace, name)
 
         kube.wait_until(
             lambda: kube.is_true(api.find(path_of("mine")), "Ready"), timeout=60, what="mine"

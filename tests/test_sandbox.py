@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from envsync.cli import sandbox
+from envsync.cli import sandbox, sandboxclient
 
 CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -39,13 +39,13 @@ PATH = "/apis/example.dev/v1/namespaces/ns/widgets/w1"
 @pytest.fixture(scope="module")
 def server() -> Iterator[sandbox.KubernetesServer]:
     with sandbox.KubernetesServer() as running:
-        sandbox.KubeClient(running.url).create(CRD)
+        sandboxclient.KubeClient(running.url).create(CRD)
         yield running
 
 
 @pytest.fixture
-def client(server: sandbox.KubernetesServer) -> Iterator[sandbox.KubeClient]:
-    kube = sandbox.KubeClient(server.url)
+def client(server: sandbox.KubernetesServer) -> Iterator[sandboxclient.KubeClient]:
+    kube = sandboxclient.KubeClient(server.url)
     kube.create({"apiVersion": "example.dev/v1", "kind": "Widget",
                  "metadata": {"name": "w1", "namespace": "ns"}, "spec": {"size": 1},
                  "status": {"ignored": True}})  # fmt: skip
@@ -53,7 +53,7 @@ def client(server: sandbox.KubernetesServer) -> Iterator[sandbox.KubeClient]:
     kube.delete(PATH)
 
 
-def test_a_created_crd_is_served_with_its_names(client: sandbox.KubeClient) -> None:
+def test_a_created_crd_is_served_with_its_names(client: sandboxclient.KubeClient) -> None:
     listing = client.get("/apis/example.dev/v1")
     resources = {r["name"]: r for r in listing["resources"]}
     assert resources["widgets"]["kind"] == "Widget"
@@ -62,7 +62,7 @@ def test_a_created_crd_is_served_with_its_names(client: sandbox.KubeClient) -> N
 
 
 def test_create_sets_uid_generation_and_version_and_ignores_status(
-    client: sandbox.KubeClient,
+    client: sandboxclient.KubeClient,
 ) -> None:
     obj = client.get(PATH)
     meta = obj["metadata"]
@@ -73,7 +73,7 @@ def test_create_sets_uid_generation_and_version_and_ignores_status(
     assert "status" not in obj
 
 
-def test_generation_moves_only_when_the_spec_changes(client: sandbox.KubeClient) -> None:
+def test_generation_moves_only_when_the_spec_changes(client: sandboxclient.KubeClient) -> None:
     first = client.get(PATH)["metadata"]["resourceVersion"]
     client.patch(PATH, {"metadata": {"labels": {"a": "b"}}})
     labelled = client.get(PATH)["metadata"]
@@ -86,7 +86,7 @@ def test_generation_moves_only_when_the_spec_changes(client: sandbox.KubeClient)
     assert client.get(PATH)["metadata"]["generation"] == 2
 
 
-def test_status_goes_through_the_subresource_only(client: sandbox.KubeClient) -> None:
+def test_status_goes_through_the_subresource_only(client: sandboxclient.KubeClient) -> None:
     client.patch(PATH, {"status": {"phase": "main-endpoint"}})
     assert "status" not in client.get(PATH)
     client.patch(PATH + "/status", {"status": {"phase": "ok"}, "spec": {"size": 99}})
@@ -97,7 +97,7 @@ def test_status_goes_through_the_subresource_only(client: sandbox.KubeClient) ->
 
 
 def test_a_stale_json_patch_test_is_a_conflict_not_a_server_error(
-    client: sandbox.KubeClient,
+    client: sandboxclient.KubeClient,
 ) -> None:
     version = client.get(PATH)["metadata"]["resourceVersion"]
     client.patch(PATH, {"metadata": {"labels": {"x": "y"}}})  # moves the version on
@@ -105,7 +105,7 @@ def test_a_stale_json_patch_test_is_a_conflict_not_a_server_error(
         {"op": "test", "path": "/metadata/resourceVersion", "value": version},
         {"op": "add", "path": "/metadata/finalizers", "value": ["f"]},
     ]
-    with pytest.raises(sandbox.KubeError) as caught:
+    with pytest.raises(sandboxclient.KubeError) as caught:
         client.request("PATCH", PATH, ops, content_type="application/json-patch+json")
     assert caught.value.status == 422
 
@@ -120,7 +120,7 @@ def test_a_stale_json_patch_test_is_a_conflict_not_a_server_error(
 
 
 def test_generate_name_gets_a_unique_name(server: sandbox.KubernetesServer) -> None:
-    kube = sandbox.KubeClient(server.url)
+    kube = sandboxclient.KubeClient(server.url)
     event = {
         "apiVersion": "v1",
         "kind": "Event",
@@ -157,7 +157,7 @@ def test_a_restart_drops_open_watches_and_keeps_the_objects() -> None:
         "metadata": {"name": "app-env", "namespace": "demo"}, "data": {".env": "A=1\n"},
     }  # fmt: skip
     with sandbox.KubernetesServer() as server:
-        client = sandbox.KubeClient(server.url)
+        client = sandboxclient.KubeClient(server.url)
         client.apply(configmap)
         url = server.url
         ended = threading.Event()
@@ -184,7 +184,7 @@ def test_a_restart_drops_open_watches_and_keeps_the_objects() -> None:
 
 def test_a_bounded_request_log_stays_small_and_keeps_watches_alive() -> None:
     with sandbox.KubernetesServer(request_log_limit=4) as server:
-        client = sandbox.KubeClient(server.url)
+        client = sandboxclient.KubeClient(server.url)
         events: list[bytes] = []
 
         def watch() -> None:

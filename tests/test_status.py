@@ -19,7 +19,7 @@ import pytest
 
 from envsync import aws, errors
 from envsync.dotenv import pools
-from envsync.kube import crdgen, models, status
+from envsync.kube import conditions, crdgen, status, statusmodels
 from envsync.sync import engine
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -31,7 +31,7 @@ COUNT_NAMES = ("parsed", "created", "updated", "unchanged", "deleted", "failed",
 
 @dataclass(frozen=True)
 class Report:
-    """A stand-in with exactly the fields status.ReportLike reads."""
+    """A stand-in with exactly the fields findings.ReportLike reads."""
 
     parsed: int = 3
     created: int = 1
@@ -100,7 +100,7 @@ def status_schema() -> dict[str, Any]:
 
 def valid(state: Mapping[str, Any], schema: dict[str, Any]) -> None:
     jsonschema.Draft7Validator(schema).validate(state)
-    models.EnvSyncStatus.model_validate(state)
+    statusmodels.EnvSyncStatus.model_validate(state)
 
 
 # --------------------------------------------------------------------------------- outcomes
@@ -190,13 +190,13 @@ def test_skipped_keys_are_listed_by_name_and_rule_and_keep_ready_false(
 ) -> None:
     skips = tuple(
         engine.KeyIssue(f"K{i}", "SSM cannot store an empty value", "EmptyValue", i + 1)
-        for i in range(models.MAX_SKIPPED + 5)
+        for i in range(statusmodels.MAX_SKIPPED + 5)
     )
     state = build(Report(skipped=len(skips) + 7, refused=len(skips) + 7, skips=skips))
     valid(state, status_schema)
     assert summary(state)["Ready"] == ("False", "KeysSkipped")
     assert summary(state)["Synced"] == ("False", "KeysSkipped")
-    assert len(state["skipped"]) == models.MAX_SKIPPED
+    assert len(state["skipped"]) == statusmodels.MAX_SKIPPED
     assert state["skipped"][0] == {
         "key": "K0", "line": 1, "reason": "EmptyValue", "message": "SSM cannot store an empty value"
     }  # fmt: skip
@@ -476,14 +476,14 @@ def test_conditions_of_other_writers_are_kept() -> None:
 def test_long_messages_are_clipped() -> None:
     failures = tuple((f"K{i}", "x" * 2000) for i in range(3))
     state = build(Report(failed=3, failures=failures))
-    assert all(len(c["message"]) <= status.MAX_MESSAGE for c in state["conditions"])
-    assert all(len(f["reason"]) <= status.MAX_MESSAGE for f in state["failures"])
+    assert all(len(c["message"]) <= conditions.MAX_MESSAGE for c in state["conditions"])
+    assert all(len(f["reason"]) <= conditions.MAX_MESSAGE for f in state["failures"])
 
 
 def test_only_the_first_problems_are_kept() -> None:
     problems = tuple((line, "bad") for line in range(1, 40))
     state = build(Report(aborted=True, parse_errors=problems))
-    assert len(state["parseErrors"]) == models.MAX_PARSE_ERRORS
+    assert len(state["parseErrors"]) == statusmodels.MAX_PARSE_ERRORS
 
 
 # ----------------------------------------------------------------------------------- events
@@ -672,16 +672,18 @@ def test_every_reason_is_documented_and_classified() -> None:
 
 def test_a_change_replaces_the_fields_it_gives_and_removes_those_given_as_none() -> None:
     before = {"keys": 3, "awsCalls": {"ssm:PutParameter": 2, "ssm:DeleteParameters": 1}}
-    change = models.StatusPatch(aws_calls={"ssm:GetParametersByPath": 1}, keys=None)
+    change = statusmodels.StatusPatch(aws_calls={"ssm:GetParametersByPath": 1}, keys=None)
     assert status.apply(before, change) == {"awsCalls": {"ssm:GetParametersByPath": 1}}
     assert before == {"keys": 3, "awsCalls": {"ssm:PutParameter": 2, "ssm:DeleteParameters": 1}}
-    assert status.apply(before, models.StatusPatch()) == before  # nothing given, nothing changed
+    assert (
+        status.apply(before, statusmodels.StatusPatch()) == before
+    )  # nothing given, nothing changed
 
 
 def test_a_misspelt_or_mistyped_status_field_fails_where_it_is_built() -> None:
     with pytest.raises(pydantic.ValidationError):
-        models.StatusPatch(observed_generaton=1)  # type: ignore[call-arg]
-    change = models.StatusPatch()
+        statusmodels.StatusPatch(observed_generaton=1)  # type: ignore[call-arg]
+    change = statusmodels.StatusPatch()
     with pytest.raises(pydantic.ValidationError):
         change.keys = -1
     with pytest.raises(pydantic.ValidationError):
@@ -706,11 +708,11 @@ def test_the_status_goes_onto_the_stored_object_keeping_what_others_wrote_since(
             foreign,
         ],
     }
-    new = models.StatusPatch(
-        conditions=[models.Condition.model_validate(ready)],
+    new = statusmodels.StatusPatch(
+        conditions=[statusmodels.Condition.model_validate(ready)],
         observed_generation=4,
         keys=None,
-        counts=models.SyncCounts(created=1),
+        counts=statusmodels.SyncCounts(created=1),
     )
     status.onto(new)(stored)
     assert stored == {
@@ -722,5 +724,5 @@ def test_the_status_goes_onto_the_stored_object_keeping_what_others_wrote_since(
     status.onto(new)(bare)
     assert bare["conditions"] == [ready]
     untouched: dict[str, Any] = {"conditions": [foreign]}
-    status.onto(models.StatusPatch(observed_generation=5))(untouched)
+    status.onto(statusmodels.StatusPatch(observed_generation=5))(untouched)
     assert untouched == {"conditions": [foreign], "observedGeneration": 5}

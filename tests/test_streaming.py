@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from envsync import errors, policy
-from envsync.dotenv import grammar, pools, streaming
+from envsync.dotenv import grammar, pools, reading, streaming
 
 SENTINEL = "s3cr3t-sentinel-value"
 
@@ -239,7 +239,7 @@ async def test_streamer_yields_what_the_parser_does_from_a_file_read_in_threads(
 
 
 async def test_streamer_agrees_with_parse_whatever_the_source_shape() -> None:
-    expected = list(grammar.parse(ENV, strict=False))
+    expected = list(reading.parse(ENV, strict=False))
     pool = pools.BytePool()
     streamer = streaming.EnvFileStreamer(buffer_size=7, byte_pool=pool)
     from_file = await collect(streamer.stream(io.BytesIO(ENV)))

@@ -1,9 +1,9 @@
 """Operator settings: one object, read once from `ENVSYNC_*` environment variables.
 
 The Helm chart maps its values onto these variables, and docs/configuration.md is generated
-from this class (see :func:`envsync.kube.crdgen.render_configuration`), so each field's attribute
-docstring is its documentation: unit, default and the reason for the default. Durations and
-sizes accept the same forms as the CRD (`1h`, `100Mi`) through :mod:`envsync.units`.
+from this class (see :func:`envsync.kube.reference.render_configuration`), so each field's
+attribute docstring is its documentation: unit, default and the reason for the default.
+Durations and sizes accept the same forms as the CRD (`1h`, `100Mi`) through :mod:`envsync.units`.
 
 The tenancy guards live here too (:meth:`Settings.path_allowed`, :meth:`Settings.role_allowed`,
 :meth:`Settings.kms_key_allowed`, :meth:`Settings.allowed_endpoint`): they are policy the

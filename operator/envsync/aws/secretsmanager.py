@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from envsync import errors, limits
-from envsync.aws import base, session
+from envsync.aws import base, calls, session
 
 __all__ = ["JsonSecretSink", "PerKeySecretSink", "delete_document", "open_secrets_sink"]
 
@@ -57,9 +57,7 @@ class _SecretsBase:
         )
 
     def _call(self, operation: str, subject: str, **kwargs: Any) -> Any:
-        return session.call(
-            self._client, self.stats, "secretsmanager", operation, subject, **kwargs
-        )
+        return calls.call(self._client, self.stats, "secretsmanager", operation, subject, **kwargs)
 
     def _tags(self) -> list[dict[str, str]]:
         tags = [{"Key": k, "Value": v} for k, v in self.target.tags.items() if k != base.OWNER_TAG]
@@ -76,7 +74,7 @@ class _SecretsBase:
         try:
             answer: dict[str, Any] = self._call("DescribeSecret", name, SecretId=name)
         except errors.EnvSyncError as exc:
-            if session.aws_code(exc) == _NOT_FOUND:
+            if calls.aws_code(exc) == _NOT_FOUND:
                 return None
             raise
         return answer
@@ -190,7 +188,7 @@ class PerKeySecretSink(_SecretsBase):
             self._create_secret(name, value)
             return
         except errors.EnvSyncError as exc:
-            code = session.aws_code(exc)
+            code = calls.aws_code(exc)
             if code not in {"ResourceExistsException", "InvalidRequestException"}:
                 raise
         meta = self._describe(name)
@@ -223,7 +221,7 @@ class PerKeySecretSink(_SecretsBase):
                 self._call("DeleteSecret", name, SecretId=name, RecoveryWindowInDays=RECOVERY_DAYS)
                 results[key] = None
             except errors.EnvSyncError as exc:
-                results[key] = None if session.aws_code(exc) == _NOT_FOUND else str(exc)
+                results[key] = None if calls.aws_code(exc) == _NOT_FOUND else str(exc)
         return results
 
     def flush(self) -> None:

@@ -17,8 +17,9 @@ each one is instrumented with botocore's own events:
 botocore runs in ``standard`` retry mode (jittered exponential backoff, a wider throttle list,
 a retry quota) with a connection pool sized to the worker count. Credentials follow the
 default chain unless a role (assumed through STS, refreshed before expiry, cached per role,
-external id and region) or static keys are given. Errors are translated into ``envsync.errors``
-without AWS's message text, which may echo the request's values.
+external id and region) or static keys are given. The sinks call AWS through
+:mod:`envsync.aws.calls`, which turns failures into ``envsync.errors`` without AWS's message
+text, which may echo the request's values.
 """
 
 from __future__ import annotations
@@ -46,10 +47,7 @@ __all__ = [
     "RateSettings",
     "add_request_observer",
     "attribute_to",
-    "aws_code",
-    "call",
     "configure",
-    "error_code",
     "get_client",
     "name_lock",
     "quiet_sdk_loggers",
@@ -57,7 +55,6 @@ __all__ = [
     "reset",
     "sdk_region",
     "settings",
-    "translate",
 ]
 
 log = logging.getLogger(__name__)
@@ -482,79 +479,3 @@ def _notify(service: str, operation: str, outcome: str) -> None:
             observer(service, operation, outcome)
         except Exception:  # an observer must never break a sync
             log.exception("request observer failed")
-
-
-def error_code(exc: BaseException) -> str | None:
-    """AWS's error code of a ``ClientError``, else None."""
-    if isinstance(exc, botocore.exceptions.ClientError):
-        code: str | None = exc.response.get("Error", {}).get("Code")
-        return code
-    return None
-
-
-def translate(exc: BaseException, *, what: str) -> errors.EnvSyncError:
-    """Map a botocore failure to an envsync error naming ``what`` (service call and subject).
-
-    AWS's message is kept only for access errors (it names the principal, action and resource,
-    which is what a human needs to fix IAM); other messages can echo request values.
-    """
-    if isinstance(exc, errors.EnvSyncError):
-        return exc
-    code = error_code(exc)
-    if code is not None:
-        if code in ACCESS_DENIED_CODES:
-            message = _client_error_message(exc)
-            return errors.AccessDeniedError(f"{what}: access denied ({code}): {message}")
-        if code in THROTTLE_CODES:
-            return errors.ThrottledError(f"{what}: still throttled after retries ({code})")
-        return errors.RemoteError(f"{what}: AWS refused the request ({code})")
-    if isinstance(
-        exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
-    ):
-        return errors.AccessDeniedError(
-            f"{what}: no usable AWS credentials (environment, web identity, Pod Identity, "
-            "profile or instance role)"
-        )
-    if isinstance(exc, botocore.exceptions.NoRegionError):
-        return errors.ConfigError(f"{what}: no AWS region configured")
-    if isinstance(exc, botocore.exceptions.ParamValidationError):
-        return errors.RemoteError(f"{what}: request rejected by the client's validation")
-    if isinstance(exc, botocore.exceptions.BotoCoreError):
-        return errors.RemoteError(f"{what}: {type(exc).__name__}")
-    return errors.RemoteError(f"{what}: {type(exc).__name__}")
-
-
-def _client_error_message(exc: BaseException) -> str:
-    if isinstance(exc, botocore.exceptions.ClientError):
-        message: str = exc.response.get("Error", {}).get("Message", "")
-        return message[:300]
-    return ""
-
-
-def call(
-    client: Any,
-    stats: base.CallStats,
-    service: str,
-    operation: str,
-    subject: str,
-    **kwargs: Any,
-) -> Any:
-    """Make one AWS call attributed to ``stats``; failures become envsync errors.
-
-    The translated error remembers AWS's code (see :func:`aws_code`) so sinks can react to
-    specific codes (``ParameterAlreadyExists``, ``TooManyUpdates``) without botocore types.
-    The original exception is not chained: its text may echo request values.
-    """
-    method = getattr(client, botocore.xform_name(operation))
-    with attribute_to(stats):
-        try:
-            return method(**kwargs)
-        except Exception as exc:
-            translated = translate(exc, what=f"{service}:{operation} on {subject}")
-            translated.aws_code = error_code(exc)
-            raise translated from None
-
-
-def aws_code(exc: BaseException) -> str | None:
-    """The AWS error code behind an error raised by :func:`call`, if there was one."""
-    return exc.aws_code if isinstance(exc, errors.EnvSyncError) else None

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from envsync import errors, limits
-from envsync.aws import base, batching, session
+from envsync.aws import base, batching, calls, session
 
 __all__ = ["SsmSink"]
 
@@ -146,7 +146,7 @@ class SsmSink:
         try:
             self._put(name, value, Overwrite=False, Tags=tags)
         except errors.EnvSyncError as exc:
-            if session.aws_code(exc) != "ParameterAlreadyExists":
+            if calls.aws_code(exc) != "ParameterAlreadyExists":
                 raise
             # It appeared after the read (another writer, or a read that lagged): only an
             # entry already ours may be overwritten.
@@ -192,10 +192,10 @@ class SsmSink:
         try:
             return backoff.call_blocking(
                 lambda: self._call(operation, subject, **kwargs),
-                retry_if=lambda exc: session.aws_code(exc) == "TooManyUpdates",
+                retry_if=lambda exc: calls.aws_code(exc) == "TooManyUpdates",
             )
         except errors.EnvSyncError as exc:
-            if session.aws_code(exc) == "TooManyUpdates":
+            if calls.aws_code(exc) == "TooManyUpdates":
                 raise errors.ThrottledError(
                     f"ssm:{operation} on {subject}: concurrent updates kept colliding"
                 ) from None
@@ -219,4 +219,4 @@ class SsmSink:
     # -- plumbing -------------------------------------------------------------------------
 
     def _call(self, operation: str, subject: str, **kwargs: Any) -> Any:
-        return session.call(self._client, self.stats, "ssm", operation, subject, **kwargs)
+        return calls.call(self._client, self.stats, "ssm", operation, subject, **kwargs)

@@ -2,8 +2,9 @@
 
 The commands are thin: flags become a :class:`envsync.sync.engine.SyncRequest` and the engine's
 :class:`~envsync.sync.engine.SyncReport` is printed, as text or as JSON (``--output json``) for
-pipelines. The same engine runs in the operator, so a CLI push and an operator sync make the
-same calls and honour the same ownership rules.
+pipelines (the formats are :mod:`envsync.cli.awsoutput`'s). The same engine runs in the
+operator, so a CLI push and an operator sync make the same calls and honour the same ownership
+rules.
 
 Owner: what the CLI creates is marked ``cli`` unless ``--owner`` or ``ENVSYNC_OWNER`` says
 otherwise. One shared default lets CI and laptops update each other's pushes, while entries
@@ -27,27 +28,17 @@ import os
 import pathlib
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from typing import IO, Any, TextIO
 
-from envsync import aws, errors, limits, settings
-from envsync.sync import engine
+from envsync import aws, errors, settings
+from envsync.cli.awsoutput import _diff_json, _diff_text, _print_report, _Progress
+from envsync.sync import engine, operations
 
 __all__ = ["DEFAULT_OWNER", "parse_target", "register"]
 
 DEFAULT_OWNER = "cli"
 """Owner marker of CLI pushes when neither ``--owner`` nor ``ENVSYNC_OWNER`` is set."""
-
-_SYMBOLS = {
-    "create": "+",
-    "update": "~",
-    "delete": "-",
-    "unchanged": "=",
-    "adopt": "=",
-    "skip": "!",
-    "conflict": "x",
-}
 
 
 def parse_target(text: str, *, mode: str = "perKey") -> aws.Target:
@@ -200,7 +191,7 @@ def run_diff(args: argparse.Namespace) -> int:
     with _errors_to_status() as status:
         request, opened = _request(args, dry_run=True)
         with opened:
-            lines, report = asyncio.run(engine.diff(request))
+            lines, report = asyncio.run(operations.diff(request))
         if args.output == "json":
             data = report.as_dict()
             data["target"] = request.target.describe()
@@ -220,10 +211,10 @@ def run_pull(args: argparse.Namespace) -> int:
         target, credentials = _target(args)
         destination: str | None = args.output_file
         if destination is None:
-            result = asyncio.run(engine.pull(target, sys.stdout, credentials=credentials))
+            result = asyncio.run(operations.pull(target, sys.stdout, credentials=credentials))
         else:
             with _atomic_text(pathlib.Path(destination)) as out:
-                result = asyncio.run(engine.pull(target, out, credentials=credentials))
+                result = asyncio.run(operations.pull(target, out, credentials=credentials))
         for issue in result.skipped:
             print(f"envsync: skipped {issue.key}: {issue.reason}", file=sys.stderr)
         print(
@@ -332,78 +323,6 @@ def _exit_code(report: engine.SyncReport) -> int:
     return 0 if report.complete else 1
 
 
-def _print_report(
-    args: argparse.Namespace,
-    target: aws.Target,
-    report: engine.SyncReport,
-    *,
-    summary_only: bool = False,
-) -> None:
-    if args.output == "json" and not summary_only:
-        data = report.as_dict()
-        data["target"] = target.describe()
-        print(json.dumps(data, indent=2))
-        return
-    out = sys.stdout if not summary_only else sys.stderr
-    for problem in report.parse_errors:
-        print(f"{report_source(args)}:{problem.line}: {problem.reason}", file=out)
-    if report.parse_error_count > len(report.parse_errors):
-        print(f"... {report.parse_error_count} parse errors in all", file=out)
-    if report.aborted:
-        print("aborted: parse errors (onParseError Abort); nothing was pushed", file=out)
-        return
-    if not summary_only:
-        for label, issues in (
-            ("failed", report.failures),
-            ("conflict", report.conflict_keys),
-        ):
-            for issue in issues:
-                print(f"{label}: {issue.key}: {issue.reason}", file=out)
-        for issue in report.skips:
-            where = f"{report_source(args)}:{issue.line}: " if issue.line else ""
-            code = f"{issue.code}: " if issue.code else ""
-            print(f"{where}skipped: {issue.key}: {code}{issue.reason}", file=out)
-    for note in report.notes:
-        print(f"note: {note}", file=out)
-    verb = "would push" if report.dry_run else "pushed"
-    print(
-        f"{verb} to {target.describe()}: {report.created} created, {report.updated} updated, "
-        f"{report.unchanged} unchanged, {report.deleted} deleted, {report.skipped} skipped, "
-        f"{report.conflicts} conflicts, {report.failed} failed "
-        f"({report.total_calls} AWS calls, {report.throttled} throttled, "
-        f"{report.duration_seconds:.1f}s)",
-        file=out,
-    )
-
-
-def report_source(args: argparse.Namespace) -> str:
-    return "<stdin>" if args.file == "-" else str(args.file)
-
-
-def _diff_text(line: engine.DiffLine, *, show: bool) -> str:
-    symbol = _SYMBOLS.get(line.action, "?")
-    text = f"{symbol} {line.key}"
-    if show and line.action == "update":
-        text += f": {line.remote!r} -> {line.local!r}"
-    elif show and line.action == "create":
-        text += f": {line.local!r}"
-    elif show and line.action == "delete":
-        text += f": {line.remote!r}"
-    if line.reason:
-        if isinstance(line.reason, limits.Refusal):  # a store's refusal names its rule
-            text += f"  ({line.reason.code}: {line.reason})"
-        else:
-            text += f"  ({line.reason})"
-    return text
-
-
-def _diff_json(line: engine.DiffLine, *, show: bool) -> dict[str, Any]:
-    data: dict[str, Any] = {"key": line.key, "action": line.action, "reason": line.reason}
-    if show:
-        data["local"], data["remote"] = line.local, line.remote
-    return data
-
-
 @contextlib.contextmanager
 def _atomic_text(path: pathlib.Path) -> Iterator[TextIO]:
     """Write next to ``path`` and rename on success: a failed pull leaves no half file."""
@@ -416,43 +335,3 @@ def _atomic_text(path: pathlib.Path) -> Iterator[TextIO]:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
-
-
-class _Progress:
-    """A one-line progress display on stderr, only when stderr is a terminal."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._counts: dict[str, int] = {}
-        self._last = 0.0
-        self._done = 0
-        self._total = 0
-
-    @classmethod
-    def maybe(cls, *, enabled: bool) -> _Progress | None:
-        return cls(sys.stderr) if enabled and sys.stderr.isatty() else None
-
-    def plan(self, total: int) -> None:
-        self._total = total
-
-    def tick(self, key: str, outcome: str) -> None:
-        self._done += 1
-        self._counts[outcome] = self._counts.get(outcome, 0) + 1
-        now = time.monotonic()
-        if now - self._last >= 0.1:
-            self._last = now
-            self._draw()
-
-    def _draw(self) -> None:
-        parts = ", ".join(f"{n} {k}" for k, n in sorted(self._counts.items()))
-        width = 30
-        filled = width * self._done // self._total if self._total else 0
-        bar = "#" * filled + "." * (width - filled)
-        self._stream.write(f"\r\x1b[2K[{bar}] {self._done}/{self._total} ({parts})")
-        self._stream.flush()
-
-    def done(self) -> None:
-        if self._done:
-            self._draw()
-            self._stream.write("\n")
-            self._stream.flush()

@@ -12,7 +12,7 @@ import pathlib
 import sys
 from typing import Any
 
-from envsync.kube import crdgen
+from envsync.kube import crdgen, reference
 
 __all__ = ["register", "run"]
 
@@ -44,11 +44,11 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     root: pathlib.Path = args.root
     if args.write:
-        for path in [*crdgen.write_crds(root), *crdgen.write_docs(root)]:
+        for path in [*crdgen.write_crds(root), *reference.write_docs(root)]:
             print(f"wrote {path}")
         return 0
     if args.check:
-        problems = [*crdgen.check_crds(root), *crdgen.check_docs(root)]
+        problems = [*crdgen.check_crds(root), *reference.check_docs(root)]
         for problem in problems:
             print(problem, file=sys.stderr)
         if not problems:

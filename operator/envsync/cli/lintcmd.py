@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from envsync import aws, errors, limits
 from envsync.cli import awscmd
-from envsync.dotenv import grammar, lint
+from envsync.dotenv import grammar, lint, reading, writing
 
 __all__ = ["register", "run_lint", "run_parse"]
 
@@ -140,7 +140,7 @@ def run_parse(args: argparse.Namespace) -> int:
     mapping: dict[str, str | None] = {}
     try:
         with _opened(args.file) as stream:
-            variables = grammar.parse(
+            variables = reading.parse(
                 stream,
                 max_line_size=args.max_line_size,
                 max_value_size=args.max_value_size,
@@ -158,7 +158,7 @@ def run_parse(args: argparse.Namespace) -> int:
         json.dump(mapping, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
     else:
-        grammar.dump(mapping.items(), sys.stdout)
+        writing.dump(mapping.items(), sys.stdout)
     return 0
 
 

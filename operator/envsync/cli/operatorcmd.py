@@ -243,7 +243,7 @@ def _print_remote(obj: Mapping[str, Any], endpoint: str, out: TextIO) -> None:
 def demo_command(args: argparse.Namespace) -> int:
     out = sys.stdout
     try:
-        from envsync.cli import sandbox
+        from envsync.cli import sandbox, sandboxclient
     except ImportError as exc:
         print(
             f"envsync demo needs the test extra (pip install -e '.[test]'): {exc}", file=sys.stderr
@@ -258,7 +258,7 @@ def demo_command(args: argparse.Namespace) -> int:
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="envsync-demo-"))
     with sandbox.KubernetesServer() as kube, sandbox.AwsServer() as aws:
         kubeconfig = kube.write_kubeconfig(workdir / "kubeconfig")
-        client = sandbox.KubeClient(kube.url)
+        client = sandboxclient.KubeClient(kube.url)
         client.create(yaml.safe_load(crd_file.read_text(encoding="utf-8")))
         print(f"Kubernetes API emulator (kmock): {kube.url}", file=out)
         print(f"AWS emulator (moto):             {aws.url}", file=out)

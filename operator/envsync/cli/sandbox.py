@@ -14,7 +14,8 @@ so the demo is the tests' set-up made visible:
 * :class:`KubernetesServer` serves the emulator on a localhost port from a background thread
   with its own event loop, so that an operator running in another thread (or process) and a
   synchronous test can both talk to it without sharing a loop.
-* :class:`KubeClient` is a tiny synchronous JSON client for that server (no authentication).
+* :class:`envsync.cli.sandboxclient.KubeClient` is a tiny synchronous JSON client for that
+  server (no authentication).
 * :class:`AwsServer` is moto in server mode on a free localhost port.
 
 kmock and moto come with the ``test`` extra; this module is imported only by ``envsync demo``
@@ -28,16 +29,12 @@ import contextlib
 import copy
 import datetime
 import itertools
-import json
 import logging
 import os
 import pathlib
 import secrets
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -49,10 +46,7 @@ import yaml
 __all__ = [
     "AwsServer",
     "EmulatedKubernetes",
-    "KubeClient",
-    "KubeError",
     "KubernetesServer",
-    "resource_path",
 ]
 
 CRD_RESOURCE = "apiextensions.k8s.io/v1/customresourcedefinitions"
@@ -338,105 +332,6 @@ class KubernetesServer:
         return path
 
 
-class KubeError(Exception):
-    """The API server refused a request; ``status`` is the HTTP status code."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-
-
-def resource_path(
-    api_version: str, plural: str, namespace: str | None, name: str | None = None
-) -> str:
-    """The REST path of a collection or an object, as ``kubectl`` builds it."""
-    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-    path = f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
-    return f"{path}/{name}" if name else path
-
-
-_PLURALS = {
-    "ConfigMap": "configmaps",
-    "Secret": "secrets",
-    "Namespace": "namespaces",
-    "Event": "events",
-    "CustomResourceDefinition": "customresourcedefinitions",
-    "EnvSync": "envsyncs",
-}
-
-
-class KubeClient:
-    """A synchronous JSON client for an unauthenticated API server: enough for demo and tests."""
-
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
-        self.url = url.rstrip("/")
-        self.timeout = timeout
-
-    def request(
-        self, method: str, path: str, body: Any = None, *, content_type: str = "application/json"
-    ) -> Any:
-        data = None if body is None else json.dumps(body).encode("utf-8")
-        req = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310
-        req.add_header("Accept", "application/json")
-        if data is not None:
-            req.add_header("Content-Type", content_type)
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
-                payload = resp.read()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode("utf-8", "replace")
-            with contextlib.suppress(ValueError):
-                detail = json.loads(detail).get("message", detail)
-            raise KubeError(exc.code, f"{method} {path}: {detail}") from None
-        return json.loads(payload) if payload else None
-
-    @staticmethod
-    def path_of(obj: Mapping[str, Any], *, with_name: bool = True) -> str:
-        meta = obj.get("metadata", {})
-        plural = _PLURALS.get(obj["kind"]) or obj["kind"].lower() + "s"
-        return resource_path(
-            obj["apiVersion"],
-            plural,
-            meta.get("namespace"),
-            meta.get("name") if with_name else None,
-        )
-
-    def create(self, obj: Mapping[str, Any]) -> Any:
-        return self.request("POST", self.path_of(obj, with_name=False), obj)
-
-    def apply(self, obj: Mapping[str, Any]) -> Any:
-        """Create the object, or merge-patch it if it exists (``kubectl apply``, roughly)."""
-        try:
-            return self.create(obj)
-        except KubeError as exc:
-            if exc.status != 409:
-                raise
-        return self.patch(
-            self.path_of(obj), {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
-        )
-
-    def get(self, path: str) -> Any:
-        return self.request("GET", path)
-
-    def find(self, path: str) -> Any | None:
-        try:
-            return self.get(path)
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def patch(self, path: str, patch: Mapping[str, Any]) -> Any:
-        return self.request("PATCH", path, patch, content_type="application/merge-patch+json")
-
-    def delete(self, path: str) -> Any:
-        return self.request("DELETE", path)
-
-    def list(self, path: str) -> list[Any]:
-        items: list[Any] = self.get(path).get("items", [])
-        return items
-
-
 class AwsServer:
     """moto in server mode on a free localhost port: SSM, Secrets Manager and STS over real HTTP."""
 
@@ -484,7 +379,3 @@ def load_manifests(path: pathlib.Path) -> list[dict[str, Any]]:
     for file in files:
         docs.extend(doc for doc in yaml.safe_load_all(file.read_text(encoding="utf-8")) if doc)
     return docs
-
-
-def quote(name: str) -> str:
-    return urllib.parse.quote(name, safe="")

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Final, Literal, NamedTuple, Protocol
 
 from envsync import limits
-from envsync.dotenv import grammar
+from envsync.dotenv import grammar, reading
 
 __all__ = ["Destination", "Problem", "Severity", "lint", "store_refusal"]
 
@@ -121,7 +121,7 @@ def lint(
     only the end of the file says which assignment is last. What is held meanwhile is the
     findings (one per refused key at most), never values.
     """
-    items = grammar.parse(
+    items = reading.parse(
         source,
         strict=False,
         max_line_size=max_line_size,

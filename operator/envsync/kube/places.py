@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from envsync import aws
-from envsync.kube import models
+from envsync.kube import models, statusmodels
 
 __all__ = ["Place"]
 
@@ -56,7 +56,7 @@ class Place:
         if not isinstance(recorded, Mapping):
             return None
         try:
-            model = models.TargetStatus.model_validate(dict(recorded))
+            model = statusmodels.TargetStatus.model_validate(dict(recorded))
         except ValueError:
             return None
         if model.region is not None and not re.match(models.REGION, model.region):

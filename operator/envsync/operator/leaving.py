@@ -14,9 +14,9 @@ from typing import Any
 
 from envsync import aws, errors
 from envsync import settings as settings_module
-from envsync.kube import models, places, status
+from envsync.kube import models, places, status, statusmodels
 from envsync.operator import translate
-from envsync.sync import engine
+from envsync.sync import engine, operations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Move:
     """What a sync does to status.target: the identity to record (None: leave it) and, when
     the old place could not be pruned, why."""
 
-    target: models.TargetStatus | None
+    target: statusmodels.TargetStatus | None
     failure: str | None = None
     event: status.Event | None = None
     """What to tell the user about the old place (pruned, or left there and why)."""
@@ -61,7 +61,7 @@ async def leave_old_place(
             _recorded(here), event=status.Event("Warning", status.Reason.TARGET_MOVED, message)
         )
     try:
-        cleanup = await engine.delete_owned(
+        cleanup = await operations.delete_owned(
             old.target(translate.target_for(spec, settings)),
             translate.owner_id(namespace, name),
             credentials,
@@ -83,8 +83,8 @@ async def leave_old_place(
     return Move(_recorded(here), event=status.Event("Normal", status.Reason.TARGET_MOVED, message))
 
 
-def _recorded(place: places.Place) -> models.TargetStatus:
-    return models.TargetStatus.model_validate(place.as_status())
+def _recorded(place: places.Place) -> statusmodels.TargetStatus:
+    return statusmodels.TargetStatus.model_validate(place.as_status())
 
 
 def unreachable(
@@ -122,7 +122,7 @@ async def with_old_place(
     old = places.Place.from_status(previous.get("target"))
     if old is None or old == here or unreachable(settings, namespace, old, here, prune=True):
         return report
-    more = await engine.delete_owned(
+    more = await operations.delete_owned(
         old.target(translate.target_for(spec, settings)),
         translate.owner_id(namespace, name),
         credentials,

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
-from envsync.kube import models, status
+from envsync.kube import models, status, statusmodels
 from envsync.sync import engine
 
 
@@ -107,7 +107,7 @@ class Outcome:
     counts.
     """
 
-    change: models.StatusPatch = dataclasses.field(default_factory=models.StatusPatch)
+    change: statusmodels.StatusPatch = dataclasses.field(default_factory=statusmodels.StatusPatch)
     events: tuple[status.Event, ...] = ()
     next_in: float | None = None
     report: engine.SyncReport | None = None

@@ -26,7 +26,7 @@ from typing import Any
 from envsync import errors, policy
 from envsync import settings as settings_module
 from envsync.dotenv import pools
-from envsync.kube import models, status
+from envsync.kube import models, status, statusmodels
 from envsync.operator import apiclient, leaving, metrics, outcome, translate
 from envsync.operator import tracker as tracker_module
 from envsync.sync import engine
@@ -304,7 +304,7 @@ def _unchanged(
 
 def outcome_of(
     previous: Mapping[str, Any],
-    new: models.StatusPatch,
+    new: statusmodels.StatusPatch,
     *,
     next_in: float | None,
     events: tuple[status.Event, ...] = (),

@@ -41,7 +41,7 @@ from envsync.dotenv import pools
 from envsync.kube import status
 from envsync.operator import apiclient, leaving, metrics, outcome, reconciler, translate, writer
 from envsync.operator import tracker as tracker_module
-from envsync.sync import engine
+from envsync.sync import operations
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +335,7 @@ class Runtime:
             credentials = await apiclient.credentials_for(
                 self.client, namespace, spec, self.settings
             )
-            report = await engine.delete_owned(
+            report = await operations.delete_owned(
                 translate.target_for(spec, self.settings),
                 translate.owner_id(namespace, name),
                 credentials,

@@ -1,10 +1,11 @@
 """One sync, start to finish: read the source → parse → read remote → plan → write → report.
 
-Both front doors call this module and nothing else: the operator turns the returned
-:class:`SyncReport` into a status patch and metrics, the CLI prints it. The engine is async so
-that the operator's event loop never blocks: every boto3 call runs in a worker thread (the
-sinks are thread-safe and share one client per identity/region/service), paced by the
-process-wide limiter the sinks' clients wait on.
+Both front doors call this module (and :mod:`envsync.sync.operations` for diff, pull and
+deletion) and nothing else: the operator turns the returned :class:`SyncReport` into a status
+patch and metrics, the CLI prints it. The engine is async so that the operator's event loop
+never blocks: every boto3 call runs in a worker thread (the sinks are thread-safe and share one
+client per identity/region/service), paced by the process-wide limiter the sinks' clients wait
+on.
 
 The order of work is chosen so that a sync that fails half-way loses nothing:
 
@@ -29,15 +30,14 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, Final
+from typing import Any, Final
 
 from envsync import aws, errors, limits, policy
 from envsync.aws import batching
-from envsync.dotenv import grammar, pools
+from envsync.dotenv import pools
 from envsync.sync import plan, source
 from envsync.sync.report import (
     MAX_ISSUES,
@@ -57,10 +57,6 @@ __all__ = [
     "PullResult",
     "SyncReport",
     "SyncRequest",
-    "delete_owned",
-    "diff",
-    "format_env_line",
-    "pull",
     "sync",
 ]
 
@@ -481,129 +477,4 @@ def _report(
         aborted=aborted,
         empty_source=empty,
         notes=tuple(notes),
-    )
-
-
-# -- diff, pull, delete --------------------------------------------------------------------
-
-
-async def diff(request: SyncRequest) -> tuple[list[DiffLine], SyncReport]:
-    """What :func:`sync` would do, key by key, with both values (for the CLI's display only)."""
-    started = time.monotonic()
-    sink = await _open(request)
-    parsed = await asyncio.to_thread(source.parse_source, request, sink.problem, None)
-    tally = _Tally(None)
-    if parsed.error_count and request.on_parse_error == "Abort":
-        return [], _report(request, parsed, tally, sink, started, aborted=True)
-    if _empty(request, parsed):
-        return [], _report(request, parsed, tally, sink, started, empty=True)
-    prune = request.prune and not parsed.error_count
-    if request.prune and not prune:
-        tally.notes.append(PRUNE_SUSPENDED)
-    remote: dict[str, str | None] = {}
-    steps = await _plan(request, sink, parsed.desired, prune=prune, remote_values=remote)
-    lines = []
-    for step in sorted(steps, key=lambda s: s.key):
-        tally.record(step.key, step.action, step.reason, _line(parsed.desired, step.key))
-        want = parsed.desired.get(step.key)
-        lines.append(
-            DiffLine(
-                step.key,
-                step.action,
-                step.reason,
-                want.value if want else None,
-                remote.get(step.key),
-            )
-        )
-    report = _report(dataclasses.replace(request, dry_run=True), parsed, tally, sink, started)
-    return lines, report
-
-
-async def pull(
-    target: aws.Target,
-    out: IO[str],
-    *,
-    credentials: aws.Credentials | None = None,
-    owner: str = "pull",
-) -> PullResult:
-    """Stream everything under the target into ``out`` as .env lines, page by page."""
-    sink = await asyncio.to_thread(aws.open_sink, target, owner=owner, credentials=credentials)
-    pages = sink.scan()
-    written = 0
-    skipped: list[KeyIssue] = []
-    while (page := await asyncio.to_thread(next, pages, None)) is not None:
-        for entry in page:
-            line, reason = format_env_line(entry.key, entry.value)
-            if line is None:
-                if len(skipped) < MAX_ISSUES:
-                    skipped.append(KeyIssue(entry.key, reason or "not representable"))
-                continue
-            out.write(line)
-            written += 1
-    return PullResult(written, tuple(skipped), sink.stats.calls())
-
-
-def format_env_line(key: str, value: str | None) -> tuple[str | None, str | None]:
-    """One .env line (``grammar.format_env``) that :func:`envsync.dotenv.grammar.parse` reads
-    back exactly.
-
-    Returns ``(None, reason)`` for what a .env file cannot express.
-    """
-    if value is None:
-        return None, "no text value (binary or unreadable)"
-    try:
-        return grammar.format_env(key, value) + "\n", None
-    except ValueError:
-        return None, "key cannot be written in .env syntax"
-
-
-async def delete_owned(
-    target: aws.Target,
-    owner: str,
-    credentials: aws.Credentials | None = None,
-    *,
-    workers: int = 4,
-    batch_size: int = 50,
-) -> SyncReport:
-    """Delete every entry under the target that ``owner`` owns (``deletionPolicy: Delete``).
-
-    In Secrets Manager ``json`` mode the whole secret is scheduled for deletion (if ours);
-    ``deleted`` then counts the keys it held.
-    """
-    if target.provider == "secretsmanager" and target.mode == "json":
-        return await _delete_document(target, owner, credentials)
-    request = SyncRequest(
-        source=b"",
-        target=target,
-        owner=owner,
-        credentials=credentials,
-        prune=True,
-        allow_empty=True,  # deleting everything owned is the point here
-        workers=workers,
-        batch_size=batch_size,
-        source_name="<deletion>",
-    )
-    return await sync(request)
-
-
-async def _delete_document(
-    target: aws.Target, owner: str, credentials: aws.Credentials | None
-) -> SyncReport:
-    started = time.monotonic()
-    sink = await asyncio.to_thread(aws.open_sink, target, owner=owner, credentials=credentials)
-    assert isinstance(sink, aws.secretsmanager.JsonSecretSink)
-    try:
-        pages = await asyncio.to_thread(list, sink.scan())
-    except errors.RemoteError:
-        pages = []  # not a JSON document: still deleted below if it is ours
-    keys = [entry.key for page in pages for entry in page]
-    deleted = await asyncio.to_thread(aws.secretsmanager.delete_document, sink)
-    return SyncReport(
-        deleted=len(keys) if deleted else 0,
-        conflicts=0 if deleted or not keys else 1,
-        conflict_keys=() if deleted or not keys else (KeyIssue(target.path, "not owned"),),
-        aws_calls=sink.stats.calls(),
-        throttled=sink.stats.throttled,
-        duration_seconds=time.monotonic() - started,
-        source_hash=hashlib.sha256(b"").hexdigest(),
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envsync import limits
-from envsync.dotenv import grammar, pools
+from envsync.dotenv import grammar, pools, reading
 from envsync.sync import plan
 from envsync.sync.report import MAX_PARSE_ERRORS, ParseProblem, Source, SyncRequest
 
@@ -109,7 +109,7 @@ def parse_source(
     desired: dict[str, plan.Desired] = {}
     problems: list[ParseProblem] = []
     error_count = 0
-    for item in grammar.parse(readable, **options):
+    for item in reading.parse(readable, **options):
         if isinstance(item, grammar.ParseError):
             error_count += 1
             if len(problems) < MAX_PARSE_ERRORS:

@@ -1,0 +1,142 @@
+"""What ``envsync push`` and ``diff`` print: the report, the diff lines, the progress display.
+
+The commands' output is read by people at a terminal and, with ``--output json``, by
+pipelines; both shapes come from the engine's report and diff lines alone, so their formats
+live here, apart from what decides what the commands do. Values appear only in a diff given
+``--show-values``; everything else names keys, lines and reasons.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from envsync import aws, limits
+from envsync.sync import engine
+
+__all__ = ["report_source"]
+
+_SYMBOLS = {
+    "create": "+",
+    "update": "~",
+    "delete": "-",
+    "unchanged": "=",
+    "adopt": "=",
+    "skip": "!",
+    "conflict": "x",
+}
+
+
+def _print_report(
+    args: argparse.Namespace,
+    target: aws.Target,
+    report: engine.SyncReport,
+    *,
+    summary_only: bool = False,
+) -> None:
+    if args.output == "json" and not summary_only:
+        data = report.as_dict()
+        data["target"] = target.describe()
+        print(json.dumps(data, indent=2))
+        return
+    out = sys.stdout if not summary_only else sys.stderr
+    for problem in report.parse_errors:
+        print(f"{report_source(args)}:{problem.line}: {problem.reason}", file=out)
+    if report.parse_error_count > len(report.parse_errors):
+        print(f"... {report.parse_error_count} parse errors in all", file=out)
+    if report.aborted:
+        print("aborted: parse errors (onParseError Abort); nothing was pushed", file=out)
+        return
+    if not summary_only:
+        for label, issues in (
+            ("failed", report.failures),
+            ("conflict", report.conflict_keys),
+        ):
+            for issue in issues:
+                print(f"{label}: {issue.key}: {issue.reason}", file=out)
+        for issue in report.skips:
+            where = f"{report_source(args)}:{issue.line}: " if issue.line else ""
+            code = f"{issue.code}: " if issue.code else ""
+            print(f"{where}skipped: {issue.key}: {code}{issue.reason}", file=out)
+    for note in report.notes:
+        print(f"note: {note}", file=out)
+    verb = "would push" if report.dry_run else "pushed"
+    print(
+        f"{verb} to {target.describe()}: {report.created} created, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {report.deleted} deleted, {report.skipped} skipped, "
+        f"{report.conflicts} conflicts, {report.failed} failed "
+        f"({report.total_calls} AWS calls, {report.throttled} throttled, "
+        f"{report.duration_seconds:.1f}s)",
+        file=out,
+    )
+
+
+def report_source(args: argparse.Namespace) -> str:
+    return "<stdin>" if args.file == "-" else str(args.file)
+
+
+def _diff_text(line: engine.DiffLine, *, show: bool) -> str:
+    symbol = _SYMBOLS.get(line.action, "?")
+    text = f"{symbol} {line.key}"
+    if show and line.action == "update":
+        text += f": {line.remote!r} -> {line.local!r}"
+    elif show and line.action == "create":
+        text += f": {line.local!r}"
+    elif show and line.action == "delete":
+        text += f": {line.remote!r}"
+    if line.reason:
+        if isinstance(line.reason, limits.Refusal):  # a store's refusal names its rule
+            text += f"  ({line.reason.code}: {line.reason})"
+        else:
+            text += f"  ({line.reason})"
+    return text
+
+
+def _diff_json(line: engine.DiffLine, *, show: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {"key": line.key, "action": line.action, "reason": line.reason}
+    if show:
+        data["local"], data["remote"] = line.local, line.remote
+    return data
+
+
+class _Progress:
+    """A one-line progress display on stderr, only when stderr is a terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._counts: dict[str, int] = {}
+        self._last = 0.0
+        self._done = 0
+        self._total = 0
+
+    @classmethod
+    def maybe(cls, *, enabled: bool) -> _Progress | None:
+        return cls(sys.stderr) if enabled and sys.stderr.isatty() else None
+
+    def plan(self, total: int) -> None:
+        self._total = total
+
+    def tick(self, key: str, outcome: str) -> None:
+        self._done += 1
+        self._counts[outcome] = self._counts.get(outcome, 0) + 1
+        now = time.monotonic()
+        if now - self._last >= 0.1:
+            self._last = now
+            self._draw()
+
+    def _draw(self) -> None:
+        parts = ", ".join(f"{n} {k}" for k, n in sorted(self._counts.items()))
+        width = 30
+        filled = width * self._done // self._total if self._total else 0
+        bar = "#" * filled + "." * (width - filled)
+        self._stream.write(f"\r\x1b[2K[{bar}] {self._done}/{self._total} ({parts})")
+        self._stream.flush()
+
+    def done(self) -> None:
+        if self._done:
+            self._draw()
+            self._stream.write("\n")
+            self._stream.flush()
