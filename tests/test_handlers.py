@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -626,3 +628,24 @@ async def test_a_sync_over_the_time_limit_is_cancelled_and_reported(
         assert "ENVSYNC_SYNC_TIMEOUT (1s)" in ready["message"]
         assert tracker.timer is not None  # the retry
         await running.close()
+
+
+def test_the_operator_imports_kopf_without_the_kubernetes_library() -> None:
+    """In a pod the library is never needed (kopf reads the service account itself), and kopf
+    would import it only to recognise its models and offer it as a fallback login: 8 MiB
+    resident. It stays importable for the kubeconfig login off-cluster."""
+    code = (
+        "import sys\n"
+        "import envsync.operator.handlers\n"
+        "import kopf\n"
+        "assert 'kubernetes' not in sys.modules, 'imported'\n"
+        "handlers = kopf.get_default_registry()._activities.get_all_handlers()\n"
+        "print(sorted(h.id for h in handlers if h.activity.value == 'authentication'))\n"
+        "from kubernetes import client\n"
+        "print(client.Configuration.__name__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['login']", "Configuration"]

@@ -4,7 +4,8 @@ what comes back), and the Prometheus metrics. The only package that imports kopf
 kopf is imported here first, and its handler registry made, without the ``kubernetes``
 library. When that library is installed, kopf imports it to recognise its models (which
 envsync never hands kopf) and to offer it as a fallback login (envsync has a login handler of
-its own), and the import costs 30 MiB of the operator's resident memory, a third of it idle.
+its own), and the import costs 8 MiB of resident memory (``import envsync.operator.handlers``:
+75 MiB with it, 67 MiB without).
 The library stays installed and importable: ``apiclient.login_with_kubeconfig`` imports it
 when envsync runs off-cluster with a kubeconfig.
 """

@@ -255,9 +255,10 @@ async def credentials_for(
 def log_in(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """The pod's service account, else the kubeconfig as the ``kubernetes`` library reads it.
 
-    In a pod kopf reads the token and CA files itself: no library, and not the 30 MiB that
-    importing ``kubernetes`` costs. Elsewhere (``envsync run`` on a laptop) the library's loader
-    runs what kopf's own kubeconfig reader does not: exec plugins (``aws eks get-token``,
+    In a pod kopf reads the token and CA files itself: no library, and not the 8 MiB that
+    importing ``kubernetes`` costs (see ``envsync.operator``). Elsewhere (``envsync run`` on a
+    laptop) the library's loader runs what kopf's own kubeconfig reader does not: exec plugins
+    (``aws eks get-token``,
     ``gke-gcloud-auth-plugin``, ``kubelogin``), auth providers, client certificates. Both are
     called again when the API server answers 401, which fetches a fresh token.
     """
