@@ -258,9 +258,9 @@ def log_in(**kwargs: Any) -> kopf.ConnectionInfo | None:
     In a pod kopf reads the token and CA files itself: no library, and not the 8 MiB that
     importing ``kubernetes`` costs (see ``envsync.operator``). Elsewhere (``envsync run`` on a
     laptop) the library's loader runs what kopf's own kubeconfig reader does not: exec plugins
-    (``aws eks get-token``,
-    ``gke-gcloud-auth-plugin``, ``kubelogin``), auth providers, client certificates. Both are
-    called again when the API server answers 401, which fetches a fresh token.
+    (``aws eks get-token``, ``gke-gcloud-auth-plugin``, ``kubelogin``), auth providers, client
+    certificates. Both are called again when the API server answers 401, which fetches a fresh
+    token.
     """
     account: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
     return account or login_with_kubeconfig(**kwargs)
