@@ -364,12 +364,13 @@ def test_drift_in_aws_is_repaired_and_reported(
     kube.wait_until(lambda: cluster.get("EnvSync", namespace, "app") is None)
 
 
-def test_an_idle_envsync_keeps_no_event_of_kopf_in_memory(
+def test_an_idle_envsync_keeps_neither_a_kopf_event_nor_pooled_buffers(
     operator: str, cluster: kube.Cluster, namespace: str, aws_endpoint: str
 ) -> None:
     """An idle EnvSync waits on a timer for its drift check. A timer made inside a kopf
     handler keeps that handler's context, and with it the handler's cause: the whole event
-    body, a logger and a patch, a few KiB per EnvSync for as long as the operator idles."""
+    body, a logger and a patch, a few KiB per EnvSync for as long as the operator idles.
+    Its pools served its sync and hold nothing until the next."""
     for name in ("one", "two", "three"):
         cluster.apply(kube.configmap(f"{name}-env", namespace, "A=1\n"))
         cluster.apply(
@@ -390,6 +391,10 @@ def test_an_idle_envsync_keeps_no_event_of_kopf_in_memory(
         ]
 
     kube.wait_until(lambda: not causes_kept(), what="no kopf cause of these EnvSyncs alive")
+    kube.wait_until(
+        lambda: kube.total(kube.scrape(operator), "envsync_pool_size") == 0,
+        what="every EnvSync's pools empty once its sync is over",
+    )
 
 
 def test_a_one_mebibyte_configmap_syncs(

@@ -223,7 +223,12 @@ class Reconciler:
     async def _run(
         self, request: engine.SyncRequest, spec: models.EnvSyncSpec, tracker: tracker_module.Tracker
     ) -> engine.SyncReport:
-        """The engine inside the process-wide slot, with this EnvSync's pools and threshold."""
+        """The engine inside the process-wide slot, with this EnvSync's pools and threshold.
+
+        The pools serve one sync (a read buffer across chunks, name lists across batches) and
+        are emptied after it: kept, they would hold a buffer and lists per EnvSync through
+        hours of idling until the next drift check, which allocating afresh costs nothing
+        next to."""
         manager = tracker.pools_for(translate.pool_config(spec), self.metrics)
         async with self.process_pools.sync_slot(timeout=policy.MEMORY_WAIT):
             try:  # in this task: a task of its own could outlive a cancelled pass
@@ -234,6 +239,8 @@ class Reconciler:
                     f"the sync took longer than ENVSYNC_SYNC_TIMEOUT "
                     f"({self.settings.sync_timeout:g}s) and was cancelled; the next one resumes"
                 ) from None
+            finally:
+                manager.trim_pools()
 
     def _nothing_to_do(
         self,
