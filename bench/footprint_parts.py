@@ -24,7 +24,7 @@ from typing import Any
 
 from kopf._core.reactor import inventory
 
-from envsync.dotenv import pools
+from envsync.dotenv import poolmanager
 from envsync.operator import outcome, translate
 from envsync.operator import tracker as tracker_module
 
@@ -75,7 +75,9 @@ async def main() -> None:
         return found
 
     def pool_set(i: int) -> Any:
-        return pools.PoolManager(pools.PoolConfig(), max_concurrent_syncs=1, back_pressure=False)
+        return poolmanager.PoolManager(
+            poolmanager.PoolConfig(), max_concurrent_syncs=1, back_pressure=False
+        )
 
     rows = [
         ("kopf's memory of one watched object (ResourceMemory)", kopf_kib),

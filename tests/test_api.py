@@ -7,7 +7,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from envsync.dotenv import pools
+from envsync.dotenv import poolmanager
 from envsync.kube import models, statusmodels
 
 
@@ -192,14 +192,16 @@ def test_gc_interval_must_be_a_positive_duration() -> None:
 
 
 def test_memory_section_converts_to_the_pools_config() -> None:
-    assert pools.PoolConfig(**models.Memory().pool_config_fields()) == pools.PoolConfig()
+    assert (
+        poolmanager.PoolConfig(**models.Memory().pool_config_fields()) == poolmanager.PoolConfig()
+    )
     largest = models.Memory.model_validate({"stringPoolSize": 65536, "bytePoolSize": 1024})
-    config = pools.PoolConfig(**largest.pool_config_fields())
+    config = poolmanager.PoolConfig(**largest.pool_config_fields())
     assert (config.string_pool_size, config.byte_pool_size) == (65536, 1024)
     # deprecated: accepted, converted to nothing
     assert "map_pool_size" not in models.Memory(map_pool_size=3).pool_config_fields()
     off = models.Memory.model_validate({"poolEnabled": False, "memoryThreshold": "1Gi"})
-    converted = pools.PoolConfig(**off.pool_config_fields())
+    converted = poolmanager.PoolConfig(**off.pool_config_fields())
     assert converted.enabled is False
     assert converted.memory_threshold == 2**30
 
@@ -207,7 +209,7 @@ def test_memory_section_converts_to_the_pools_config() -> None:
 def test_memory_bounds_stay_inside_what_the_pools_accept() -> None:
     for name in ("string_pool_size", "byte_pool_size"):
         ours = models.Memory.model_fields[name].metadata
-        theirs = pools.PoolConfig.model_fields[name].metadata
+        theirs = poolmanager.PoolConfig.model_fields[name].metadata
         assert _bound(ours, "le") <= _bound(theirs, "le"), name
         assert _bound(ours, "ge") >= _bound(theirs, "ge"), name
 

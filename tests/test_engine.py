@@ -20,7 +20,7 @@ import pytest
 from moto.ssm.models import ssm_backends
 
 from envsync import aws
-from envsync.dotenv import grammar, lint, pools, reading, streaming, writing
+from envsync.dotenv import grammar, lint, poolmanager, reading, streaming, writing
 from envsync.kube import models
 from envsync.sync import engine, operations
 from faultproxy import FaultProxy, Rule
@@ -437,8 +437,8 @@ async def test_values_never_leak(
 async def test_pool_manager_figures_and_callbacks(moto_endpoint: str, unique_path: str) -> None:
     seen: list[tuple[str, str]] = []
     planned: list[int] = []
-    config = pools.PoolConfig(memory_threshold=0)  # the test process's RSS is not the point
-    async with pools.PoolManager(config) as manager:
+    config = poolmanager.PoolConfig(memory_threshold=0)  # the test process's RSS is not the point
+    async with poolmanager.PoolManager(config) as manager:
         request = engine.SyncRequest(
             source=iter([b"A=1\n", b"B=2\n"]),
             owner=ME,
@@ -461,9 +461,9 @@ async def test_syncs_read_into_the_byte_pool_and_batch_names_in_the_string_pool(
     moto_endpoint: str, unique_path: str
 ) -> None:
     """The pools are on the sync's path: one read buffer per sync, one name list per batch."""
-    config = pools.PoolConfig(memory_threshold=0)
+    config = poolmanager.PoolConfig(memory_threshold=0)
     source = "".join(f"K{i}=v{i}\n" for i in range(25)).encode()  # 3 batches of 10 names
-    async with pools.PoolManager(config) as manager:
+    async with poolmanager.PoolManager(config) as manager:
         request = engine.SyncRequest(
             source=source, owner=ME, target=ssm_target(moto_endpoint, unique_path)
         )

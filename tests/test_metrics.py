@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from envsync.dotenv import pools
+from envsync.dotenv import poolmanager
 from envsync.operator import metrics
 from envsync.sync import engine
 
@@ -132,7 +132,9 @@ def test_process_figures_come_from_prometheus_client(m: metrics.Metrics) -> None
 
 
 def test_pool_figures_are_read_live_at_scrape_time(m: metrics.Metrics) -> None:
-    manager = pools.PoolManager(pools.PoolConfig(memory_threshold=100), rss_reader=lambda: 500)
+    manager = poolmanager.PoolManager(
+        poolmanager.PoolConfig(memory_threshold=100), rss_reader=lambda: 500
+    )
     m.watch_pools(manager)
     assert value(m, "envsync_pool_gets_total", pool="string") == 0
     manager.string_pool.put(manager.string_pool.get())
@@ -152,7 +154,7 @@ def test_pool_figures_are_read_live_at_scrape_time(m: metrics.Metrics) -> None:
 
 
 def test_counters_survive_a_manager_going_away(m: metrics.Metrics) -> None:
-    first, second = pools.PoolManager(), pools.PoolManager()
+    first, second = poolmanager.PoolManager(), poolmanager.PoolManager()
     m.watch_pools(first)
     m.watch_pools(second)
     m.watch_pools(first)  # watching twice counts once

@@ -10,7 +10,7 @@ import pydantic
 import pytest
 
 from envsync import errors, policy
-from envsync.dotenv import pools
+from envsync.dotenv import poolmanager, pools
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -361,21 +361,21 @@ def test_concurrent_byte_buffers_keep_counters_true_and_are_never_shared() -> No
 
 
 def test_config_defaults_are_documented_values() -> None:
-    config = pools.PoolConfig()
+    config = poolmanager.PoolConfig()
     assert config.enabled
     assert config.monitoring_enabled
     assert (config.string_pool_size, config.byte_pool_size) == (64, 16)
     assert config.gc_interval == 30.0
     assert config.memory_threshold == 256 * MiB
-    for name, field in pools.PoolConfig.model_fields.items():
+    for name, field in poolmanager.PoolConfig.model_fields.items():
         assert field.description, f"{name} lacks an attribute docstring"
 
 
 def test_config_accepts_quantities_and_durations() -> None:
-    config = pools.PoolConfig(memory_threshold="100Mi", gc_interval="1m30s")
+    config = poolmanager.PoolConfig(memory_threshold="100Mi", gc_interval="1m30s")
     assert config.memory_threshold == 100 * MiB
     assert config.gc_interval == 90.0
-    assert pools.PoolConfig(memory_threshold=1000, gc_interval=5).memory_threshold == 1000
+    assert poolmanager.PoolConfig(memory_threshold=1000, gc_interval=5).memory_threshold == 1000
 
 
 @pytest.mark.parametrize(
@@ -391,41 +391,41 @@ def test_config_accepts_quantities_and_durations() -> None:
 )
 def test_config_rejects_bad_values_with_a_reason(fields: dict[str, object], message: str) -> None:
     with pytest.raises(pydantic.ValidationError, match=message):
-        pools.PoolConfig(**fields)
+        poolmanager.PoolConfig(**fields)
 
 
 def test_a_zero_interval_is_fine_when_monitoring_is_off() -> None:
-    assert pools.PoolConfig(monitoring_enabled=False, gc_interval=0).gc_interval == 0
+    assert poolmanager.PoolConfig(monitoring_enabled=False, gc_interval=0).gc_interval == 0
 
 
 def test_config_is_frozen() -> None:
     with pytest.raises(pydantic.ValidationError):
-        pools.PoolConfig().enabled = False  # type: ignore[misc]
+        poolmanager.PoolConfig().enabled = False  # type: ignore[misc]
 
 
 # -- PoolManager ------------------------------------------------------------------------------
 
 
-def manager_with(rss: FakeRss, **config: object) -> pools.PoolManager:
+def manager_with(rss: FakeRss, **config: object) -> poolmanager.PoolManager:
     settings: dict[str, object] = {"memory_threshold": 1000, "gc_interval": 3600}
     settings.update(config)
-    return pools.PoolManager(pools.PoolConfig(**settings), rss_reader=rss)
+    return poolmanager.PoolManager(poolmanager.PoolConfig(**settings), rss_reader=rss)
 
 
-def fill(manager: pools.PoolManager) -> None:
+def fill(manager: poolmanager.PoolManager) -> None:
     manager.string_pool.put([])
     manager.byte_pool.put(bytearray(4 * KiB))
 
 
 def test_manager_builds_pools_from_config() -> None:
-    manager = pools.PoolManager(pools.PoolConfig(string_pool_size=1, byte_pool_size=2))
+    manager = poolmanager.PoolManager(poolmanager.PoolConfig(string_pool_size=1, byte_pool_size=2))
     stats = manager.all_stats()
     assert list(stats) == ["string", "byte"]
     assert [s.max_size for s in stats.values()] == [1, 2]
 
 
 def test_disabled_pooling_gives_pass_through_pools_not_none() -> None:
-    manager = pools.PoolManager(pools.PoolConfig(enabled=False))
+    manager = poolmanager.PoolManager(poolmanager.PoolConfig(enabled=False))
     for _ in range(2):
         manager.string_pool.put(manager.string_pool.get())
     buf = manager.byte_pool.get(10)
@@ -438,7 +438,7 @@ def test_disabled_pooling_gives_pass_through_pools_not_none() -> None:
 
 
 def test_memory_stats_from_the_real_process() -> None:
-    manager = pools.PoolManager()
+    manager = poolmanager.PoolManager()
     stats = manager.memory_stats()
     assert stats.rss_bytes > MiB
     assert stats.peak_rss_bytes >= stats.rss_bytes
@@ -460,7 +460,7 @@ def test_peak_is_the_highest_sample_seen() -> None:
 
 
 def test_force_gc_collects_cycles_and_counts_the_run() -> None:
-    manager = pools.PoolManager()
+    manager = poolmanager.PoolManager()
 
     class Node:
         other: object
@@ -492,7 +492,7 @@ def test_a_check_over_the_threshold_collects_trims_and_counts() -> None:
 
 
 def test_threshold_path_with_the_real_psutil_reader() -> None:
-    manager = pools.PoolManager(pools.PoolConfig(memory_threshold=1))
+    manager = poolmanager.PoolManager(poolmanager.PoolConfig(memory_threshold=1))
     assert manager.check_memory() is False
     stats = manager.memory_stats()
     assert (stats.gc_runs, stats.threshold_hits) == (1, 1)
@@ -561,7 +561,7 @@ async def test_monitoring_task_collects_trims_and_releases_waiters() -> None:
 
 async def test_sync_slot_bounds_concurrency() -> None:
     # the test process's own RSS must not decide this test: memory always reads as low
-    manager = pools.PoolManager(max_concurrent_syncs=2, rss_reader=lambda: 1)
+    manager = poolmanager.PoolManager(max_concurrent_syncs=2, rss_reader=lambda: 1)
     active = peak = 0
 
     async def sync() -> None:
@@ -579,8 +579,8 @@ async def test_sync_slot_bounds_concurrency() -> None:
 
 async def test_sync_slot_waits_for_memory_and_gives_the_slot_back_on_timeout() -> None:
     rss = FakeRss(5000)
-    manager = pools.PoolManager(
-        pools.PoolConfig(memory_threshold=1000, gc_interval=3600),
+    manager = poolmanager.PoolManager(
+        poolmanager.PoolConfig(memory_threshold=1000, gc_interval=3600),
         max_concurrent_syncs=1,
         rss_reader=rss,
     )
@@ -593,7 +593,7 @@ async def test_sync_slot_waits_for_memory_and_gives_the_slot_back_on_timeout() -
 
 
 async def test_close_twice_is_fine_and_stops_pooling() -> None:
-    manager = pools.PoolManager()
+    manager = poolmanager.PoolManager()
     await manager.start()
     fill(manager)
     manager.close()
@@ -606,22 +606,22 @@ async def test_close_twice_is_fine_and_stops_pooling() -> None:
 
 
 def test_close_without_a_loop_or_task() -> None:
-    manager = pools.PoolManager()
+    manager = poolmanager.PoolManager()
     manager.close()
     manager.close()
 
 
 def test_max_concurrent_syncs_is_validated() -> None:
     with pytest.raises(errors.ConfigError, match="max_concurrent_syncs"):
-        pools.PoolManager(max_concurrent_syncs=0)
+        poolmanager.PoolManager(max_concurrent_syncs=0)
 
 
 async def test_without_back_pressure_the_threshold_collects_but_never_holds_a_sync() -> None:
     """A per-EnvSync manager in an operator: the process is above this resource's threshold
     (other EnvSyncs' work, not this one's), so waiting would never end."""
     rss = FakeRss(5000)
-    manager = pools.PoolManager(
-        pools.PoolConfig(memory_threshold=1000, gc_interval=3600),
+    manager = poolmanager.PoolManager(
+        poolmanager.PoolConfig(memory_threshold=1000, gc_interval=3600),
         max_concurrent_syncs=1,
         rss_reader=rss,
         back_pressure=False,
@@ -638,10 +638,10 @@ async def test_without_back_pressure_the_threshold_collects_but_never_holds_a_sy
 def test_a_routine_threshold_hit_is_logged_at_debug_and_a_budget_hit_as_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    config = pools.PoolConfig(memory_threshold=1000, gc_interval=3600)
-    per_resource = pools.PoolManager(config, rss_reader=FakeRss(5000), back_pressure=False)
-    budget = pools.PoolManager(config, rss_reader=FakeRss(5000))
-    with caplog.at_level(logging.DEBUG, logger="envsync.dotenv.pools"):
+    config = poolmanager.PoolConfig(memory_threshold=1000, gc_interval=3600)
+    per_resource = poolmanager.PoolManager(config, rss_reader=FakeRss(5000), back_pressure=False)
+    budget = poolmanager.PoolManager(config, rss_reader=FakeRss(5000))
+    with caplog.at_level(logging.DEBUG, logger="envsync.dotenv.poolmanager"):
         per_resource.check_memory()
         budget.check_memory()
     levels = [r.levelno for r in caplog.records if "memory above threshold" in r.getMessage()]

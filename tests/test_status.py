@@ -18,7 +18,7 @@ import pydantic
 import pytest
 
 from envsync import aws, errors
-from envsync.dotenv import pools
+from envsync.dotenv import poolmanager
 from envsync.kube import conditions, crdgen, status, statusmodels
 from envsync.sync import engine
 
@@ -245,7 +245,7 @@ def test_throttling_is_a_detail_not_a_failure() -> None:
 
 
 def test_memory_and_pools_from_snapshot_objects_or_mappings(status_schema: dict[str, Any]) -> None:
-    manager = pools.PoolManager(pools.PoolConfig(), rss_reader=lambda: 50 * 2**20)
+    manager = poolmanager.PoolManager(poolmanager.PoolConfig(), rss_reader=lambda: 50 * 2**20)
     manager.string_pool.put(manager.string_pool.get())
     manager.string_pool.get()
     manager.force_gc()
@@ -606,7 +606,7 @@ async def test_real_engine_report_with_a_sentinel(status_schema: dict[str, Any])
         owner="demo/app",
         on_parse_error="Abort",
     )
-    manager = pools.PoolManager(pools.PoolConfig(monitoring_enabled=False))
+    manager = poolmanager.PoolManager(poolmanager.PoolConfig(monitoring_enabled=False))
     report = await engine.sync(request, pools=manager)
     manager.close()
     assert report.aborted

@@ -479,8 +479,8 @@ class Memory(_Model):
         return units.parse_duration(self.gc_interval)
 
     def pool_config_fields(self) -> dict[str, Any]:
-        """Keyword arguments for `envsync.dotenv.pools.PoolConfig`, which the models do not import
-        (the CRD's models stay free of the parser's types)."""
+        """Keyword arguments for `envsync.dotenv.poolmanager.PoolConfig`, which the models do not
+        import (the CRD's models stay free of the parser's types)."""
         return {
             "enabled": self.pool_enabled,
             "monitoring_enabled": self.monitoring_enabled,

@@ -104,7 +104,7 @@ class ReportLike(Protocol):
 
 
 class PoolSource(Protocol):
-    """What the collector reads at scrape time: `envsync.dotenv.pools.PoolManager` fits."""
+    """What the collector reads at scrape time: `envsync.dotenv.poolmanager.PoolManager` fits."""
 
     def all_stats(self) -> Mapping[str, Any]: ...
     def memory_stats(self) -> Any: ...

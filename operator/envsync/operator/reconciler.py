@@ -4,7 +4,7 @@
 (:class:`~envsync.operator.outcome.Seen`) and its source (handed over by the source's watch
 event, else read), hashes the source once and compares the hash and the spec generation with
 the status: unchanged means zero AWS calls. Otherwise it runs :func:`envsync.sync.engine.sync`
-inside the process-wide :class:`envsync.dotenv.pools.PoolManager` slot (global concurrency and
+inside the process-wide :class:`envsync.dotenv.poolmanager.PoolManager` slot (global concurrency and
 memory budget) with the pools and tuning of the spec, and turns the report into one
 :class:`~envsync.operator.outcome.Outcome`: the status change (:mod:`envsync.kube.status`), the
 events of its transitions, when to look again. It writes nothing itself. Failures are states,
@@ -25,7 +25,7 @@ from typing import Any
 
 from envsync import errors, policy
 from envsync import settings as settings_module
-from envsync.dotenv import pools
+from envsync.dotenv import poolmanager
 from envsync.kube import models, status, statusmodels
 from envsync.operator import apiclient, leaving, metrics, outcome, translate
 from envsync.operator import tracker as tracker_module
@@ -75,7 +75,7 @@ class Reconciler:
         self,
         settings: settings_module.Settings,
         client: apiclient.KubeClient,
-        process_pools: pools.PoolManager,
+        process_pools: poolmanager.PoolManager,
         watcher: metrics.Metrics,
     ) -> None:
         self.settings = settings

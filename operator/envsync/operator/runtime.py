@@ -37,7 +37,7 @@ import kopf
 
 from envsync import aws, errors
 from envsync import settings as settings_module
-from envsync.dotenv import pools
+from envsync.dotenv import poolmanager
 from envsync.kube import status
 from envsync.operator import apiclient, leaving, metrics, outcome, reconciler, translate, writer
 from envsync.operator import tracker as tracker_module
@@ -63,8 +63,8 @@ class Runtime:
     def __init__(self, settings: settings_module.Settings, registry: Any = None) -> None:
         self.settings = settings
         self.metrics = metrics.Metrics(registry)
-        self.process_pools = pools.PoolManager(
-            pools.PoolConfig(enabled=False, memory_threshold=settings.memory_budget),
+        self.process_pools = poolmanager.PoolManager(
+            poolmanager.PoolConfig(enabled=False, memory_threshold=settings.memory_budget),
             max_concurrent_syncs=settings.max_concurrent_syncs,
         )
         self.client = apiclient.KubeClient()

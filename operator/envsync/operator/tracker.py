@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from envsync.dotenv import pools
+from envsync.dotenv import poolmanager
 from envsync.kube import models
 from envsync.operator import apiclient, metrics, outcome, translate
 
@@ -85,18 +85,22 @@ class Tracker:
     that the deletion handler removes back to AWS)."""
     ready: str = "Unknown"
     """The Ready condition's status as last published, for the envsync_resources gauge."""
-    manager: pools.PoolManager | None = None
+    manager: poolmanager.PoolManager | None = None
     timer: asyncio.TimerHandle | None = None
     """The scheduled next pass (drift check or retry)."""
 
-    def pools_for(self, config: pools.PoolConfig, watcher: metrics.Metrics) -> pools.PoolManager:
+    def pools_for(
+        self, config: poolmanager.PoolConfig, watcher: metrics.Metrics
+    ) -> poolmanager.PoolManager:
         """The EnvSync's own pools, rebuilt when its memory section changes."""
         if self.manager is None or self.manager.config != config:
             if self.manager is not None:
                 watcher.unwatch_pools(self.manager)
                 self.manager.close()
             # the process-wide pools hold syncs back; this EnvSync's threshold collects and trims
-            self.manager = pools.PoolManager(config, max_concurrent_syncs=1, back_pressure=False)
+            self.manager = poolmanager.PoolManager(
+                config, max_concurrent_syncs=1, back_pressure=False
+            )
             watcher.watch_pools(self.manager)
         return self.manager
 

@@ -19,7 +19,7 @@ import pydantic
 from envsync import aws, errors
 from envsync import settings as settings_module
 from envsync.aws import batching
-from envsync.dotenv import pools
+from envsync.dotenv import poolmanager
 from envsync.kube import models, places, status
 from envsync.sync import engine
 
@@ -95,9 +95,9 @@ def place_of(spec: models.EnvSyncSpec, settings: settings_module.Settings) -> pl
     return places.Place.of(target_for(spec, settings), aws.session.sdk_region())
 
 
-def pool_config(spec: models.EnvSyncSpec) -> pools.PoolConfig:
+def pool_config(spec: models.EnvSyncSpec) -> poolmanager.PoolConfig:
     """The spec's ``memory`` section as the EnvSync's own pools take it."""
-    return pools.PoolConfig(**spec.memory_or_default.pool_config_fields())
+    return poolmanager.PoolConfig(**spec.memory_or_default.pool_config_fields())
 
 
 def sync_request(

@@ -37,7 +37,7 @@ from typing import Any, Final
 
 from envsync import aws, errors, limits, policy
 from envsync.aws import batching
-from envsync.dotenv import pools
+from envsync.dotenv import poolmanager, pools
 from envsync.sync import plan, source
 from envsync.sync.report import (
     MAX_ISSUES,
@@ -150,7 +150,7 @@ class _Breaker:
 async def sync(
     request: SyncRequest,
     *,
-    pools: pools.PoolManager | None = None,
+    pools: poolmanager.PoolManager | None = None,
     on_action: ActionCallback | None = None,
     on_plan: Callable[[int], None] | None = None,
 ) -> SyncReport:
@@ -184,7 +184,7 @@ async def sync(
 
 async def _sync(
     request: SyncRequest,
-    manager: pools.PoolManager | None,
+    manager: poolmanager.PoolManager | None,
     on_action: ActionCallback | None,
     on_plan: Callable[[int], None] | None,
     started: float,

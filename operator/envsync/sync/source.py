@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envsync import limits
-from envsync.dotenv import grammar, pools, reading
+from envsync.dotenv import grammar, poolmanager, reading
 from envsync.sync import plan
 from envsync.sync.report import MAX_PARSE_ERRORS, ParseProblem, Source, SyncRequest
 
@@ -87,7 +87,7 @@ def _read_size(request: SyncRequest) -> int:
 def parse_source(
     request: SyncRequest,
     problem: Callable[[str, str], limits.Refusal | None],
-    manager: pools.PoolManager | None,
+    manager: poolmanager.PoolManager | None,
 ) -> Parsed:
     """One streaming pass: variables into the desired mapping, errors kept as data."""
     digest = hashlib.sha256()
