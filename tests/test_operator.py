@@ -370,7 +370,15 @@ def test_an_idle_envsync_keeps_neither_a_kopf_event_nor_pooled_buffers(
     """An idle EnvSync waits on a timer for its drift check. A timer made inside a kopf
     handler keeps that handler's context, and with it the handler's cause: the whole event
     body, a logger and a patch, a few KiB per EnvSync for as long as the operator idles.
-    Its pools served its sync and hold nothing until the next."""
+    Its pools served its sync and hold nothing until the next, and the memory the syncs freed
+    goes back to the system once no pass runs."""
+    def heap_releases() -> tuple[float] | None:
+        try:  # the endpoint may not listen yet if this scenario runs first
+            return (kube.total(kube.scrape(operator), "envsync_memory_heap_releases_total"),)
+        except OSError:
+            return None
+
+    (releases,) = kube.wait_until(heap_releases, what="the metrics endpoint")
     for name in ("one", "two", "three"):
         cluster.apply(kube.configmap(f"{name}-env", namespace, "A=1\n"))
         cluster.apply(
@@ -394,6 +402,11 @@ def test_an_idle_envsync_keeps_neither_a_kopf_event_nor_pooled_buffers(
     kube.wait_until(
         lambda: kube.total(kube.scrape(operator), "envsync_pool_size") == 0,
         what="every EnvSync's pools empty once its sync is over",
+    )
+    kube.wait_until(
+        lambda: (now := heap_releases()) is not None and now[0] > releases,
+        timeout=30,
+        what="the memory the syncs freed handed back once no pass runs",
     )
 
 

@@ -115,6 +115,8 @@ class MemoryStats:
     """Collections per generation since start-up, by anyone (``gc.get_stats``)."""
     gc_collected: int
     """Objects the collector has freed since start-up, by anyone."""
+    heap_releases: int = 0
+    """Times the manager handed the C heap's free pages back to the system (``malloc_trim``)."""
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -192,6 +194,7 @@ class PoolManager:
         self._peak_rss = 0
         self._gc_runs = 0
         self._threshold_hits = 0
+        self._heap_releases = 0
         self._under_pressure = False
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._slots: asyncio.Semaphore | None = None
@@ -234,6 +237,7 @@ class PoolManager:
                 gc_counts=gc.get_count(),
                 gc_collections=tuple(gen["collections"] for gen in per_generation),
                 gc_collected=sum(gen["collected"] for gen in per_generation),
+                heap_releases=self._heap_releases,
             )
 
     # -- actions -----------------------------------------------------------------------------
@@ -249,6 +253,16 @@ class PoolManager:
         """Empty (or shrink) every pool; return how many objects were dropped."""
         return sum(pool.trim(keep) for pool in (self.string_pool, self.byte_pool))
 
+    def release_freed_memory(self) -> bool:
+        """Hand the C heap's free pages back to the system (``malloc_trim``); False where the
+        C library has no such call. A few milliseconds: no heap walk, no collection."""
+        if _MALLOC_TRIM is None:
+            return False
+        _MALLOC_TRIM(0)
+        with self._lock:
+            self._heap_releases += 1
+        return True
+
     def check_memory(self) -> bool:
         """One check; True when RSS is under the threshold (or no threshold applies).
 
@@ -263,8 +277,7 @@ class PoolManager:
                 self._threshold_hits += 1
             collected = self.force_gc()
             dropped = self.trim_pools(0)
-            if _MALLOC_TRIM is not None:
-                _MALLOC_TRIM(0)
+            self.release_freed_memory()
             after = self._sample()
             # routine for a per-resource threshold (back_pressure off): the process-wide
             # manager's warning is the one an operator needs to see

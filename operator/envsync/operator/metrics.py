@@ -302,6 +302,12 @@ class _PoolCollector(Collector):
             "Garbage collections envsync forced (threshold hits and explicit requests).",
             value=totals.get("memory.gc_runs", 0.0),
         )
+        yield CounterMetricFamily(
+            "envsync_memory_heap_releases",
+            "Times envsync handed freed C-heap pages back to the system (malloc_trim): after a"
+            " quiet spell following syncs, and on threshold hits.",
+            value=totals.get("memory.heap_releases", 0.0),
+        )
         yield GaugeMetricFamily(
             "envsync_memory_threshold_bytes",
             "Highest memory threshold in force, in bytes (0: none).",
@@ -337,6 +343,7 @@ def _read(source: PoolSource) -> _Figures:
         return figures
     figures.counters["memory.threshold_hits"] = _number(memory, "threshold_hits")
     figures.counters["memory.gc_runs"] = _number(memory, "gc_runs")
+    figures.counters["memory.heap_releases"] = _number(memory, "heap_releases")
     figures.highest["threshold"] = _number(memory, "threshold_bytes")
     figures.highest["peak"] = _number(memory, "peak_rss_bytes")
     return figures

@@ -45,6 +45,9 @@ from envsync.sync import operations
 
 log = logging.getLogger(__name__)
 
+RELEASE_AFTER = 5.0
+"""Seconds without a running pass before freed memory is handed back to the system."""
+
 _POSTING_VARS = frozenset({"settings_var", "event_queue_var", "event_queue_loop_var"})
 """The context variables kopf.event() reads (kopf/_core/engines/posting.py); an event posted
 by a pass a timer started (DriftRepaired) fails with LookupError without them."""
@@ -72,6 +75,7 @@ class Runtime:
         self.trackers: dict[translate.Key, tracker_module.Tracker] = {}
         self.workers: set[asyncio.Task[None]] = set()
         self._context: contextvars.Context | None = None
+        self._release: asyncio.TimerHandle | None = None
         """Every worker still running, a retired tracker's too: closing stops them all (kopf
         re-raises what any task left running at its exit ends with)."""
         self.reconciler = reconciler.Reconciler(
@@ -92,6 +96,8 @@ class Runtime:
 
     async def close(self) -> None:
         aws.session.remove_request_observer(self.observe_request)
+        if self._release is not None:
+            self._release.cancel()
         for key in list(self.trackers):
             self._retire(key)
         workers = list(self.workers)
@@ -252,6 +258,23 @@ class Runtime:
                     self.schedule(tracker, delay)
         finally:
             tracker.worker = None
+            if self.workers <= {asyncio.current_task()}:
+                self._release_later()
+
+    def _release_later(self) -> None:
+        """When no pass has run for a moment, hand the memory the last ones freed back to the
+        system. The C allocator keeps freed pages for reuse, so after a burst (an operator
+        starting with a thousand EnvSyncs, a chart upgrade) the RSS would stay at the burst's
+        height however little stays alive; trimming costs milliseconds, once per quiet spell."""
+        if self._release is not None:
+            self._release.cancel()
+        loop = asyncio.get_running_loop()
+        self._release = loop.call_later(RELEASE_AFTER, self._release_if_idle)
+
+    def _release_if_idle(self) -> None:
+        self._release = None
+        if not self.workers:
+            self.process_pools.release_freed_memory()
 
     def _current(self, tracker: tracker_module.Tracker) -> bool:
         """Whether passes of this tracker may still run: its object is neither gone nor being
