@@ -24,6 +24,7 @@ import boto3
 import pytest
 
 import kube
+from envsync.dotenv import poolmanager
 from faultproxy import FaultProxy, Rule
 
 pytestmark = pytest.mark.timeout(120)
@@ -372,6 +373,7 @@ def test_an_idle_envsync_keeps_neither_a_kopf_event_nor_pooled_buffers(
     body, a logger and a patch, a few KiB per EnvSync for as long as the operator idles.
     Its pools served its sync and hold nothing until the next, and the memory the syncs freed
     goes back to the system once no pass runs."""
+
     def heap_releases() -> tuple[float] | None:
         try:  # the endpoint may not listen yet if this scenario runs first
             return (kube.total(kube.scrape(operator), "envsync_memory_heap_releases_total"),)
@@ -403,9 +405,11 @@ def test_an_idle_envsync_keeps_neither_a_kopf_event_nor_pooled_buffers(
         lambda: kube.total(kube.scrape(operator), "envsync_pool_size") == 0,
         what="every EnvSync's pools empty once its sync is over",
     )
-    kube.wait_until(
+    if not poolmanager.HEAP_RELEASE_AVAILABLE:
+        return  # no malloc_trim in this C library (macOS, musl)
+    kube.wait_until(  # within RELEASE_AFTER of the last pass, or RELEASE_EVERY of the last release
         lambda: (now := heap_releases()) is not None and now[0] > releases,
-        timeout=30,
+        timeout=90,
         what="the memory the syncs freed handed back once no pass runs",
     )
 

@@ -21,7 +21,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 import psutil
 import pydantic
@@ -157,6 +157,9 @@ def _load_malloc_trim() -> Callable[[int], int] | None:
 
 _MALLOC_TRIM = _load_malloc_trim()
 
+HEAP_RELEASE_AVAILABLE: Final = _MALLOC_TRIM is not None
+"""Whether :meth:`PoolManager.release_freed_memory` can do anything here (glibc's Linux)."""
+
 
 class PoolManager:
     """One :class:`PoolConfig` made real: the pools, the memory watch and the sync slots.
@@ -255,7 +258,8 @@ class PoolManager:
 
     def release_freed_memory(self) -> bool:
         """Hand the C heap's free pages back to the system (``malloc_trim``); False where the
-        C library has no such call. A few milliseconds: no heap walk, no collection."""
+        C library has no such call. It walks the free chunks of every arena under each arena's
+        lock (20 ms at a 200 MB heap): thread-safe, and best called off the event loop."""
         if _MALLOC_TRIM is None:
             return False
         _MALLOC_TRIM(0)

@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 RELEASE_AFTER = 5.0
 """Seconds without a running pass before freed memory is handed back to the system."""
+RELEASE_EVERY = 60.0
+"""Seconds between two such releases at least: steady drift checks leave many quiet spells."""
 
 _POSTING_VARS = frozenset({"settings_var", "event_queue_var", "event_queue_loop_var"})
 """The context variables kopf.event() reads (kopf/_core/engines/posting.py); an event posted
@@ -74,10 +76,12 @@ class Runtime:
         self.post: writer.Post = writer.post_with_kopf
         self.trackers: dict[translate.Key, tracker_module.Tracker] = {}
         self.workers: set[asyncio.Task[None]] = set()
-        self._context: contextvars.Context | None = None
-        self._release: asyncio.TimerHandle | None = None
         """Every worker still running, a retired tracker's too: closing stops them all (kopf
         re-raises what any task left running at its exit ends with)."""
+        self._context: contextvars.Context | None = None
+        self._release: asyncio.TimerHandle | None = None
+        self._released_at = -RELEASE_EVERY
+        self._closing = False
         self.reconciler = reconciler.Reconciler(
             settings, self.client, self.process_pools, self.metrics
         )
@@ -96,6 +100,7 @@ class Runtime:
 
     async def close(self) -> None:
         aws.session.remove_request_observer(self.observe_request)
+        self._closing = True
         if self._release is not None:
             self._release.cancel()
         for key in list(self.trackers):
@@ -258,23 +263,34 @@ class Runtime:
                     self.schedule(tracker, delay)
         finally:
             tracker.worker = None
-            if self.workers <= {asyncio.current_task()}:
-                self._release_later()
+            this = asyncio.current_task()
+            if all(worker.done() or worker is this for worker in self.workers):
+                self._release_later(RELEASE_AFTER)  # the last one (others may end this turn)
 
-    def _release_later(self) -> None:
+    def _release_later(self, delay: float) -> None:
         """When no pass has run for a moment, hand the memory the last ones freed back to the
         system. The C allocator keeps freed pages for reuse, so after a burst (an operator
         starting with a thousand EnvSyncs, a chart upgrade) the RSS would stay at the burst's
-        height however little stays alive; trimming costs milliseconds, once per quiet spell."""
+        height however little stays alive. ``malloc_trim`` walks the heap's free chunks (20 ms
+        at 200 MB), so it runs in a thread and at most once per ``RELEASE_EVERY``."""
+        if self._closing:
+            return
         if self._release is not None:
             self._release.cancel()
         loop = asyncio.get_running_loop()
-        self._release = loop.call_later(RELEASE_AFTER, self._release_if_idle)
+        self._release = loop.call_later(delay, self._release_if_idle)
 
     def _release_if_idle(self) -> None:
         self._release = None
-        if not self.workers:
-            self.process_pools.release_freed_memory()
+        if self._closing or self.workers:
+            return  # a pass runs: the next quiet spell releases
+        loop = asyncio.get_running_loop()
+        wait = self._released_at + RELEASE_EVERY - loop.time()
+        if wait > 0:
+            self._release_later(wait)
+            return
+        self._released_at = loop.time()
+        loop.run_in_executor(None, self.process_pools.release_freed_memory)
 
     def _current(self, tracker: tracker_module.Tracker) -> bool:
         """Whether passes of this tracker may still run: its object is neither gone nor being
