@@ -8,7 +8,7 @@ import pydantic
 import pytest
 
 from envsync.dotenv import poolmanager
-from envsync.kube import models, statusmodels
+from envsync.kube import modelbase, models, statusmodels, tuning
 
 
 def spec(**overrides: Any) -> dict[str, Any]:
@@ -118,7 +118,9 @@ def test_exactly_one_source() -> None:
         ),
     ],
 )
-def test_target_rules_refuse_with_their_message(fields: dict[str, Any], rule: models.Rule) -> None:
+def test_target_rules_refuse_with_their_message(
+    fields: dict[str, Any], rule: modelbase.Rule
+) -> None:
     assert rule.message in refused(models.Target, target(**fields))
 
 
@@ -175,32 +177,32 @@ def test_auth_rules() -> None:
 
 @pytest.mark.parametrize(("given", "expected"), [("100Mi", 100 * 2**20), (1048576, 1048576)])
 def test_memory_threshold_accepts_quantities_and_bytes(given: Any, expected: int) -> None:
-    memory = models.Memory.model_validate({"memoryThreshold": given})
+    memory = tuning.Memory.model_validate({"memoryThreshold": given})
     assert memory.memory_threshold_bytes == expected
     assert memory.to_dict()["memoryThreshold"] == given
 
 
 @pytest.mark.parametrize("given", ["100MB", "-1", "lots", -5])
 def test_memory_threshold_refuses_other_text(given: Any) -> None:
-    assert "memoryThreshold" in refused(models.Memory, {"memoryThreshold": given})
+    assert "memoryThreshold" in refused(tuning.Memory, {"memoryThreshold": given})
 
 
 def test_gc_interval_must_be_a_positive_duration() -> None:
-    assert models.GC_INTERVAL_POSITIVE.message in refused(models.Memory, {"gcInterval": "0s"})
-    assert "gcInterval" in refused(models.Memory, {"gcInterval": "30"})
-    assert models.Memory.model_validate({"gcInterval": "1m30s"}).gc_interval_seconds == 90.0
+    assert tuning.GC_INTERVAL_POSITIVE.message in refused(tuning.Memory, {"gcInterval": "0s"})
+    assert "gcInterval" in refused(tuning.Memory, {"gcInterval": "30"})
+    assert tuning.Memory.model_validate({"gcInterval": "1m30s"}).gc_interval_seconds == 90.0
 
 
 def test_memory_section_converts_to_the_pools_config() -> None:
     assert (
-        poolmanager.PoolConfig(**models.Memory().pool_config_fields()) == poolmanager.PoolConfig()
+        poolmanager.PoolConfig(**tuning.Memory().pool_config_fields()) == poolmanager.PoolConfig()
     )
-    largest = models.Memory.model_validate({"stringPoolSize": 65536, "bytePoolSize": 1024})
+    largest = tuning.Memory.model_validate({"stringPoolSize": 65536, "bytePoolSize": 1024})
     config = poolmanager.PoolConfig(**largest.pool_config_fields())
     assert (config.string_pool_size, config.byte_pool_size) == (65536, 1024)
     # deprecated: accepted, converted to nothing
-    assert "map_pool_size" not in models.Memory(map_pool_size=3).pool_config_fields()
-    off = models.Memory.model_validate({"poolEnabled": False, "memoryThreshold": "1Gi"})
+    assert "map_pool_size" not in tuning.Memory(map_pool_size=3).pool_config_fields()
+    off = tuning.Memory.model_validate({"poolEnabled": False, "memoryThreshold": "1Gi"})
     converted = poolmanager.PoolConfig(**off.pool_config_fields())
     assert converted.enabled is False
     assert converted.memory_threshold == 2**30
@@ -208,7 +210,7 @@ def test_memory_section_converts_to_the_pools_config() -> None:
 
 def test_memory_bounds_stay_inside_what_the_pools_accept() -> None:
     for name in ("string_pool_size", "byte_pool_size"):
-        ours = models.Memory.model_fields[name].metadata
+        ours = tuning.Memory.model_fields[name].metadata
         theirs = poolmanager.PoolConfig.model_fields[name].metadata
         assert _bound(ours, "le") <= _bound(theirs, "le"), name
         assert _bound(ours, "ge") >= _bound(theirs, "ge"), name
@@ -228,7 +230,7 @@ def _bound(metadata: list[Any], name: str) -> int:
     ],
 )
 def test_performance_ranges(fields: dict[str, Any], needle: str) -> None:
-    assert needle in refused(models.Performance, fields)
+    assert needle in refused(tuning.Performance, fields)
 
 
 def test_refresh_interval_falls_back_to_the_operator_default() -> None:
@@ -259,7 +261,7 @@ def test_every_field_documents_itself() -> None:
 
     visit(models.EnvSyncSpec)
     visit(statusmodels.EnvSyncStatus)
-    assert models.Memory in seen
+    assert tuning.Memory in seen
     assert statusmodels.PoolStatus in seen
 
 
@@ -270,9 +272,9 @@ def _models_in(annotation: Any) -> list[type[pydantic.BaseModel]]:
 
 
 def test_rules_are_exposed_per_model() -> None:
-    assert models.rules_of(models.Source) == (models.ONE_SOURCE,)
-    assert models.SSM_ABSOLUTE in models.rules_of(models.Target)
-    assert models.rules_of(models.Performance) == ()
+    assert modelbase.rules_of(models.Source) == (models.ONE_SOURCE,)
+    assert models.SSM_ABSOLUTE in modelbase.rules_of(models.Target)
+    assert modelbase.rules_of(tuning.Performance) == ()
     assert models.SSM_ABSOLUTE.to_schema() == {
         "rule": models.SSM_ABSOLUTE.rule,
         "message": models.SSM_ABSOLUTE.message,

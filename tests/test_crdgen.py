@@ -28,7 +28,7 @@ import yaml
 from envsync import cli, settings
 from envsync.cli import crdcmd
 from envsync.dotenv import reading
-from envsync.kube import crdgen, models, reference, statusmodels
+from envsync.kube import crdgen, models, reference, statusmodels, tuning
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
@@ -438,7 +438,7 @@ def test_auth_rules_agree(auth: dict[str, Any]) -> None:
 def test_gc_interval_rule_agrees(interval: str) -> None:
     cel = cel_failures(_resolve(".spec.memory"), {"gcInterval": interval}, "")
     try:
-        models.Memory.model_validate({"gcInterval": interval})
+        tuning.Memory.model_validate({"gcInterval": interval})
     except pydantic.ValidationError:
         assert cel
     else:

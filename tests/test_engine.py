@@ -21,7 +21,7 @@ from moto.ssm.models import ssm_backends
 
 from envsync import aws
 from envsync.dotenv import grammar, lint, poolmanager, reading, streaming, writing
-from envsync.kube import models
+from envsync.kube import tuning
 from envsync.sync import engine, operations
 from faultproxy import FaultProxy, Rule
 
@@ -245,7 +245,7 @@ async def test_a_long_line_is_one_limit_everywhere_and_a_value_too_big_names_its
     error (the operator used to stop at 64 KiB where lint went on to 1 MiB)."""
     source = b"OK=1\nHUGE=" + b"x" * (100 << 10) + b"\n"
     assert [p.code for p in lint.lint(source) if p.code == "ParseError"] == []
-    assert models.Performance().max_line_size == grammar.DEFAULT_MAX_LINE_SIZE
+    assert tuning.Performance().max_line_size == grammar.DEFAULT_MAX_LINE_SIZE
     assert streaming.DEFAULT_MAX_LINE_SIZE == grammar.DEFAULT_MAX_LINE_SIZE
 
     report = await push(ssm_target(moto_endpoint, unique_path), source)

@@ -2,9 +2,9 @@
 
 Everything that reads a .env file — the engine, ``envsync lint``, ``envsync parse`` — goes
 through :class:`Parser`, an incremental push parser. Its ``feed``/``close`` pair is the only
-place the grammar lives, and every entry point (``parse``, ``aparse`` and ``parse_file`` in
-:mod:`envsync.dotenv.reading`) just drives it, so a result can never depend on how the input
-was split.
+way into the grammar (:mod:`envsync.dotenv.statements`), and every entry point (``parse``,
+``aparse`` and ``parse_file`` in :mod:`envsync.dotenv.reading`) just drives it, so a result can
+never depend on how the input was split.
 
 The grammar is python-dotenv's (>= 1.2.4) without interpolation, so files people already use
 keep their meaning; where python-dotenv logs "could not parse" and drops a statement, envsync
@@ -14,11 +14,11 @@ than one that stops. docs/dotenv.md lists the rules and every deliberate differe
 Why the code is shaped like this: the parser must be fast in pure Python and never hold more
 than one statement. Each read buffer is decoded once and split into lines in C; a tight loop
 settles the common one-line statements with a few ``str`` methods, and hands anything else
-(multi-line quotes, escapes, errors, oversize input, bad UTF-8) to the exact statement parser
-:meth:`Parser._statement`. The fast loop only ever accepts lines on which both would agree;
-tests check that by running the exact parser alone on the same inputs. A statement that does
-not end inside the buffer is carried to the next ``feed``; limits are enforced while it grows,
-and an oversize statement is skipped without being buffered.
+(multi-line quotes, escapes, errors, oversize input, bad UTF-8) to the exact statement parser,
+:class:`~envsync.dotenv.statements.StatementReader`. The fast loop only ever accepts lines on
+which both would agree; tests check that by running the exact parser alone on the same inputs.
+A statement that does not end inside the buffer is carried to the next ``feed``; limits are
+enforced while it grows, and an oversize statement is skipped without being buffered.
 """
 
 from __future__ import annotations
@@ -26,9 +26,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from itertools import islice
-from typing import Final, NamedTuple, Protocol, TypeAlias
+from typing import Final, Protocol, TypeAlias
 
 from envsync import errors
+from envsync.dotenv import statements
+from envsync.dotenv.statements import (
+    NOTHING,
+    Item,
+    Outcome,
+    ParseError,
+    StatementReader,
+    Variable,
+    closing_quote,
+)
 
 __all__ = [
     "DEFAULT_BUFFER_SIZE",
@@ -36,6 +46,7 @@ __all__ = [
     "DEFAULT_MAX_VALUE_SIZE",
     "BytePoolLike",
     "CancelToken",
+    "Item",
     "ParseCancelled",
     "ParseError",
     "Parser",
@@ -53,30 +64,6 @@ DEFAULT_MAX_VALUE_SIZE: Final = 1 << 20
 DEFAULT_BUFFER_SIZE: Final = 64 << 10
 """Bytes read per call (64 KiB): large enough that per-read overhead vanishes, small enough to stay
 in cache."""
-
-
-class Variable(NamedTuple):
-    """One assignment: ``value`` is ``None`` for a bare ``KEY`` line; ``line`` is 1-based, where the
-    statement starts."""
-
-    key: str
-    value: str | None
-    line: int
-
-
-class ParseError(errors.InvalidSourceError, ValueError):
-    """A statement the grammar rejects, located by line; the message never holds the value."""
-
-    def __init__(self, line: int, reason: str, source: str | None = None) -> None:
-        super().__init__(line, reason, source)
-        self.line = line
-        self.reason = reason
-        self.source = source
-
-    def __str__(self) -> str:
-        if self.source is None:
-            return f"line {self.line}: {self.reason}"
-        return f"{self.source}:{self.line}: {self.reason}"
 
 
 class ParseCancelled(errors.StoppedError):
@@ -104,47 +91,10 @@ class CancelToken(Protocol):
     def is_set(self) -> bool: ...
 
 
-Item: TypeAlias = Variable | ParseError
 Source: TypeAlias = "str | bytes | bytearray | memoryview | Readable | Iterable[bytes]"
 
-# --- the exact statement grammar (text holds only "\n" line breaks by now) ----------------------
-_HSPACE = re.compile(r"[^\S\n]*")
-_EXPORT = re.compile(r"export[^\S\n]+")
-_KEY = re.compile(r"[^=#\s]+")
-_QUOTED_KEY = re.compile(r"'([^'\n]*)'")
-_EQUALS = re.compile(r"=[^\S\n]*")
-_ESCAPES: Final = {
-    "'": (("\\'", "'"),),
-    '"': tuple(
-        ("\\" + code, char) for code, char in zip("'\"abfnrtv", "'\"\a\b\f\n\r\t\v", strict=True)
-    ),
-}
-"""Two-character escapes other than ``\\\\``, per quote style."""
-_QUOTE_NAMES = {"'": "single", '"': "double"}
-_QUOTES: Final = frozenset(_QUOTE_NAMES)
 _INVALID = re.compile("[\udc80-\udcff]")
 """Bytes that were not UTF-8, as the ``surrogateescape`` decoder left them."""
-
-
-class _Outcome(NamedTuple):
-    """What :meth:`Parser._statement` found, before limits and encoding are checked."""
-
-    end: int
-    """Where the next statement starts, or -1 when more input is needed."""
-    item: Item | None
-    value_open: int = -1
-    """Index of the opening quote of a quoted value, -1 if none."""
-    value_close: int = -1
-    """Index of its closing quote, -1 if not (yet) seen."""
-    unquoted_end: int = -1
-    """Index of the line end of an unquoted value that is too long, -1 otherwise."""
-    wait: str = "\n"
-    """When incomplete: the character that may complete it ("\\n" or the open quote)."""
-    carry: bool = False
-    """When waiting for a quote: the text ends in a backslash that escapes the next character."""
-
-
-_MORE: Final = _Outcome(-1, None)
 
 
 def _incomplete_utf8_tail(data: bytes | bytearray | memoryview) -> int:
@@ -158,105 +108,6 @@ def _incomplete_utf8_tail(data: bytes | bytearray | memoryview) -> int:
             need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
             return back if need > back else 0
     return 0
-
-
-def _closing_quote(text: str, pos: int, quote: str) -> int:
-    """Index of the first unescaped ``quote`` from ``pos``; -1 if none, -2 if the text ends in a
-    backslash that will escape the next character.
-
-    A backslash escapes whatever follows it, in both quote styles (python-dotenv's
-    ``(?:\\.|[^"\\])*``); ``str.find`` does the scanning because a regex alternation costs
-    ten times more per character.
-    """
-    size = len(text)
-    close = text.find(quote, pos)
-    while True:
-        backslash = text.find("\\", pos, size if close < 0 else close)
-        if backslash < 0:
-            return close
-        pos = backslash + 2
-        if pos > size:
-            return -2
-        if 0 <= close < pos:
-            close = text.find(quote, pos)
-
-
-def _decode_value(raw: str, quote: str) -> str:
-    """python-dotenv's escape decoding: ``\\\\`` and ``\\'`` in single quotes; in double
-    quotes also ``\\" \\a \\b \\f \\n \\r \\t \\v``; any other backslash stays.
-
-    Escaped backslashes are split out first, so every backslash left in a piece starts a
-    two-character sequence, and plain ``str.replace`` calls decode the rest in C.
-    """
-    if "\\" not in raw:
-        return raw
-    table = _ESCAPES[quote]
-    pieces = raw.split("\\\\")
-    for index, piece in enumerate(pieces):
-        if "\\" in piece:
-            for sequence, char in table:
-                if sequence in piece:
-                    piece = piece.replace(sequence, char)
-            pieces[index] = piece
-    return "\\".join(pieces)
-
-
-_INLINE_COMMENT = re.compile(r"\s#")
-r"""Where an unquoted value's comment starts: python-dotenv's ``\s+#`` (one regex search in C)."""
-
-
-def _unquoted(part: str) -> str:
-    """python-dotenv's unquoted value: cut at whitespace followed by ``#``, then right-trim."""
-    comment = _INLINE_COMMENT.search(part)
-    return (part[: comment.start()] if comment else part).rstrip()
-
-
-_NOTHING: Final = Variable("", None, 0)
-""":func:`_one_line` found a blank line or a comment."""
-
-
-def _one_line(line: str, number: int) -> Variable | None:
-    """A one-line statement in a form the hot loop does not settle itself.
-
-    Returns the variable, :data:`_NOTHING` for a blank or comment line, or None when only the
-    exact parser can tell (multi-line quotes, unusual keys, syntax errors). Every answer other
-    than None must be what :meth:`Parser._statement` would say.
-    """
-    key, eq, value = line.partition("=")
-    if not key.isidentifier():
-        key = key.lstrip()
-        if not key:
-            return None if eq else _NOTHING
-        if key[0] == "#":
-            return _NOTHING
-        if key[:6] == "export" and key[6:7].isspace():
-            key = key[6:].lstrip()
-        key = key.rstrip()
-        if not key.isidentifier():
-            return None
-    if not eq:
-        return tuple.__new__(Variable, (key, None, number))
-    stripped = value.strip()
-    first = stripped[:1]
-    if first not in _QUOTES:
-        if "#" in stripped:
-            # "KEY= # comment" is an empty value; otherwise cut at " #"
-            stripped = "" if first == "#" and value[0] != "#" else _unquoted(stripped)
-        return tuple.__new__(Variable, (key, stripped, number))
-    if stripped[-1] == first and len(stripped) > 1:
-        # closes at the end of the line unless a bare quote or a dangling backslash remains
-        # once escape pairs are removed (pairs bind left to right, like python-dotenv's scan)
-        inner = stripped[1:-1]
-        residue = inner.replace("\\\\", "").replace("\\" + first, "")
-        if first not in residue and residue[-1:] != "\\":
-            return tuple.__new__(Variable, (key, _decode_value(inner, first), number))
-    close = _closing_quote(stripped, 1, first)
-    if close < 0:
-        return None
-    rest = stripped[close + 1 :]
-    if rest and rest.lstrip()[0] != "#":
-        return None
-    return tuple.__new__(Variable, (key, _decode_value(stripped[1:close], first), number))
 
 
 class Parser:
@@ -285,6 +136,7 @@ class Parser:
         self._max_value = max_value_size
         self._fast_limit = min(max_line_size, max_value_size)
         self.source_name = source_name
+        self._statements = StatementReader(max_value_size, source_name)
         self.errors = 0
         """How many :class:`ParseError` objects have been returned so far."""
         self._closed = False
@@ -420,7 +272,7 @@ class Parser:
             if first_nl >= 0:
                 return True
         else:
-            close = _closing_quote(text, 1 if self._carry else 0, self._wait)
+            close = closing_quote(text, 1 if self._carry else 0, self._wait)
             if close >= 0:
                 return True
             self._carry = close == -2
@@ -433,7 +285,7 @@ class Parser:
     def _skip_through(self, text: str) -> str:
         """Drop the rest of an oversize statement; return the text after it."""
         if self._skip != "\n":
-            end = _closing_quote(text, 1 if self._skip_carry else 0, self._skip)
+            end = closing_quote(text, 1 if self._skip_carry else 0, self._skip)
             if end < 0:
                 self._skip_carry = end == -2
                 self._line += text.count("\n")
@@ -449,7 +301,7 @@ class Parser:
         self._skip = ""
         return text[newline + 1 :]
 
-    def _keep(self, text: str, outcome: _Outcome, line: int) -> None:
+    def _keep(self, text: str, outcome: Outcome, line: int) -> None:
         """Carry an unfinished statement (all of ``text``) to the next feed."""
         self._parts = [text]
         self._pending_len = len(text)
@@ -480,10 +332,10 @@ class Parser:
             return
         append = out.append
         new = tuple.__new__
-        one_line = _one_line
-        unquoted = _unquoted
-        decode = _decode_value
-        quotes = _QUOTES
+        one_line = statements.one_line
+        unquoted = statements.unquoted
+        decode = statements.decode_value
+        quotes = statements.QUOTES
         line0 = self._line
         base = offset = 0  # ``lines[base]`` starts at ``text[offset]``
         numbered = enumerate(lines, line0)
@@ -496,7 +348,7 @@ class Parser:
             if key and eq:
                 stripped = value.strip()
                 if '"' not in stripped and "'" not in stripped:
-                    if "#" in stripped:  # as in _one_line: "KEY= # c" is empty, else cut " #"
+                    if "#" in stripped:  # as in one_line: "KEY= # c" is empty, else cut " #"
                         if stripped[0] == "#" and value[0] != "#":
                             stripped = ""
                         else:
@@ -510,14 +362,14 @@ class Parser:
                         if first not in inner:
                             append(new(Variable, (key, inner, number)))
                             continue
-                    else:  # as in _one_line: closed here unless a bare quote or "\" remains
+                    else:  # as in one_line: closed here unless a bare quote or "\" remains
                         residue = inner.replace("\\\\", "").replace("\\" + first, "")
                         if first not in residue and residue[-1:] != "\\":
                             append(new(Variable, (key, decode(inner, first), number)))
                             continue
             found = one_line(line, number)
             if found is not None:
-                if found is not _NOTHING:
+                if found is not NOTHING:
                     append(found)
                 continue
             # the exact parser, from this line's offset
@@ -566,7 +418,7 @@ class Parser:
         judged by the first character that crosses one, so that the outcome is the same whether
         the statement arrived whole or was cut short by the end of a chunk.
         """
-        outcome = self._statement(text, pos, line, final)
+        outcome = self._statements.read(text, pos, line, final)
         end = outcome.end
         unterminated = outcome.value_open >= 0 and outcome.value_close < 0
         stop = len(text) if end < 0 or unterminated else end
@@ -584,7 +436,7 @@ class Parser:
                 return end, ParseError(where, "invalid UTF-8", self.source_name)
         return end, outcome.item
 
-    def _crossing(self, text: str, start: int, stop: int, outcome: _Outcome) -> int:
+    def _crossing(self, text: str, start: int, stop: int, outcome: Outcome) -> int:
         """Index of the first character beyond a size limit in ``text[start:stop]``, or -1."""
         best = -1
         limit = self._max_line
@@ -609,7 +461,7 @@ class Parser:
         return best
 
     def _oversize(
-        self, text: str, pos: int, line: int, crossing: int, outcome: _Outcome, final: bool
+        self, text: str, pos: int, line: int, crossing: int, outcome: Outcome, final: bool
     ) -> tuple[int, Item]:
         """Report an oversize statement and skip the rest of it: to the end of its quoted value
         when the crossing is inside one, else to the end of the crossing's line."""
@@ -633,116 +485,3 @@ class Parser:
                 self._skip = "\n"
             return len(text), error
         return newline + 1, error
-
-    # ---- the grammar ---------------------------------------------------------------------------
-
-    def _statement(self, text: str, pos: int, line: int, final: bool) -> _Outcome:
-        """python-dotenv's ``parse_binding`` over ``text[pos:]``, a line start.
-
-        Returns ``end == -1`` when the text ends before the statement does; at ``final`` the end
-        of the text ends the last line.
-        """
-        size = len(text)
-        p = _HSPACE.match(text, pos).end()  # type: ignore[union-attr]  # matches the empty string
-        if p == size:
-            return _Outcome(size, None) if final else _MORE
-        if text[p] == "\n":
-            return _Outcome(p + 1, None)
-        export = _EXPORT.match(text, p)
-        if export is not None:
-            p = export.end()
-            if p == size and not final:
-                return _MORE
-        char = text[p] if p < size else "\n"
-        if char == "#":
-            return self._line_end(text, p, line, final, None)
-        if char == "'":
-            # parse as far as the text goes (never wait for more than is needed): a limit
-            # crossing must be judged on the same parse state however the text was cut
-            quoted = _QUOTED_KEY.match(text, p)
-            if quoted is None:
-                if text.find("\n", p) < 0 and not final:
-                    return _MORE
-                return self._error(text, p, line, "unterminated quoted key", final)
-            if not quoted[1]:
-                return self._error(text, p, line, "empty quoted key", final)
-            key = quoted[1]
-        else:
-            quoted = _KEY.match(text, p)
-            if quoted is None:
-                reason = "expected a key after 'export'" if export else "missing key before '='"
-                return self._error(text, p, line, reason, final)
-            key = quoted[0]
-        p = _HSPACE.match(text, quoted.end()).end()  # type: ignore[union-attr]
-        if p == size and not final:
-            return _MORE
-        if p == size or text[p] != "=":
-            item = Variable(key, None, line)
-            return self._line_end(text, p, line, final, item, "after the key")
-        start = _EQUALS.match(text, p).end()  # type: ignore[union-attr]
-        if start == size and not final:
-            return _MORE
-        char = text[start] if start < size else "\n"
-        if char == "#" and start - p > 1:
-            return self._line_end(text, start, line, final, Variable(key, "", line))
-        if char == "'" or char == '"':
-            return self._quoted_value(text, start, key, line, final)
-        if char == "\n":
-            return _Outcome(min(start + 1, size), Variable(key, "", line))
-        newline = text.find("\n", start)
-        if newline < 0:
-            if not final:
-                return _MORE
-            newline = size
-        value = _unquoted(text[start:newline])
-        end = min(newline + 1, size)
-        too_long = newline if len(value) > self._max_value else -1
-        return _Outcome(end, Variable(key, value, line), unquoted_end=too_long)
-
-    def _quoted_value(self, text: str, start: int, key: str, line: int, final: bool) -> _Outcome:
-        """A quoted value opening at ``start``; it may span lines."""
-        quote = text[start]
-        size = len(text)
-        close = _closing_quote(text, start + 1, quote)
-        if close >= 0:
-            item = Variable(key, _decode_value(text[start + 1 : close], quote), line)
-            newline = text.find("\n", close)
-            if newline < 0:
-                if not final:
-                    return _Outcome(-1, None, start, close)
-                newline = size
-            rest = text[close + 1 : newline].lstrip()
-            if rest and rest[0] != "#":
-                reason = f"unexpected text after the value of {key}"
-                item = ParseError(line, reason, self.source_name)  # type: ignore[assignment]
-            return _Outcome(min(newline + 1, size), item, start, close)
-        if not final:
-            return _Outcome(-1, None, start, wait=quote, carry=close == -2)
-        reason = f"unterminated {_QUOTE_NAMES[quote]}-quoted value for {key}"
-        end = self._error(text, start, line, reason, final)
-        return _Outcome(end.end, end.item, start)
-
-    def _line_end(
-        self, text: str, p: int, line: int, final: bool, item: Variable | None, where: str = ""
-    ) -> _Outcome:
-        """The rest of the line must be blank or a comment (python-dotenv's ``_comment`` and
-        ``_end_of_line``)."""
-        newline = text.find("\n", p)
-        if newline < 0:
-            if not final:
-                return _MORE
-            newline = len(text)
-        rest = text[p:newline].lstrip()
-        if rest and rest[0] != "#":
-            error = ParseError(line, f"unexpected text {where}", self.source_name)
-            return _Outcome(min(newline + 1, len(text)), error)
-        return _Outcome(min(newline + 1, len(text)), item)
-
-    def _error(self, text: str, p: int, line: int, reason: str, final: bool) -> _Outcome:
-        """A syntax error at ``p``: like python-dotenv, resume after the line holding ``p``."""
-        newline = text.find("\n", p)
-        if newline < 0:
-            if not final:
-                return _MORE
-            newline = len(text)
-        return _Outcome(min(newline + 1, len(text)), ParseError(line, reason, self.source_name))

@@ -12,20 +12,21 @@ API server evaluates on `kubectl apply`, and as a pydantic validator, which the 
 operator run. Both use the same message, and a test evaluates the CEL with a real CEL
 interpreter against the Python check so the two cannot drift apart.
 
-The `status` and the resource as a whole are modelled in :mod:`envsync.kube.statusmodels`, on
-the same base class.
+The tuning sections (`memory`, `performance`) are modelled in :mod:`envsync.kube.tuning`; the
+`status` and the resource as a whole in :mod:`envsync.kube.statusmodels`; all of them on the base
+class and rules of :mod:`envsync.kube.modelbase`.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Final, Literal, NamedTuple, Self
+from typing import Annotated, ClassVar, Final, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from envsync import errors, units
-from envsync.dotenv import grammar
+from envsync import units
+from envsync.kube.modelbase import Model, Rule, cel_validations, check_rule
+from envsync.kube.tuning import Memory, Performance
 
 __all__ = [
     "API_GROUP",
@@ -39,14 +40,10 @@ __all__ = [
     "AuthSecretRef",
     "ConfigMapKeyRef",
     "EnvSyncSpec",
-    "Memory",
-    "Performance",
-    "Rule",
     "SecretKeyRef",
     "Source",
     "SyncPolicy",
     "Target",
-    "rules_of",
 ]
 
 API_GROUP: Final = "envsync.dev"
@@ -73,61 +70,10 @@ RESERVED_TAG_PREFIXES: Final = ("aws:", "envsync.dev/")
 """Tag keys users may not set: AWS reserves `aws:`; envsync marks ownership under `envsync.dev/`."""
 
 
-class Rule(NamedTuple):
-    """A cross-field rule: CEL for the API server, the same message for the Python check."""
-
-    rule: str
-    message: str
-    field_path: str | None = None
-
-    def to_schema(self) -> dict[str, str]:
-        """The rule as one `x-kubernetes-validations` entry."""
-        entry = {"rule": self.rule, "message": self.message}
-        if self.field_path:
-            entry["fieldPath"] = self.field_path
-        return entry
-
-
-def _rules(*rules: Rule) -> dict[str, Any]:
-    return {"x-kubernetes-validations": [rule.to_schema() for rule in rules]}
-
-
-def _check(rule: Rule, holds: bool) -> None:
-    if not holds:
-        raise ValueError(rule.message)
-
-
-def rules_of(model: type[BaseModel]) -> tuple[Rule, ...]:
-    """The CEL rules a model carries (for tests and documentation)."""
-    return tuple(getattr(model, "RULES", ()))
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        use_attribute_docstrings=True,
-        extra="forbid",
-        frozen=True,
-    )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The object as the API server stores it: camelCase, unset optionals left out."""
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
-
-
-def _quantity(value: int | str) -> int | str:
-    try:
-        units.parse_quantity(value)
-    except errors.ConfigError as exc:
-        raise ValueError(str(exc)) from None
-    return value
-
-
 # --------------------------------------------------------------------------------------- source
 
 
-class ConfigMapKeyRef(_Model):
+class ConfigMapKeyRef(Model):
     """A key of a ConfigMap in the EnvSync's own namespace that holds .env text."""
 
     name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
@@ -138,7 +84,7 @@ class ConfigMapKeyRef(_Model):
     configMapGenerator names it."""
 
 
-class SecretKeyRef(_Model):
+class SecretKeyRef(Model):
     """A key of a Secret in the EnvSync's own namespace that holds .env text."""
 
     name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
@@ -153,10 +99,10 @@ ONE_SOURCE: Final = Rule(
 )
 
 
-class Source(_Model):
+class Source(Model):
     """Where the .env text comes from: exactly one of configMapRef or secretRef."""
 
-    model_config = ConfigDict(json_schema_extra=_rules(ONE_SOURCE))
+    model_config = ConfigDict(json_schema_extra=cel_validations(ONE_SOURCE))
     RULES: ClassVar[tuple[Rule, ...]] = (ONE_SOURCE,)
 
     config_map_ref: ConfigMapKeyRef | None = None
@@ -167,7 +113,7 @@ class Source(_Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
-        _check(ONE_SOURCE, (self.config_map_ref is None) != (self.secret_ref is None))
+        check_rule(ONE_SOURCE, (self.config_map_ref is None) != (self.secret_ref is None))
         return self
 
     @property
@@ -231,10 +177,10 @@ TARGET_RULES: Final = (
 TagValue = Annotated[str, Field(max_length=256)]
 
 
-class Target(_Model):
+class Target(Model):
     """Where the variables go in AWS, and how they are stored there."""
 
-    model_config = ConfigDict(json_schema_extra=_rules(*TARGET_RULES))
+    model_config = ConfigDict(json_schema_extra=cel_validations(*TARGET_RULES))
     RULES: ClassVar[tuple[Rule, ...]] = TARGET_RULES
 
     provider: Literal["ssm", "secretsmanager"]
@@ -282,18 +228,18 @@ class Target(_Model):
     @model_validator(mode="after")
     def _cross_field(self) -> Self:
         ssm = self.provider == "ssm"
-        _check(SSM_ABSOLUTE, not ssm or self.path.startswith("/"))
-        _check(SSM_HIERARCHY, not ssm or _match(SSM_PREFIX, self.path))
-        _check(SSM_RESERVED, not ssm or not _match(SSM_RESERVED_NAME, self.path))
-        _check(
+        check_rule(SSM_ABSOLUTE, not ssm or self.path.startswith("/"))
+        check_rule(SSM_HIERARCHY, not ssm or _match(SSM_PREFIX, self.path))
+        check_rule(SSM_RESERVED, not ssm or not _match(SSM_RESERVED_NAME, self.path))
+        check_rule(
             KMS_NEEDS_SECURESTRING,
             self.kms_key_id is None or not ssm or self.parameter_type == "SecureString",
         )
-        _check(
+        check_rule(
             MODE_NEEDS_SECRETSMANAGER, self.provider == "secretsmanager" or self.mode == "perKey"
         )
         json_mode = self.provider == "secretsmanager" and self.mode == "json"
-        _check(JSON_SECRET_NAME, not json_mode or not self.path.endswith("/"))
+        check_rule(JSON_SECRET_NAME, not json_mode or not self.path.endswith("/"))
         return self
 
 
@@ -304,7 +250,7 @@ def _match(pattern: str, text: str) -> bool:
 # ----------------------------------------------------------------------------------------- auth
 
 
-class AuthSecretRef(_Model):
+class AuthSecretRef(Model):
     """Static AWS keys in a Secret of the EnvSync's own namespace."""
 
     name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
@@ -334,10 +280,12 @@ EXTERNAL_ID_NEEDS_ROLE: Final = Rule(
 )
 
 
-class Auth(_Model):
+class Auth(Model):
     """Credentials for this EnvSync. Left out: the operator's own (IRSA / EKS Pod Identity)."""
 
-    model_config = ConfigDict(json_schema_extra=_rules(AUTH_NOT_EMPTY, EXTERNAL_ID_NEEDS_ROLE))
+    model_config = ConfigDict(
+        json_schema_extra=cel_validations(AUTH_NOT_EMPTY, EXTERNAL_ID_NEEDS_ROLE)
+    )
     RULES: ClassVar[tuple[Rule, ...]] = (AUTH_NOT_EMPTY, EXTERNAL_ID_NEEDS_ROLE)
 
     role_arn: str | None = Field(default=None, max_length=2048, pattern=ROLE_ARN)
@@ -352,8 +300,8 @@ class Auth(_Model):
 
     @model_validator(mode="after")
     def _cross_field(self) -> Self:
-        _check(AUTH_NOT_EMPTY, self.role_arn is not None or self.secret_ref is not None)
-        _check(EXTERNAL_ID_NEEDS_ROLE, self.external_id is None or self.role_arn is not None)
+        check_rule(AUTH_NOT_EMPTY, self.role_arn is not None or self.secret_ref is not None)
+        check_rule(EXTERNAL_ID_NEEDS_ROLE, self.external_id is None or self.role_arn is not None)
         return self
 
 
@@ -370,10 +318,10 @@ REFRESH_FLOOR: Final = Rule(
 )
 
 
-class SyncPolicy(_Model):
+class SyncPolicy(Model):
     """What a sync may do, and when it runs."""
 
-    model_config = ConfigDict(json_schema_extra=_rules(REFRESH_FLOOR))
+    model_config = ConfigDict(json_schema_extra=cel_validations(REFRESH_FLOOR))
     RULES: ClassVar[tuple[Rule, ...]] = (REFRESH_FLOOR,)
 
     prune: bool = True
@@ -408,7 +356,7 @@ class SyncPolicy(_Model):
     @model_validator(mode="after")
     def _cross_field(self) -> Self:
         seconds = None if self.refresh_interval is None else self.refresh_interval_seconds(0.0)
-        _check(REFRESH_FLOOR, seconds is None or seconds == 0 or seconds >= MIN_REFRESH_SECONDS)
+        check_rule(REFRESH_FLOOR, seconds is None or seconds == 0 or seconds >= MIN_REFRESH_SECONDS)
         return self
 
     def refresh_interval_seconds(self, default: float) -> float:
@@ -418,106 +366,10 @@ class SyncPolicy(_Model):
         return units.parse_duration(self.refresh_interval)
 
 
-# --------------------------------------------------------------------------------------- tuning
-
-GC_INTERVAL_POSITIVE: Final = Rule(
-    "self.gcInterval.matches('[1-9]')",
-    "gcInterval must be greater than zero",
-    ".gcInterval",
-)
-
-
-class Memory(_Model):
-    """Memory tuning (envy's `memory` section, with honest semantics; see docs/memory.md)."""
-
-    model_config = ConfigDict(json_schema_extra=_rules(GC_INTERVAL_POSITIVE))
-    RULES: ClassVar[tuple[Rule, ...]] = (GC_INTERVAL_POSITIVE,)
-
-    pool_enabled: bool = True
-    """Reuse strings, buffers and maps between lines instead of allocating new ones.
-    Default true."""
-    monitoring_enabled: bool = True
-    """Sample memory every gcInterval and act on memoryThreshold; without it the threshold has no
-    effect. Default true."""
-    string_pool_size: int = Field(default=64, ge=0, le=65536)
-    """Most string lists the string pool keeps (a count); 0 keeps none. Default 64."""
-    byte_pool_size: int = Field(default=16, ge=0, le=1024)
-    """Most read buffers the byte pool keeps over all size classes (a count, not bytes as in envy).
-    Default 16."""
-    map_pool_size: int | None = Field(default=None, ge=0, le=65536)
-    """Deprecated, no effect: there is no map pool (nothing in a sync churns maps). Setting it
-    posts a DeprecatedField warning event; it will be removed in the next API version."""
-    gc_interval: str = Field(default="30s", max_length=64, pattern=units.DURATION_PATTERN)
-    """How often memory is checked, as a duration. Default `30s`, as in envy."""
-    memory_threshold: int | str = Field(
-        default="256Mi",
-        json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": units.QUANTITY_PATTERN},
-    )
-    """Operator RSS above which, after a sync of this EnvSync, envsync collects garbage and
-    empties this EnvSync's pools (status.memory.thresholdHits counts it), as bytes or a quantity
-    like `256Mi`; 0 turns it off. It never holds this EnvSync back: ENVSYNC_MEMORY_BUDGET does
-    that for all EnvSyncs together. Default 256Mi (a Python operator idles near 70 MiB)."""
-
-    @field_validator("memory_threshold")
-    @classmethod
-    def _valid_quantity(cls, value: int | str) -> int | str:
-        return _quantity(value)
-
-    @model_validator(mode="after")
-    def _cross_field(self) -> Self:
-        _check(GC_INTERVAL_POSITIVE, units.parse_duration(self.gc_interval) > 0)
-        return self
-
-    @property
-    def memory_threshold_bytes(self) -> int:
-        """The threshold in bytes."""
-        return units.parse_quantity(self.memory_threshold)
-
-    @property
-    def gc_interval_seconds(self) -> float:
-        """The check interval in seconds."""
-        return units.parse_duration(self.gc_interval)
-
-    def pool_config_fields(self) -> dict[str, Any]:
-        """Keyword arguments for `envsync.dotenv.poolmanager.PoolConfig`, which the models do not
-        import (the CRD's models stay free of the parser's types)."""
-        return {
-            "enabled": self.pool_enabled,
-            "monitoring_enabled": self.monitoring_enabled,
-            "string_pool_size": self.string_pool_size,
-            "byte_pool_size": self.byte_pool_size,
-            "gc_interval": self.gc_interval_seconds,
-            "memory_threshold": self.memory_threshold_bytes,
-        }
-
-
-class Performance(_Model):
-    """Throughput tuning (envy's `performance` section). Defaults are envy's."""
-
-    batch_size: int = Field(default=50, ge=1, le=1000)
-    """Jobs taken ahead of the workers at most, so a huge file never sits in memory as pending work.
-    AWS calls still carry at most 10 names each (the API limit). Default 50."""
-    worker_count: int = Field(default=4, ge=1, le=64)
-    """Jobs in flight at once for this EnvSync; the shared AWS rate limiter still applies. Default
-    4."""
-    streaming_enabled: bool | None = None
-    """Deprecated, no effect: the source is always parsed in chunks as it is read, so memory
-    follows the longest line, not the file. Setting it posts a DeprecatedField warning event; it
-    will be removed in the next API version. (No default, so a server's defaulting never sets
-    it.)"""
-    buffer_size: int = Field(default=8192, ge=512, le=2**20)
-    """Bytes read from the source per chunk, at most 1 MiB (the byte pool's largest buffer). Default
-    8192."""
-    max_line_size: int = Field(default=grammar.DEFAULT_MAX_LINE_SIZE, ge=1024, le=16 * 2**20)
-    """Longest line, in characters, the parser accepts before reporting an error: the same
-    limit `envsync lint` and `envsync push` use. Default 1048576 (1 MiB: as much as a ConfigMap
-    or Secret can hold; lower it to refuse long lines)."""
-
-
 # ----------------------------------------------------------------------------------------- spec
 
 
-class EnvSyncSpec(_Model):
+class EnvSyncSpec(Model):
     """The desired state: one .env source, one AWS target, and how to keep them in step."""
 
     source: Source

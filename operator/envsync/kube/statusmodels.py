@@ -15,7 +15,8 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from envsync.kube.models import MAX_FORCE_TOKEN, EnvSyncSpec, _Model
+from envsync.kube.modelbase import Model
+from envsync.kube.models import MAX_FORCE_TOKEN, EnvSyncSpec
 
 __all__ = [
     "CONDITION_REASON",
@@ -47,7 +48,7 @@ CONDITION_TYPE: Final = (
 CONDITION_REASON: Final = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
 
-class _Status(_Model):
+class _Status(Model):
     # A newer operator may have written fields this one does not know: ignore, never fail.
     model_config = ConfigDict(extra="ignore", frozen=True)
 
