@@ -205,8 +205,7 @@ def test_a_threshold_below_the_operators_rss_collects_but_never_blocks_the_sync(
     assert params(ssm, path) == {f"{path}A": "1"}
     memory = obj["status"]["memory"]
     assert memory["threshold"] == 2**20
-    assert memory["thresholdHits"] >= 1
-    assert memory["gcRuns"] >= 1
+    assert memory["thresholdHits"] >= 1  # a collection too, unless one ran moments before
 
 
 def test_configmap_edit_reaches_aws_without_a_spec_change(

@@ -646,3 +646,28 @@ def test_a_routine_threshold_hit_is_logged_at_debug_and_a_budget_hit_as_a_warnin
         budget.check_memory()
     levels = [r.levelno for r in caplog.records if "memory above threshold" in r.getMessage()]
     assert levels == [logging.DEBUG, logging.WARNING]
+
+
+def test_threshold_hits_of_many_managers_share_one_collection_per_spacing() -> None:
+    """One EnvSync's threshold is compared with the whole process's RSS, and a collection is
+    the whole process's: ten thousand EnvSyncs above their thresholds must not each walk the
+    heap after every sync. With ``collect_every``, a hit soon after any forced collection
+    counts, empties its pools, and leaves the collecting to the one that just ran."""
+    config = poolmanager.PoolConfig(memory_threshold=100, gc_interval=3600)
+    spaced = [
+        poolmanager.PoolManager(config, rss_reader=FakeRss(500), back_pressure=False,
+                                collect_every=3600)
+        for _ in range(3)
+    ]  # fmt: skip
+    for manager in spaced:
+        manager.string_pool.put(manager.string_pool.get())
+        assert manager.check_memory() is False  # above the threshold, each one
+    hits = [m.memory_stats().threshold_hits for m in spaced]
+    runs = [m.memory_stats().gc_runs for m in spaced]
+    assert hits == [1, 1, 1]
+    assert sum(runs) <= 1  # one collection at most (none if a test collected moments ago)
+    assert all(m.string_pool.stats().size == 0 for m in spaced)  # every one trimmed its pools
+    every_hit = poolmanager.PoolManager(config, rss_reader=FakeRss(500), back_pressure=False)
+    every_hit.check_memory()
+    every_hit.check_memory()
+    assert every_hit.memory_stats().gc_runs == 2  # without spacing, each hit collects

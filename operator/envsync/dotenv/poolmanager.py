@@ -17,8 +17,10 @@ import ctypes.util
 import dataclasses
 import gc
 import logging
+import math
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Final
@@ -157,6 +159,10 @@ def _load_malloc_trim() -> Callable[[int], int] | None:
 
 _MALLOC_TRIM = _load_malloc_trim()
 
+_COLLECTIONS_LOCK = threading.Lock()
+_LAST_COLLECTION = [-math.inf]
+"""When the last forced collection of this process began (``time.monotonic``)."""
+
 HEAP_RELEASE_AVAILABLE: Final = _MALLOC_TRIM is not None
 """Whether :meth:`PoolManager.release_freed_memory` can do anything here (glibc's Linux)."""
 
@@ -177,6 +183,7 @@ class PoolManager:
         max_concurrent_syncs: int = 4,
         rss_reader: Callable[[], int] | None = None,
         back_pressure: bool = True,
+        collect_every: float = 0.0,
     ) -> None:
         if max_concurrent_syncs < 1:
             raise errors.ConfigError(
@@ -192,6 +199,11 @@ class PoolManager:
         triggers collection and trimming (a per-EnvSync manager inside an operator, where the
         process-wide budget does the waiting: a per-resource threshold compared with the RSS of
         a process serving many would otherwise hold its syncs back forever)."""
+        self.collect_every = collect_every
+        """Seconds that must pass after any forced collection in the process before a threshold
+        hit of this manager forces another (0: every hit collects). A collection walks the whole
+        heap and is the process's, not one manager's: an operator whose RSS is above the default
+        thresholds of 10,000 EnvSyncs spent most of its CPU collecting after every sync."""
         self._read_rss = rss_reader if rss_reader is not None else _psutil_rss_reader()
         self._lock = threading.Lock()
         self._peak_rss = 0
@@ -247,10 +259,21 @@ class PoolManager:
 
     def force_gc(self) -> int:
         """Run a full collection now; return the number of unreachable objects it found."""
+        with _COLLECTIONS_LOCK:
+            _LAST_COLLECTION[0] = time.monotonic()
         collected = gc.collect()
         with self._lock:
             self._gc_runs += 1
         return collected
+
+    def _collect_if_due(self) -> int | None:
+        """A threshold hit's collection, unless one ran in the last ``collect_every`` seconds
+        (None: skipped)."""
+        if self.collect_every > 0:
+            with _COLLECTIONS_LOCK:
+                if time.monotonic() - _LAST_COLLECTION[0] < self.collect_every:
+                    return None
+        return self.force_gc()
 
     def trim_pools(self, keep: int = 0) -> int:
         """Empty (or shrink) every pool; return how many objects were dropped."""
@@ -270,8 +293,9 @@ class PoolManager:
     def check_memory(self) -> bool:
         """One check; True when RSS is under the threshold (or no threshold applies).
 
-        Above the threshold: count the hit, collect garbage, empty the pools, return freed heap
-        to the OS where the C library allows, and sample again. Waiters in
+        Above the threshold: count the hit, empty the pools, collect garbage (unless
+        ``collect_every`` says one ran too recently), return freed heap to the OS where the C
+        library allows, and sample again. Waiters in
         :meth:`wait_for_memory` are released as soon as a check finds memory under the threshold.
         """
         rss = self._sample()
@@ -279,23 +303,24 @@ class PoolManager:
         if threshold and rss > threshold:
             with self._lock:
                 self._threshold_hits += 1
-            collected = self.force_gc()
             dropped = self.trim_pools(0)
-            self.release_freed_memory()
-            after = self._sample()
-            # routine for a per-resource threshold (back_pressure off): the process-wide
-            # manager's warning is the one an operator needs to see
-            log.log(
-                logging.WARNING if self.back_pressure else logging.DEBUG,
-                "memory above threshold: rss=%s threshold=%s; collected %d objects, dropped %d "
-                "pooled objects, rss now %s",
-                units.format_bytes(rss),
-                units.format_bytes(threshold),
-                collected,
-                dropped,
-                units.format_bytes(after),
-            )
-            rss = after
+            collected = self._collect_if_due()
+            if collected is not None:  # else one ran moments ago, for the whole process
+                self.release_freed_memory()
+                after = self._sample()
+                # routine for a per-resource threshold (back_pressure off): the process-wide
+                # manager's warning is the one an operator needs to see
+                log.log(
+                    logging.WARNING if self.back_pressure else logging.DEBUG,
+                    "memory above threshold: rss=%s threshold=%s; collected %d objects, "
+                    "dropped %d pooled objects, rss now %s",
+                    units.format_bytes(rss),
+                    units.format_bytes(threshold),
+                    collected,
+                    dropped,
+                    units.format_bytes(after),
+                )
+                rss = after
         under = not threshold or rss <= threshold
         with self._lock:
             self._under_pressure = not under
