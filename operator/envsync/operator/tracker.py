@@ -17,11 +17,12 @@ from envsync.dotenv import poolmanager
 from envsync.kube import models
 from envsync.operator import apiclient, metrics, outcome, translate
 
-COLLECT_EVERY = 10.0
+COLLECT_EVERY = 60.0
 """Seconds after any forced collection before an EnvSync's threshold hit forces another. The
 thresholds are per EnvSync but the RSS and the collection are the process's: above the default
 256Mi with 10,000 EnvSyncs, a full collection after every sync took three quarters of the
-operator's CPU and convergence slowed to a crawl."""
+operator's CPU, and one collection of that heap holds the whole process for most of a
+second."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
