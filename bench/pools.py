@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 
 import _util
-from envsync.dotenv import poolmanager, pools
+from envsync.dotenv import heap, pools
 
 NAMES = [f"KEY_{i}" for i in range(8)]
 Row = tuple[str, float, float, str]
@@ -172,7 +172,7 @@ def rss_release_rows() -> list[Row]:
     del burst
     gc.collect()
     after_gc = process.memory_info().rss
-    trim = poolmanager._load_malloc_trim()
+    trim = heap.load_malloc_trim()
     if trim is not None:
         trim(0)
     after_trim = process.memory_info().rss

@@ -24,7 +24,7 @@ import boto3
 import pytest
 
 import kube
-from envsync.dotenv import poolmanager
+from envsync.dotenv import heap
 from faultproxy import FaultProxy, Rule
 
 pytestmark = pytest.mark.timeout(120)
@@ -404,7 +404,7 @@ def test_an_idle_envsync_keeps_neither_a_kopf_event_nor_pooled_buffers(
         lambda: kube.total(kube.scrape(operator), "envsync_pool_size") == 0,
         what="every EnvSync's pools empty once its sync is over",
     )
-    if not poolmanager.HEAP_RELEASE_AVAILABLE:
+    if not heap.RELEASE_AVAILABLE:
         return  # no malloc_trim in this C library (macOS, musl)
     kube.wait_until(  # within RELEASE_AFTER of the last pass, or RELEASE_EVERY of the last release
         lambda: (now := heap_releases()) is not None and now[0] > releases,

@@ -12,23 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import dataclasses
 import gc
 import logging
-import math
-import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any, Final
+from typing import Any
 
 import psutil
 import pydantic
 
 from envsync import errors, units
+from envsync.dotenv import heap
 from envsync.dotenv.pools import BytePool, PoolStats, StringPool
 
 __all__ = ["MemoryStats", "PoolConfig", "PoolManager"]
@@ -124,49 +120,6 @@ class MemoryStats:
         return dataclasses.asdict(self)
 
 
-def _psutil_rss_reader() -> Callable[[], int]:
-    process = psutil.Process()
-    return lambda: int(process.memory_info().rss)
-
-
-def _os_peak_rss() -> int | None:
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - Windows
-        return None
-    peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
-def _load_malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``: hands freed heap pages back to the OS, or None elsewhere.
-
-    After ``gc.collect()`` CPython's small-object arenas go back to the OS when they empty, but
-    memory freed through ``malloc`` stays in the C heap and RSS does not drop; only this call
-    releases it. Best effort: other C libraries simply lack it.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim
-
-
-_MALLOC_TRIM = _load_malloc_trim()
-
-_COLLECTIONS_LOCK = threading.Lock()
-_LAST_COLLECTION = [-math.inf]
-"""When the last forced collection of this process began (``time.monotonic``)."""
-
-HEAP_RELEASE_AVAILABLE: Final = _MALLOC_TRIM is not None
-"""Whether :meth:`PoolManager.release_freed_memory` can do anything here (glibc's Linux)."""
-
-
 class PoolManager:
     """One :class:`PoolConfig` made real: the pools, the memory watch and the sync slots.
 
@@ -204,7 +157,7 @@ class PoolManager:
         hit of this manager forces another (0: every hit collects). A collection walks the whole
         heap and is the process's, not one manager's: an operator whose RSS is above the default
         thresholds of 10,000 EnvSyncs spent most of its CPU collecting after every sync."""
-        self._read_rss = rss_reader if rss_reader is not None else _psutil_rss_reader()
+        self._read_rss = rss_reader if rss_reader is not None else heap.rss_reader()
         self._lock = threading.Lock()
         self._peak_rss = 0
         self._gc_runs = 0
@@ -244,7 +197,7 @@ class PoolManager:
             return MemoryStats(
                 rss_bytes=rss,
                 peak_rss_bytes=self._peak_rss,
-                os_peak_rss_bytes=_os_peak_rss(),
+                os_peak_rss_bytes=heap.os_peak_rss(),
                 threshold_bytes=self.threshold,
                 gc_runs=self._gc_runs,
                 threshold_hits=self._threshold_hits,
@@ -259,33 +212,28 @@ class PoolManager:
 
     def force_gc(self) -> int:
         """Run a full collection now; return the number of unreachable objects it found."""
-        with _COLLECTIONS_LOCK:
-            _LAST_COLLECTION[0] = time.monotonic()
-        collected = gc.collect()
+        collected = heap.collect()
         with self._lock:
             self._gc_runs += 1
         return collected
 
     def _collect_if_due(self) -> int | None:
-        """A threshold hit's collection, unless one ran in the last ``collect_every`` seconds
-        (None: skipped)."""
-        if self.collect_every > 0:
-            with _COLLECTIONS_LOCK:
-                if time.monotonic() - _LAST_COLLECTION[0] < self.collect_every:
-                    return None
-        return self.force_gc()
+        """A threshold hit's collection, unless one ran in the process in the last
+        ``collect_every`` seconds (None: skipped)."""
+        collected = heap.collect_unless_recent(self.collect_every)
+        if collected is not None:
+            with self._lock:
+                self._gc_runs += 1
+        return collected
 
     def trim_pools(self, keep: int = 0) -> int:
         """Empty (or shrink) every pool; return how many objects were dropped."""
         return sum(pool.trim(keep) for pool in (self.string_pool, self.byte_pool))
 
     def release_freed_memory(self) -> bool:
-        """Hand the C heap's free pages back to the system (``malloc_trim``); False where the
-        C library has no such call. It walks the free chunks of every arena under each arena's
-        lock (20 ms at a 200 MB heap): thread-safe, and best called off the event loop."""
-        if _MALLOC_TRIM is None:
+        """:func:`heap.release_freed_pages`, counted (False where the C library cannot)."""
+        if not heap.release_freed_pages():
             return False
-        _MALLOC_TRIM(0)
         with self._lock:
             self._heap_releases += 1
         return True
