@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 import psutil
@@ -54,10 +54,12 @@ def rss_mib(process: psutil.Process) -> tuple[float, float]:
     return rss, peak
 
 
-def operator_env(
-    kube: sandbox.KubernetesServer, aws: sandbox.AwsServer, workdir: pathlib.Path
-) -> dict[str, str]:
-    """The child operator's environment: the emulators, quiet logs, AWS ceilings lifted."""
+class _Kube(Protocol):
+    def write_kubeconfig(self, path: pathlib.Path) -> pathlib.Path: ...
+
+
+def operator_env(kube: _Kube, aws: sandbox.AwsServer, workdir: pathlib.Path) -> dict[str, str]:
+    """The child operator's environment: the cluster, quiet logs, AWS ceilings lifted."""
     return {
         **os.environ, **aws.environment(),
         "KUBECONFIG": str(kube.write_kubeconfig(workdir / "kubeconfig")),

@@ -44,11 +44,9 @@ import boto3
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
+import _cluster
 from envsync.cli import sandbox, sandboxclient
-from operator_rss import CHILD, ROOT, create_apps, operator_env, ready_count, rss_mib, time_edit
-
-SERVER: list[sandbox.KubernetesServer] = []
-"""The emulator of this run (its request log is the evidence of what the operator asked)."""
+from operator_rss import CHILD, create_apps, operator_env, ready_count, rss_mib, time_edit
 
 REGIONS = (  # noqa: SIM905 - a readable run of names
     "us-east-1 us-east-2 us-west-1 us-west-2 ca-central-1 eu-west-1 eu-west-2 eu-west-3 "
@@ -79,6 +77,10 @@ def main() -> int:
         "--unrelated", type=int, default=10000, help="unshared ConfigMaps and Secrets (half each)"
     )
     parser.add_argument(
+        "--kube", choices=("emulator", "apiserver"), default="emulator",
+        help="kmock's emulator (in this process), or a real kube-apiserver on etcd",
+    )  # fmt: skip
+    parser.add_argument(
         "--tracemalloc", action="store_true", help="group the idle operator's memory by package"
     )
     parser.add_argument("--quiet-seconds", type=float, default=30.0, help="idle watch period")
@@ -88,13 +90,9 @@ def main() -> int:
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="envsync-scale-"))
     metrics_port = _free_port()
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-    with (
-        sandbox.KubernetesServer(request_log_limit=8) as kube,
-        sandbox.AwsServer() as aws,
-    ):
-        SERVER[:] = [kube]
-        client = sandboxclient.KubeClient(kube.url)
-        client.create(sandbox.load_manifests(ROOT / "crds")[0])
+    with _cluster.start(args.kube, workdir) as kube, sandbox.AwsServer() as aws:
+        for name in (namespace, "unrelated"):
+            _cluster.ensure_namespace(kube.client, name)
         env = operator_env(kube, aws, workdir)
         env["ENVSYNC_METRICS_PORT"] = str(metrics_port)
         code = CHILD
@@ -105,14 +103,17 @@ def main() -> int:
         with (workdir / "operator.log").open("w") as log:
             child = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log, stderr=log)
             try:
-                rows = _run(args, namespace, regions, client, aws, child, metrics_url)
+                rows = _run(args, namespace, regions, kube, aws, child, metrics_url)
             finally:
                 child.terminate()
                 child.wait(timeout=60)
     if rows is None:
         print(f"gave up; see {workdir / 'operator.log'}")
         return 1
-    print(f"| measure ({args.count} EnvSyncs × {args.keys} variables) | value |\n|---|---|")
+    print(
+        f"| measure ({args.count} EnvSyncs × {args.keys} variables, {args.kube}) | value |\n"
+        "|---|---|"
+    )
     for label, value in rows:
         print(f"| {label} | {value} |")
     return 0
@@ -122,11 +123,12 @@ def _run(
     args: argparse.Namespace,
     namespace: str,
     regions: list[str],
-    client: sandboxclient.KubeClient,
+    kube: _cluster.Cluster,
     aws: sandbox.AwsServer,
     child: subprocess.Popen[bytes],
     metrics_url: str,
 ) -> list[tuple[str, str]] | None:
+    client = kube.client
     proc = psutil.Process(child.pid)
     _create_unrelated(client, args.unrelated)
     time.sleep(8)  # imports, login, first (empty) listings
@@ -137,7 +139,7 @@ def _run(
     created = time.monotonic() - started
     samples: list[float] = []
     while (ready := ready_count(client, namespace)) < args.count:
-        if time.monotonic() - started > 3600 or child.poll() is not None:
+        if time.monotonic() - started > 3 * 3600 or child.poll() is not None:
             return None
         samples.append(rss_mib(proc)[0])
         time.sleep(5.0 if ready < args.count * 0.9 else 1.0)  # a list of them all costs
@@ -145,16 +147,16 @@ def _run(
     loaded, peak = rss_mib(proc)
     first_calls = aws_calls(metrics_url)
 
-    kube_log = kube_emulator()
-    kube_log.request_log_limit = None  # a bounded log would drop requests from the count
-    writes_before = _status_writes(kube_log)
+    quiet = kube.mark()
     time.sleep(args.quiet_seconds)  # nothing changes: no AWS call and no status write may happen
     settled, _ = rss_mib(proc)
     memory = _where_memory_goes(child, args.snapshot, args.count) if args.tracemalloc else []
     quiet_calls = sum(aws_calls(metrics_url).values()) - sum(first_calls.values())
-    quiet_writes = _status_writes(kube_log) - writes_before
+    quiet_writes = sum(
+        n for what, n in kube.operator_requests(quiet).items() if what.endswith("/status")
+    )
 
-    latencies, per_edit = _edits(args, namespace, regions, client, aws)
+    latencies, per_edit = _edits(args, namespace, regions, kube, aws)
     keys = args.count * args.keys
     ours = sum(first_calls.values())
     by_op = ", ".join(f"{op} {n:,}" for op, n in sorted(first_calls.items()))
@@ -188,13 +190,11 @@ def _edits(
     args: argparse.Namespace,
     namespace: str,
     regions: list[str],
-    client: sandboxclient.KubeClient,
+    kube: _cluster.Cluster,
     aws: sandbox.AwsServer,
 ) -> tuple[list[float], str]:
-    """Edit latencies, and the operator's API requests per edit from the emulator's log: from
+    """Edit latencies, and the operator's API requests per edit, counted by the server: from
     the edit until the status reports it (events apart), by method and resource."""
-    emulator = kube_emulator()
-    emulator.request_log_limit = None  # keep every request from here on
     clients: dict[str, Any] = {}
     latencies: list[float] = []
     made: Counter[str] = Counter()
@@ -209,15 +209,12 @@ def _edits(
                 "ssm", endpoint_url=aws.url, region_name=region,
                 aws_access_key_id="testing", aws_secret_access_key="testing",
             )  # fmt: skip
-        before = {id(request) for request in list(emulator)}
-        latencies.append(time_edit(client, clients[region], namespace, i, args.keys))
-        _await_status(client, namespace, i)
-        for request in list(emulator):
-            if id(request) in before or "Python-urllib" in request.headers.get("User-Agent", ""):
-                continue
-            if request.resource is not None and request.resource.plural != "events":
-                sub = f"/{request.subresource}" if request.subresource else ""
-                made[f"{request.method.value} {request.resource.plural}{sub}"] += 1
+        before = kube.mark()
+        latencies.append(time_edit(kube.client, clients[region], namespace, i, args.keys))
+        _await_status(kube.client, namespace, i)
+        for what, n in kube.operator_requests(before).items():
+            if not what.endswith(" events"):
+                made[what] += n
         edits += 1
     total = sum(made.values())
     detail = ", ".join(f"{what} {n / max(edits, 1):g}" for what, n in sorted(made.items()))
@@ -247,20 +244,6 @@ def _create_unrelated(client: sandboxclient.KubeClient, count: int) -> None:
         else:
             client.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
                            "data": {"config": body}})  # fmt: skip
-
-
-def _status_writes(emulator: Any) -> int:
-    return sum(
-        1
-        for request in list(emulator)
-        if request.method == "PATCH" and request.subresource == "status"
-    )
-
-
-def kube_emulator() -> Any:
-    emulator = SERVER[0].emulator
-    assert emulator is not None
-    return emulator
 
 
 def _quantile(values: list[float], q: float) -> float:

@@ -4,13 +4,15 @@ The sandbox's API server (:mod:`envsync.cli.sandbox`) takes no authentication, a
 and the tests only need to create, read, patch and delete objects, so a few ``urllib`` calls
 stand in for the ``kubernetes`` library, which only the operator may import. The client works
 against any unauthenticated API server, which is how tests drive the same server the operator
-watches from another thread or process.
+watches from another thread or process; with a bearer token and a TLS context it also drives a
+real kube-apiserver (the benchmarks do).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -48,11 +50,20 @@ _PLURALS = {
 
 
 class KubeClient:
-    """A synchronous JSON client for an unauthenticated API server: enough for demo and tests."""
+    """A synchronous JSON client for an API server: enough for demo, tests and benchmarks."""
 
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        token: str | None = None,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self._token = token
+        self._context = context
 
     def request(
         self, method: str, path: str, body: Any = None, *, content_type: str = "application/json"
@@ -62,8 +73,12 @@ class KubeClient:
         req.add_header("Accept", "application/json")
         if data is not None:
             req.add_header("Content-Type", content_type)
+        if self._token is not None:
+            req.add_header("Authorization", f"Bearer {self._token}")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+            with urllib.request.urlopen(  # noqa: S310
+                req, timeout=self.timeout, context=self._context
+            ) as resp:
                 payload = resp.read()
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode("utf-8", "replace")
