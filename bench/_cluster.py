@@ -155,6 +155,8 @@ class _ApiServer:
                 ref, verb = event.get("objectRef"), event.get("verb")
                 if not ref or verb not in _METHODS or _OURS in event.get("userAgent", ""):
                     continue
+                if event.get("user", {}).get("username", "").startswith("system:"):
+                    continue  # the API server's own controllers (endpoints, flow control)
                 sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
                 made[f"{_METHODS[verb]} {ref['resource']}{sub}"] += 1
         return made
