@@ -216,6 +216,22 @@ def test_an_empty_source_is_not_ready_and_names_the_opt_in() -> None:
     assert "keys" not in state
 
 
+def test_a_source_whose_every_key_the_target_refuses_says_so_and_lists_them() -> None:
+    refused = tuple(
+        engine.KeyIssue(key, "SSM names may not start with 'aws' or 'ssm'", "InvalidKey", line)
+        for line, key in enumerate(("A", "B"), start=1)
+    )
+    state = build(
+        Report(created=0, updated=0, unchanged=0, parsed=2, skipped=2, refused=2, skips=refused,
+               empty_source=True)
+    )  # fmt: skip
+    message = cond(state, "Ready")["message"]  # type: ignore[index]
+    assert summary(state)["Ready"] == ("False", "EmptySource")
+    assert "refuses every variable of the source (2 refused)" in message
+    assert "has no variable to store" not in message
+    assert [entry["key"] for entry in state["skipped"]] == ["A", "B"]
+
+
 @pytest.mark.parametrize("conflicts", [2, ("OTHER_A", "OTHER_B")])
 def test_ownership_conflicts_stall(conflicts: int | tuple[str, ...]) -> None:
     state = build(Report(conflicts=conflicts))

@@ -13,6 +13,7 @@ from typing import Final, Literal
 
 __all__ = [
     "REFUSAL_CODES",
+    "REGION",
     "SECRETSMANAGER_MAX_VALUE_BYTES",
     "SSM_MAX_DEPTH",
     "SSM_MAX_NAME_CHARS",
@@ -24,6 +25,10 @@ __all__ = [
     "ssm_value_problem",
     "storable_key_problem",
 ]
+
+REGION: Final = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"
+"""An AWS region name (``us-east-1``, ``us-gov-west-1``): what the CRD's ``target.region`` and
+the CLI's ``--region`` accept, so a name one refuses is never sent by the other."""
 
 SsmTier = Literal["Standard", "Advanced", "Intelligent-Tiering"]
 

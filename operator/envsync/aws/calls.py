@@ -9,6 +9,7 @@ access errors, the message that names the principal and action.
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 import botocore
@@ -54,11 +55,36 @@ def translate(exc: BaseException, *, what: str) -> errors.EnvSyncError:
         )
     if isinstance(exc, botocore.exceptions.NoRegionError):
         return errors.ConfigError(f"{what}: no AWS region configured")
+    endpoint = _endpoint_of(exc)
+    if endpoint is not None:
+        return errors.RemoteError(
+            f"{what}: could not reach {endpoint} ({type(exc).__name__}); check the region, the "
+            "endpoint URL and that the network reaches it"
+        )
     if isinstance(exc, botocore.exceptions.ParamValidationError):
         return errors.RemoteError(f"{what}: request rejected by the client's validation")
     if isinstance(exc, botocore.exceptions.BotoCoreError):
         return errors.RemoteError(f"{what}: {type(exc).__name__}")
     return errors.RemoteError(f"{what}: {type(exc).__name__}")
+
+
+def _endpoint_of(exc: BaseException) -> str | None:
+    """Where a connection failed (botocore's connection and timeout errors name the URL), as
+    scheme://host[:port]/path: any user info and query are dropped, they may hold credentials."""
+    if not isinstance(exc, botocore.exceptions.BotoCoreError):
+        return None
+    url = getattr(exc, "kwargs", {}).get("endpoint_url")
+    if not isinstance(url, str) or not url:
+        return None
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def _client_error_message(exc: BaseException) -> str:

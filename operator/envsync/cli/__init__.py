@@ -2,12 +2,15 @@
 
 Each command module exposes ``register(subparsers)``, which adds its
 sub-commands and sets ``func`` to a callable taking the parsed arguments and returning the exit
-status (0 success, 1 problems found or per-key failures, 2 usage or credential errors).
+status (0 success, 1 problems found or per-key failures, 2 usage or credential errors; 130
+after Ctrl-C, 141 when the reader of the output went away, as for any Unix tool).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -39,7 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        return 0
+        # the reader went away (``envsync diff | head``): stop quietly with the status a shell
+        # shows for a Unix tool killed by SIGPIPE; stdout goes to /dev/null first, or Python's
+        # final flush would print a second error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     return status
 
 

@@ -26,16 +26,18 @@ import contextlib
 import json
 import os
 import pathlib
+import re
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
-from typing import IO, Any, TextIO
+from typing import IO, Any, Final, TextIO
 
-from envsync import aws, errors, settings
-from envsync.cli.awsoutput import _diff_json, _diff_text, _print_report, _Progress
+from envsync import aws, errors, limits, settings
+from envsync.cli.awsoutput import _diff_json, _diff_text, _print_report, _Progress, plural
 from envsync.sync import engine, operations
 
-__all__ = ["DEFAULT_OWNER", "parse_target", "register"]
+__all__ = ["DEFAULT_OWNER", "endpoint_url", "parse_target", "region_name", "register"]
 
 DEFAULT_OWNER = "cli"
 """Owner marker of CLI pushes when neither ``--owner`` nor ``ENVSYNC_OWNER`` is set."""
@@ -55,7 +57,38 @@ def parse_target(text: str, *, mode: str = "perKey") -> aws.Target:
         raise errors.ConfigError(f"target {text!r}: the path or name is missing")
     if provider == "ssm" and not path.startswith("/"):
         raise errors.ConfigError(f"target {text!r}: SSM paths start with '/'")
+    if provider == "secretsmanager" and mode != "json" and path[-1].isalnum():
+        # names are prefix + key: "team-b/app" would make "team-b/appDB_HOST"
+        raise errors.ConfigError(
+            f"target {text!r}: secret names are the prefix followed by the key, so this makes "
+            f"names like {path}KEY; end the prefix with '/' ({scheme}:{path}/) or a separator "
+            f"such as '-' ({scheme}:{path}-)"
+        )
     return aws.Target(provider, path, mode="json" if mode == "json" else "perKey")
+
+
+def region_name(text: str) -> str:
+    """``--region``: the names the CRD's ``target.region`` accepts, refused before any call."""
+    if not re.fullmatch(limits.REGION, text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an AWS region name (for example us-east-1 or eu-central-1)"
+        )
+    return text
+
+
+def endpoint_url(text: str) -> str:
+    """``--endpoint-url``: an http(s) URL with a host, refused before any call."""
+    try:
+        url = urllib.parse.urlsplit(text)
+        port_ok = url.port is None or url.port > 0
+    except ValueError:
+        url, port_ok = urllib.parse.urlsplit(""), False
+    if url.scheme not in ("http", "https") or not url.hostname or not port_ok:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an endpoint URL (expected http(s)://host[:port], "
+            "for example http://localhost:4566)"
+        )
+    return text
 
 
 def register(subparsers: Any) -> None:
@@ -75,13 +108,22 @@ def register(subparsers: Any) -> None:
 
     diff = subparsers.add_parser(
         "diff",
-        help="show what push would change, key by key (+ create, ~ update, - delete, = same)",
-        description="Compare FILE with the target. Values are masked unless --show-values.",
+        help="show what push would change, key by key",
+        description="Compare FILE with the target, one line per key: + create, ~ update, "
+        "- delete (--prune), = unchanged or adopted, ! skipped (the store refuses it; the "
+        "reason follows), x conflict (another owner's; --adopt takes it over). Values are "
+        "masked unless --show-values.",
     )
     diff.add_argument("file", metavar="FILE", help=".env file ('-' for standard input)")
     _target_flags(diff, "--to")
     _sync_flags(diff)
     diff.add_argument("--show-values", action="store_true", help="print values (careful)")
+    diff.add_argument(
+        "--exit-code",
+        action="store_true",
+        help="exit 0 when the target is in step, 1 when there are changes to push, 2 on "
+        "trouble (parse errors, refused keys, conflicts, AWS errors): for CI drift gates",
+    )
     diff.set_defaults(func=run_diff)
 
     pull = subparsers.add_parser(
@@ -108,8 +150,15 @@ def _target_flags(parser: argparse.ArgumentParser, flag: str) -> None:
         default="perKey",
         help="Secrets Manager: one secret per key, or the whole file as one JSON secret",
     )
-    parser.add_argument("--region", help="AWS region (default: the credential chain's)")
-    parser.add_argument("--endpoint-url", help="service endpoint (LocalStack, VPC endpoint)")
+    parser.add_argument(
+        "--region", type=region_name, help="AWS region (default: the credential chain's)"
+    )
+    parser.add_argument(
+        "--endpoint-url",
+        type=endpoint_url,
+        metavar="URL",
+        help="service endpoint, http(s)://host[:port] (LocalStack, a VPC endpoint)",
+    )
     parser.add_argument("--role-arn", help="role to assume through STS")
     parser.add_argument("--external-id", help="external id for --role-arn")
 
@@ -201,9 +250,33 @@ def run_diff(args: argparse.Namespace) -> int:
             for line in lines:
                 print(_diff_text(line, show=args.show_values))
             _print_report(args, request.target, report, summary_only=True)
-        refused = report.refused or report.parse_error_count or report.empty_source
-        status.code = 1 if report.aborted or refused else 0
+        status.code = _diff_status(args, lines, report)
+    if args.exit_code and status.code == 1 and status.failed:
+        return 2  # with --exit-code, 1 means "changes": a failed diff must not look like one
     return status.code
+
+
+_CHANGES: Final = frozenset({"create", "update", "delete", "adopt"})
+
+
+def _diff_status(
+    args: argparse.Namespace, lines: list[engine.DiffLine], report: engine.SyncReport
+) -> int:
+    """Without --exit-code: 1 when the file cannot be pushed as it is (parse errors, refused
+    keys, conflicts), else 0. With it, as ``git diff --exit-code`` and ``terraform plan
+    -detailed-exitcode`` let CI gate on drift: 0 in step, 1 changes to push, 2 trouble."""
+    trouble = bool(
+        report.aborted
+        or report.refused
+        or report.parse_error_count
+        or report.empty_source
+        or report.conflicts
+    )
+    if not args.exit_code:
+        return 1 if trouble else 0
+    if trouble:
+        return 2
+    return 1 if any(line.action in _CHANGES for line in lines) else 0
 
 
 def run_pull(args: argparse.Namespace) -> int:
@@ -218,8 +291,8 @@ def run_pull(args: argparse.Namespace) -> int:
         for issue in result.skipped:
             print(f"envsync: skipped {issue.key}: {issue.reason}", file=sys.stderr)
         print(
-            f"pulled {result.written} keys from {target.describe()} "
-            f"({sum(result.aws_calls.values())} AWS calls)",
+            f"pulled {plural(result.written, 'key')} from {target.describe()} "
+            f"({plural(sum(result.aws_calls.values()), 'AWS call')})",
             file=sys.stderr,
         )
         status.code = 0
@@ -231,6 +304,8 @@ def run_pull(args: argparse.Namespace) -> int:
 
 class _Status:
     code = 2
+    failed = False
+    """The command stopped on an error (rather than reporting what it found)."""
 
 
 @contextlib.contextmanager
@@ -241,12 +316,17 @@ def _errors_to_status() -> Iterator[_Status]:
     except (errors.ConfigError, errors.AccessDeniedError) as exc:
         print(f"envsync: error: {exc}", file=sys.stderr)
         status.code = 2
+    except BrokenPipeError:
+        raise  # not an input error: main() stops quietly
     except OSError as exc:
         print(f"envsync: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         status.code = 2
     except errors.EnvSyncError as exc:
         print(f"envsync: error: {exc}", file=sys.stderr)
         status.code = 1
+    else:
+        return
+    status.failed = True
 
 
 def _target(args: argparse.Namespace) -> tuple[aws.Target, aws.Credentials | None]:
@@ -326,7 +406,10 @@ def _exit_code(report: engine.SyncReport) -> int:
 @contextlib.contextmanager
 def _atomic_text(path: pathlib.Path) -> Iterator[TextIO]:
     """Write next to ``path`` and rename on success: a failed pull leaves no half file."""
-    fd, temp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:  # name the file the user gave, not the temporary one
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:  # mode 0600
             yield out

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from envsync import aws, limits
 from envsync.sync import engine
 
-__all__ = ["report_source"]
+__all__ = ["plural", "report_source"]
 
 _SYMBOLS = {
     "create": "+",
@@ -46,7 +46,7 @@ def _print_report(
     for problem in report.parse_errors:
         print(f"{report_source(args)}:{problem.line}: {problem.reason}", file=out)
     if report.parse_error_count > len(report.parse_errors):
-        print(f"... {report.parse_error_count} parse errors in all", file=out)
+        print(f"... {plural(report.parse_error_count, 'parse error')} in all", file=out)
     if report.aborted:
         print("aborted: parse errors (onParseError Abort); nothing was pushed", file=out)
         return
@@ -68,10 +68,15 @@ def _print_report(
         f"{verb} to {target.describe()}: {report.created} created, {report.updated} updated, "
         f"{report.unchanged} unchanged, {report.deleted} deleted, {report.skipped} skipped, "
         f"{report.conflicts} conflicts, {report.failed} failed "
-        f"({report.total_calls} AWS calls, {report.throttled} throttled, "
+        f"({plural(report.total_calls, 'AWS call')}, {report.throttled} throttled, "
         f"{report.duration_seconds:.1f}s)",
         file=out,
     )
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 AWS call``, ``2 AWS calls``: counts read as sentences."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def report_source(args: argparse.Namespace) -> str:

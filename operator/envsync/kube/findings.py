@@ -170,6 +170,11 @@ def _outcome(
             " written or deleted; fix the source, or set syncPolicy.allowEmpty to prune every key"
             " this EnvSync owns"
         )
+        if report.refused:
+            text = (
+                f"the target refuses every variable of the source ({report.refused} refused)"
+                f"{where}: nothing was written or deleted; status.skipped gives each key's reason"
+            )
         updates[READY] = _Cond("False", R.EMPTY_SOURCE, text)
         updates[STALLED] = _Cond("True", R.EMPTY_SOURCE, text)
         updates[SYNCED] = _Cond("False", R.EMPTY_SOURCE, text)

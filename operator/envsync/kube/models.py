@@ -24,7 +24,7 @@ from typing import Annotated, ClassVar, Final, Literal, Self
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from envsync import units
+from envsync import limits, units
 from envsync.kube.modelbase import Model, Rule, cel_validations, check_rule
 from envsync.kube.tuning import Memory, Performance
 
@@ -61,7 +61,7 @@ MAX_FORCE_TOKEN: Final = 120
 
 DNS_SUBDOMAIN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 CONFIG_KEY: Final = r"^[-._a-zA-Z0-9]+$"
-REGION: Final = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"
+REGION: Final = limits.REGION
 ROLE_ARN: Final = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$"
 TARGET_PATH: Final = r"^[a-zA-Z0-9/_+=.@-]+$"
 SSM_PREFIX: Final = r"^/([a-zA-Z0-9_.-]+/)*$"

@@ -65,6 +65,10 @@ EMPTY_SOURCE: Final = (
     "the source has no variable to store, so nothing was written or deleted "
     "(an empty source never prunes unless allowEmpty is set)"
 )
+ALL_REFUSED: Final = (
+    "the target refuses every variable of the source (see the skipped keys), so nothing was "
+    "written or deleted (a source with nothing to store never prunes unless allowEmpty is set)"
+)
 
 
 @contextlib.contextmanager
@@ -195,7 +199,7 @@ async def _sync(
     if parsed.error_count and request.on_parse_error == "Abort":
         return _report(request, parsed, tally, sink, started, aborted=True)
     if _empty(request, parsed):
-        return _report(request, parsed, tally, sink, started, empty=True)
+        return _report_empty(request, parsed, tally, sink, started)
     prune = request.prune
     if parsed.error_count and prune:
         prune = False
@@ -231,6 +235,16 @@ def _empty(request: SyncRequest, parsed: source.Parsed) -> bool:
     if request.allow_empty or parsed.error_count:
         return False
     return all(want.skip is not None for want in parsed.desired.values())
+
+
+def _report_empty(
+    request: SyncRequest, parsed: source.Parsed, tally: _Tally, sink: aws.Sink, started: float
+) -> SyncReport:
+    """The report of a source the empty-source guard stopped: each key the target refused is
+    listed with its line and reason, so "nothing to store" never hides why."""
+    for key, want in sorted(parsed.desired.items(), key=lambda item: item[1].line):
+        tally.record(key, "skip", want.skip, want.line)
+    return _report(request, parsed, tally, sink, started, empty=True)
 
 
 def _line(desired: Mapping[str, plan.Desired], key: str) -> int | None:
@@ -453,7 +467,9 @@ def _report(
     empty: bool = False,
 ) -> SyncReport:
     counts = tally.counts
-    notes = [*tally.notes, EMPTY_SOURCE] if empty else tally.notes
+    notes = tally.notes
+    if empty:
+        notes = [*notes, ALL_REFUSED if tally.refused else EMPTY_SOURCE]
     return SyncReport(
         parsed=parsed.count,
         created=counts["create"],

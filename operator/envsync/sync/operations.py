@@ -18,7 +18,17 @@ from typing import IO
 from envsync import aws, errors
 from envsync.dotenv import writing
 from envsync.sync import source
-from envsync.sync.engine import PRUNE_SUSPENDED, _empty, _line, _open, _plan, _report, _Tally, sync
+from envsync.sync.engine import (
+    PRUNE_SUSPENDED,
+    _empty,
+    _line,
+    _open,
+    _plan,
+    _report,
+    _report_empty,
+    _Tally,
+    sync,
+)
 from envsync.sync.report import MAX_ISSUES, DiffLine, KeyIssue, PullResult, SyncReport, SyncRequest
 
 __all__ = ["delete_owned", "diff", "format_env_line", "pull"]
@@ -33,7 +43,12 @@ async def diff(request: SyncRequest) -> tuple[list[DiffLine], SyncReport]:
     if parsed.error_count and request.on_parse_error == "Abort":
         return [], _report(request, parsed, tally, sink, started, aborted=True)
     if _empty(request, parsed):
-        return [], _report(request, parsed, tally, sink, started, empty=True)
+        report = _report_empty(request, parsed, tally, sink, started)
+        # the guard stops only a source whose every key is refused: each is a "skip" line
+        lines = [
+            DiffLine(key, "skip", want.skip, None, None) for key, want in parsed.desired.items()
+        ]
+        return lines, report
     prune = request.prune and not parsed.error_count
     if request.prune and not prune:
         tally.notes.append(PRUNE_SUSPENDED)

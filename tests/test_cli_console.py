@@ -1,0 +1,258 @@
+"""The ``envsync`` console script as a person runs it, in a subprocess against moto over HTTP.
+
+Bad input gets one line naming what was wrong and a documented exit status (2 usage or
+configuration, 1 a failed operation), never a traceback; output piped into ``head`` stops as a
+Unix tool does; every key the target refuses is named.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+ENVSYNC = pathlib.Path(sys.executable).with_name("envsync")
+
+
+def envsync(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script; one AWS attempt per call, so failures come fast."""
+    return subprocess.run(
+        [str(ENVSYNC), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "ENVSYNC_AWS_MAX_ATTEMPTS": "1", **(env or {})},
+        check=False,
+    )
+
+
+def aws(endpoint: str) -> list[str]:
+    return ["--region", "us-east-1", "--endpoint-url", endpoint]
+
+
+def assert_one_clear_line(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert "Traceback" not in result.stderr, result.stderr
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+
+
+@pytest.fixture
+def env_file(tmp_path: pathlib.Path) -> pathlib.Path:
+    path = tmp_path / "app.env"
+    path.write_text("A=1\nB=2\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+# -- usage errors: refused before any call, exit 2 --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--region", "bad region", "argument --region: 'bad region' is not an AWS region name"),
+        ("--region", "US-EAST-1", "argument --region: 'US-EAST-1' is not an AWS region name"),
+        ("--endpoint-url", "notaurl", "argument --endpoint-url: 'notaurl' is not an endpoint URL"),
+        ("--endpoint-url", "ftp://host/", "'ftp://host/' is not an endpoint URL"),
+        ("--endpoint-url", "http://", "'http://' is not an endpoint URL"),
+        ("--endpoint-url", "http://host:99999", "'http://host:99999' is not an endpoint URL"),
+    ],
+)
+def test_a_malformed_region_or_endpoint_is_a_usage_error_naming_it(
+    env_file: pathlib.Path, flag: str, value: str, says: str
+) -> None:
+    for command in (["diff", str(env_file), "--to"], ["pull", "--from"]):
+        result = envsync(*command, "ssm:/app/", flag, value)
+        assert result.returncode == 2, result.stderr
+        assert_one_clear_line(result, says)
+
+
+def test_a_secrets_manager_prefix_that_would_run_into_the_key_is_refused_with_a_hint(
+    env_file: pathlib.Path, moto_endpoint: str
+) -> None:
+    result = envsync(
+        "push", str(env_file), "--to", "secretsmanager:team-b/app", *aws(moto_endpoint)
+    )
+    assert result.returncode == 2
+    assert_one_clear_line(
+        result,
+        "names like team-b/appKEY",
+        "secretsmanager:team-b/app/",
+        "secretsmanager:team-b/app-",
+    )
+    # a prefix ending in a separator is the documented form, and a JSON secret is one name
+    prefix = f"team-{os.getpid()}-"
+    assert (
+        envsync("push", str(env_file), "--to", f"sm:{prefix}", *aws(moto_endpoint)).returncode == 0
+    )
+    json_mode = ["--to", f"sm:doc-{os.getpid()}", "--mode", "json", *aws(moto_endpoint)]
+    assert envsync("push", str(env_file), *json_mode).returncode == 0
+
+
+def test_pull_into_a_missing_directory_names_the_path_given(
+    moto_endpoint: str, tmp_path: pathlib.Path
+) -> None:
+    wanted = tmp_path / "missing-dir" / ".env"
+    result = envsync("pull", "--from", "ssm:/app/", "-o", str(wanted), *aws(moto_endpoint))
+    assert result.returncode == 2
+    assert_one_clear_line(result, f"{wanted}: No such file or directory")
+    assert ".tmp" not in result.stderr
+
+
+# -- failed operations: exit 1, saying where ---------------------------------------------------
+
+
+def test_an_endpoint_that_refuses_the_connection_is_named_without_its_credentials(
+    env_file: pathlib.Path, closed_port: int
+) -> None:
+    endpoint = f"http://user:hunter2@127.0.0.1:{closed_port}/?token=hunter2"
+    result = envsync("diff", str(env_file), "--to", "ssm:/app/", "--region", "us-east-1",
+                     "--endpoint-url", endpoint)  # fmt: skip
+    assert result.returncode == 1
+    assert_one_clear_line(
+        result, f"could not reach http://127.0.0.1:{closed_port}/", "check the region"
+    )
+    assert "hunter2" not in result.stderr
+
+
+def test_no_credentials_anywhere_is_a_configuration_error(
+    env_file: pathlib.Path, moto_endpoint: str, tmp_path: pathlib.Path
+) -> None:
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    bare |= {
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "HOME": str(tmp_path),
+        "ENVSYNC_AWS_MAX_ATTEMPTS": "1",
+    }
+    result = subprocess.run(
+        [str(ENVSYNC), "diff", str(env_file), "--to", "ssm:/app/", *aws(moto_endpoint)],
+        capture_output=True, text=True, timeout=60, env=bare, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert_one_clear_line(result, "no usable AWS credentials")
+
+
+# -- refusals are reported, key by key ---------------------------------------------------------
+
+
+def test_a_push_whose_every_key_is_refused_names_each_and_fails(
+    env_file: pathlib.Path, moto_endpoint: str
+) -> None:
+    result = envsync("push", str(env_file), "--to", "ssm:/aws/x/", *aws(moto_endpoint))
+    assert result.returncode == 1
+    for key, line in (("A", 1), ("B", 2)):
+        assert f"{env_file}:{line}: skipped: {key}: InvalidKey" in result.stdout
+    assert "target refuses every variable" in result.stdout
+    assert "has no variable to store" not in result.stdout
+    assert "2 skipped" in result.stdout
+
+
+def test_an_empty_value_for_secrets_manager_is_refused_up_front_by_every_command(
+    tmp_path: pathlib.Path, moto_endpoint: str, secrets_client: Any
+) -> None:
+    path = tmp_path / "empty.env"
+    path.write_text("EMPTY=\n", encoding="utf-8")
+    prefix = f"sm:empty-{os.getpid()}/"
+    target = ["--to", prefix, *aws(moto_endpoint)]
+    diff = envsync("diff", str(path), *target)
+    assert diff.returncode == 1
+    assert "! EMPTY  (EmptyValue:" in diff.stdout
+    dry = envsync("push", str(path), *target, "--dry-run")
+    assert dry.returncode == 1
+    assert f"{path}:1: skipped: EMPTY: EmptyValue" in dry.stdout
+    lint = envsync("lint", str(path), "--to", prefix)
+    assert lint.returncode == 1
+    assert "EmptyValue" in lint.stdout
+    pushed = envsync("push", str(path), *target)
+    assert pushed.returncode == 1
+    assert "0 failed" in pushed.stdout  # refused before the write, not failed at it
+    assert (
+        secrets_client.list_secrets(Filters=[{"Key": "name", "Values": [prefix[3:]]}])["SecretList"]
+        == []
+    )
+
+
+# -- diff as a CI gate ---------------------------------------------------------------------------
+
+
+def test_diff_exit_code_tells_in_step_from_changes_from_trouble(
+    env_file: pathlib.Path, moto_endpoint: str, unique_path: str, closed_port: int
+) -> None:
+    target = ["--to", f"ssm:{unique_path}", *aws(moto_endpoint)]
+    changes = envsync("diff", str(env_file), *target, "--exit-code")
+    assert changes.returncode == 1, changes.stderr
+    assert envsync("diff", str(env_file), *target).returncode == 0  # without the flag: no error
+    assert envsync("push", str(env_file), *target).returncode == 0
+    in_step = envsync("diff", str(env_file), *target, "--exit-code")
+    assert in_step.returncode == 0, in_step.stderr
+
+    refused = envsync(
+        "diff", str(env_file), "--to", "ssm:/aws/y/", *aws(moto_endpoint), "--exit-code"
+    )
+    assert refused.returncode == 2
+    unreachable = ["--region", "us-east-1", "--endpoint-url", f"http://127.0.0.1:{closed_port}"]
+    failed = envsync("diff", str(env_file), "--to", "ssm:/app/", *unreachable, "--exit-code")
+    assert failed.returncode == 2  # never 1: that would read as "changes"
+    assert_one_clear_line(failed, "could not reach")
+
+
+def test_diff_help_explains_every_mark_it_prints() -> None:
+    text = " ".join(envsync("diff", "--help").stdout.split())
+    for mark in ("+ create", "~ update", "- delete", "= unchanged", "! skipped", "x conflict"):
+        assert mark in text
+
+
+# -- output into a pipe ------------------------------------------------------------------------
+
+
+def test_diff_into_head_stops_quietly_as_a_unix_tool_does(
+    tmp_path: pathlib.Path, moto_endpoint: str, unique_path: str
+) -> None:
+    path = tmp_path / "big.env"
+    path.write_text("".join(f"KEY_{i}=v{i}\n" for i in range(3000)), encoding="utf-8")
+    child = subprocess.Popen(
+        [str(ENVSYNC), "diff", str(path), "--to", f"ssm:{unique_path}", *aws(moto_endpoint)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "ENVSYNC_AWS_MAX_ATTEMPTS": "1"},
+    )
+    assert child.stdout is not None
+    assert child.stderr is not None
+    first = child.stdout.readline()  # what `head -1` reads before it exits
+    child.stdout.close()
+    code = child.wait(timeout=120)
+    errors = child.stderr.read().decode()
+    assert first.startswith(b"+ KEY_")
+    assert code == 128 + signal.SIGPIPE
+    assert errors == ""
+
+
+def test_counts_read_as_sentences(
+    env_file: pathlib.Path, moto_endpoint: str, unique_path: str
+) -> None:
+    target = ["--to", f"ssm:{unique_path}", *aws(moto_endpoint)]
+    one = pathlib.Path(env_file).with_name("one.env")
+    one.write_text("ONLY=1\n", encoding="utf-8")
+    pushed = envsync("push", str(one), *target)
+    assert "(2 AWS calls," in pushed.stdout  # one read, one write
+    pulled = envsync("pull", "--from", f"ssm:{unique_path}", *aws(moto_endpoint))
+    assert "pulled 1 key from" in pulled.stderr
+    assert "(1 AWS call)" in pulled.stderr
