@@ -25,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.parse
 from typing import Any, Protocol
 
 import boto3
@@ -112,13 +114,27 @@ def time_edit(
 
 
 def ready_count(client: sandboxclient.KubeClient, namespace: str) -> int:
-    items = client.list(sandboxclient.resource_path("envsync.dev/v1alpha1", "envsyncs", namespace))
-    count = 0
-    for obj in items:
-        conds = (obj.get("status") or {}).get("conditions") or []
-        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
-            count += 1
-    return count
+    """EnvSyncs whose Ready is True, listed in pages (one list of 10,000 can outlast a
+    request timeout on a busy machine); a page that fails is asked again."""
+    path = sandboxclient.resource_path("envsync.dev/v1alpha1", "envsyncs", namespace)
+    count, token = 0, ""
+    while True:
+        query = f"?limit=500&continue={urllib.parse.quote(token)}" if token else "?limit=500"
+        for attempt in range(5):
+            try:
+                page = client.get(path + query)
+                break
+            except (TimeoutError, urllib.error.URLError):
+                if attempt == 4:
+                    raise
+                time.sleep(2.0)
+        for obj in page.get("items", []):
+            conds = (obj.get("status") or {}).get("conditions") or []
+            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
+                count += 1
+        token = (page.get("metadata") or {}).get("continue") or ""
+        if not token:
+            return count
 
 
 def main() -> int:
