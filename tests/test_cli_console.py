@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import os
 import pathlib
+import pty
+import re
+import select
 import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -256,3 +261,127 @@ def test_counts_read_as_sentences(
     pulled = envsync("pull", "--from", f"ssm:{unique_path}", *aws(moto_endpoint))
     assert "pulled 1 key from" in pulled.stderr
     assert "(1 AWS call)" in pulled.stderr
+
+
+# -- long work shows itself, on a terminal -------------------------------------------------------
+
+ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class Terminal:
+    """The console script on a pseudo-terminal (stdin, stdout and stderr), as a person runs it."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self._master, slave = pty.openpty()
+        self.process = subprocess.Popen(
+            [str(ENVSYNC), *args],
+            stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+            env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", **(env or {})},
+        )  # fmt: skip
+        os.close(slave)
+        self.raw = b""
+
+    def read_until(self, done: Callable[[bytes], bool], timeout: float = 60) -> bytes:
+        """Read the terminal until ``done(screen)`` holds or the process ends; the screen so far."""
+        deadline = time.monotonic() + timeout
+        while not done(self.raw) and time.monotonic() < deadline:
+            ready, _, _ = select.select([self._master], [], [], 0.05)
+            if not ready:
+                if self.process.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(self._master, 65536)
+            except OSError:  # the other side closed: the process ended
+                break
+            if not chunk:
+                break
+            self.raw += chunk
+        return self.raw
+
+    def finish(self, timeout: float = 60) -> tuple[int, str]:
+        self.read_until(lambda _: False, timeout=timeout)
+        code = self.process.wait(timeout=timeout)
+        os.close(self._master)
+        return code, ANSI.sub(b"", self.raw).decode(errors="replace")
+
+
+def counts_seen(raw: bytes, total: int) -> list[int]:
+    return [int(n) for n in re.findall(rb"(\d+)/%d" % total, ANSI.sub(b"", raw))]
+
+
+@pytest.fixture
+def forty(tmp_path: pathlib.Path) -> pathlib.Path:
+    path = tmp_path / "forty.env"
+    path.write_text("".join(f"KEY_{i}=value-{i}\n" for i in range(40)), encoding="utf-8")
+    return path
+
+
+def test_a_push_on_a_terminal_shows_each_write_its_rate_time_left_and_why_it_is_slow(
+    forty: pathlib.Path, moto_endpoint: str, unique_path: str
+) -> None:
+    term = Terminal("push", str(forty), "--to", f"ssm:{unique_path}", *aws(moto_endpoint),
+                    "--ssm-write-rate", "4")  # fmt: skip
+    code, screen = term.finish()
+    assert code == 0, screen
+    assert "40 writes at most 4/s (SSM's PutParameter quota is 3/s by default" in screen
+    assert "--ssm-write-rate raises the ceiling" in screen
+    seen = counts_seen(term.raw, 40)
+    assert len({n for n in seen if 0 < n < 40}) >= 10  # it moved write by write, not at the end
+    assert re.search(r"\d+\.\d keys/s ETA \d+:\d\d:\d\d", screen)
+    assert "\x1b[" in term.raw.decode(errors="replace")  # colour on a terminal
+    assert "40 created" in screen
+
+
+def test_no_color_and_a_pipe_are_honoured(
+    forty: pathlib.Path, moto_endpoint: str, unique_path: str
+) -> None:
+    target = ["--to", f"ssm:{unique_path}", *aws(moto_endpoint), "--ssm-write-rate", "100"]
+    term = Terminal("push", str(forty), *target, env={"NO_COLOR": "1"})
+    code, _ = term.finish()
+    assert code == 0
+    assert counts_seen(term.raw, 40)  # still a bar ...
+    assert not re.search(rb"\x1b\[[0-9;]*3[0-9]m", term.raw)  # ... without colour
+    piped = envsync("push", str(forty), *target)
+    assert piped.returncode == 0
+    assert "keys/s" not in piped.stderr  # no bar into a pipe
+    assert "\x1b[" not in piped.stderr + piped.stdout
+
+
+def test_ctrl_c_during_a_push_finishes_what_is_in_flight_reports_and_the_next_push_completes(
+    forty: pathlib.Path, moto_endpoint: str, unique_path: str, ssm_client: Any
+) -> None:
+    target = ["--to", f"ssm:{unique_path}", *aws(moto_endpoint)]
+    term = Terminal("push", str(forty), *target, "--ssm-write-rate", "4")
+    term.read_until(lambda raw: any(n >= 5 for n in counts_seen(raw, 40)))
+    term.process.send_signal(signal.SIGINT)
+    code, screen = term.finish()
+    assert code == 130, screen
+    assert "stopping: writes in flight finish" in screen
+    match = re.search(r"stopped: (\d+) keys not written \(interrupted\)", screen)
+    written = re.search(r"pushed to \S+: (\d+) created", screen)
+    assert match is not None, screen
+    assert written is not None, screen
+    stored = ssm_client.get_parameters_by_path(Path=unique_path, MaxResults=10)
+    names = [p["Name"] for p in stored["Parameters"]]
+    while token := stored.get("NextToken"):
+        stored = ssm_client.get_parameters_by_path(Path=unique_path, MaxResults=10, NextToken=token)
+        names += [p["Name"] for p in stored["Parameters"]]
+    assert len(names) == int(written.group(1))  # what it said it wrote, no more, no less
+    assert int(written.group(1)) + int(match.group(1)) == 40
+    assert 5 <= len(names) < 40
+
+    again = envsync("push", str(forty), *target, "--ssm-write-rate", "100")
+    assert again.returncode == 0
+    assert f"{40 - len(names)} created, 0 updated, {len(names)} unchanged" in again.stdout
+
+
+def test_push_help_documents_the_rate_ceilings_and_their_defaults() -> None:
+    text = " ".join(envsync("push", "--help").stdout.split())
+    default = "(default: $ENVSYNC_SSM_WRITE_RATE, else 3)"
+    assert f"--ssm-write-rate N SSM writes per second at most {default}" in text
+    assert "--secretsmanager-write-rate N" in text
+    assert "--ssm-read-rate N" in text
+    bad = envsync("push", "x.env", "--to", "ssm:/a/", "--ssm-write-rate", "fast")
+    assert bad.returncode == 2
+    assert "argument --ssm-write-rate: 'fast' is not a rate" in bad.stderr

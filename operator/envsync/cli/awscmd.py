@@ -27,14 +27,16 @@ import json
 import os
 import pathlib
 import re
+import signal
 import sys
 import tempfile
+import threading
 import urllib.parse
 from collections.abc import Iterator
 from typing import IO, Any, Final, TextIO
 
 from envsync import aws, errors, limits, settings
-from envsync.cli.awsoutput import _diff_json, _diff_text, _print_report, _Progress, plural
+from envsync.cli.awsoutput import _diff_json, _diff_text, _print_report, plural
 from envsync.sync import engine, operations
 
 __all__ = ["DEFAULT_OWNER", "endpoint_url", "parse_target", "region_name", "register"]
@@ -100,6 +102,7 @@ def register(subparsers: Any) -> None:
     push.add_argument("file", metavar="FILE", help=".env file to push ('-' for standard input)")
     _target_flags(push, "--to")
     _sync_flags(push)
+    _rate_flags(push, writes=True)
     push.add_argument("--dry-run", action="store_true", help="plan only; change nothing")
     push.add_argument(
         "--no-progress", action="store_true", help="no progress bar even on a terminal"
@@ -117,6 +120,7 @@ def register(subparsers: Any) -> None:
     diff.add_argument("file", metavar="FILE", help=".env file ('-' for standard input)")
     _target_flags(diff, "--to")
     _sync_flags(diff)
+    _rate_flags(diff, writes=False)
     diff.add_argument("--show-values", action="store_true", help="print values (careful)")
     diff.add_argument(
         "--exit-code",
@@ -132,8 +136,40 @@ def register(subparsers: Any) -> None:
         description="Stream the target's entries into .env lines that envsync parses back exactly.",
     )
     _target_flags(pull, "--from")
+    _rate_flags(pull, writes=False)
     pull.add_argument("-o", "--output-file", metavar="FILE", help="write here (default: stdout)")
     pull.set_defaults(func=run_pull)
+
+
+def _rate_flags(parser: argparse.ArgumentParser, *, writes: bool) -> None:
+    """AWS pacing, per account and region: the flag, else ``ENVSYNC_*_RATE``, else the quota of
+    a default account (the operator reads the same variables)."""
+    fields = settings.Settings.model_fields
+    rates = [("ssm_read", "SSM reads"), ("secretsmanager_read", "Secrets Manager reads")]
+    if writes:
+        rates[:0] = [
+            ("ssm_write", "SSM writes"),
+            ("secretsmanager_write", "Secrets Manager writes"),
+        ]
+    for name, what in rates:
+        variable = f"ENVSYNC_{name.upper()}_RATE"
+        parser.add_argument(
+            f"--{name.replace('_', '-')}-rate",
+            type=_rate,
+            metavar="N",
+            help=f"{what} per second at most (default: ${variable}, else "
+            f"{fields[f'{name}_rate'].default:g})",
+        )
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 10000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate (a number of calls per second)")
+    return value
 
 
 def _target_flags(parser: argparse.ArgumentParser, flag: str) -> None:
@@ -219,21 +255,70 @@ def _sync_flags(parser: argparse.ArgumentParser) -> None:
 
 def run_push(args: argparse.Namespace) -> int:
     with _errors_to_status() as status:
-        request, opened = _request(args)
-        progress = _Progress.maybe(enabled=not args.no_progress and args.output == "text")
-        with opened:
-            report = asyncio.run(
-                engine.sync(
-                    request,
-                    on_action=progress.tick if progress else None,
-                    on_plan=progress.plan if progress else None,
+        request, opened = _request(args, stop=threading.Event())
+        progress = _progress(args, request.target)
+        assert request.stop is not None
+        with opened, _first_interrupt_stops(request.stop):
+            try:
+                report = asyncio.run(
+                    engine.sync(
+                        request,
+                        on_action=progress.tick if progress else None,
+                        on_plan=progress.plan if progress else None,
+                    )
                 )
-            )
-        if progress:
-            progress.done()
+            finally:
+                if progress:
+                    progress.done()
         _print_report(args, request.target, report)
-        status.code = _exit_code(report)
+        status.code = 130 if request.stop.is_set() else _exit_code(report)
     return status.code
+
+
+def _progress(args: argparse.Namespace, target: aws.Target) -> Any:
+    """A progress bar on a terminal's stderr, or None (``rich`` is loaded only for a bar)."""
+    if args.no_progress or args.output != "text" or not sys.stderr.isatty():
+        return None
+    from envsync.cli import progress
+
+    ceilings = aws.session.settings()
+    if target.provider == "ssm":
+        pace = progress.Pace(
+            ceilings.ssm_write,
+            "SSM's PutParameter quota is 3/s by default, 10/s with higher throughput",
+            "--ssm-write-rate",
+        )
+    else:
+        pace = progress.Pace(
+            ceilings.secretsmanager_write,
+            "Secrets Manager's write quota is 50/s",
+            "--secretsmanager-write-rate",
+        )
+    return progress.Progress.maybe(enabled=True, pace=pace)
+
+
+@contextlib.contextmanager
+def _first_interrupt_stops(stop: threading.Event) -> Iterator[None]:
+    """The first Ctrl-C sets ``stop``: writes already sent finish and are reported, no new
+    one starts, and the push exits 130 naming what it wrote; the next push completes the
+    rest. A second Ctrl-C quits at once (what was in flight is then unknown)."""
+
+    def interrupted(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print(
+            "\nenvsync: stopping: writes in flight finish, no new one starts "
+            "(Ctrl-C again to quit at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_diff(args: argparse.Namespace) -> int:
@@ -331,7 +416,12 @@ def _errors_to_status() -> Iterator[_Status]:
 
 def _target(args: argparse.Namespace) -> tuple[aws.Target, aws.Credentials | None]:
     # the operator's ENVSYNC_*_RATE and ENVSYNC_AWS_MAX_ATTEMPTS apply to the CLI as well
-    aws.session.configure(**settings.load_settings().aws_limits())
+    ceilings = settings.load_settings().aws_limits()
+    for name in ("ssm_write", "ssm_read", "secretsmanager_write", "secretsmanager_read"):
+        given = getattr(args, f"{name}_rate", None)
+        if given is not None:
+            ceilings[name] = given
+    aws.session.configure(**ceilings)
     base = parse_target(args.target, mode=args.mode)
     extra: dict[str, Any] = {}
     if hasattr(args, "parameter_type"):
@@ -368,7 +458,7 @@ def _tags(pairs: list[str]) -> dict[str, str]:
 
 
 def _request(
-    args: argparse.Namespace, *, dry_run: bool = False
+    args: argparse.Namespace, *, dry_run: bool = False, stop: threading.Event | None = None
 ) -> tuple[engine.SyncRequest, contextlib.AbstractContextManager[Any]]:
     target, credentials = _target(args)
     if args.workers < 1:
@@ -393,6 +483,7 @@ def _request(
         on_parse_error=args.on_parse_error,
         dry_run=dry_run or bool(getattr(args, "dry_run", False)),
         workers=args.workers,
+        stop=stop,
     )
     return request, opened
 

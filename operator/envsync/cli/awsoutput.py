@@ -1,4 +1,4 @@
-"""What ``envsync push`` and ``diff`` print: the report, the diff lines, the progress display.
+"""What ``envsync push`` and ``diff`` print: the report and the diff lines.
 
 The commands' output is read by people at a terminal and, with ``--output json``, by
 pipelines; both shapes come from the engine's report and diff lines alone, so their formats
@@ -11,8 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from typing import Any, TextIO
+from typing import Any
 
 from envsync import aws, limits
 from envsync.sync import engine
@@ -63,6 +62,12 @@ def _print_report(
             print(f"{where}skipped: {issue.key}: {code}{issue.reason}", file=out)
     for note in report.notes:
         print(f"note: {note}", file=out)
+    if report.not_attempted:
+        print(
+            f"stopped: {plural(report.not_attempted, 'key')} not written (interrupted); "
+            "the same push again writes them",
+            file=out,
+        )
     verb = "would push" if report.dry_run else "pushed"
     print(
         f"{verb} to {target.describe()}: {report.created} created, {report.updated} updated, "
@@ -105,43 +110,3 @@ def _diff_json(line: engine.DiffLine, *, show: bool) -> dict[str, Any]:
     if show:
         data["local"], data["remote"] = line.local, line.remote
     return data
-
-
-class _Progress:
-    """A one-line progress display on stderr, only when stderr is a terminal."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._counts: dict[str, int] = {}
-        self._last = 0.0
-        self._done = 0
-        self._total = 0
-
-    @classmethod
-    def maybe(cls, *, enabled: bool) -> _Progress | None:
-        return cls(sys.stderr) if enabled and sys.stderr.isatty() else None
-
-    def plan(self, total: int) -> None:
-        self._total = total
-
-    def tick(self, key: str, outcome: str) -> None:
-        self._done += 1
-        self._counts[outcome] = self._counts.get(outcome, 0) + 1
-        now = time.monotonic()
-        if now - self._last >= 0.1:
-            self._last = now
-            self._draw()
-
-    def _draw(self) -> None:
-        parts = ", ".join(f"{n} {k}" for k, n in sorted(self._counts.items()))
-        width = 30
-        filled = width * self._done // self._total if self._total else 0
-        bar = "#" * filled + "." * (width - filled)
-        self._stream.write(f"\r\x1b[2K[{bar}] {self._done}/{self._total} ({parts})")
-        self._stream.flush()
-
-    def done(self) -> None:
-        if self._done:
-            self._draw()
-            self._stream.write("\n")
-            self._stream.flush()

@@ -105,6 +105,7 @@ _OUTCOMES: Final = (
     "conflict",
     "adopt",
     "failed",
+    "stopped",
 )
 
 
@@ -121,8 +122,16 @@ class _Tally:
     refused: int = 0
 
     def record(
-        self, key: str, outcome: str, reason: str | None = None, line: int | None = None
+        self,
+        key: str,
+        outcome: str,
+        reason: str | None = None,
+        line: int | None = None,
+        *,
+        announced: bool = False,
     ) -> None:
+        """Count a key's outcome; ``on_action`` hears of it unless it already did (a write is
+        announced when AWS accepts it, so progress moves with the writes)."""
         self.counts[outcome] += 1
         bucket = {"failed": self.failures, "skip": self.skips, "conflict": self.conflicts}
         if outcome in bucket and len(bucket[outcome]) < MAX_ISSUES:
@@ -132,8 +141,16 @@ class _Tally:
             isinstance(reason, limits.Refusal) and reason.code == "NoValue"
         ):
             self.refused += 1
+        if self.on_action is not None and not announced:
+            self.on_action(key, outcome)
+
+    def announce(self, key: str, outcome: str) -> None:
         if self.on_action is not None:
             self.on_action(key, outcome)
+
+
+class _StoppedError(Exception):
+    """A write not started because ``SyncRequest.stop`` was set."""
 
 
 class _Breaker:
@@ -156,13 +173,14 @@ async def sync(
     *,
     pools: poolmanager.PoolManager | None = None,
     on_action: ActionCallback | None = None,
-    on_plan: Callable[[int], None] | None = None,
+    on_plan: Callable[[int, int], None] | None = None,
 ) -> SyncReport:
     """Run one sync and report it. ``on_action(key, outcome)`` is called as each key settles.
 
     Outcomes: ``create``, ``update``, ``unchanged``, ``delete``, ``skip``, ``conflict``,
-    ``adopt``, ``failed`` (in a dry run: what would happen). ``on_plan(n)`` is called once
-    the plan is made, with the number of keys that will settle (for progress bars). With a
+    ``adopt``, ``failed``, ``stopped`` (in a dry run: what would happen); a write is announced
+    when AWS accepts it. ``on_plan(keys, writes)`` is called once the plan is made, with the
+    number of keys that will settle and of writes and deletes among them (for progress bars). With a
     ``PoolManager`` the sync takes one of its slots (bounded concurrent syncs, memory
     back-pressure), parses with its byte pool, and the report carries pool and memory figures.
     """
@@ -190,7 +208,7 @@ async def _sync(
     request: SyncRequest,
     manager: poolmanager.PoolManager | None,
     on_action: ActionCallback | None,
-    on_plan: Callable[[int], None] | None,
+    on_plan: Callable[[int, int], None] | None,
     started: float,
 ) -> SyncReport:
     sink = await _open(request)
@@ -212,7 +230,8 @@ async def _sync(
         request, sink, parsed.desired, prune=prune, names=names, remote_values=remote
     )
     if on_plan is not None:
-        on_plan(len(steps))
+        writes = 0 if request.dry_run else sum(step.action in _WRITES for step in steps)
+        on_plan(len(steps), writes)
     if request.dry_run:
         problem = None
         if check is not None and remote is not None:
@@ -339,9 +358,14 @@ async def _fetch(
         await processor.run_in_threads(jobs, on_result=settle)
 
 
-async def _threads(request: SyncRequest, funcs: Sequence[Callable[[], Any]]) -> list[Any]:
+async def _threads(
+    request: SyncRequest,
+    funcs: Sequence[Callable[[], Any]],
+    *,
+    on_result: Callable[[batching.JobResult[Any]], object] | None = None,
+) -> list[Any]:
     processor = batching.BatchProcessor(batch_size=request.batch_size, workers=request.workers)
-    return await processor.run_in_threads(funcs)
+    return await processor.run_in_threads(funcs, on_result=on_result)
 
 
 async def _settle_owners(
@@ -398,9 +422,16 @@ async def _execute(
             tally.record(step.key, step.action, step.reason, _line(desired, step.key))
     breaker = _Breaker()
     done: list[tuple[str, str]] = []
+    # a one-document sink writes at flush: its keys are announced once the flush succeeds
+    announce = not sink.one_document
+
+    def start() -> None:
+        if request.stop is not None and request.stop.is_set():
+            raise _StoppedError
+        breaker.check()
 
     def write(step: plan.Step) -> None:
-        breaker.check()
+        start()
         value = desired[step.key].value if step.key in desired else None
         try:
             if step.action == "create":
@@ -416,35 +447,44 @@ async def _execute(
             raise
 
     def remove(keys: Sequence[str]) -> dict[str, str | None]:
-        breaker.check()
+        start()
         try:
             return sink.delete(keys)
         except Exception as exc:
             breaker.trip(exc)
             raise
 
-    for step, result in zip(
-        writes, await _threads(request, [functools.partial(write, s) for s in writes]), strict=True
-    ):
+    def written(result: batching.JobResult[None]) -> None:
+        step = writes[result.index]
         if result.error is None:
             done.append((step.key, step.action))
+            if announce:
+                tally.announce(step.key, step.action)
+        elif isinstance(result.error, _StoppedError):
+            tally.record(step.key, "stopped")
         elif isinstance(result.error, errors.OwnershipError):
             tally.record(step.key, "conflict", aws.base.safe_reason(result.error))
         else:
             tally.record(step.key, "failed", aws.base.safe_reason(result.error))
+
+    await _threads(request, [functools.partial(write, s) for s in writes], on_result=written)
     with _name_batches(deletes, sink.delete_batch, names) as batches:
-        results = await _threads(request, [functools.partial(remove, b) for b in batches])
-        for batch, result in zip(batches, results, strict=True):
-            if result.error is not None:
-                for key in batch:
-                    tally.record(key, "failed", aws.base.safe_reason(result.error))
-                continue
+
+        def deleted(result: batching.JobResult[dict[str, str | None]]) -> None:
+            batch = batches[result.index]
             for key in batch:
-                reason = (result.value or {}).get(key)
-                if reason is None:
-                    done.append((key, "delete"))
-                else:
+                if isinstance(result.error, _StoppedError):
+                    tally.record(key, "stopped")
+                elif result.error is not None:
+                    tally.record(key, "failed", aws.base.safe_reason(result.error))
+                elif (reason := (result.value or {}).get(key)) is not None:
                     tally.record(key, "failed", reason)
+                else:
+                    done.append((key, "delete"))
+                    if announce:
+                        tally.announce(key, "delete")
+
+        await _threads(request, [functools.partial(remove, b) for b in batches], on_result=deleted)
     try:
         await asyncio.to_thread(sink.flush)
     except Exception as exc:
@@ -453,7 +493,7 @@ async def _execute(
             tally.record(key, "failed", reason)
         return
     for key, action in done:
-        tally.record(key, action)
+        tally.record(key, action, announced=announce)
 
 
 def _report(
@@ -478,6 +518,7 @@ def _report(
         deleted=counts["delete"],
         failed=counts["failed"],
         skipped=counts["skip"],
+        not_attempted=counts["stopped"],
         refused=tally.refused,
         conflicts=counts["conflict"],
         parse_errors=tuple(parsed.errors),

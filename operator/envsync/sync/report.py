@@ -6,6 +6,7 @@ says so (a diff line, for the CLI's display only).
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any, Final, Literal
@@ -62,6 +63,10 @@ class SyncRequest:
     source_hash: str | None = None
     """sha256 hex of ``source`` when the caller already computed it (the operator hashes a
     source to decide whether there is work at all); None: the engine hashes while parsing."""
+    stop: threading.Event | None = None
+    """Set to stop a sync between writes (the CLI sets it on Ctrl-C): no new write or delete
+    starts, those already sent finish and are reported, and the rest are counted as
+    ``not_attempted``. The next sync finds them still to do."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +101,8 @@ class SyncReport:
     value to store): each is a key whose value in AWS differs from the source."""
     conflicts: int = 0
     """Entries refused because another owner (or none) holds them."""
+    not_attempted: int = 0
+    """Writes and deletes never started because the sync was stopped (``SyncRequest.stop``)."""
     parse_errors: tuple[ParseProblem, ...] = ()
     """The first parse errors (at most 10); ``parse_error_count`` has the total."""
     parse_error_count: int = 0
@@ -125,7 +132,11 @@ class SyncReport:
     def ok(self) -> bool:
         """Remote state now matches the file for every storable key."""
         return (
-            not self.aborted and not self.empty_source and self.failed == 0 and self.conflicts == 0
+            not self.aborted
+            and not self.empty_source
+            and self.failed == 0
+            and self.conflicts == 0
+            and self.not_attempted == 0
         )
 
     @property
