@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from envsync import cli
-from envsync.cli import awscmd, awsoutput
+from envsync.cli import awscmd
 from envsync.dotenv import reading
 
 SENTINEL = "SENTINEL-51d2"
@@ -227,14 +227,3 @@ def test_parse_errors_abort_with_status_1(
     assert f"{bad}:2:" in out
     assert "nothing was pushed" in out
     assert SENTINEL not in out
-
-
-def test_progress_draws_a_bar() -> None:
-    stream = io.StringIO()
-    progress = awsoutput._Progress(stream)
-    progress.plan(4)
-    for key in "ABCD":
-        progress.tick(key, "create")
-    progress.done()
-    assert "[" + "#" * 30 + "] 4/4 (4 create)" in stream.getvalue()
-    assert awsoutput._Progress.maybe(enabled=True) is None  # stderr is not a terminal here

@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import math
+import threading
 import uuid
 from typing import Any
 
@@ -436,7 +437,7 @@ async def test_values_never_leak(
 
 async def test_pool_manager_figures_and_callbacks(moto_endpoint: str, unique_path: str) -> None:
     seen: list[tuple[str, str]] = []
-    planned: list[int] = []
+    planned: list[tuple[int, int]] = []
     config = poolmanager.PoolConfig(memory_threshold=0)  # the test process's RSS is not the point
     async with poolmanager.PoolManager(config) as manager:
         request = engine.SyncRequest(
@@ -448,10 +449,10 @@ async def test_pool_manager_figures_and_callbacks(moto_endpoint: str, unique_pat
             request,
             pools=manager,
             on_action=lambda k, a: seen.append((k, a)),
-            on_plan=planned.append,
+            on_plan=lambda keys, writes: planned.append((keys, writes)),
         )
     assert sorted(seen) == [("A", "create"), ("B", "create")]
-    assert planned == [2]
+    assert planned == [(2, 2)]
     assert set(report.pool_stats) == {"string", "byte"}
     assert report.memory["rss_bytes"] > 0
     assert report.source_hash == hashlib.sha256(b"A=1\nB=2\n").hexdigest()
@@ -488,3 +489,25 @@ async def test_delete_owned_removes_only_ours(
     report = await operations.delete_owned(ssm_target(moto_endpoint, unique_path), ME)
     assert report.deleted == 2
     assert remote_values(ssm_client, unique_path) == {"THEIRS": "t"}
+
+
+async def test_a_stopped_sync_starts_no_write_and_says_how_many_it_left(
+    moto_endpoint: str, unique_path: str, ssm_client: Any
+) -> None:
+    """What the CLI's Ctrl-C sets: nothing new starts, the report is not ok, and the next
+    sync finds every key still to do."""
+    stop = threading.Event()
+    stop.set()
+    source = b"A=1\nB=2\nC=3\n"
+    target = ssm_target(moto_endpoint, unique_path)
+    seen: list[tuple[str, str]] = []
+    stopped = await engine.sync(
+        engine.SyncRequest(source=source, owner=ME, target=target, stop=stop),
+        on_action=lambda key, outcome: seen.append((key, outcome)),
+    )
+    assert (stopped.not_attempted, stopped.created, stopped.failed) == (3, 0, 0)
+    assert not stopped.ok
+    assert sorted(seen) == [("A", "stopped"), ("B", "stopped"), ("C", "stopped")]
+    assert ssm_client.get_parameters_by_path(Path=unique_path)["Parameters"] == []
+    resumed = await engine.sync(engine.SyncRequest(source=source, owner=ME, target=target))
+    assert (resumed.created, resumed.not_attempted) == (3, 0)
