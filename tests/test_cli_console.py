@@ -385,3 +385,36 @@ def test_push_help_documents_the_rate_ceilings_and_their_defaults() -> None:
     bad = envsync("push", "x.env", "--to", "ssm:/a/", "--ssm-write-rate", "fast")
     assert bad.returncode == 2
     assert "argument --ssm-write-rate: 'fast' is not a rate" in bad.stderr
+
+
+# -- shell completion ----------------------------------------------------------------------------
+
+
+def complete(line: str) -> list[str]:
+    """What a shell's completion script gets back for ``line`` (argcomplete's protocol: the
+    script runs ``envsync`` with the line in the environment and reads file descriptor 8)."""
+    env = {**os.environ, "_ARGCOMPLETE": "1", "_ARGCOMPLETE_IFS": "\n", "COMP_LINE": line,
+           "COMP_POINT": str(len(line)), "COMP_TYPE": "9"}  # fmt: skip
+    answer = subprocess.run(
+        ["bash", "-c", f'"{ENVSYNC}" 8>&1 9>/dev/null 1>/dev/null'],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert answer.returncode == 0, answer.stderr
+    return [word.strip() for word in answer.stdout.split("\n") if word.strip()]
+
+
+def test_completion_comes_from_the_parser_for_every_shell() -> None:
+    assert {"push", "pull"} <= set(complete("envsync pu"))
+    assert "--ssm-write-rate" in complete("envsync push --ssm-w")
+    assert set(complete("envsync diff x.env --mode ")) == {"perKey", "json"}
+    for shell in ("bash", "zsh", "fish"):
+        script = envsync("completion", shell)
+        assert script.returncode == 0
+        assert "envsync" in script.stdout
+        assert "_ARGCOMPLETE" in script.stdout
+    registered = subprocess.run(
+        ["bash", "-c", f'source <("{ENVSYNC}" completion bash) && complete -p envsync'],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert registered.returncode == 0, registered.stderr
+    assert "envsync" in registered.stdout
