@@ -418,3 +418,13 @@ def test_completion_comes_from_the_parser_for_every_shell() -> None:
     )  # fmt: skip
     assert registered.returncode == 0, registered.stderr
     assert "envsync" in registered.stdout
+
+
+def test_diff_help_lists_only_what_a_diff_uses() -> None:
+    diff = envsync("diff", "--help").stdout
+    push = envsync("push", "--help").stdout
+    for write_only in ("--kms-key-id", "--tag", "--ssm-write-rate", "--dry-run", "--no-progress"):
+        assert write_only in push
+        assert write_only not in diff
+    for compared in ("--type", "--tier", "--prune", "--adopt", "--exit-code", "--ssm-read-rate"):
+        assert compared in diff

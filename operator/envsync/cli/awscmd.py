@@ -101,7 +101,7 @@ def register(subparsers: Any) -> None:
     )
     push.add_argument("file", metavar="FILE", help=".env file to push ('-' for standard input)")
     _target_flags(push, "--to")
-    _sync_flags(push)
+    _sync_flags(push, writes=True)
     _rate_flags(push, writes=True)
     push.add_argument("--dry-run", action="store_true", help="plan only; change nothing")
     push.add_argument(
@@ -119,7 +119,7 @@ def register(subparsers: Any) -> None:
     )
     diff.add_argument("file", metavar="FILE", help=".env file ('-' for standard input)")
     _target_flags(diff, "--to")
-    _sync_flags(diff)
+    _sync_flags(diff, writes=False)
     _rate_flags(diff, writes=False)
     diff.add_argument("--show-values", action="store_true", help="print values (careful)")
     diff.add_argument(
@@ -199,7 +199,7 @@ def _target_flags(parser: argparse.ArgumentParser, flag: str) -> None:
     parser.add_argument("--external-id", help="external id for --role-arn")
 
 
-def _sync_flags(parser: argparse.ArgumentParser) -> None:
+def _sync_flags(parser: argparse.ArgumentParser, *, writes: bool) -> None:
     parser.add_argument(
         "--owner",
         default=os.environ.get("ENVSYNC_OWNER") or DEFAULT_OWNER,
@@ -226,14 +226,15 @@ def _sync_flags(parser: argparse.ArgumentParser) -> None:
         default="Standard",
         help="SSM tier (default Standard: 4 KB values)",
     )
-    parser.add_argument("--kms-key-id", help="KMS key for SecureString / secrets")
-    parser.add_argument(
-        "--tag",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra tag on what is created (repeatable)",
-    )
+    if writes:  # what a write sends, and nothing a diff compares
+        parser.add_argument("--kms-key-id", help="KMS key for SecureString / secrets")
+        parser.add_argument(
+            "--tag",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="extra tag on what is created (repeatable)",
+        )
     parser.add_argument(
         "--update-policy",
         choices=["Replace", "IfNotExists"],
@@ -428,8 +429,8 @@ def _target(args: argparse.Namespace) -> tuple[aws.Target, aws.Credentials | Non
         extra = {
             "parameter_type": args.parameter_type,
             "tier": args.tier,
-            "kms_key_id": args.kms_key_id,
-            "tags": _tags(args.tag),
+            "kms_key_id": getattr(args, "kms_key_id", None),
+            "tags": _tags(getattr(args, "tag", [])),
         }
     target = aws.Target(
         base.provider,
