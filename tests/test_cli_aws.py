@@ -163,7 +163,7 @@ def test_pull_to_file_round_trips(
     target = [f"ssm:{unique_path}", *aws(moto_endpoint)]
     assert run(["push", str(env_file), "--to", *target]) == 0
     out_file = tmp_path / "pulled.env"
-    assert run(["pull", "--from", *target, "-o", str(out_file)]) == 0
+    assert run(["pull", "--from", *target, "--output-file", str(out_file)]) == 0
     assert "pulled 3 keys" in capsys.readouterr().err
     pulled = {v.key: v.value for v in reading.parse(out_file.read_bytes())}
     assert pulled == {"DB_URL": "postgres://db", "TOKEN": f"{SENTINEL}-token", "MULTI": "a\nb"}

@@ -7,6 +7,7 @@ Unix tool does; every key the target refuses is named.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import pty
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import yaml
 
 ENVSYNC = pathlib.Path(sys.executable).with_name("envsync")
 
@@ -114,7 +116,9 @@ def test_pull_into_a_missing_directory_names_the_path_given(
     moto_endpoint: str, tmp_path: pathlib.Path
 ) -> None:
     wanted = tmp_path / "missing-dir" / ".env"
-    result = envsync("pull", "--from", "ssm:/app/", "-o", str(wanted), *aws(moto_endpoint))
+    result = envsync(
+        "pull", "--from", "ssm:/app/", "--output-file", str(wanted), *aws(moto_endpoint)
+    )
     assert result.returncode == 2
     assert_one_clear_line(result, f"{wanted}: No such file or directory")
     assert ".tmp" not in result.stderr
@@ -428,3 +432,56 @@ def test_diff_help_lists_only_what_a_diff_uses() -> None:
         assert write_only not in diff
     for compared in ("--type", "--tier", "--prune", "--adopt", "--exit-code", "--ssm-read-rate"):
         assert compared in diff
+
+
+# -- one output flag -----------------------------------------------------------------------------
+
+
+def test_every_command_takes_one_output_flag_and_machine_output_holds_no_value(
+    tmp_path: pathlib.Path, moto_endpoint: str, unique_path: str
+) -> None:
+    secret = f"SENTINEL-{os.getpid()}"
+    path = tmp_path / "app.env"
+    path.write_text(f"A={secret}\nB={secret}-b\n", encoding="utf-8")
+    target = ["--to", f"ssm:{unique_path}", *aws(moto_endpoint)]
+
+    diff = envsync("diff", str(path), *target, "-o", "yaml")
+    assert diff.returncode == 0, diff.stderr
+    document = yaml.safe_load(diff.stdout)
+    assert [(k["key"], k["action"]) for k in document["keys"]] == [("A", "create"), ("B", "create")]
+    pushed = envsync("push", str(path), *target, "-o", "json")
+    assert pushed.returncode == 0, pushed.stderr
+    assert json.loads(pushed.stdout)["keys"] == [
+        {"key": "A", "action": "create"},
+        {"key": "B", "action": "create"},
+    ]
+    wide = envsync("diff", str(path), *target, "-o", "wide")
+    assert f"= A  {unique_path}A" in wide.stdout
+    push_wide = envsync("push", str(path), *target, "--output", "wide")
+    assert "= A  unchanged" in push_wide.stdout
+    lint = envsync("lint", str(path), "--to", "ssm:/aws/x/", "-o", "json")
+    assert lint.returncode == 1
+    assert [(f["line"], f["code"]) for f in json.loads(lint.stdout)] == [
+        (1, "InvalidKey"),
+        (2, "InvalidKey"),
+    ]
+    for machine in (diff.stdout, pushed.stdout, lint.stdout):
+        assert secret not in machine
+
+    # values are pull's and parse's job, in the format asked for
+    pulled = envsync("pull", "--from", f"ssm:{unique_path}", *aws(moto_endpoint), "-o", "json")
+    assert json.loads(pulled.stdout) == {"A": secret, "B": f"{secret}-b"}
+    assert yaml.safe_load(envsync("parse", str(path), "-o", "yaml").stdout) == {
+        "A": secret,
+        "B": f"{secret}-b",
+    }
+    old = envsync("parse", str(path), "--format", "env")
+    assert old.returncode == 0
+    assert "--format is deprecated; use -o/--output" in old.stderr
+
+
+def test_pull_o_with_a_path_says_how_to_name_the_file(moto_endpoint: str) -> None:
+    result = envsync("pull", "--from", "ssm:/app/", *aws(moto_endpoint), "-o", ".env")
+    assert result.returncode == 2
+    assert "'.env' is not an output format (choose from env, json, yaml)" in result.stderr
+    assert "--output-file PATH names the file" in result.stderr

@@ -419,7 +419,7 @@ def test_parse_env_output_reads_back_to_the_same_mapping(
     path.write_bytes(
         b"\xef\xbb\xbfexport A=1\r\nB=\"q\\\" \\\\ \\n\"\nC='lit \\n'\nD=x # c\nE\n'k k'=v\n"
     )
-    code, out, _ = run(["parse", str(path), "--format", "env"], capsys)
+    code, out, _ = run(["parse", str(path), "-o", "env"], capsys)
     assert code == 0
     original = {v.key: v.value for v in reading.parse_file(path)}
     assert {v.key: v.value for v in reading.parse(out)} == original

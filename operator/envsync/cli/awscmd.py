@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
+import io
 import os
 import pathlib
 import re
@@ -36,7 +36,9 @@ from collections.abc import Iterator
 from typing import IO, Any, Final, TextIO
 
 from envsync import aws, errors, limits, settings
+from envsync.cli import formats
 from envsync.cli.awsoutput import _diff_json, _diff_text, _print_report, plural
+from envsync.dotenv import reading
 from envsync.sync import engine, operations
 
 __all__ = ["DEFAULT_OWNER", "endpoint_url", "parse_target", "region_name", "register"]
@@ -137,7 +139,12 @@ def register(subparsers: Any) -> None:
     )
     _target_flags(pull, "--from")
     _rate_flags(pull, writes=False)
-    pull.add_argument("-o", "--output-file", metavar="FILE", help="write here (default: stdout)")
+    pull.add_argument(
+        "--output-file", metavar="FILE", help="write here, atomically (default: stdout)"
+    )
+    formats.add_output_flag(
+        pull, ("env", "json", "yaml"), default="env", note="; env parses back exactly"
+    )
     pull.set_defaults(func=run_pull)
 
 
@@ -248,7 +255,12 @@ def _sync_flags(parser: argparse.ArgumentParser, *, writes: bool) -> None:
         help="Abort (default): push nothing if any line is bad",
     )
     parser.add_argument("--workers", type=int, default=4, help="parallel writes (default 4)")
-    parser.add_argument("--output", choices=["text", "json"], default="text")
+    formats.add_output_flag(
+        parser,
+        ("text", "json", "yaml", "wide"),
+        default="text",
+        note="; wide adds one line per key; json and yaml never hold values",
+    )
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -259,19 +271,26 @@ def run_push(args: argparse.Namespace) -> int:
         request, opened = _request(args, stop=threading.Event())
         progress = _progress(args, request.target)
         assert request.stop is not None
+        settled: list[tuple[str, str]] = []
+
+        def on_action(key: str, outcome: str) -> None:
+            settled.append((key, outcome))
+            if progress:
+                progress.tick(key, outcome)
+
         with opened, _first_interrupt_stops(request.stop):
             try:
                 report = asyncio.run(
                     engine.sync(
                         request,
-                        on_action=progress.tick if progress else None,
+                        on_action=on_action,
                         on_plan=progress.plan if progress else None,
                     )
                 )
             finally:
                 if progress:
                     progress.done()
-        _print_report(args, request.target, report)
+        _print_report(args, request.target, report, settled=settled)
         status.code = 130 if request.stop.is_set() else _exit_code(report)
     return status.code
 
@@ -327,14 +346,15 @@ def run_diff(args: argparse.Namespace) -> int:
         request, opened = _request(args, dry_run=True)
         with opened:
             lines, report = asyncio.run(operations.diff(request))
-        if args.output == "json":
+        if args.output in ("json", "yaml"):
             data = report.as_dict()
             data["target"] = request.target.describe()
             data["keys"] = [_diff_json(line, show=args.show_values) for line in lines]
-            print(json.dumps(data, indent=2))
+            formats.emit(data, args.output)
         else:
+            name = request.target.name_for if args.output == "wide" else None
             for line in lines:
-                print(_diff_text(line, show=args.show_values))
+                print(_diff_text(line, show=args.show_values, remote_name=name))
             _print_report(args, request.target, report, summary_only=True)
         status.code = _diff_status(args, lines, report)
     if args.exit_code and status.code == 1 and status.failed:
@@ -369,11 +389,18 @@ def run_pull(args: argparse.Namespace) -> int:
     with _errors_to_status() as status:
         target, credentials = _target(args)
         destination: str | None = args.output_file
-        if destination is None:
-            result = asyncio.run(operations.pull(target, sys.stdout, credentials=credentials))
-        else:
-            with _atomic_text(pathlib.Path(destination)) as out:
+        with (
+            _atomic_text(pathlib.Path(destination))
+            if destination is not None
+            else contextlib.nullcontext(sys.stdout)
+        ) as out:
+            if args.output == "env":
                 result = asyncio.run(operations.pull(target, out, credentials=credentials))
+            else:  # the .env text parses back exactly, so the document is read from it
+                text = io.StringIO()
+                result = asyncio.run(operations.pull(target, text, credentials=credentials))
+                document = {key: value for key, value, _ in reading.parse(text.getvalue())}
+                formats.emit(document, args.output, out)
         for issue in result.skipped:
             print(f"envsync: skipped {issue.key}: {issue.reason}", file=sys.stderr)
         print(

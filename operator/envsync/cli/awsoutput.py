@@ -9,11 +9,12 @@ live here, apart from what decides what the commands do. Values appear only in a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from envsync import aws, limits
+from envsync.cli import formats
 from envsync.sync import engine
 
 __all__ = ["plural", "report_source"]
@@ -26,6 +27,8 @@ _SYMBOLS = {
     "adopt": "=",
     "skip": "!",
     "conflict": "x",
+    "failed": "E",
+    "stopped": ".",
 }
 
 
@@ -35,13 +38,20 @@ def _print_report(
     report: engine.SyncReport,
     *,
     summary_only: bool = False,
+    settled: Sequence[tuple[str, str]] = (),
 ) -> None:
-    if args.output == "json" and not summary_only:
+    """The push report (or a diff's summary, on stderr). ``settled`` lists each key's outcome:
+    json and yaml carry it as ``keys``, wide prints it one line per key."""
+    if args.output in ("json", "yaml") and not summary_only:
         data = report.as_dict()
         data["target"] = target.describe()
-        print(json.dumps(data, indent=2))
+        data["keys"] = [{"key": key, "action": action} for key, action in sorted(settled)]
+        formats.emit(data, args.output)
         return
     out = sys.stdout if not summary_only else sys.stderr
+    if args.output == "wide":
+        for key, action in sorted(settled):
+            print(f"{_SYMBOLS.get(action, '?')} {key}  {action}", file=out)
     for problem in report.parse_errors:
         print(f"{report_source(args)}:{problem.line}: {problem.reason}", file=out)
     if report.parse_error_count > len(report.parse_errors):
@@ -88,9 +98,15 @@ def report_source(args: argparse.Namespace) -> str:
     return "<stdin>" if args.file == "-" else str(args.file)
 
 
-def _diff_text(line: engine.DiffLine, *, show: bool) -> str:
+def _diff_text(
+    line: engine.DiffLine, *, show: bool, remote_name: Callable[[str], str] | None = None
+) -> str:
+    """``+ KEY`` (with ``-o wide``, ``+ KEY  /app/dev/KEY``), then the values when asked and
+    the reason whenever there is one."""
     symbol = _SYMBOLS.get(line.action, "?")
     text = f"{symbol} {line.key}"
+    if remote_name is not None:
+        text += f"  {remote_name(line.key)}"
     if show and line.action == "update":
         text += f": {line.remote!r} -> {line.local!r}"
     elif show and line.action == "create":

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
 from envsync import aws, errors, limits
-from envsync.cli import awscmd
+from envsync.cli import awscmd, formats
 from envsync.dotenv import grammar, lint, reading, writing
 
 __all__ = ["register", "run_lint", "run_parse"]
@@ -60,6 +59,12 @@ def register(subparsers: Any) -> None:
         choices=list(limits.SSM_VALUE_LIMITS),
         help="with --to ssm:/path/: the tier whose value size limit applies (default Standard)",
     )
+    formats.add_output_flag(
+        lint_parser,
+        ("text", "json", "yaml"),
+        default="text",
+        note="; json and yaml list {file, line, severity, code, message}",
+    )
     _size_flags(lint_parser)
     lint_parser.set_defaults(func=run_lint)
 
@@ -72,9 +77,28 @@ def register(subparsers: Any) -> None:
         ),
     )
     parse_parser.add_argument("file", metavar="FILE", help=".env file, or '-'")
-    parse_parser.add_argument("--format", choices=["json", "env"], default="json")
+    formats.add_output_flag(parse_parser, ("json", "yaml", "env"), default="json")
+    parse_parser.add_argument(
+        "--format", action=_DeprecatedFormat, dest="output", help=argparse.SUPPRESS
+    )
     _size_flags(parse_parser)
     parse_parser.set_defaults(func=run_parse)
+
+
+class _DeprecatedFormat(argparse.Action):
+    """``parse --format``, from before every command took ``-o``: still read, with a warning."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if values not in ("json", "env"):
+            parser.error(f"argument --format: {values!r} is not json or env")
+        print("envsync: warning: --format is deprecated; use -o/--output", file=sys.stderr)
+        namespace.output = values
 
 
 def _size_flags(parser: argparse.ArgumentParser) -> None:
@@ -101,6 +125,7 @@ def run_lint(args: argparse.Namespace) -> int:
         print(f"envsync: error: {exc}", file=sys.stderr)
         return 2
     error_count = warning_count = 0
+    found: list[dict[str, Any]] = []
     for name in args.files:
         try:
             with _opened(name) as stream:
@@ -111,7 +136,10 @@ def run_lint(args: argparse.Namespace) -> int:
                     max_value_size=args.max_value_size,
                 )
                 for problem in problems:
-                    print(problem.format(_display(name)))
+                    if args.output == "text":
+                        print(problem.format(_display(name)))
+                    else:
+                        found.append({"file": _display(name), **problem._asdict()})
                     if problem.severity == "error":
                         error_count += 1
                     else:
@@ -119,6 +147,8 @@ def run_lint(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"envsync: error: {name}: {exc.strerror or exc}", file=sys.stderr)
             return 2
+    if args.output != "text":
+        formats.emit(found, args.output)
     if error_count or warning_count:
         against = f" against {target.describe()}" if target is not None else ""
         print(f"{error_count} error(s), {warning_count} warning(s){against}", file=sys.stderr)
@@ -154,11 +184,10 @@ def run_parse(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"envsync: error: {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    if args.format == "json":
-        json.dump(mapping, sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
-    else:
+    if args.output == "env":
         writing.dump(mapping.items(), sys.stdout)
+    else:
+        formats.emit(mapping, args.output)
     return 0
 
 
