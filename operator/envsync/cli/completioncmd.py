@@ -22,7 +22,7 @@ def register(subparsers: Any) -> None:
         help="print a shell completion script (bash, zsh or fish)",
         description=(
             "Print the completion script for SHELL. bash: source <(envsync completion bash) "
-            "in ~/.bashrc. zsh: eval \"$(envsync completion zsh)\" in ~/.zshrc, after "
+            'in ~/.bashrc. zsh: eval "$(envsync completion zsh)" in ~/.zshrc, after '
             "compinit. fish: envsync completion fish | source, in config.fish."
         ),
     )
@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import argcomplete
+    from argcomplete.shell_integration import shellcode
 
-    print(argcomplete.shellcode(["envsync"], shell=args.shell), end="")
+    print(shellcode(["envsync"], shell=args.shell), end="")
     return 0
