@@ -485,3 +485,17 @@ def test_pull_o_with_a_path_says_how_to_name_the_file(moto_endpoint: str) -> Non
     assert result.returncode == 2
     assert "'.env' is not an output format (choose from env, json, yaml)" in result.stderr
     assert "--output-file PATH names the file" in result.stderr
+
+
+def test_skipped_lines_are_reported_and_fail_the_push_but_the_good_keys_land(
+    tmp_path: pathlib.Path, moto_endpoint: str, unique_path: str, ssm_client: Any
+) -> None:
+    path = tmp_path / "bad.env"
+    path.write_text("A=1\nB C\nD=2\n", encoding="utf-8")
+    target = ["--to", f"ssm:{unique_path}", *aws(moto_endpoint), "--type", "String"]
+    result = envsync("push", str(path), *target, "--on-parse-error", "Skip")
+    assert result.returncode == 1  # the file is not in AWS as written
+    assert f"{path}:2:" in result.stdout
+    assert "2 created" in result.stdout
+    names = {p["Name"] for p in ssm_client.get_parameters_by_path(Path=unique_path)["Parameters"]}
+    assert names == {f"{unique_path}A", f"{unique_path}D"}
