@@ -26,8 +26,8 @@ pytest: $(PYTHON)
 bench: $(PYTHON)
 	$(PYTHON) bench/run.py
 
-demo: $(PYTHON)  ## the operator against local Kubernetes and AWS emulators (kmock, moto): no cluster, no account
-	$(BIN)envsync demo
+demo: $(PYTHON)  ## the operator against local Kubernetes and AWS emulators (kmock, moto): no cluster, no account; EXAMPLE=gitops for another of examples/
+	$(BIN)envsync demo $(if $(EXAMPLE),--example $(EXAMPLE))
 
 crds: $(PYTHON)  ## regenerate crds/, the chart's copy and the reference docs from the models
 	$(BIN)envsync crd --write

@@ -1,4 +1,4 @@
-"""`envsync run` and `envsync demo` argument handling (the demo itself runs in test_demo.py)."""
+"""`envsync run` argument handling and the demo's helpers (the demo runs in test_demo.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from envsync import errors
-from envsync.cli import operatorcmd
+from envsync.cli import democmd, operatorcmd
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -39,12 +39,12 @@ def test_bad_settings_exit_2_naming_the_variable(
 
 
 def test_mask_shows_only_the_length() -> None:
-    assert operatorcmd.mask("hunter2") == "••••••• (7 chars)"
-    assert "secret" not in operatorcmd.mask("a-long-secret-value")
-    assert operatorcmd.mask(None) == "(no text value)"
+    assert democmd.mask("hunter2") == "••••••• (7 chars)"
+    assert "secret" not in democmd.mask("a-long-secret-value")
+    assert democmd.mask(None) == "(no text value)"
 
 
 def test_repo_files_are_found_from_the_checkout() -> None:
-    assert operatorcmd.find_repo_file("crds", "envsync.dev_envsyncs.yaml").is_file()
+    assert democmd.find_repo_file("crds", "envsync.dev_envsyncs.yaml").is_file()
     with pytest.raises(errors.ConfigError, match="no/such/file"):
-        operatorcmd.find_repo_file("no", "such", "file")
+        democmd.find_repo_file("no", "such", "file")

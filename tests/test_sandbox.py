@@ -6,6 +6,13 @@ in envsync.cli.sandbox these assertions fail (see docs/testing.md, "emulator gap
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -29,11 +36,20 @@ CRD: dict[str, Any] = {
             "shortNames": ["wd"],
         },
         "versions": [
-            {"name": "v1", "served": True, "storage": True, "subresources": {"status": {}}},
+            {
+                "name": "v1", "served": True, "storage": True, "subresources": {"status": {}},
+                "additionalPrinterColumns": [
+                    {"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
+                    {"name": "Ready", "type": "string",
+                     "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+                ],
+            },
         ],
     },
-}
+}  # fmt: skip
 PATH = "/apis/example.dev/v1/namespaces/ns/widgets/w1"
+READY = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+SECRET_PATH = "/api/v1/namespaces/ns/secrets/s1"
 
 
 @pytest.fixture(scope="module")
@@ -204,3 +220,119 @@ def test_a_bounded_request_log_stays_small_and_keeps_watches_alive() -> None:
         assert len(events) == 50  # the watch, older than every trim, still streams
         assert server.emulator is not None
         assert len(server.emulator._requests) <= 2 * 4 + 1
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+@pytest.fixture
+def secret(server: sandbox.KubernetesServer) -> Iterator[sandboxclient.KubeClient]:
+    kube = sandboxclient.KubeClient(server.url)
+    kube.create({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                 "metadata": {"name": "s1", "namespace": "ns"},
+                 "data": {"A": b64("1")}, "stringData": {".env": "B=2\n"}})  # fmt: skip
+    yield kube
+    kube.delete(SECRET_PATH)
+
+
+def test_secret_string_data_is_stored_in_data_on_create(secret: sandboxclient.KubeClient) -> None:
+    stored = secret.get(SECRET_PATH)
+    assert stored["data"] == {"A": b64("1"), ".env": b64("B=2\n")}
+    assert "stringData" not in stored
+    listed = secret.list("/api/v1/namespaces/ns/secrets")
+    assert all("stringData" not in item for item in listed)
+
+
+def test_secret_string_data_is_merged_into_data_by_a_merge_patch(
+    secret: sandboxclient.KubeClient,
+) -> None:
+    secret.patch(SECRET_PATH, {"stringData": {".env": "B=3\n", "C": "x"}})
+    stored = secret.get(SECRET_PATH)
+    assert stored["data"] == {"A": b64("1"), ".env": b64("B=3\n"), "C": b64("x")}
+    assert "stringData" not in stored
+
+
+def test_secret_string_data_is_merged_into_data_by_a_json_patch(
+    secret: sandboxclient.KubeClient,
+) -> None:
+    ops = [{"op": "add", "path": "/stringData", "value": {"D": "4"}}]
+    secret.request("PATCH", SECRET_PATH, ops, content_type="application/json-patch+json")
+    stored = secret.get(SECRET_PATH)
+    assert stored["data"] == {"A": b64("1"), ".env": b64("B=2\n"), "D": b64("4")}
+    assert "stringData" not in stored
+    assert int(stored["metadata"]["resourceVersion"]) > 0
+
+
+def test_a_put_replaces_the_object_and_decodes_string_data(
+    secret: sandboxclient.KubeClient,
+) -> None:
+    before = secret.get(SECRET_PATH)["metadata"]
+    body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": "s1", "namespace": "ns", "labels": {"l": "v"}},
+            "stringData": {"E": "5"}}  # fmt: skip
+    answered = secret.request("PUT", SECRET_PATH, body)
+    stored = secret.get(SECRET_PATH)
+    assert stored == answered
+    assert stored["data"] == {"E": b64("5")}  # a replace: A and .env are gone
+    assert "stringData" not in stored
+    assert stored["metadata"]["labels"] == {"l": "v"}
+    assert stored["metadata"]["uid"] == before["uid"]
+    assert int(stored["metadata"]["resourceVersion"]) > int(before["resourceVersion"])
+
+
+def test_discovery_and_lists_read_as_kubectl_expects(client: sandboxclient.KubeClient) -> None:
+    core = client.get("/api/v1")
+    assert core["groupVersion"] == "v1"
+    widgets = {r["name"]: r for r in client.get("/apis/example.dev/v1")["resources"]}
+    assert widgets["widgets/status"]["singularName"] == ""
+    assert "shortNames" not in widgets["widgets/status"]
+    listing = client.get("/apis/example.dev/v1/namespaces/ns/widgets")
+    assert (listing["apiVersion"], listing["kind"]) == ("example.dev/v1", "WidgetList")
+    assert client.get("/api/v1/namespaces/ns/secrets")["kind"] == "SecretList"
+
+
+def test_a_table_shows_the_crd_printer_columns(
+    server: sandbox.KubernetesServer, client: sandboxclient.KubeClient
+) -> None:
+    client.patch(PATH + "/status", READY)
+    request = urllib.request.Request(server.url + "/apis/example.dev/v1/widgets")
+    request.add_header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        table = json.loads(answer.read())
+    assert table["kind"] == "Table"
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Size", "Ready"]
+    assert table["rows"][0]["cells"] == ["w1", 1, "True"]
+    assert table["rows"][0]["object"]["metadata"]["namespace"] == "ns"
+
+
+def kubectl_or_skip() -> str:
+    beside = pathlib.Path(sys.executable).with_name("kubectl")
+    found = str(beside) if beside.is_file() else shutil.which("kubectl")
+    if found is None:
+        pytest.skip("kubectl is not installed (the test extra brings it)")
+    return found
+
+
+def test_kubectl_gets_and_describes_through_the_emulator(
+    server: sandbox.KubernetesServer, client: sandboxclient.KubeClient, tmp_path: pathlib.Path
+) -> None:
+    kubectl = kubectl_or_skip()
+    client.patch(PATH + "/status", READY)
+    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig", namespace="ns")
+    env = {**os.environ, "HOME": str(tmp_path)}  # its discovery cache goes under ~/.kube
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [kubectl, "--kubeconfig", str(kubeconfig), *args],
+            capture_output=True, text=True, timeout=60, env=env, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    header, row = run("get", "widget", "-A").splitlines()
+    assert header.split() == ["NAMESPACE", "NAME", "SIZE", "READY"]
+    assert row.split() == ["ns", "w1", "1", "True"]
+    assert "w1" in run("get", "wd")  # the short name resolves to the resource
+    assert "Size:  1" in run("describe", "widget", "w1")
+    assert run("get", "widget", "w1", "-o", "jsonpath={.spec.size}") == "1"

@@ -9,8 +9,11 @@ so the demo is the tests' set-up made visible:
   server does and the operator relies on: ``uid``, ``resourceVersion``, ``creationTimestamp``,
   ``metadata.generation`` bumped only on spec changes, ``generateName``, the ``/status``
   subresource taking only ``status`` (and the main endpoint ignoring it), and a
-  CustomResourceDefinition turning into a served resource when it is created. docs/testing.md
-  lists what is still missing (validation, defaults, selectors, conflicts on ``resourceVersion``).
+  CustomResourceDefinition turning into a served resource when it is created, a Secret's
+  ``stringData`` stored as ``data``, PUT (replace), and discovery, lists and printer-column
+  tables that ``kubectl`` understands (the rules themselves: :mod:`envsync.cli.sandboxrules`).
+  docs/testing.md lists what is still missing (validation, defaults, selectors, conflicts on
+  ``resourceVersion``).
 * :class:`KubernetesServer` serves the emulator on a localhost port from a background thread
   with its own event loop, so that an operator running in another thread (or process) and a
   synchronous test can both talk to it without sharing a loop.
@@ -43,6 +46,8 @@ import attrs
 import kmock
 import yaml
 
+from envsync.cli import sandboxrules
+
 __all__ = [
     "AwsServer",
     "EmulatedKubernetes",
@@ -71,6 +76,7 @@ class EmulatedKubernetes(kmock.KubernetesEmulator):
     _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
     _write_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
     _in_flight: set[int] = attrs.field(factory=set, init=False)
+    _printer_columns: dict[tuple[str, str, str], list[Any]] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -93,6 +99,11 @@ class EmulatedKubernetes(kmock.KubernetesEmulator):
             self._in_flight.discard(id(request))
 
     async def _handle_kept(self, request: kmock.Request) -> Any:
+        replace = bool(request.resource and request.name and request.method == kmock.method.PUT)
+        if replace and request.action is None:
+            # kmock serves no PUT; the replace is stored as the merge patch that yields the new
+            # body, and the request is relabelled in place (kmock matches requests by identity)
+            object.__setattr__(request, "action", kmock.action.UPDATE)
         if request.resource is None or request.action not in (
             kmock.action.CREATE,
             kmock.action.UPDATE,
@@ -106,7 +117,7 @@ class EmulatedKubernetes(kmock.KubernetesEmulator):
             if request.action == kmock.action.CREATE and isinstance(request.data, dict):
                 _replace(request.data, self._on_create(request))
             elif request.action == kmock.action.UPDATE and isinstance(request.data, dict):
-                _replace(request.data, self._on_patch(request))
+                _replace(request.data, self._on_patch(request, replace=replace))
             elif request.action == kmock.action.UPDATE and isinstance(request.data, list):
                 request.data[:] = self._on_json_patch(request)
             return await super()._handle(request)
@@ -122,6 +133,8 @@ class EmulatedKubernetes(kmock.KubernetesEmulator):
 
     def _on_create(self, request: kmock.Request) -> dict[str, Any]:
         data = copy.deepcopy(dict(request.data))
+        if _is_secret(request.resource):
+            data = sandboxrules.decode_string_data(data)
         meta = data.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = f"{meta['generateName']}{secrets.token_hex(3)}"
@@ -137,12 +150,18 @@ class EmulatedKubernetes(kmock.KubernetesEmulator):
             self._declare(data)
         return data
 
-    def _on_patch(self, request: kmock.Request) -> dict[str, Any]:
+    def _on_patch(self, request: kmock.Request, *, replace: bool = False) -> dict[str, Any]:
         key: Any = (request.resource, request.namespace, request.name)
         if key not in self.objects or self.objects[key].deleted:
             return dict(request.data)  # kmock answers 404 itself
         old = self.objects[key].raw
         patch = copy.deepcopy(dict(request.data))
+        if _is_secret(request.resource) and replace:
+            patch = sandboxrules.decode_string_data(patch)
+        elif _is_secret(request.resource):
+            patch = sandboxrules.merge_patch_decoding_string_data(old, patch)
+        if replace:
+            patch = sandboxrules.replacing_patch(old, patch)
         if request.subresource == "status":
             patch = {"status": patch.get("status")}
         elif self._has_status_subresource(request.resource):
@@ -178,8 +197,35 @@ class EmulatedKubernetes(kmock.KubernetesEmulator):
                 for op in ops
                 if str(op.get("path", "")).startswith("/status") or op.get("op") == "test"
             ]
+        if _is_secret(request.resource):
+            ops = sandboxrules.json_patch_decoding_string_data(current, ops)
         version = str(next(self._versions))
         return [*ops, {"op": "replace", "path": "/metadata/resourceVersion", "value": version}]
+
+    async def _serve_version(self, request: kmock.Request) -> Any:
+        listing: Any = await super()._serve_version(request)
+        return sandboxrules.discovery_for_kubectl(dict(listing))
+
+    async def _serve_list(self, request: kmock.Request) -> Any:
+        listing: Any = await super()._serve_list(request)
+        columns = self._columns_for(request)
+        if columns is not None:
+            return sandboxrules.table(listing["items"], columns)
+        res: Any = request.resource
+        kind = self.resources[res].kind if res in self.resources else None
+        api_version = f"{res.group}/{res.version}" if res.group else str(res.version)
+        return sandboxrules.list_kind(dict(listing), api_version, kind)
+
+    async def _serve_fetch(self, request: kmock.Request) -> Any:
+        obj: Any = await super()._serve_fetch(request)
+        columns = self._columns_for(request)
+        return obj if columns is None else sandboxrules.table([obj], columns)
+
+    def _columns_for(self, request: kmock.Request) -> list[Any] | None:
+        """The printer columns to render, when the client asked for a Table and has some."""
+        res: Any = request.resource
+        columns = self._printer_columns.get((str(res.group), str(res.version), str(res.plural)))
+        return columns if columns and sandboxrules.wants_table(request.headers) else None
 
     def _has_status_subresource(self, resource: Any) -> bool:
         return resource in self.resources and "status" in self.resources[resource].subresources
@@ -191,6 +237,8 @@ class EmulatedKubernetes(kmock.KubernetesEmulator):
         for version in spec.get("versions", []):
             if not version.get("served", True):
                 continue
+            key = (spec["group"], version["name"], names["plural"])
+            self._printer_columns[key] = list(version.get("additionalPrinterColumns") or [])
             self.resources[f"{spec['group']}/{version['name']}/{names['plural']}"] = (
                 kmock.ResourceInfo(
                     kind=names.get("kind"),
@@ -202,6 +250,13 @@ class EmulatedKubernetes(kmock.KubernetesEmulator):
                     verbs=set(_SERVED_VERBS),
                 )
             )
+
+
+def _is_secret(resource: Any) -> bool:
+    return bool(
+        resource is not None
+        and (resource.group, resource.version, resource.plural) == ("", "v1", "secrets")
+    )
 
 
 def _pointer(doc: Any, path: str) -> Any:
