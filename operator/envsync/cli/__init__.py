@@ -27,15 +27,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"envsync {envsync.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    from envsync.cli import awscmd, crdcmd, lintcmd, operatorcmd  # they import this package
+    from envsync.cli import (  # they import this package
+        awscmd,
+        completioncmd,
+        crdcmd,
+        lintcmd,
+        operatorcmd,
+    )
 
-    for command in (lintcmd, awscmd, crdcmd, operatorcmd):  # their order in --help
+    commands = (lintcmd, awscmd, crdcmd, operatorcmd, completioncmd)
+    for command in commands:  # their order in --help
         command.register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    if argv is None and "_ARGCOMPLETE" in os.environ:
+        # a shell asking for completions (``envsync completion SHELL``): answer and exit
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     try:
         status: int = args.func(args)
