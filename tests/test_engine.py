@@ -511,3 +511,24 @@ async def test_a_stopped_sync_starts_no_write_and_says_how_many_it_left(
     assert ssm_client.get_parameters_by_path(Path=unique_path)["Parameters"] == []
     resumed = await engine.sync(engine.SyncRequest(source=source, owner=ME, target=target))
     assert (resumed.created, resumed.not_attempted) == (3, 0)
+
+
+async def test_a_one_document_target_stopped_before_its_flush_writes_nothing(
+    moto_endpoint: str, secrets_client: Any
+) -> None:
+    """A JSON secret's only write is the flush: stopped during the staging, no partial
+    document may reach AWS."""
+    name = f"doc-{uuid.uuid4().hex[:8]}"
+    target = aws.Target(
+        "secretsmanager", name, region="us-east-1", endpoint_url=moto_endpoint, mode="json"
+    )
+    stop = threading.Event()
+    source = b"J0=v0\nJ1=v1\nJ2=v2\n"
+    report = await engine.sync(
+        engine.SyncRequest(source=source, owner=ME, target=target, stop=stop),
+        on_plan=lambda keys, writes: stop.set(),  # as a Ctrl-C between plan and writes
+    )
+    assert report.not_attempted == 3
+    assert report.aws_calls.get("secretsmanager:CreateSecret", 0) == 0
+    listed = secrets_client.list_secrets(Filters=[{"Key": "name", "Values": [name]}])
+    assert listed["SecretList"] == []

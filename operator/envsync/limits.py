@@ -21,6 +21,7 @@ __all__ = [
     "Refusal",
     "secret_name_problem",
     "secret_value_problem",
+    "shown_key",
     "ssm_name_problem",
     "ssm_value_problem",
     "storable_key_problem",
@@ -104,6 +105,21 @@ def ssm_name_problem(name: str) -> Refusal | None:
     if name.count("/") > SSM_MAX_DEPTH:
         return Refusal(f"SSM names may have at most {SSM_MAX_DEPTH} levels", "InvalidKey")
     return None
+
+
+_NAME_LIKE = re.compile(r"[A-Za-z0-9_.+=@/\-]*")
+
+
+def shown_key(key: str) -> str:
+    """A key as reports, status and machine output show it.
+
+    A bare line is read as a key with no value, so a typo such as ``API_KEY:abc123`` (``:`` for
+    ``=``) makes a "key" that holds the value. Only the leading part that could be a name is
+    shown, then ``…``; the line number still says which line it is.
+    """
+    lead = _NAME_LIKE.match(key)
+    name = lead.group() if lead else ""
+    return key if len(name) == len(key) else f"{name[:64]}…"
 
 
 _NESTED = re.compile(r"\{\{.*?\}\}", re.DOTALL)

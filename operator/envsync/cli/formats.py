@@ -50,7 +50,15 @@ def emit(data: Any, fmt: str, out: TextIO | None = None) -> None:
     """``data`` as JSON or YAML: the same document either way, in insertion order."""
     stream = out if out is not None else sys.stdout
     if fmt == "yaml":
-        yaml.safe_dump(data, stream, sort_keys=False, allow_unicode=True)
+        yaml.dump(data, stream, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
     else:
         json.dump(data, stream, indent=2, ensure_ascii=False)
         stream.write("\n")
+
+
+class _Dumper(yaml.SafeDumper):
+    """The safe dumper, writing ``str`` subclasses (a store's refusal reason is one) as the
+    plain strings they are rather than refusing them."""
+
+
+_Dumper.add_multi_representer(str, yaml.representer.SafeRepresenter.represent_str)

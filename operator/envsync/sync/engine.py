@@ -132,6 +132,7 @@ class _Tally:
     ) -> None:
         """Count a key's outcome; ``on_action`` hears of it unless it already did (a write is
         announced when AWS accepts it, so progress moves with the writes)."""
+        key = limits.shown_key(key)  # a bare "KEY:value" line must not show its value
         self.counts[outcome] += 1
         bucket = {"failed": self.failures, "skip": self.skips, "conflict": self.conflicts}
         if outcome in bucket and len(bucket[outcome]) < MAX_ISSUES:
@@ -150,7 +151,12 @@ class _Tally:
 
 
 class _StoppedError(Exception):
-    """A write not started because ``SyncRequest.stop`` was set."""
+    """A call not started because ``SyncRequest.stop`` was set."""
+
+
+def _check_stop(request: SyncRequest) -> None:
+    if request.stop is not None and request.stop.is_set():
+        raise _StoppedError
 
 
 class _Breaker:
@@ -226,12 +232,18 @@ async def _sync(
     # a sink that writes one document: a dry run checks the document it would write
     check = sink.document_problem if request.dry_run and sink.one_document else None
     remote: dict[str, str | None] | None = {} if check is not None else None
-    steps = await _plan(
-        request, sink, parsed.desired, prune=prune, names=names, remote_values=remote
-    )
+    try:
+        steps = await _plan(
+            request, sink, parsed.desired, prune=prune, names=names, remote_values=remote
+        )
+    except _StoppedError:  # stopped while reading: nothing was written, all of it is to do
+        for key, want in parsed.desired.items():
+            if want.skip is None:
+                tally.record(key, "stopped")
+        return _report(request, parsed, tally, sink, started)
     if on_plan is not None:
         writes = 0 if request.dry_run else sum(step.action in _WRITES for step in steps)
-        on_plan(len(steps), writes)
+        on_plan(len(steps), min(writes, 1) if sink.one_document else writes)
     if request.dry_run:
         problem = None
         if check is not None and remote is not None:
@@ -329,6 +341,7 @@ async def _plan(
         pages = sink.scan()
         while (page := await asyncio.to_thread(next, pages, None)) is not None:
             feed(page)
+            _check_stop(request)
     else:
         await _fetch(request, sink, desired, feed, names)
     steps.extend(planner.finish())
@@ -352,9 +365,13 @@ async def _fetch(
             raise result.error
         feed(result.value or [])
 
+    def fetch(batch: list[str]) -> list[aws.RemoteEntry]:
+        _check_stop(request)
+        return sink.fetch(batch)
+
     processor = batching.BatchProcessor(batch_size=request.batch_size, workers=request.workers)
     with _name_batches(keys, sink.read_batch, names) as batches:
-        jobs = [functools.partial(sink.fetch, batch) for batch in batches]
+        jobs = [functools.partial(fetch, batch) for batch in batches]
         await processor.run_in_threads(jobs, on_result=settle)
 
 
@@ -426,8 +443,7 @@ async def _execute(
     announce = not sink.one_document
 
     def start() -> None:
-        if request.stop is not None and request.stop.is_set():
-            raise _StoppedError
+        _check_stop(request)
         breaker.check()
 
     def write(step: plan.Step) -> None:
@@ -485,6 +501,10 @@ async def _execute(
                         tally.announce(key, "delete")
 
         await _threads(request, [functools.partial(remove, b) for b in batches], on_result=deleted)
+    if sink.one_document and done and request.stop is not None and request.stop.is_set():
+        for key, _ in done:  # its only write is the flush: stopped, it writes nothing
+            tally.record(key, "stopped")
+        return
     try:
         await asyncio.to_thread(sink.flush)
     except Exception as exc:
@@ -494,6 +514,10 @@ async def _execute(
         return
     for key, action in done:
         tally.record(key, action, announced=announce)
+
+
+def _by_line(issue: KeyIssue) -> tuple[int, str]:
+    return issue.line or 0, issue.key
 
 
 def _report(
@@ -523,9 +547,10 @@ def _report(
         conflicts=counts["conflict"],
         parse_errors=tuple(parsed.errors),
         parse_error_count=parsed.error_count,
-        failures=tuple(tally.failures),
+        # writes settle in the order they finish: sorted, a report reads the same every time
+        failures=tuple(sorted(tally.failures, key=_by_line)),
         skips=tuple(tally.skips),
-        conflict_keys=tuple(tally.conflicts),
+        conflict_keys=tuple(sorted(tally.conflicts, key=_by_line)),
         throttled=sink.stats.throttled,
         aws_calls=sink.stats.calls(),
         duration_seconds=time.monotonic() - started,

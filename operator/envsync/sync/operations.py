@@ -15,7 +15,7 @@ import hashlib
 import time
 from typing import IO
 
-from envsync import aws, errors
+from envsync import aws, errors, limits
 from envsync.dotenv import writing
 from envsync.sync import source
 from envsync.sync.engine import (
@@ -46,7 +46,8 @@ async def diff(request: SyncRequest) -> tuple[list[DiffLine], SyncReport]:
         report = _report_empty(request, parsed, tally, sink, started)
         # the guard stops only a source whose every key is refused: each is a "skip" line
         lines = [
-            DiffLine(key, "skip", want.skip, None, None) for key, want in parsed.desired.items()
+            DiffLine(limits.shown_key(key), "skip", want.skip, None, None)
+            for key, want in parsed.desired.items()
         ]
         return lines, report
     prune = request.prune and not parsed.error_count
@@ -60,7 +61,7 @@ async def diff(request: SyncRequest) -> tuple[list[DiffLine], SyncReport]:
         want = parsed.desired.get(step.key)
         lines.append(
             DiffLine(
-                step.key,
+                limits.shown_key(step.key),
                 step.action,
                 step.reason,
                 want.value if want else None,
