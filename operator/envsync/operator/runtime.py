@@ -31,7 +31,7 @@ import contextvars
 import logging
 import traceback
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import kopf
 
@@ -61,6 +61,10 @@ def _log_unexpected(namespace: str, name: str, exc: BaseException) -> None:
     log.error("%s/%s: unexpected %s; will retry\n%s", namespace, name, type(exc).__name__, frames)
 
 
+PASSES_PER_SLOT: Final = 2
+"""Passes let past the gate per sync slot: one syncing, one ready to take the slot next."""
+
+
 class Runtime:
     """Process-wide state: settings, the process's pools (sync slots and memory budget), the
     Kubernetes client, metrics, and one tracker per EnvSync."""
@@ -78,6 +82,11 @@ class Runtime:
         self.workers: set[asyncio.Task[None]] = set()
         """Every worker still running, a retired tracker's too: closing stops them all (kopf
         re-raises what any task left running at its exit ends with)."""
+        self._passes = asyncio.Semaphore(PASSES_PER_SLOT * settings.max_concurrent_syncs)
+        """Passes under way at once. A pass past this gate reads its source and builds its
+        request, then may wait for a sync slot holding both: a burst of thousands of new
+        EnvSyncs would otherwise hold thousands of sources at once, and the allocators keep
+        that height long after. Past the gate a pass waits only for the slot."""
         self._context: contextvars.Context | None = None
         self._release: asyncio.TimerHandle | None = None
         self._released_at = -RELEASE_EVERY
@@ -251,7 +260,7 @@ class Runtime:
                     return
                 tracker.requested = False
                 tracker.cancel()
-                async with tracker.lock:
+                async with self._passes, tracker.lock:
                     if not self._current(tracker):
                         return  # deleted while this pass waited for the deletion handler
                     delay = await self._pass(tracker)
