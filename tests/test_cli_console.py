@@ -539,3 +539,23 @@ def test_ctrl_c_while_reading_stops_the_reads_too(
     calls = re.search(r"\((\d+) AWS calls?,", screen)
     assert calls is not None, screen
     assert int(calls.group(1)) < 20  # the reads stopped with the push, not after all 20
+
+
+def test_ctrl_c_works_even_when_the_shell_started_envsync_with_sigint_ignored(
+    tmp_path: pathlib.Path, moto_endpoint: str, unique_path: str
+) -> None:
+    """A script's background job (`envsync diff … &`) inherits SIGINT ignored; kill -INT must
+    still stop it with 130."""
+    path = tmp_path / "many.env"
+    path.write_text("".join(f"KEY_{i}=v{i}\n" for i in range(200)), encoding="utf-8")
+    child = subprocess.Popen(
+        [str(ENVSYNC), "diff", str(path), "--to", f"ssm:{unique_path}", *aws(moto_endpoint),
+         "--ssm-read-rate", "1", "--workers", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `&` in sh does
+    )  # fmt: skip
+    time.sleep(4)  # 20 reads at 1/s: well inside them
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130, out + err
+    assert "Traceback" not in err

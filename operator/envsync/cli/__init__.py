@@ -12,6 +12,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 import envsync
@@ -42,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        # A shell starts a background job with SIGINT ignored, and its children inherit that;
+        # Ctrl-C (or kill -INT) stopping cleanly with 130 is part of this interface, so the
+        # CLI takes SIGINT back wherever it was started from.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = build_parser()
     if argv is None and "_ARGCOMPLETE" in os.environ:
         # a shell asking for completions (``envsync completion SHELL``): answer and exit
