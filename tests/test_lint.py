@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from envsync import aws, limits
-from envsync.cli import awscmd, main
+from envsync.cli import awsflags, main
 from envsync.dotenv import lint, reading
 
 SENTINEL = "Sentinel-9f8e7d"
@@ -95,7 +95,7 @@ def test_lint_never_prints_values(to: str | None) -> None:
     target = None
     if to is not None:
         where, _, mode = to.partition(" ")
-        target = awscmd.parse_target(where, mode=mode or "perKey")
+        target = awsflags.parse_target(where, mode=mode or "perKey")
     problems = list(lint.lint(text, target=target))
     assert len(problems) >= 3
     for problem in problems:

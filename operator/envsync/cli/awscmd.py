@@ -14,6 +14,9 @@ created by an EnvSync (owner ``namespace/name``) or by hand (no owner) stay unto
 AWS pacing: the same ``ENVSYNC_SSM_WRITE_RATE`` (and the other ``ENVSYNC_*_RATE`` settings) as
 the operator, so a laptop push and the operator can share an account's quota deliberately.
 
+The flags and what they become (target, credentials, rate ceilings) are
+:mod:`envsync.cli.awsflags`'s.
+
 Exit status: 0 success; 1 per-key failures, ownership conflicts, parse errors or a remote
 failure (retrying may help); 2 usage, configuration or credential errors.
 """
@@ -26,73 +29,20 @@ import contextlib
 import io
 import os
 import pathlib
-import re
 import signal
 import sys
 import tempfile
 import threading
-import urllib.parse
 from collections.abc import Iterator
 from typing import IO, Any, Final, TextIO
 
-from envsync import aws, errors, limits, settings
-from envsync.cli import formats
+from envsync import aws, errors
+from envsync.cli import awsflags, formats
 from envsync.cli.awsoutput import _diff_json, _diff_text, _print_report, plural
 from envsync.dotenv import reading
 from envsync.sync import engine, operations
 
-__all__ = ["DEFAULT_OWNER", "endpoint_url", "parse_target", "region_name", "register"]
-
-DEFAULT_OWNER = "cli"
-"""Owner marker of CLI pushes when neither ``--owner`` nor ``ENVSYNC_OWNER`` is set."""
-
-
-def parse_target(text: str, *, mode: str = "perKey") -> aws.Target:
-    """``ssm:/app/dev/`` or ``secretsmanager:NAME`` (``sm:`` for short) → a target (no region)."""
-    scheme, sep, path = text.partition(":")
-    provider: aws.base.Provider
-    if scheme == "ssm":
-        provider = "ssm"
-    elif scheme in ("secretsmanager", "sm"):
-        provider = "secretsmanager"
-    else:
-        raise errors.ConfigError(f"target {text!r}: expected ssm:/path/ or secretsmanager:NAME")
-    if not sep or not path:
-        raise errors.ConfigError(f"target {text!r}: the path or name is missing")
-    if provider == "ssm" and not path.startswith("/"):
-        raise errors.ConfigError(f"target {text!r}: SSM paths start with '/'")
-    if provider == "secretsmanager" and mode != "json" and path[-1].isalnum():
-        # names are prefix + key: "team-b/app" would make "team-b/appDB_HOST"
-        raise errors.ConfigError(
-            f"target {text!r}: secret names are the prefix followed by the key, so this makes "
-            f"names like {path}KEY; end the prefix with '/' ({scheme}:{path}/) or a separator "
-            f"such as '-' ({scheme}:{path}-)"
-        )
-    return aws.Target(provider, path, mode="json" if mode == "json" else "perKey")
-
-
-def region_name(text: str) -> str:
-    """``--region``: the names the CRD's ``target.region`` accepts, refused before any call."""
-    if not re.fullmatch(limits.REGION, text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an AWS region name (for example us-east-1 or eu-central-1)"
-        )
-    return text
-
-
-def endpoint_url(text: str) -> str:
-    """``--endpoint-url``: an http(s) URL with a host, refused before any call."""
-    try:
-        url = urllib.parse.urlsplit(text)
-        port_ok = url.port is None or url.port > 0
-    except ValueError:
-        url, port_ok = urllib.parse.urlsplit(""), False
-    if url.scheme not in ("http", "https") or not url.hostname or not port_ok:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an endpoint URL (expected http(s)://host[:port], "
-            "for example http://localhost:4566)"
-        )
-    return text
+__all__ = ["register", "run_diff", "run_pull", "run_push"]
 
 
 def register(subparsers: Any) -> None:
@@ -102,9 +52,9 @@ def register(subparsers: Any) -> None:
         description="Diff FILE against the target and write only the keys that changed.",
     )
     push.add_argument("file", metavar="FILE", help=".env file to push ('-' for standard input)")
-    _target_flags(push, "--to")
-    _sync_flags(push, writes=True)
-    _rate_flags(push, writes=True)
+    awsflags.target_flags(push, "--to")
+    awsflags.sync_flags(push, writes=True)
+    awsflags.rate_flags(push, writes=True)
     push.add_argument("--dry-run", action="store_true", help="plan only; change nothing")
     push.add_argument(
         "--no-progress", action="store_true", help="no progress bar even on a terminal"
@@ -120,9 +70,9 @@ def register(subparsers: Any) -> None:
         "masked unless --show-values.",
     )
     diff.add_argument("file", metavar="FILE", help=".env file ('-' for standard input)")
-    _target_flags(diff, "--to")
-    _sync_flags(diff, writes=False)
-    _rate_flags(diff, writes=False)
+    awsflags.target_flags(diff, "--to")
+    awsflags.sync_flags(diff, writes=False)
+    awsflags.rate_flags(diff, writes=False)
     diff.add_argument("--show-values", action="store_true", help="print values (careful)")
     diff.add_argument(
         "--exit-code",
@@ -137,8 +87,8 @@ def register(subparsers: Any) -> None:
         help="write everything under a target as a .env file",
         description="Stream the target's entries into .env lines that envsync parses back exactly.",
     )
-    _target_flags(pull, "--from")
-    _rate_flags(pull, writes=False)
+    awsflags.target_flags(pull, "--from")
+    awsflags.rate_flags(pull, writes=False)
     pull.add_argument(
         "--output-file", metavar="FILE", help="write here, atomically (default: stdout)"
     )
@@ -146,121 +96,6 @@ def register(subparsers: Any) -> None:
         pull, ("env", "json", "yaml"), default="env", note="; env parses back exactly"
     )
     pull.set_defaults(func=run_pull)
-
-
-def _rate_flags(parser: argparse.ArgumentParser, *, writes: bool) -> None:
-    """AWS pacing, per account and region: the flag, else ``ENVSYNC_*_RATE``, else the quota of
-    a default account (the operator reads the same variables)."""
-    fields = settings.Settings.model_fields
-    rates = [("ssm_read", "SSM reads"), ("secretsmanager_read", "Secrets Manager reads")]
-    if writes:
-        rates[:0] = [
-            ("ssm_write", "SSM writes"),
-            ("secretsmanager_write", "Secrets Manager writes"),
-        ]
-    for name, what in rates:
-        variable = f"ENVSYNC_{name.upper()}_RATE"
-        parser.add_argument(
-            f"--{name.replace('_', '-')}-rate",
-            type=_rate,
-            metavar="N",
-            help=f"{what} per second at most (default: ${variable}, else "
-            f"{fields[f'{name}_rate'].default:g})",
-        )
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value <= 10000:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a rate (a number of calls per second)")
-    return value
-
-
-def _target_flags(parser: argparse.ArgumentParser, flag: str) -> None:
-    parser.add_argument(
-        flag,
-        dest="target",
-        required=True,
-        metavar="TARGET",
-        help="ssm:/path/ or secretsmanager:NAME",
-    )
-    parser.add_argument(
-        "--mode",
-        choices=["perKey", "json"],
-        default="perKey",
-        help="Secrets Manager: one secret per key, or the whole file as one JSON secret",
-    )
-    parser.add_argument(
-        "--region", type=region_name, help="AWS region (default: the credential chain's)"
-    )
-    parser.add_argument(
-        "--endpoint-url",
-        type=endpoint_url,
-        metavar="URL",
-        help="service endpoint, http(s)://host[:port] (LocalStack, a VPC endpoint)",
-    )
-    parser.add_argument("--role-arn", help="role to assume through STS")
-    parser.add_argument("--external-id", help="external id for --role-arn")
-
-
-def _sync_flags(parser: argparse.ArgumentParser, *, writes: bool) -> None:
-    parser.add_argument(
-        "--owner",
-        default=os.environ.get("ENVSYNC_OWNER") or DEFAULT_OWNER,
-        help=f"owner marker (default: $ENVSYNC_OWNER or {DEFAULT_OWNER!r})",
-    )
-    parser.add_argument("--prune", action="store_true", help="delete owned keys not in FILE")
-    parser.add_argument(
-        "--allow-empty",
-        action="store_true",
-        help="let a FILE with no variable to store go ahead (with --prune: delete every owned "
-        "key); without it such a push changes nothing and exits 1",
-    )
-    parser.add_argument("--adopt", action="store_true", help="take over entries of other owners")
-    parser.add_argument(
-        "--type",
-        dest="parameter_type",
-        choices=["SecureString", "String"],
-        default="SecureString",
-        help="SSM parameter type (default SecureString)",
-    )
-    parser.add_argument(
-        "--tier",
-        choices=["Standard", "Advanced", "Intelligent-Tiering"],
-        default="Standard",
-        help="SSM tier (default Standard: 4 KB values)",
-    )
-    if writes:  # what a write sends, and nothing a diff compares
-        parser.add_argument("--kms-key-id", help="KMS key for SecureString / secrets")
-        parser.add_argument(
-            "--tag",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="extra tag on what is created (repeatable)",
-        )
-    parser.add_argument(
-        "--update-policy",
-        choices=["Replace", "IfNotExists"],
-        default="Replace",
-        help="IfNotExists never changes an existing value",
-    )
-    parser.add_argument(
-        "--on-parse-error",
-        choices=["Abort", "Skip"],
-        default="Abort",
-        help="Abort (default): push nothing if any line is bad",
-    )
-    parser.add_argument("--workers", type=int, default=4, help="parallel writes (default 4)")
-    formats.add_output_flag(
-        parser,
-        ("text", "json", "yaml", "wide"),
-        default="text",
-        note="; wide adds one line per key; json and yaml never hold values",
-    )
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -391,7 +226,7 @@ def _diff_status(
 
 def run_pull(args: argparse.Namespace) -> int:
     with _errors_to_status() as status:
-        target, credentials = _target(args)
+        target, credentials = awsflags.target_of(args)
         destination: str | None = args.output_file
         with (
             _atomic_text(pathlib.Path(destination))
@@ -446,53 +281,10 @@ def _errors_to_status() -> Iterator[_Status]:
     status.failed = True
 
 
-def _target(args: argparse.Namespace) -> tuple[aws.Target, aws.Credentials | None]:
-    # the operator's ENVSYNC_*_RATE and ENVSYNC_AWS_MAX_ATTEMPTS apply to the CLI as well
-    ceilings = settings.load_settings().aws_limits()
-    for name in ("ssm_write", "ssm_read", "secretsmanager_write", "secretsmanager_read"):
-        given = getattr(args, f"{name}_rate", None)
-        if given is not None:
-            ceilings[name] = given
-    aws.session.configure(**ceilings)
-    base = parse_target(args.target, mode=args.mode)
-    extra: dict[str, Any] = {}
-    if hasattr(args, "parameter_type"):
-        extra = {
-            "parameter_type": args.parameter_type,
-            "tier": args.tier,
-            "kms_key_id": getattr(args, "kms_key_id", None),
-            "tags": _tags(getattr(args, "tag", [])),
-        }
-    target = aws.Target(
-        base.provider,
-        base.path,
-        region=args.region,
-        mode=base.mode,
-        endpoint_url=args.endpoint_url,
-        **extra,
-    )
-    credentials = None
-    if args.role_arn:
-        credentials = aws.Credentials(role_arn=args.role_arn, external_id=args.external_id)
-    elif args.external_id:
-        raise errors.ConfigError("--external-id needs --role-arn")
-    return target, credentials
-
-
-def _tags(pairs: list[str]) -> dict[str, str]:
-    tags: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise errors.ConfigError(f"--tag {pair!r}: expected KEY=VALUE")
-        tags[key] = value
-    return tags
-
-
 def _request(
     args: argparse.Namespace, *, dry_run: bool = False, stop: threading.Event | None = None
 ) -> tuple[engine.SyncRequest, contextlib.AbstractContextManager[Any]]:
-    target, credentials = _target(args)
+    target, credentials = awsflags.target_of(args)
     if args.workers < 1:
         raise errors.ConfigError("--workers must be at least 1")
     source: IO[bytes]

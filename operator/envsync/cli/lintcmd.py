@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from envsync import aws, errors, limits
-from envsync.cli import awscmd, formats
+from envsync.cli import awsflags, formats
 from envsync.dotenv import grammar, lint, reading, writing
 
 __all__ = ["register", "run_lint", "run_parse"]
@@ -162,7 +162,7 @@ def _lint_target(args: argparse.Namespace) -> aws.Target | None:
         if args.mode is not None or args.tier is not None:
             raise errors.ConfigError("--mode and --tier only apply with --to TARGET")
         return None
-    parsed = awscmd.parse_target(args.target, mode=args.mode or "perKey")
+    parsed = awsflags.parse_target(args.target, mode=args.mode or "perKey")
     return aws.Target(parsed.provider, parsed.path, mode=parsed.mode, tier=args.tier or "Standard")
 
 
