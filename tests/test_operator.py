@@ -217,6 +217,7 @@ def test_configmap_edit_reaches_aws_without_a_spec_change(
         kube.envsync("app", namespace, source="app-env", path=path, endpoint=aws_endpoint)
     )
     ready(cluster, namespace, "app")
+    buffers_before = kube.total(kube.scrape(operator), "envsync_pool_gets_total", pool="byte")
 
     edited = time.monotonic()
     cluster.patch("ConfigMap", namespace, "app-env", {"data": {".env": "A=1\nB=3\nC=new\n"}})
@@ -236,6 +237,11 @@ def test_configmap_edit_reaches_aws_without_a_spec_change(
     )
     assert obj["metadata"]["generation"] == 1  # no spec change was needed
     assert obj["status"]["counts"] == counts(parsed=3, created=1, updated=1, unchanged=1)
+    # the pools are this sync's own (status.pools: "of the last sync"), not a running total;
+    # the metrics keep counting across syncs
+    assert obj["status"]["pools"]["byte"]["gets"] == 1
+    buffers_after = kube.total(kube.scrape(operator), "envsync_pool_gets_total", pool="byte")
+    assert buffers_after >= buffers_before + 1
     kube.wait_until(lambda: "Applied" in reasons(cluster, namespace, "app"))
     assert latency < 5, f"the edit took {latency:.2f}s to reach AWS"
 

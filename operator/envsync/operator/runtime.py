@@ -127,9 +127,6 @@ class Runtime:
         if tracker is None:
             return
         tracker.cancel()
-        if tracker.manager is not None:
-            self.metrics.unwatch_pools(tracker.manager)
-            tracker.manager.close()
         self._count_ready()
 
     def _count_ready(self) -> None:

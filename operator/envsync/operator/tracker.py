@@ -13,16 +13,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from envsync.dotenv import poolmanager
 from envsync.kube import models
-from envsync.operator import apiclient, metrics, outcome, translate
-
-COLLECT_EVERY = 60.0
-"""Seconds after any forced collection before an EnvSync's threshold hit forces another. The
-thresholds are per EnvSync but the RSS and the collection are the process's: above the default
-256Mi with 10,000 EnvSyncs, a full collection after every sync took three quarters of the
-operator's CPU, and one collection of that heap holds the whole process for most of a
-second."""
+from envsync.operator import apiclient, outcome, translate
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -92,24 +84,8 @@ class Tracker:
     that the deletion handler removes back to AWS)."""
     ready: str = "Unknown"
     """The Ready condition's status as last published, for the envsync_resources gauge."""
-    manager: poolmanager.PoolManager | None = None
     timer: asyncio.TimerHandle | None = None
     """The scheduled next pass (drift check or retry)."""
-
-    def pools_for(
-        self, config: poolmanager.PoolConfig, watcher: metrics.Metrics
-    ) -> poolmanager.PoolManager:
-        """The EnvSync's own pools, rebuilt when its memory section changes."""
-        if self.manager is None or self.manager.config != config:
-            if self.manager is not None:
-                watcher.unwatch_pools(self.manager)
-                self.manager.close()
-            # the process-wide pools hold syncs back; this EnvSync's threshold collects and trims
-            self.manager = poolmanager.PoolManager(
-                config, max_concurrent_syncs=1, back_pressure=False, collect_every=COLLECT_EVERY
-            )
-            watcher.watch_pools(self.manager)
-        return self.manager
 
     def take_source(self, spec: models.EnvSyncSpec) -> Handed | None:
         """The handed-over source, if it is the one ``spec`` reads; it is read once."""
