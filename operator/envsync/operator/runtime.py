@@ -163,7 +163,7 @@ class Runtime:
         seen = outcome.Seen.of(body, translate.FORCE_ANNOTATION)
         if seen.resource_version in tracker.known:
             return  # older news: a write's answer adopted already, or a replayed event
-        tracker.known.append(seen.resource_version)
+        tracker.know(seen.resource_version)
         tracker.seen = seen
         if metadata.get("deletionTimestamp"):
             tracker.deleting = True  # deletion is the delete handler's business now
@@ -348,7 +348,7 @@ class Runtime:
             return True
         if tracker.seen is seen and after.resource_version not in tracker.known:
             tracker.seen = after  # else the watch brought this copy (or a newer) meanwhile
-            tracker.known.append(after.resource_version)
+            tracker.know(after.resource_version)
         tracker.ready = result.ready
         self._count_ready()
         return True
