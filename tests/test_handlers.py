@@ -7,6 +7,7 @@ is checked on its own, the Kubernetes client over real HTTP against the emulator
 from __future__ import annotations
 
 import asyncio
+import collections
 import base64
 import datetime
 import subprocess
@@ -424,15 +425,15 @@ async def test_an_outcome_refused_for_a_newer_copy_is_written_to_that_copy(
 
     running.observe(None, created)  # the creation event, older than the object now
     tracker = running.trackers[("w2", "app")]
-    assert tracker.worker is not None
-    await tracker.worker
+    assert tracker.work is not None
+    await tracker.work
     assert tracker.pending is not None  # refused: the object moved on
     assert [c["type"] for c in api.get(path)["status"]["conditions"]] == ["Healthy"]
     assert posted == []  # no event announces a state that was not written
 
     running.observe(None, api.get(path))  # the watch delivers the newer copy
-    assert tracker.worker is not None
-    await tracker.worker
+    assert tracker.work is not None
+    await tracker.work
 
     assert tracker.pending is None
     conditions = {c["type"]: c for c in api.get(path)["status"]["conditions"]}
@@ -457,15 +458,15 @@ async def test_a_replayed_event_of_an_older_copy_does_not_take_the_place_of_a_ne
 
     running.observe(None, listed)  # the list
     tracker = running.trackers[("w3", "app")]
-    assert tracker.worker is not None
-    await tracker.worker
+    assert tracker.work is not None
+    await tracker.work
     stored = api.get(path)["metadata"]["resourceVersion"]
     assert stored != listed["metadata"]["resourceVersion"]  # the pass wrote its status
 
     running.observe("ADDED", listed)  # the watch repeats the listed copy
     assert tracker.seen is not None
     assert tracker.seen.resource_version == stored
-    assert tracker.worker is None  # and it is no news: no pass
+    assert tracker.work is None  # and it is no news: no pass
 
     change = statusmodels.StatusPatch(refresh_interval="5m")
     assert await running._write(tracker, outcome.Outcome(change=change))
@@ -489,8 +490,8 @@ async def test_a_pass_queued_behind_the_deletion_handler_never_runs_after_it(
 
     running.observe(None, body)
     tracker = running.trackers[("w4", "app")]
-    worker = tracker.worker
-    assert worker is not None
+    work = tracker.work
+    assert work is not None
     async with tracker.lock:  # a pass in flight, say
         await asyncio.sleep(0.05)  # the wanted pass now waits for the lock
         deleting = {
@@ -500,7 +501,7 @@ async def test_a_pass_queued_behind_the_deletion_handler_never_runs_after_it(
         finalizing = asyncio.get_running_loop().create_task(running.finalize(kopf.Body(deleting)))
         await asyncio.sleep(0.05)  # the deletion handler queues behind it
     await finalizing
-    await worker
+    await work
 
     assert posted == []  # the pass did not run: no Suspended status, no event
     assert "status" not in api.get(path) or not api.get(path)["status"].get("conditions")
@@ -521,8 +522,8 @@ async def test_an_envsync_deleted_and_created_again_is_served_as_the_new_object(
     running.post = lambda reference, event: None
     running.observe(None, old)
     tracker = running.trackers[("w5", "app")]
-    assert tracker.worker is not None
-    await tracker.worker
+    assert tracker.work is not None
+    await tracker.work
 
     api.delete(path)
     _, new = _suspended_envsync(api, "w5")
@@ -532,11 +533,38 @@ async def test_an_envsync_deleted_and_created_again_is_served_as_the_new_object(
     tracker = running.trackers[("w5", "app")]
     assert tracker.seen is not None
     assert tracker.seen.uid == new["metadata"]["uid"]
-    assert tracker.worker is not None  # the new object's first pass
-    await tracker.worker
+    assert tracker.work is not None  # the new object's first pass
+    await tracker.work
     conditions = {c["type"]: c for c in api.get(path)["status"]["conditions"]}
     assert conditions["Ready"]["reason"] == "Suspended"
     await running.process_pools.aclose()
+
+
+async def test_a_burst_of_envsyncs_queues_without_a_task_each_and_every_one_is_served(
+    emulator: sandbox.KubernetesServer, client: apiclient.KubeClient
+) -> None:
+    """Thirty EnvSyncs appearing at once (an operator starting, a chart install) wait in the
+    work queue, not as thirty waiting tasks: at most two runners per sync slot exist, each
+    EnvSync is served once, and the runners end when the queue is empty."""
+    api = sandboxclient.KubeClient(emulator.url)
+    bodies = [_suspended_envsync(api, f"q{i}")[1] for i in range(30)]
+    running = _runtime_for(client, max_concurrent_syncs=1)
+    before = asyncio.all_tasks()
+
+    for body in bodies:
+        running.observe(None, body)
+
+    assert len(asyncio.all_tasks() - before) == runtime.PASSES_PER_SLOT == 2
+    assert len(running.queue) == 30
+    works = [tracker.work for tracker in running.trackers.values()]
+    assert all(work is not None for work in works)
+    await asyncio.gather(*works)  # type: ignore[misc]
+    assert running.queue == collections.deque() and running.runners == set()
+    for i in range(30):  # each was served: its Suspended status is written
+        stored = api.get(f"/apis/envsync.dev/v1alpha1/namespaces/q{i}/envsyncs/app")
+        reasons = [c["reason"] for c in stored["status"]["conditions"] if c["type"] == "Ready"]
+        assert reasons == ["Suspended"]
+    await running.close()
 
 
 async def test_an_envsync_gone_without_its_deletion_event_is_no_longer_served(
@@ -553,8 +581,8 @@ async def test_an_envsync_gone_without_its_deletion_event_is_no_longer_served(
 
     running.observe(None, body)  # the last copy seen before the gap
     tracker = running.trackers[("w6", "app")]
-    assert tracker.worker is not None
-    await tracker.worker
+    assert tracker.work is not None
+    await tracker.work
     assert ("w6", "app") not in running.trackers
     assert tracker.timer is None  # no drift check, no retry
     await running.process_pools.aclose()
@@ -620,8 +648,8 @@ async def test_a_sync_over_the_time_limit_is_cancelled_and_reported(
 
         running.observe(None, body)
         tracker = running.trackers[("w8", "app")]
-        while tracker.worker is not None:  # the Progressing write, then the sync
-            await tracker.worker
+        while tracker.work is not None:  # the Progressing write, then the sync
+            await tracker.work
         stored = api.get(path)
         ready = {c["type"]: c for c in stored["status"]["conditions"]}["Ready"]
         assert ready["status"] == "False"

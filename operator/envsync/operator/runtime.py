@@ -14,8 +14,10 @@ schedules. A pass is wanted when:
   so an edit reaches AWS with no API request before the AWS calls;
 * the drift check (``refreshInterval``, jittered) or a retry after a failure (backoff) is due.
 
-Each EnvSync has one worker task at most (:meth:`Runtime.want`): requests that arrive while a
-pass runs are folded into one more pass after it, as a controller-runtime work queue does. The
+An EnvSync that wants a pass joins a queue once (:meth:`Runtime.want`), and a few runner tasks
+take EnvSyncs from it in turn, as controller-runtime's work queue and its workers do: requests
+that arrive while a pass runs are folded into one more pass after it, never two at once, and a
+burst of ten thousand new EnvSyncs is ten thousand entries in a deque, not ten thousand tasks. The
 pass reads the EnvSync as last seen (:class:`~envsync.operator.outcome.Seen`, from its watch
 events and from the answers to the operator's own status writes), so it needs no read of it.
 A write refused because the object changed meanwhile waits for the newer copy and is applied
@@ -27,6 +29,7 @@ finalizer on every object a timer serves, and EnvSync promises a finalizer only 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import logging
 import traceback
@@ -79,14 +82,18 @@ class Runtime:
         self.client = apiclient.KubeClient()
         self.post: writer.Post = writer.post_with_kopf
         self.trackers: dict[translate.Key, tracker_module.Tracker] = {}
-        self.workers: set[asyncio.Task[None]] = set()
-        """Every worker still running, a retired tracker's too: closing stops them all (kopf
-        re-raises what any task left running at its exit ends with)."""
-        self._passes = asyncio.Semaphore(PASSES_PER_SLOT * settings.max_concurrent_syncs)
-        """Passes under way at once. A pass past this gate reads its source and builds its
-        request, then may wait for a sync slot holding both: a burst of thousands of new
-        EnvSyncs would otherwise hold thousands of sources at once, and the allocators keep
-        that height long after. Past the gate a pass waits only for the slot."""
+        self.queue: collections.deque[tracker_module.Tracker] = collections.deque()
+        """EnvSyncs wanting a pass (or a write), in the order they asked; each is in it, or
+        with a runner, at most once (:attr:`Tracker.work <.tracker.Tracker.work>` says which)."""
+        self.runners: set[asyncio.Task[None]] = set()
+        """The runner tasks, at most ``PASSES_PER_SLOT × max_concurrent_syncs``; they end when
+        the queue is empty, so an idle operator has none. Closing stops them (kopf re-raises
+        what any task left running at its exit ends with)."""
+        self._runner_limit = PASSES_PER_SLOT * settings.max_concurrent_syncs
+        """Passes under way at once. A running pass reads its source and builds its request,
+        then may wait for a sync slot holding both: a burst of thousands of new EnvSyncs would
+        otherwise hold thousands of sources at once, and the allocators keep that height long
+        after."""
         self._context: contextvars.Context | None = None
         self._release: asyncio.TimerHandle | None = None
         self._released_at = -RELEASE_EVERY
@@ -114,10 +121,12 @@ class Runtime:
             self._release.cancel()
         for key in list(self.trackers):
             self._retire(key)
-        workers = list(self.workers)
-        for worker in workers:
-            worker.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        runners = list(self.runners)
+        for runner in runners:
+            runner.cancel()
+        await asyncio.gather(*runners, return_exceptions=True)
+        while self.queue:  # nothing runs them now
+            self._done(self.queue.popleft(), cancelled=True)
         await self.process_pools.aclose()
         await self.client.close()
         self.metrics.close()
@@ -172,8 +181,8 @@ class Runtime:
         forced = translate.force_token(seen.force, seen.force_handled)
         if tracker.generation != seen.generation or forced is not None:
             self.want(tracker, "envsync")
-        elif tracker.pending is not None and tracker.worker is None:
-            self._start_worker(tracker)
+        elif tracker.pending is not None and tracker.work is None:
+            self._enqueue(tracker)
 
     def source_changed(
         self, namespace: str, kind: str, name: str, body: Mapping[str, Any], readers: Iterable[str]
@@ -196,16 +205,39 @@ class Runtime:
             return
         if not tracker.requested:
             tracker.requested, tracker.trigger = True, trigger
-        if tracker.worker is None:
-            self._start_worker(tracker)
+        if tracker.work is None:
+            self._enqueue(tracker)
 
-    def _start_worker(self, tracker: tracker_module.Tracker) -> None:
-        worker = asyncio.get_running_loop().create_task(
-            self._work(tracker), context=self._passes_context().copy()
-        )
-        tracker.worker = worker
-        self.workers.add(worker)
-        worker.add_done_callback(self.workers.discard)
+    def _enqueue(self, tracker: tracker_module.Tracker) -> None:
+        loop = asyncio.get_running_loop()
+        tracker.work = loop.create_future()
+        self.queue.append(tracker)
+        if len(self.runners) < self._runner_limit and not self._closing:
+            runner = loop.create_task(self._run_queue(), context=self._passes_context().copy())
+            self.runners.add(runner)
+
+    async def _run_queue(self) -> None:
+        """Take EnvSyncs from the queue and serve each until it wants nothing more; end when
+        the queue is empty (the next want starts a runner again)."""
+        this = asyncio.current_task()
+        assert this is not None
+        try:
+            while self.queue:
+                tracker = self.queue.popleft()
+                try:
+                    await self._work(tracker)
+                finally:
+                    self._done(tracker)
+        finally:
+            self.runners.discard(this)
+            if not self.runners:
+                self._release_later(RELEASE_AFTER)
+
+    @staticmethod
+    def _done(tracker: tracker_module.Tracker, *, cancelled: bool = False) -> None:
+        work, tracker.work = tracker.work, None
+        if work is not None and not work.done():
+            work.cancel() if cancelled else work.set_result(None)
 
     def schedule(self, tracker: tracker_module.Tracker, delay: float | None) -> None:
         """Ask for the next pass after ``delay`` seconds (drift check, retry); None: no timer."""
@@ -240,38 +272,32 @@ class Runtime:
     async def _work(self, tracker: tracker_module.Tracker) -> None:
         """Run passes of one EnvSync while they are wanted, one at a time; first, write an
         outcome that met a newer copy of the object, once that copy has arrived."""
-        try:
-            while self._current(tracker):
-                if tracker.pending is not None:
-                    if tracker.stale():
-                        return  # the watch brings the newer copy, and observe() wakes us
-                    async with tracker.lock:
-                        if not self._current(tracker):
-                            return
-                        written = await self._write(tracker, tracker.pending)
-                    if not written:
-                        self.schedule(tracker, tracker.retry())
-                        return
-                    continue
-                if not tracker.requested:
-                    return
-                tracker.requested = False
-                tracker.cancel()
-                async with self._passes, tracker.lock:
+        while self._current(tracker):
+            if tracker.pending is not None:
+                if tracker.stale():
+                    return  # the watch brings the newer copy, and observe() wakes us
+                async with tracker.lock:
                     if not self._current(tracker):
-                        return  # deleted while this pass waited for the deletion handler
-                    delay = await self._pass(tracker)
+                        return
+                    written = await self._write(tracker, tracker.pending)
+                if not written:
+                    self.schedule(tracker, tracker.retry())
+                    return
+                continue
+            if not tracker.requested:
+                return
+            tracker.requested = False
+            tracker.cancel()
+            async with tracker.lock:
                 if not self._current(tracker):
-                    return  # gone or being deleted meanwhile: nothing more is due
-                if delay is not None and delay <= 0:
-                    tracker.requested = True  # at once: the sync after a Progressing write
-                else:
-                    self.schedule(tracker, delay)
-        finally:
-            tracker.worker = None
-            this = asyncio.current_task()
-            if all(worker.done() or worker is this for worker in self.workers):
-                self._release_later(RELEASE_AFTER)  # the last one (others may end this turn)
+                    return  # deleted while this pass waited for the deletion handler
+                delay = await self._pass(tracker)
+            if not self._current(tracker):
+                return  # gone or being deleted meanwhile: nothing more is due
+            if delay is not None and delay <= 0:
+                tracker.requested = True  # at once: the sync after a Progressing write
+            else:
+                self.schedule(tracker, delay)
 
     def _release_later(self, delay: float) -> None:
         """When no pass has run for a moment, hand the memory the last ones freed back to the
@@ -288,7 +314,7 @@ class Runtime:
 
     def _release_if_idle(self) -> None:
         self._release = None
-        if self._closing or self.workers:
+        if self._closing or self.runners:
             return  # a pass runs: the next quiet spell releases
         loop = asyncio.get_running_loop()
         wait = self._released_at + RELEASE_EVERY - loop.time()
@@ -339,7 +365,7 @@ class Runtime:
             log.warning("%s/%s: could not write the status (%s)", seen.namespace, seen.name, exc)
             tracker.synced = None
             return False
-        except Exception as exc:  # a bug, or a failed re-login: the worker must live on
+        except Exception as exc:  # a bug, or a failed re-login: the runner must live on
             _log_unexpected(seen.namespace, seen.name, exc)
             tracker.synced = None
             return False

@@ -1,5 +1,6 @@
 """What the operator remembers about each EnvSync between passes: the object as last seen, a
-source handed over by its watch event, the worker and timer, the backoff, what was synced.
+source handed over by its watch event, its place in the work queue, its timer, the backoff,
+what was synced.
 
 Lost on restart, on purpose: the status is the truth, and the first pass after a restart
 rebuilds this from it (an unchanged source with a recent ``lastSyncTime`` costs nothing).
@@ -64,7 +65,9 @@ class Tracker:
     """Another pass is wanted after the running one (or now, when none runs)."""
     trigger: str = "envsync"
     """What woke the wanted pass (``envsync_passes_total{trigger}``)."""
-    worker: asyncio.Task[None] | None = None
+    work: asyncio.Future[None] | None = None
+    """Set while this EnvSync is queued or a runner serves it; resolved when nothing more is
+    wanted of it for now."""
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     """Held by a pass and by the deletion handler: they never run at once."""
     generation: int | None = None
