@@ -9,7 +9,7 @@ bytes it adds are divided by a thousand:
   of: EnvSyncs, their sources, and, where the API server ignores label selectors, every
   ConfigMap and Secret);
 * envsync's tracker of one EnvSync, empty, and with the last-seen copy of a typical object;
-* one EnvSync's own pools (its ``spec.memory`` made real).
+* the pools of one sync (its EnvSync's ``spec.memory`` made real), alive while it runs.
 
     python bench/footprint_parts.py
 """
@@ -83,7 +83,7 @@ async def main() -> None:
         ("kopf's memory of one watched object (ResourceMemory)", kopf_kib),
         ("envsync tracker of one EnvSync, empty", per_object(tracker)),
         ("envsync tracker with the last-seen copy (Seen)", per_object(tracker_with_copy)),
-        ("one EnvSync's pools (PoolManager)", per_object(pool_set)),
+        ("one sync's pools (PoolManager), while the sync runs", per_object(pool_set)),
     ]
     print(f"| part (each built {COUNT:,} times) | KiB per object |\n|---|---|")
     for label, kib in rows:
