@@ -84,6 +84,10 @@ def main() -> int:
         "--tracemalloc", action="store_true", help="group the idle operator's memory by package"
     )
     parser.add_argument("--quiet-seconds", type=float, default=30.0, help="idle watch period")
+    parser.add_argument(
+        "--pythonmalloc", default="",
+        help="the operator's PYTHONMALLOC (malloc: glibc's for every object; default: pymalloc)",
+    )  # fmt: skip
     args = parser.parse_args()
     namespace = "scale"
     regions = REGIONS[: max(1, min(args.regions, len(REGIONS)))]
@@ -95,6 +99,8 @@ def main() -> int:
             _cluster.ensure_namespace(kube.client, name)
         env = operator_env(kube, aws, workdir)
         env["ENVSYNC_METRICS_PORT"] = str(metrics_port)
+        if args.pythonmalloc:
+            env["PYTHONMALLOC"] = args.pythonmalloc
         code = CHILD
         if args.tracemalloc:
             args.snapshot = workdir / "idle.snapshot"
@@ -256,6 +262,8 @@ import os, signal, tracemalloc
 tracemalloc.start(1)
 def _dump(*_):
     target = os.environ["BENCH_TRACEMALLOC"]
+    with open(target + ".peak", "w") as out:
+        out.write(str(tracemalloc.get_traced_memory()[1]))
     tracemalloc.take_snapshot().dump(target + ".part")
     os.replace(target + ".part", target)
 signal.signal(signal.SIGUSR1, _dump)
@@ -278,7 +286,11 @@ def _where_memory_goes(
     for stat in tracemalloc.Snapshot.load(str(snapshot)).statistics("filename"):
         by_package[_package(stat.traceback[0].filename)] += stat.size
     total = sum(by_package.values())
-    rows = [("live Python allocations, all", f"{total / 2**20:.1f} MiB")]
+    peak = int(snapshot.with_name(snapshot.name + ".peak").read_text())
+    rows = [
+        ("live Python allocations at their peak (while converging)", f"{peak / 2**20:.1f} MiB"),
+        ("live Python allocations, all", f"{total / 2**20:.1f} MiB"),
+    ]
     for package, size in by_package.most_common(12):
         share = f"{size / 2**20:.1f} MiB ({size / max(1, count) / 1024:.1f} KiB per EnvSync)"
         rows.append((f"  made in {package}", share))
