@@ -16,12 +16,14 @@ The order of work is chosen so that a sync that fails half-way loses nothing:
 2. remote state is read in batches and diffed page by page (:class:`envsync.sync.plan.Planner`);
 3. owners are confirmed only for entries about to be written or deleted, in batches;
 4. creates and updates run with at most ``workers`` in flight, one per name; deletes go in
-   batches; one key's failure never stops the others, but an access-denied or exhausted-throttle
-   answer stops *new* writes (the rest are reported as not attempted; the next sync resumes).
+   batches (:mod:`envsync.sync.apply`); one key's failure never stops the others, but an
+   access-denied or exhausted-throttle answer stops *new* writes (the rest are reported as not
+   attempted; the next sync resumes).
 
 Sync-wide problems (no credentials, no region, the remote state cannot be read) raise
-``envsync.errors`` exceptions; per-key problems are data in the report. Reports and errors
-carry keys, lines and reasons, never values.
+``envsync.errors`` exceptions; per-key problems are data in the report, counted as each key
+settles (:class:`envsync.sync.tally.Tally`). Reports and errors carry keys, lines and reasons,
+never values.
 """
 
 from __future__ import annotations
@@ -31,16 +33,15 @@ import contextlib
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final
 
-from envsync import aws, errors, limits, policy
+from envsync import aws, policy
 from envsync.aws import batching
 from envsync.dotenv import poolmanager, pools
-from envsync.sync import plan, source
+from envsync.sync import apply, plan, source
+from envsync.sync.batches import StoppedError, check_stop, name_batches, run_in_threads
 from envsync.sync.report import (
-    MAX_ISSUES,
     ActionCallback,
     DiffLine,
     KeyIssue,
@@ -49,6 +50,7 @@ from envsync.sync.report import (
     SyncReport,
     SyncRequest,
 )
+from envsync.sync.tally import Tally, line_of
 
 __all__ = [
     "DiffLine",
@@ -71,107 +73,7 @@ ALL_REFUSED: Final = (
 )
 
 
-@contextlib.contextmanager
-def _name_batches(
-    keys: Sequence[str], size: int, names: pools.StringPool | None
-) -> Iterator[list[list[str]]]:
-    """``keys`` in lists of at most ``size``, borrowed from ``names`` and given back after use.
-
-    Batches of names are the engine's one ``list[str]`` per AWS call; the pool's statistics are
-    what ``status.pools.string`` reports (docs/memory.md says what they save in CPython).
-    """
-    batches: list[list[str]] = []
-    for start in range(0, len(keys), size):
-        batch = names.get() if names is not None else []
-        batch.extend(keys[start : start + size])
-        batches.append(batch)
-    try:
-        yield batches
-    finally:
-        if names is not None:
-            for batch in batches:
-                names.put(batch)
-
-
 # -- the sync ------------------------------------------------------------------------------
-
-
-_OUTCOMES: Final = (
-    "create",
-    "update",
-    "unchanged",
-    "delete",
-    "skip",
-    "conflict",
-    "adopt",
-    "failed",
-    "stopped",
-)
-
-
-@dataclass
-class _Tally:
-    """Outcomes gathered while the sync runs (on the event loop thread only)."""
-
-    on_action: ActionCallback | None
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_OUTCOMES, 0))
-    failures: list[KeyIssue] = field(default_factory=list)
-    skips: list[KeyIssue] = field(default_factory=list)
-    conflicts: list[KeyIssue] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    refused: int = 0
-
-    def record(
-        self,
-        key: str,
-        outcome: str,
-        reason: str | None = None,
-        line: int | None = None,
-        *,
-        announced: bool = False,
-    ) -> None:
-        """Count a key's outcome; ``on_action`` hears of it unless it already did (a write is
-        announced when AWS accepts it, so progress moves with the writes)."""
-        key = limits.shown_key(key)  # a bare "KEY:value" line must not show its value
-        self.counts[outcome] += 1
-        bucket = {"failed": self.failures, "skip": self.skips, "conflict": self.conflicts}
-        if outcome in bucket and len(bucket[outcome]) < MAX_ISSUES:
-            code = reason.code if isinstance(reason, limits.Refusal) else None
-            bucket[outcome].append(KeyIssue(key, reason or outcome, code, line))
-        if outcome == "skip" and not (
-            isinstance(reason, limits.Refusal) and reason.code == "NoValue"
-        ):
-            self.refused += 1
-        if self.on_action is not None and not announced:
-            self.on_action(key, outcome)
-
-    def announce(self, key: str, outcome: str) -> None:
-        if self.on_action is not None:
-            self.on_action(key, outcome)
-
-
-class _StoppedError(Exception):
-    """A call not started because ``SyncRequest.stop`` was set."""
-
-
-def _check_stop(request: SyncRequest) -> None:
-    if request.stop is not None and request.stop.is_set():
-        raise _StoppedError
-
-
-class _Breaker:
-    """Stops new writes after an error that would repeat for every key (denied, throttled)."""
-
-    def __init__(self) -> None:
-        self.reason: str | None = None
-
-    def check(self) -> None:
-        if self.reason is not None:
-            raise errors.RemoteError(f"not attempted: {self.reason}")
-
-    def trip(self, exc: BaseException) -> None:
-        if isinstance(exc, errors.AccessDeniedError | errors.ThrottledError) and not self.reason:
-            self.reason = f"an earlier write failed ({type(exc).__name__})"
 
 
 async def sync(
@@ -219,7 +121,7 @@ async def _sync(
 ) -> SyncReport:
     sink = await _open(request)
     parsed = await asyncio.to_thread(source.parse_source, request, sink.problem, manager)
-    tally = _Tally(on_action)
+    tally = Tally(on_action)
     if parsed.error_count and request.on_parse_error == "Abort":
         return _report(request, parsed, tally, sink, started, aborted=True)
     if _empty(request, parsed):
@@ -236,7 +138,7 @@ async def _sync(
         steps = await _plan(
             request, sink, parsed.desired, prune=prune, names=names, remote_values=remote
         )
-    except _StoppedError:  # stopped while reading: nothing was written, all of it is to do
+    except StoppedError:  # stopped while reading: nothing was written, all of it is to do
         for key, want in parsed.desired.items():
             if want.skip is None:
                 tally.record(key, "stopped")
@@ -252,9 +154,9 @@ async def _sync(
             if problem is not None and step.action in _WRITES:
                 tally.record(step.key, "failed", problem)
             else:
-                tally.record(step.key, step.action, step.reason, _line(parsed.desired, step.key))
+                tally.record(step.key, step.action, step.reason, line_of(parsed.desired, step.key))
     else:
-        await _execute(request, sink, parsed.desired, steps, tally, names)
+        await apply.execute(request, sink, parsed.desired, steps, tally, names)
     return _report(request, parsed, tally, sink, started)
 
 
@@ -269,18 +171,13 @@ def _empty(request: SyncRequest, parsed: source.Parsed) -> bool:
 
 
 def _report_empty(
-    request: SyncRequest, parsed: source.Parsed, tally: _Tally, sink: aws.Sink, started: float
+    request: SyncRequest, parsed: source.Parsed, tally: Tally, sink: aws.Sink, started: float
 ) -> SyncReport:
     """The report of a source the empty-source guard stopped: each key the target refused is
     listed with its line and reason, so "nothing to store" never hides why."""
     for key, want in sorted(parsed.desired.items(), key=lambda item: item[1].line):
         tally.record(key, "skip", want.skip, want.line)
     return _report(request, parsed, tally, sink, started, empty=True)
-
-
-def _line(desired: Mapping[str, plan.Desired], key: str) -> int | None:
-    want = desired.get(key)
-    return want.line if want is not None else None
 
 
 def _document_after(
@@ -341,7 +238,7 @@ async def _plan(
         pages = sink.scan()
         while (page := await asyncio.to_thread(next, pages, None)) is not None:
             feed(page)
-            _check_stop(request)
+            check_stop(request)
     else:
         await _fetch(request, sink, desired, feed, names)
     steps.extend(planner.finish())
@@ -366,23 +263,12 @@ async def _fetch(
         feed(result.value or [])
 
     def fetch(batch: list[str]) -> list[aws.RemoteEntry]:
-        _check_stop(request)
+        check_stop(request)
         return sink.fetch(batch)
 
-    processor = batching.BatchProcessor(batch_size=request.batch_size, workers=request.workers)
-    with _name_batches(keys, sink.read_batch, names) as batches:
+    with name_batches(keys, sink.read_batch, names) as batches:
         jobs = [functools.partial(fetch, batch) for batch in batches]
-        await processor.run_in_threads(jobs, on_result=settle)
-
-
-async def _threads(
-    request: SyncRequest,
-    funcs: Sequence[Callable[[], Any]],
-    *,
-    on_result: Callable[[batching.JobResult[Any]], object] | None = None,
-) -> list[Any]:
-    processor = batching.BatchProcessor(batch_size=request.batch_size, workers=request.workers)
-    return await processor.run_in_threads(funcs, on_result=on_result)
+        await run_in_threads(request, jobs, on_result=settle)
 
 
 async def _settle_owners(
@@ -397,9 +283,9 @@ async def _settle_owners(
         return steps
     keys = [step.key for step in pending]
     owners: dict[str, str | None] = {}
-    with _name_batches(keys, sink.owner_batch, names) as batches:
+    with name_batches(keys, sink.owner_batch, names) as batches:
         jobs = [functools.partial(sink.owners, batch) for batch in batches]
-        for result in await _threads(request, jobs):
+        for result in await run_in_threads(request, jobs):
             if result.error is not None:
                 raise result.error
             owners.update(result.value or {})
@@ -420,102 +306,6 @@ async def _settle_owners(
     return settled
 
 
-async def _execute(
-    request: SyncRequest,
-    sink: aws.Sink,
-    desired: Mapping[str, plan.Desired],
-    steps: list[plan.Step],
-    tally: _Tally,
-    names: pools.StringPool | None = None,
-) -> None:
-    writes: list[plan.Step] = []
-    deletes: list[str] = []
-    for step in steps:
-        if step.action in ("create", "update", "adopt"):
-            writes.append(step)
-        elif step.action == "delete":
-            deletes.append(step.key)
-        else:
-            tally.record(step.key, step.action, step.reason, _line(desired, step.key))
-    breaker = _Breaker()
-    done: list[tuple[str, str]] = []
-    # a one-document sink writes at flush: its keys are announced once the flush succeeds
-    announce = not sink.one_document
-
-    def start() -> None:
-        _check_stop(request)
-        breaker.check()
-
-    def write(step: plan.Step) -> None:
-        start()
-        value = desired[step.key].value if step.key in desired else None
-        try:
-            if step.action == "create":
-                assert value is not None
-                sink.create(step.key, value)
-            elif step.action == "update":
-                assert value is not None
-                sink.update(step.key, value, take=step.take)
-            else:
-                sink.adopt(step.key)
-        except Exception as exc:
-            breaker.trip(exc)
-            raise
-
-    def remove(keys: Sequence[str]) -> dict[str, str | None]:
-        start()
-        try:
-            return sink.delete(keys)
-        except Exception as exc:
-            breaker.trip(exc)
-            raise
-
-    def written(result: batching.JobResult[None]) -> None:
-        step = writes[result.index]
-        if result.error is None:
-            done.append((step.key, step.action))
-            if announce:
-                tally.announce(step.key, step.action)
-        elif isinstance(result.error, _StoppedError):
-            tally.record(step.key, "stopped")
-        elif isinstance(result.error, errors.OwnershipError):
-            tally.record(step.key, "conflict", aws.base.safe_reason(result.error))
-        else:
-            tally.record(step.key, "failed", aws.base.safe_reason(result.error))
-
-    await _threads(request, [functools.partial(write, s) for s in writes], on_result=written)
-    with _name_batches(deletes, sink.delete_batch, names) as batches:
-
-        def deleted(result: batching.JobResult[dict[str, str | None]]) -> None:
-            batch = batches[result.index]
-            for key in batch:
-                if isinstance(result.error, _StoppedError):
-                    tally.record(key, "stopped")
-                elif result.error is not None:
-                    tally.record(key, "failed", aws.base.safe_reason(result.error))
-                elif (reason := (result.value or {}).get(key)) is not None:
-                    tally.record(key, "failed", reason)
-                else:
-                    done.append((key, "delete"))
-                    if announce:
-                        tally.announce(key, "delete")
-
-        await _threads(request, [functools.partial(remove, b) for b in batches], on_result=deleted)
-    if sink.one_document and done and request.stop is not None and request.stop.is_set():
-        for key, _ in done:  # its only write is the flush: stopped, it writes nothing
-            tally.record(key, "stopped")
-        return
-    try:
-        await asyncio.to_thread(sink.flush)
-    except Exception as exc:
-        reason = aws.base.safe_reason(exc)
-        for key, _ in done:
-            tally.record(key, "failed", reason)
-        return
-    for key, action in done:
-        tally.record(key, action, announced=announce)
-
-
 def _by_line(issue: KeyIssue) -> tuple[int, str]:
     return issue.line or 0, issue.key
 
@@ -523,7 +313,7 @@ def _by_line(issue: KeyIssue) -> tuple[int, str]:
 def _report(
     request: SyncRequest,
     parsed: source.Parsed,
-    tally: _Tally,
+    tally: Tally,
     sink: aws.Sink,
     started: float,
     *,

@@ -21,15 +21,14 @@ from envsync.sync import source
 from envsync.sync.engine import (
     PRUNE_SUSPENDED,
     _empty,
-    _line,
     _open,
     _plan,
     _report,
     _report_empty,
-    _Tally,
     sync,
 )
 from envsync.sync.report import MAX_ISSUES, DiffLine, KeyIssue, PullResult, SyncReport, SyncRequest
+from envsync.sync.tally import Tally, line_of
 
 __all__ = ["delete_owned", "diff", "format_env_line", "pull"]
 
@@ -39,7 +38,7 @@ async def diff(request: SyncRequest) -> tuple[list[DiffLine], SyncReport]:
     started = time.monotonic()
     sink = await _open(request)
     parsed = await asyncio.to_thread(source.parse_source, request, sink.problem, None)
-    tally = _Tally(None)
+    tally = Tally(None)
     if parsed.error_count and request.on_parse_error == "Abort":
         return [], _report(request, parsed, tally, sink, started, aborted=True)
     if _empty(request, parsed):
@@ -57,7 +56,7 @@ async def diff(request: SyncRequest) -> tuple[list[DiffLine], SyncReport]:
     steps = await _plan(request, sink, parsed.desired, prune=prune, remote_values=remote)
     lines = []
     for step in sorted(steps, key=lambda s: s.key):
-        tally.record(step.key, step.action, step.reason, _line(parsed.desired, step.key))
+        tally.record(step.key, step.action, step.reason, line_of(parsed.desired, step.key))
         want = parsed.desired.get(step.key)
         lines.append(
             DiffLine(
