@@ -1,13 +1,14 @@
 """Sinks: where variables go. The only package that talks to AWS (boto3/botocore).
 
 :func:`open_sink` picks the sink for a :class:`Target`; :mod:`envsync.aws.session` owns the
-shared clients, credentials, retries, rate limiters and request observers.
+shared clients, credentials and retries, and :mod:`envsync.aws.attempts` the rate limiters and
+request observers every HTTP attempt of those clients goes through.
 """
 
 from __future__ import annotations
 
 from envsync import errors
-from envsync.aws import base, secretsmanager, session, ssm
+from envsync.aws import attempts, base, secretsmanager, session, ssm
 from envsync.aws.base import (
     OWNER_TAG,
     CallStats,
@@ -24,6 +25,7 @@ __all__ = [
     "RemoteEntry",
     "Sink",
     "Target",
+    "attempts",
     "base",
     "open_sink",
     "secretsmanager",

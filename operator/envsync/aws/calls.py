@@ -17,7 +17,7 @@ import botocore.exceptions
 
 from envsync import errors
 from envsync.aws import base
-from envsync.aws.session import ACCESS_DENIED_CODES, THROTTLE_CODES, attribute_to
+from envsync.aws.attempts import ACCESS_DENIED_CODES, THROTTLE_CODES, attribute_to
 
 __all__ = ["aws_code", "call", "error_code", "translate"]
 

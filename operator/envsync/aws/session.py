@@ -1,25 +1,19 @@
-"""AWS clients for every sync in the process: credentials, endpoints, retries, rate limits.
+"""AWS clients for every sync in the process: credentials, sessions, endpoints, retries.
 
-Why one module owns all of this: SSM's write quota (about 3 requests/s by default) and Secrets
-Manager's are per account and region, shared by every sync the process runs and by every retry
-botocore makes. So clients are created once per (credentials, region, service, endpoint) and
-shared across threads (boto3 clients are thread-safe once built; building them is not), and
-each one is instrumented with botocore's own events:
+Clients are created once per (credentials, region, service, endpoint) and shared across
+threads: boto3 clients are thread-safe once built, building them is not, and every sync in the
+process must draw on the same per-account quotas. Each client is built in botocore's
+``standard`` retry mode (jittered exponential backoff, a wider throttle list, a retry quota)
+with a connection pool sized to the worker count, and is handed to
+:func:`envsync.aws.attempts.instrument`, which paces, classifies and counts every HTTP
+attempt it makes. Credentials follow the default chain unless a role (assumed through STS, refreshed
+before expiry, cached per role, external id and region) or static keys are given. The sinks
+call AWS through :mod:`envsync.aws.calls`, which turns failures into ``envsync.errors``
+without AWS's message text, which may echo the request's values.
 
-- ``before-send`` (every HTTP attempt, retries included) waits on the process-wide AIMD
-  limiter of its (account or credentials, region, service, read/write class);
-- ``response-received`` classifies each attempt as ``ok``/``throttled``/``error``, feeds the
-  limiter (back off on throttling, creep back on success) and the request observers that the
-  metrics module registers without importing boto3;
-- ``before-call`` counts operations for the sync that made them (a thread-local set by the
-  sink around each call), which is how a ``SyncReport`` knows its own AWS calls.
-
-botocore runs in ``standard`` retry mode (jittered exponential backoff, a wider throttle list,
-a retry quota) with a connection pool sized to the worker count. Credentials follow the
-default chain unless a role (assumed through STS, refreshed before expiry, cached per role,
-external id and region) or static keys are given. The sinks call AWS through
-:mod:`envsync.aws.calls`, which turns failures into ``envsync.errors`` without AWS's message
-text, which may echo the request's values.
+The rate settings and request observers live in :mod:`envsync.aws.attempts` and are exported
+here as well, so the operator and the command line set up all of their AWS use through this
+one module.
 """
 
 from __future__ import annotations
@@ -27,8 +21,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any, Final
 
 import boto3
@@ -39,7 +33,17 @@ import botocore.loaders
 import botocore.session
 
 from envsync import errors
-from envsync.aws import base, batching
+from envsync.aws import attempts, base, batching
+from envsync.aws.attempts import (
+    ACCESS_DENIED_CODES,
+    THROTTLE_CODES,
+    RateSettings,
+    add_request_observer,
+    attribute_to,
+    configure,
+    remove_request_observer,
+    settings,
+)
 
 __all__ = [
     "ACCESS_DENIED_CODES",
@@ -57,120 +61,20 @@ __all__ = [
     "settings",
 ]
 
-log = logging.getLogger(__name__)
-
-THROTTLE_CODES: Final = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "SlowDown",
-    }
-)
-"""Rate errors: the limiter backs off on these."""
-
-CONTENTION_CODES: Final = frozenset({"TooManyUpdates"})
-"""Per-entry contention: reported as throttling, retried by the sink, not a rate signal."""
-
-ACCESS_DENIED_CODES: Final = frozenset(
-    {
-        "AccessDenied",
-        "AccessDeniedException",
-        "UnauthorizedOperation",
-        "UnrecognizedClientException",
-        "InvalidClientTokenId",
-        "InvalidSignatureException",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "AuthFailure",
-        "KMSAccessDeniedException",
-    }
-)
-
-_WRITE_OPERATIONS: Final = frozenset(
-    {
-        "PutParameter",
-        "DeleteParameter",
-        "DeleteParameters",
-        "AddTagsToResource",
-        "RemoveTagsFromResource",
-        "LabelParameterVersion",
-        "CreateSecret",
-        "PutSecretValue",
-        "UpdateSecret",
-        "DeleteSecret",
-        "RestoreSecret",
-        "TagResource",
-        "UntagResource",
-    }
-)
-_META_OPERATIONS: Final = frozenset({"DescribeParameters", "ListTagsForResource"})
-
-
-@dataclass(frozen=True)
-class RateSettings:
-    """Request-rate ceilings (requests/s) per service and operation class, and retry budget.
-
-    Defaults are the quotas of a default account: SSM writes about 3/s (10/s with higher
-    throughput enabled), SSM reads 40/s, DescribeParameters unpublished and low, Secrets
-    Manager writes 50/s and reads 100/s. They are ceilings: each AIMD limiter starts at its
-    ceiling, halves on throttling and creeps back up on success. The operator sets them from
-    its ENVSYNC_*_RATE settings.
-    """
-
-    ssm_write: float = 3.0
-    ssm_read: float = 40.0
-    ssm_meta: float = 2.0
-    secretsmanager_write: float = 50.0
-    secretsmanager_read: float = 100.0
-    other: float = 20.0
-    """Any other service (STS when used through :func:`get_client`)."""
-    max_attempts: int = 8
-    """botocore attempts per call (``standard`` mode), first try included."""
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-
-    def ceiling(self, service: str, op_class: str) -> float:
-        value = getattr(self, f"{service}_{op_class}", None) or getattr(
-            self, f"{service}_read", None
-        )
-        return float(value) if value else self.other
-
-
-ObserverFn = Callable[[str, str, str], None]
-
 
 class _State:
     """Process-wide caches, behind one lock (client construction is not thread-safe)."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self.settings = RateSettings()
         self.clients: dict[tuple[str, str, str, str | None], tuple[int, Any]] = {}
         self.credentials: dict[tuple[str, str], botocore.credentials.Credentials] = {}
         self.sessions: dict[tuple[str, str], boto3.Session] = {}
-        self.observers: list[ObserverFn] = []
         self.name_locks: dict[str, tuple[threading.Lock, int]] = {}
         self.generation = 0
 
 
 _state = _State()
-_local = threading.local()
-
-
-def configure(settings: RateSettings | None = None, /, **changes: Any) -> RateSettings:
-    """Set the process-wide rate ceilings and retry budget; applies to limiters made later."""
-    with _state.lock:
-        _state.settings = replace(settings or _state.settings, **changes)
-        return _state.settings
-
-
-def settings() -> RateSettings:
-    return _state.settings
 
 
 def reset() -> None:
@@ -181,32 +85,6 @@ def reset() -> None:
         _state.sessions.clear()
         _state.generation += 1
     batching.reset_limiters()
-
-
-def add_request_observer(callback: ObserverFn) -> None:
-    """Call ``callback(service, operation, outcome)`` after every HTTP attempt.
-
-    ``outcome`` is ``"ok"``, ``"throttled"`` or ``"error"``. Observers must be quick and must
-    not raise (exceptions are logged and dropped).
-    """
-    with _state.lock:
-        _state.observers.append(callback)
-
-
-def remove_request_observer(callback: ObserverFn) -> None:
-    with _state.lock, contextlib.suppress(ValueError):
-        _state.observers.remove(callback)
-
-
-@contextlib.contextmanager
-def attribute_to(stats: base.CallStats) -> Iterator[None]:
-    """Count the AWS calls made by this thread inside the block into ``stats``."""
-    previous = getattr(_local, "stats", None)
-    _local.stats = stats
-    try:
-        yield
-    finally:
-        _local.stats = previous
 
 
 @contextlib.contextmanager
@@ -270,7 +148,9 @@ def get_client(
             endpoint_url=endpoint_url,
             config=_client_config(pool),
         )
-        _instrument(client, service, limiter_scope=(creds.account() or creds.identity(), resolved))
+        attempts.instrument(
+            client, service, limiter_scope=(creds.account() or creds.identity(), resolved)
+        )
         _state.clients[key] = (pool, client)
         return client
 
@@ -293,7 +173,7 @@ def quiet_sdk_loggers() -> None:
 
 
 def _client_config(pool: int) -> botocore.config.Config:
-    cfg = _state.settings
+    cfg = attempts.settings()
     return botocore.config.Config(
         retries={"mode": "standard", "total_max_attempts": cfg.max_attempts},
         max_pool_connections=pool,
@@ -406,76 +286,3 @@ def _assumed_credentials(
     )
     _state.credentials[key] = assumed
     return assumed
-
-
-def operation_class(operation: str) -> str:
-    """``write``, ``meta`` (slow metadata reads) or ``read``: each class has its own limiter."""
-    if operation in _WRITE_OPERATIONS:
-        return "write"
-    if operation in _META_OPERATIONS:
-        return "meta"
-    return "read"
-
-
-def _limiter(scope: tuple[str, str], service: str, op_class: str) -> batching.AimdRateLimiter:
-    identity, region = scope
-    ceiling = _state.settings.ceiling(service, op_class)
-    return batching.get_limiter(
-        (identity, region, f"{service}:{op_class}"), lambda: _new_limiter(ceiling)
-    )
-
-
-def _new_limiter(ceiling: float) -> batching.AimdRateLimiter:
-    """Start at the ceiling: the first throttle halves it, successes creep back up."""
-    return batching.AimdRateLimiter(rate=ceiling, max_rate=ceiling, burst=min(ceiling, 5.0))
-
-
-def _instrument(client: Any, service: str, *, limiter_scope: tuple[str, str]) -> None:
-    events = client.meta.events
-
-    def before_call(model: Any, **_: Any) -> None:
-        stats: base.CallStats | None = getattr(_local, "stats", None)
-        if stats is not None:
-            stats.count_call(f"{service}:{model.name}")
-
-    def before_send(event_name: str, **_: Any) -> None:
-        operation = event_name.rsplit(".", 1)[-1]
-        _limiter(limiter_scope, service, operation_class(operation)).acquire_blocking()
-
-    def response_received(
-        event_name: str,
-        parsed_response: dict[str, Any] | None = None,
-        response_dict: dict[str, Any] | None = None,
-        exception: BaseException | None = None,
-        **_: Any,
-    ) -> None:
-        operation = event_name.rsplit(".", 1)[-1]
-        code = (parsed_response or {}).get("Error", {}).get("Code")
-        status = (response_dict or {}).get("status_code", 0)
-        limiter = _limiter(limiter_scope, service, operation_class(operation))
-        if code in THROTTLE_CODES or status == 429:
-            outcome = "throttled"
-            limiter.on_throttle()
-        elif code in CONTENTION_CODES:
-            outcome = "throttled"
-        elif exception is not None or code is not None or status >= 300:
-            outcome = "error"
-        else:
-            outcome = "ok"
-            limiter.on_success()
-        _notify(service, operation, outcome)
-
-    events.register("before-call", before_call)
-    events.register("before-send", before_send)
-    events.register("response-received", response_received)
-
-
-def _notify(service: str, operation: str, outcome: str) -> None:
-    stats: base.CallStats | None = getattr(_local, "stats", None)
-    if stats is not None:
-        stats.count_attempt(outcome)
-    for observer in list(_state.observers):
-        try:
-            observer(service, operation, outcome)
-        except Exception:  # an observer must never break a sync
-            log.exception("request observer failed")

@@ -4,11 +4,12 @@ Pure functions: no Kubernetes client, no clock (``now`` is passed in), so every 
 can see is tested without a cluster. The pass calls one builder per outcome; each builds a
 :class:`envsync.kube.statusmodels.StatusPatch` field by field from the same models that
 generate the CRD's status schema, so a misspelt field fails in mypy and a wrong value in
-pydantic. :func:`onto` turns it into the transformation the operator writes;
-:func:`transition_events` says which Kubernetes events to post, which is only on transitions
-and actionable problems, never on every periodic success. What a report says about each
-condition is decided in :mod:`envsync.kube.findings`, and how new conditions meet the stored
-ones in :mod:`envsync.kube.conditions`.
+pydantic. :func:`onto` turns it into the transformation the operator writes. Which Kubernetes
+events the change calls for, only on transitions and actionable problems, never on every
+periodic success, is decided in :mod:`envsync.kube.events` (:func:`transition_events` and
+:class:`Event` are named here too: the pass takes the change and its events from one place).
+What a report says about each condition is decided in :mod:`envsync.kube.findings`, and how new
+conditions meet the stored ones in :mod:`envsync.kube.conditions`.
 
 Conditions follow the Kubernetes API conventions and kstatus, which Flux and Argo CD read:
 
@@ -30,9 +31,8 @@ from __future__ import annotations
 import copy
 import typing
 from collections.abc import Callable, Mapping, MutableMapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from envsync import errors, policy
 from envsync.kube import reasons, statusmodels
@@ -51,10 +51,9 @@ from envsync.kube.conditions import (
     _condition_list,
     _conditions,
     _find,
-    _is_true,
-    _key,
     _second,
 )
+from envsync.kube.events import Event, transition_events
 from envsync.kube.findings import ReportLike, _outcome, _pairs, _parse_error_count
 
 __all__ = [
@@ -84,15 +83,6 @@ REASONS = reasons.REASONS
 STALL_REASONS = reasons.STALL_REASONS
 RETRIED_STALLS = reasons.RETRIED_STALLS
 RECONCILING_REASONS = reasons.RECONCILING_REASONS
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A Kubernetes event to post on the EnvSync."""
-
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
 
 
 # ---------------------------------------------------------------------------------- builders
@@ -297,68 +287,6 @@ def failure(
 def reason_for(exc: errors.EnvSyncError) -> Reason:
     """The condition reason for an error (:func:`envsync.policy.verdict`)."""
     return policy.verdict(exc).reason
-
-
-# ------------------------------------------------------------------------------------ events
-
-
-def transition_events(
-    old_status: Status | None,
-    new_status: Status | None,
-    *,
-    synced: bool | None = None,
-    drift_check: bool = False,
-) -> list[Event]:
-    """Events for what changed between two statuses: transitions and new problems only.
-
-    A periodic sync that finds nothing to do yields no event; a failure that repeats with the
-    same reason yields one event, when it starts. ``synced`` says whether ``new_status`` comes
-    from a sync that just ran (then its writes are announced); left out, that is inferred from
-    ``lastSyncTime``, which has whole seconds and so misses a second sync within the same second.
-    ``drift_check``: that sync ran because the drift check was due, with spec and source
-    unchanged, so whatever it wrote had been changed in AWS behind envsync's back.
-    """
-    events: list[Event] = []
-    old_ready, new_ready = _find(old_status, READY), _find(new_status, READY)
-    if new_ready is not None and _key(old_ready) != _key(new_ready):
-        reason = str(new_ready.get("reason", ""))
-        if reason != R.PROGRESSING:
-            normal = new_ready.get("status") == "True" or reason == R.SUSPENDED
-            kind: Literal["Normal", "Warning"] = "Normal" if normal else "Warning"
-            events.append(Event(kind, reason, str(new_ready.get("message", ""))))
-    elif new_ready is not None and new_ready.get("status") == "True":
-        events.extend(_write_events(old_status, new_status, synced, drift_check))
-    old_throttled, new_throttled = _find(old_status, THROTTLED), _find(new_status, THROTTLED)
-    if _is_true(new_throttled) and not _is_true(old_throttled):
-        assert new_throttled is not None
-        events.append(Event("Warning", R.THROTTLED, str(new_throttled.get("message", ""))))
-    return events
-
-
-def _write_events(
-    old_status: Status | None, new_status: Status | None, synced: bool | None, drift: bool
-) -> list[Event]:
-    """Applied/Pruned (DriftRepaired after a drift check) for a new, non-dry-run sync of an
-    EnvSync that stayed Ready."""
-    assert new_status is not None
-    fresh = synced
-    if fresh is None:
-        fresh = new_status.get("lastSyncTime") != (old_status or {}).get("lastSyncTime")
-    if not fresh or new_status.get("dryRun"):
-        return []
-    counts = new_status.get("counts") or {}
-    events = []
-    created, updated = int(counts.get("created", 0)), int(counts.get("updated", 0))
-    deleted = int(counts.get("deleted", 0))
-    if drift and (created or updated or deleted):
-        restored = f"created {created}, updated {updated}, deleted {deleted}"
-        text = f"drift check: {created + updated + deleted} keys differed in AWS; restored them"
-        return [Event("Warning", R.DRIFT_REPAIRED, f"{text} ({restored})")]
-    if created or updated:
-        events.append(Event("Normal", R.APPLIED, f"created {created}, updated {updated} keys"))
-    if deleted:
-        events.append(Event("Normal", R.PRUNED, f"deleted {deleted} keys that left the source"))
-    return events
 
 
 # ----------------------------------------------------------------------------------- helpers
