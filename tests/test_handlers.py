@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import datetime
 import subprocess
 import sys
@@ -559,8 +558,8 @@ async def test_a_burst_of_envsyncs_queues_without_a_task_each_and_every_one_is_s
     works = [tracker.work for tracker in running.trackers.values()]
     assert all(work is not None for work in works)
     await asyncio.gather(*works)  # type: ignore[misc]
-    assert running.queue == collections.deque()
-    assert running.runners == set()
+    assert len(running.queue) == 0
+    assert not running.queue.busy  # the runners ended with the queue
     for i in range(30):  # each was served: its Suspended status is written
         stored = api.get(f"/apis/envsync.dev/v1alpha1/namespaces/q{i}/envsyncs/app")
         reasons = [c["reason"] for c in stored["status"]["conditions"] if c["type"] == "Ready"]

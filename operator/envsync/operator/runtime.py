@@ -29,8 +29,8 @@ finalizer on every object a timer serves, and EnvSync promises a finalizer only 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextvars
+import functools
 import logging
 import traceback
 from collections.abc import Iterable, Mapping
@@ -42,7 +42,16 @@ from envsync import aws, errors
 from envsync import settings as settings_module
 from envsync.dotenv import poolmanager
 from envsync.kube import status
-from envsync.operator import apiclient, leaving, metrics, outcome, reconciler, translate, writer
+from envsync.operator import (
+    apiclient,
+    leaving,
+    metrics,
+    outcome,
+    reconciler,
+    translate,
+    workqueue,
+    writer,
+)
 from envsync.operator import tracker as tracker_module
 from envsync.sync import operations
 
@@ -82,17 +91,17 @@ class Runtime:
         self.client = apiclient.KubeClient()
         self.post: writer.Post = writer.post_with_kopf
         self.trackers: dict[translate.Key, tracker_module.Tracker] = {}
-        self.queue: collections.deque[tracker_module.Tracker] = collections.deque()
-        """EnvSyncs wanting a pass (or a write), in the order they asked; each is in it, or
-        with a runner, at most once (:attr:`Tracker.work <.tracker.Tracker.work>` says which)."""
-        self.runners: set[asyncio.Task[None]] = set()
-        """The runner tasks, at most ``PASSES_PER_SLOT × max_concurrent_syncs``; they end when
-        the queue is empty, so an idle operator has none. Closing stops them (kopf re-raises
-        what any task left running at its exit ends with)."""
-        self._runner_limit = PASSES_PER_SLOT * settings.max_concurrent_syncs
-        """Passes under way at once. A running pass reads its source and builds its request,
-        then may wait for a sync slot holding both: a burst of thousands of new EnvSyncs would
-        otherwise hold thousands of sources at once, and the allocators keep that height long
+        self.queue = workqueue.WorkQueue(
+            self._serve,
+            runners=PASSES_PER_SLOT * settings.max_concurrent_syncs,
+            context=self._passes_context,
+            when_idle=functools.partial(self._release_later, RELEASE_AFTER),
+        )
+        """EnvSyncs wanting a pass (or a write), each in it, or being served, at most once
+        (:attr:`Tracker.work <.tracker.Tracker.work>` says which). The runners bound the
+        passes under way: a running pass reads its source and builds its request, then may
+        wait for a sync slot holding both, and a burst of thousands of new EnvSyncs would
+        otherwise hold thousands of sources at once, a height the allocators keep long
         after."""
         self._context: contextvars.Context | None = None
         self._release: asyncio.TimerHandle | None = None
@@ -121,12 +130,8 @@ class Runtime:
             self._release.cancel()
         for key in list(self.trackers):
             self._retire(key)
-        runners = list(self.runners)
-        for runner in runners:
-            runner.cancel()
-        await asyncio.gather(*runners, return_exceptions=True)
-        while self.queue:  # nothing runs them now
-            self._done(self.queue.popleft(), cancelled=True)
+        for tracker in await self.queue.close():  # nothing serves them now
+            self._done(tracker, cancelled=True)
         await self.process_pools.aclose()
         await self.client.close()
         self.metrics.close()
@@ -209,29 +214,14 @@ class Runtime:
             self._enqueue(tracker)
 
     def _enqueue(self, tracker: tracker_module.Tracker) -> None:
-        loop = asyncio.get_running_loop()
-        tracker.work = loop.create_future()
-        self.queue.append(tracker)
-        if len(self.runners) < self._runner_limit and not self._closing:
-            runner = loop.create_task(self._run_queue(), context=self._passes_context().copy())
-            self.runners.add(runner)
+        tracker.work = asyncio.get_running_loop().create_future()
+        self.queue.put(tracker)
 
-    async def _run_queue(self) -> None:
-        """Take EnvSyncs from the queue and serve each until it wants nothing more; end when
-        the queue is empty (the next want starts a runner again)."""
-        this = asyncio.current_task()
-        assert this is not None
+    async def _serve(self, tracker: tracker_module.Tracker) -> None:
         try:
-            while self.queue:
-                tracker = self.queue.popleft()
-                try:
-                    await self._work(tracker)
-                finally:
-                    self._done(tracker)
+            await self._work(tracker)
         finally:
-            self.runners.discard(this)
-            if not self.runners:
-                self._release_later(RELEASE_AFTER)
+            self._done(tracker)
 
     @staticmethod
     def _done(tracker: tracker_module.Tracker, *, cancelled: bool = False) -> None:
@@ -314,7 +304,7 @@ class Runtime:
 
     def _release_if_idle(self) -> None:
         self._release = None
-        if self._closing or self.runners:
+        if self._closing or self.queue.busy:
             return  # a pass runs: the next quiet spell releases
         loop = asyncio.get_running_loop()
         wait = self._released_at + RELEASE_EVERY - loop.time()
