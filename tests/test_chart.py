@@ -327,9 +327,20 @@ def test_existing_service_account_and_no_rbac(chart: helm.Chart) -> None:
 # ------------------------------------------------------------------------------------- RBAC
 
 
+def operator_role(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ClusterRole the operator is bound to (the others are for people, aggregated)."""
+    return named(objects, "ClusterRole", RELEASE)
+
+
+def named(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [o for o in of_kind(objects, kind) if o["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, got {len(found)}"
+    return found[0]
+
+
 def test_cluster_mode_grants_exactly_what_the_operator_uses(chart: helm.Chart) -> None:
     objects = render(chart)
-    assert only(objects, "ClusterRole")["rules"] == CLUSTER_RULES
+    assert operator_role(objects)["rules"] == CLUSTER_RULES
     binding = only(objects, "ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": RELEASE,
@@ -345,7 +356,8 @@ def test_namespaced_mode_has_a_role_per_namespace_and_nothing_cluster_wide(
     chart: helm.Chart,
 ) -> None:
     objects = render(chart, VARIANTS["namespaced"])
-    assert not of_kind(objects, "ClusterRole")
+    # only the roles for people, which grant nothing until Kubernetes aggregates them
+    assert {r["metadata"]["name"] for r in of_kind(objects, "ClusterRole")} == USER_ROLES
     assert not of_kind(objects, "ClusterRoleBinding")
     roles = {role["metadata"]["namespace"]: role for role in of_kind(objects, "Role")}
     bindings = {b["metadata"]["namespace"]: b for b in of_kind(objects, "RoleBinding")}
@@ -358,9 +370,48 @@ def test_namespaced_mode_has_a_role_per_namespace_and_nothing_cluster_wide(
     assert envsync_env(objects)["ENVSYNC_NAMESPACES"] == "team-a,team-b"
 
 
+USER_ROLES = {f"{RELEASE}-edit", f"{RELEASE}-view"}
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+
+
+def test_namespace_editors_and_viewers_get_envsyncs_through_the_built_in_roles(
+    chart: helm.Chart,
+) -> None:
+    """A namespace admin or editor (Kubernetes' admin and edit roles) may create EnvSyncs, a
+    viewer may read them; nobody but the operator may write their status."""
+    objects = render(chart)
+    edit = named(objects, "ClusterRole", f"{RELEASE}-edit")
+    view = named(objects, "ClusterRole", f"{RELEASE}-view")
+    aggregated = {
+        name: {k.removeprefix(AGGREGATE) for k, v in role["metadata"]["labels"].items()
+               if k.startswith(AGGREGATE) and v == "true"}
+        for name, role in (("edit", edit), ("view", view))
+    }  # fmt: skip
+    assert aggregated == {"edit": {"admin", "edit"}, "view": {"view"}}
+    assert edit["rules"] == [{
+        "apiGroups": ["envsync.dev"], "resources": ["envsyncs"],
+        "verbs": ["get", "list", "watch", "create", "update", "patch", "delete",
+                  "deletecollection"],
+    }]  # fmt: skip
+    assert view["rules"] == [
+        {"apiGroups": ["envsync.dev"], "resources": ["envsyncs"], "verbs": ["get", "list", "watch"]}
+    ]
+    bound = {b["roleRef"]["name"] for b in of_kind(objects, "ClusterRoleBinding")}
+    bound |= {b["roleRef"]["name"] for b in of_kind(objects, "RoleBinding")}
+    assert not bound & USER_ROLES  # granted through the built-in roles only
+
+
+@pytest.mark.parametrize(
+    "rbac", [{"aggregateToDefaultRoles": False}, {"create": False}], ids=["off", "no-rbac"]
+)
+def test_the_roles_for_people_can_be_left_out(chart: helm.Chart, rbac: dict[str, Any]) -> None:
+    names = {o["metadata"]["name"] for o in of_kind(render(chart, {"rbac": rbac}), "ClusterRole")}
+    assert not names & USER_ROLES
+
+
 def test_peering_rules_and_objects_only_when_peering_is_on(chart: helm.Chart) -> None:
     cluster = render(chart, VARIANTS["ha"])
-    assert only(cluster, "ClusterRole")["rules"] == CLUSTER_RULES + peering_rules(
+    assert operator_role(cluster)["rules"] == CLUSTER_RULES + peering_rules(
         "clusterkopfpeerings", RELEASE
     )
     assert only(cluster, "ClusterKopfPeering")["metadata"]["name"] == RELEASE
@@ -404,7 +455,7 @@ def test_rbac_covers_every_resource_the_handlers_watch(chart: helm.Chart) -> Non
     assert watched, "the handlers register nothing"
     granted = {
         (group, resource)
-        for rule in only(render(chart), "ClusterRole")["rules"]
+        for rule in operator_role(render(chart))["rules"]
         if {"list", "watch"} <= set(rule["verbs"])
         for group in rule["apiGroups"]
         for resource in rule["resources"]
