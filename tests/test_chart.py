@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from envsync import errors, settings, units
+from envsync.kube import crdgen
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "envsync"
@@ -209,23 +210,27 @@ def test_every_rendered_object_validates_against_kubernetes(
     for obj in objects:
         if group_of(obj) in CRD_TYPED:
             continue  # no OpenAPI schema outside the built-in API; see test_crd_typed_objects
+        if obj["kind"] == "CustomResourceDefinition":
+            continue  # CEL's fieldPath is 1.28's: test_chart_crds_validate_against_kubernetes
         for version in KUBE_VERSIONS:
             kubernetes_validate.validate(obj, version, strict=True)
 
 
+def crds_of(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {crd["metadata"]["name"]: crd for crd in of_kind(objects, "CustomResourceDefinition")}
+
+
 def test_chart_crds_validate_against_kubernetes(chart: helm.Chart) -> None:
-    crds = chart.crds
-    assert {entry["name"] for entry in crds} >= {"crds/kopf.dev_peerings.yaml"}
-    for entry in crds:
-        for doc in yaml.safe_load_all(entry["data"]):
-            if doc:
-                assert doc["kind"] == "CustomResourceDefinition"
-                kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+    crds = crds_of(render(chart))
+    assert set(crds) == {"envsyncs.envsync.dev", "clusterkopfpeerings.kopf.dev",
+                         "kopfpeerings.kopf.dev"}  # fmt: skip
+    for crd in crds.values():
+        kubernetes_validate.validate(crd, kubernetes_validate.latest_version(), strict=True)
 
 
 def test_chart_crd_is_the_generated_one_byte_for_byte() -> None:
     generated = ROOT / "crds" / "envsync.dev_envsyncs.yaml"
-    copy = CHART / "crds" / "envsync.dev_envsyncs.yaml"
+    copy = CHART / "files" / "crds" / "envsync.dev_envsyncs.yaml"
     assert generated.is_file(), (
         "crds/envsync.dev_envsyncs.yaml is missing: run `envsync crd --write`"
     )
@@ -235,13 +240,39 @@ def test_chart_crd_is_the_generated_one_byte_for_byte() -> None:
     )
 
 
+def test_an_upgrade_brings_the_new_crd_schema(chart: helm.Chart) -> None:
+    """Helm never upgrades what crds/ holds: a new spec field would be pruned by the old
+    schema. The CRD is a template, rendered on upgrade as on install, with the schema as
+    generated now; and crds/ is empty, so Helm does not also install a copy once."""
+    manifests = chart.render({}, name=RELEASE, namespace=NAMESPACE, revision=2, is_upgrade=True)
+    objects = [
+        doc for path, text in manifests.items() if not path.endswith("NOTES.txt")
+        for doc in yaml.safe_load_all(text) if doc
+    ]  # fmt: skip
+    crd = crds_of(objects)["envsyncs.envsync.dev"]
+    assert crd["spec"] == crdgen.build_crd()["spec"]
+    assert not chart.crds
+
+
+def test_crds_are_kept_on_uninstall_and_can_be_left_to_someone_else(chart: helm.Chart) -> None:
+    """Deleting the CRD deletes every EnvSync: uninstalling keeps it unless told otherwise."""
+    for crd in crds_of(render(chart)).values():
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    for crd in crds_of(render(chart, {"crds": {"keep": False}})).values():
+        assert "helm.sh/resource-policy" not in (crd["metadata"].get("annotations") or {})
+    assert not crds_of(render(chart, {"crds": {"install": False}}))
+
+
 def test_every_variant_gets_its_own_names_and_labels(chart: helm.Chart) -> None:
     for values in VARIANTS.values():
         for obj in render(chart, values):
             labels = obj["metadata"]["labels"]
             assert labels["app.kubernetes.io/instance"] == RELEASE
             assert labels["app.kubernetes.io/managed-by"] == "Helm"
-            if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering"):
+            cluster_scoped = ("ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering",
+                              "CustomResourceDefinition")  # fmt: skip
+            if obj["kind"] not in cluster_scoped:
                 assert obj["metadata"]["namespace"], obj["kind"]
 
 

@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
         help="print the EnvSync CRD, or write/check the generated CRD files and docs",
         description=(
             "Print the EnvSync CustomResourceDefinition generated from the models. "
-            "--write regenerates crds/, charts/envsync/crds/ and the reference docs under "
+            "--write regenerates crds/, charts/envsync/files/crds/ and the reference docs under "
             "--root; --check reports any of them that differ from the models."
         ),
     )

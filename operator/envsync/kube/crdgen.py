@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 CRD_PATH: Final = "crds/envsync.dev_envsyncs.yaml"
-CHART_CRD_PATH: Final = "charts/envsync/crds/envsync.dev_envsyncs.yaml"
+CHART_CRD_PATH: Final = "charts/envsync/files/crds/envsync.dev_envsyncs.yaml"
 HEADER: Final = (
     "# Generated from the models in operator/envsync/kube/models.py by `envsync crd --write`.\n"
     "# Do not edit by hand: change the models and regenerate.\n"

@@ -87,7 +87,8 @@ async def require_served_crd(settings: kopf.OperatorSettings) -> None:
             f"the EnvSync CRD ({translate.PLURAL}.{translate.GROUP}, version {translate.VERSION})"
             " is not installed: with"
             " watchNamespaces (ENVSYNC_NAMESPACES) set the operator cannot watch for it to appear;"
-            " install the chart's CRD first (helm installs crds/ before the Deployment)"
+            " install the CRD first (the chart does, before the Deployment, unless"
+            " crds.install=false)"
         )
 
 
