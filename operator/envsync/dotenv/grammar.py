@@ -23,13 +23,21 @@ enforced while it grows, and an oversize statement is skipped without being buff
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
 from itertools import islice
-from typing import Final, Protocol, TypeAlias
+from typing import Final
 
 from envsync import errors
 from envsync.dotenv import statements
+from envsync.dotenv.chunks import (
+    DEFAULT_BUFFER_SIZE,
+    INVALID,
+    BytePoolLike,
+    CancelToken,
+    ChunkDecoder,
+    ParseCancelled,
+    Readable,
+    Source,
+)
 from envsync.dotenv.statements import (
     NOTHING,
     Item,
@@ -60,54 +68,6 @@ DEFAULT_MAX_LINE_SIZE: Final = 1 << 20
 
 DEFAULT_MAX_VALUE_SIZE: Final = 1 << 20
 """Longest value, in characters as written (1 MiB): bounds a multi-line quoted value."""
-
-DEFAULT_BUFFER_SIZE: Final = 64 << 10
-"""Bytes read per call (64 KiB): large enough that per-read overhead vanishes, small enough to stay
-in cache."""
-
-
-class ParseCancelled(errors.StoppedError):
-    """The caller's cancel token was set; the parse stopped between two chunks."""
-
-
-class BytePoolLike(Protocol):
-    """What the read path needs from a byte pool (``envsync.dotenv.pools.BytePool`` fits)."""
-
-    def get(self, size: int, /) -> bytearray: ...
-
-    def put(self, buffer: bytearray, /) -> None: ...
-
-
-class Readable(Protocol):
-    """A binary reader: a file, a socket reader, anything with ``read(n) -> bytes``. One with
-    ``readinto`` as well is read into a pooled buffer when a byte pool is given."""
-
-    def read(self, size: int, /) -> bytes: ...
-
-
-class CancelToken(Protocol):
-    """A ``threading.Event``/``asyncio.Event``-like flag, polled between chunks."""
-
-    def is_set(self) -> bool: ...
-
-
-Source: TypeAlias = "str | bytes | bytearray | memoryview | Readable | Iterable[bytes]"
-
-_INVALID = re.compile("[\udc80-\udcff]")
-"""Bytes that were not UTF-8, as the ``surrogateescape`` decoder left them."""
-
-
-def _incomplete_utf8_tail(data: bytes | bytearray | memoryview) -> int:
-    """How many trailing bytes start a UTF-8 sequence the next chunk will finish (0-3)."""
-    size = len(data)
-    for back in range(1, min(3, size) + 1):
-        byte = data[size - back]
-        if byte < 0x80:
-            return 0
-        if byte >= 0xC0:
-            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
-            return back if need > back else 0
-    return 0
 
 
 class Parser:
@@ -140,9 +100,7 @@ class Parser:
         self.errors = 0
         """How many :class:`ParseError` objects have been returned so far."""
         self._closed = False
-        self._started = False  # a leading BOM was looked for
-        self._utf8_tail = b""  # bytes of a UTF-8 sequence split across chunks
-        self._cr = False  # the last chunk ended in "\r", which may be half of "\r\n"
+        self._decoder = ChunkDecoder()
         self._line = 1  # line number where the pending text (or the next text) starts
         # pending statement: pieces of text not yet parsed, and what it waits for
         self._parts: list[str] = []
@@ -163,7 +121,7 @@ class Parser:
         """Parse the next chunk; returns what it completed, in order."""
         if self._closed:
             raise ValueError("feed() after close()")
-        text, invalid = self._decode(chunk, final=False)
+        text, invalid = self._decoder.decode(chunk, final=False)
         out: list[Item] = []
         if text:
             self._consume(text, invalid, out, final=False)
@@ -173,44 +131,11 @@ class Parser:
         """Finish the input: flush the last statement and report what is left unterminated."""
         if self._closed:
             return []
-        text, invalid = self._decode(b"", final=True)
+        text, invalid = self._decoder.decode(b"", final=True)
         self._closed = True
         out: list[Item] = []
         self._consume(text, invalid, out, final=True)
         return out
-
-    # ---- decoding ------------------------------------------------------------------------------
-
-    def _decode(self, chunk: bytes | bytearray | memoryview, *, final: bool) -> tuple[str, bool]:
-        """UTF-8 text with "\\n" line breaks only; ``invalid`` says it holds undecodable bytes."""
-        data: bytes | bytearray | memoryview = chunk
-        if self._utf8_tail:
-            data = self._utf8_tail + bytes(chunk)
-            self._utf8_tail = b""
-        if not final:
-            cut = _incomplete_utf8_tail(data)
-            if cut:
-                self._utf8_tail = bytes(data[len(data) - cut :])
-                data = data[: len(data) - cut]
-        invalid = False
-        try:
-            text = str(data, "utf-8")
-        except UnicodeDecodeError:
-            text = str(data, "utf-8", "surrogateescape")
-            invalid = True
-        if not self._started and text:
-            self._started = True
-            if text[0] == "\ufeff":
-                text = text[1:]
-        if self._cr:
-            text = "\r" + text
-            self._cr = False
-        if not final and text.endswith("\r"):
-            self._cr = True
-            text = text[:-1]
-        if "\r" in text:
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
-        return text, invalid
 
     # ---- pending text and skipping ------------------------------------------------------------
 
@@ -430,7 +355,7 @@ class Parser:
             self._keep(text[pos:], outcome, line)
             return None
         if self._invalid:
-            match = _INVALID.search(text, pos, end)
+            match = INVALID.search(text, pos, end)
             if match is not None:
                 where = line + text.count("\n", pos, match.start())
                 return end, ParseError(where, "invalid UTF-8", self.source_name)
