@@ -129,6 +129,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
         },
     },
     "no-metrics": {"metrics": {"enabled": False}},
+    "private-ca": {
+        "extraVolumes": [{"name": "ca", "configMap": {"name": "corporate-ca"}}],
+        "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/envsync-ca", "readOnly": True}],
+        "extraEnv": [{"name": "AWS_CA_BUNDLE", "value": "/etc/envsync-ca/ca.pem"}],
+        "extraArgs": ["--log-level", "DEBUG"],
+        "revisionHistoryLimit": 0,
+    },
 }  # fmt: skip
 """Value sets a user would install with; each must lint, render and validate."""
 
@@ -305,6 +312,34 @@ def test_pod_runs_locked_down(chart: helm.Chart) -> None:
     assert resources["requests"]["cpu"]
     assert resources["requests"]["memory"]
     assert resources["limits"]["memory"]
+
+
+def test_no_variant_shares_the_nodes_namespaces(chart: helm.Chart) -> None:
+    """The pod holds AWS credentials: no value can put it on the node's network, PIDs or IPC."""
+    for values in VARIANTS.values():
+        pod = only(render(chart, values), "Deployment")["spec"]["template"]["spec"]
+        assert (pod["hostNetwork"], pod["hostPID"], pod["hostIPC"]) == (False, False, False)
+    with pytest.raises(helm.HelmError, match="hostNetwork"):
+        render(chart, {"hostNetwork": True})
+
+
+def test_a_private_ca_bundle_is_mounted_and_named_to_the_sdk(chart: helm.Chart) -> None:
+    """A proxy or a VPC endpoint with a private certificate: the bundle as a volume, the SDK
+    told where it is, and the extra flags after ``envsync run``."""
+    objects = render(chart, VARIANTS["private-ca"])
+    deployment = only(objects, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    operator = container(objects)
+    assert {"name": "ca", "configMap": {"name": "corporate-ca"}} in pod["volumes"]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
+    assert operator["volumeMounts"][-1] == {
+        "name": "ca", "mountPath": "/etc/envsync-ca", "readOnly": True,
+    }  # fmt: skip
+    assert {"name": "AWS_CA_BUNDLE", "value": "/etc/envsync-ca/ca.pem"} in operator["env"]
+    assert operator["args"] == ["--log-level", "DEBUG"]
+    assert deployment["spec"]["revisionHistoryLimit"] == 0
+    assert "args" not in container(render(chart))
+    assert only(render(chart), "Deployment")["spec"]["revisionHistoryLimit"] == 3
 
 
 def test_memory_budget_stays_below_the_memory_limit(chart: helm.Chart) -> None:
