@@ -206,7 +206,10 @@ def _resolve(path: str) -> dict[str, Any]:
 
 def test_printer_columns_point_at_real_fields() -> None:
     columns = {c["name"]: c for c in crdgen.printer_columns()}
-    assert list(columns) == ["Ready", "Reason", "Provider", "Path", "Keys", "Last Sync", "Age"]
+    assert list(columns) == [
+        "Ready", "Reason", "Provider", "Path", "Keys", "Last Sync",
+        "Result", "Created", "Updated", "Deleted", "Failed", "Peak RSS", "Age",
+    ]  # fmt: skip
     for column in columns.values():
         path = column["jsonPath"]
         if path.startswith(".metadata"):

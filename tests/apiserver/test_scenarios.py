@@ -307,6 +307,10 @@ def test_kubectl_prints_the_documented_columns(
     assert wide["PATH"] == path
     assert wide["KEYS"] == "2"
     assert re.fullmatch(r"\d+[smhd]", wide["LAST SYNC"]), wide
+    assert wide["RESULT"] == "Synced"
+    counts = (wide["CREATED"], wide["UPDATED"], wide["DELETED"], wide["FAILED"])
+    assert counts == ("2", "0", "0", "0")
+    assert int(wide["PEAK RSS"]) > 10 * 2**20  # bytes: an operator is more than 10 MiB
     assert re.fullmatch(r"\d+[smhd]", wide["AGE"]), wide
 
     (narrow,) = columns(cluster._run("get", "envs", "-n", namespace))  # the short name

@@ -185,15 +185,25 @@ def _flat(text: str) -> str:
 
 
 def printer_columns() -> list[dict[str, Any]]:
-    """`kubectl get envs` columns: health first, then where it writes, then how much."""
+    """`kubectl get envs` columns: health first, then where it writes, then how much; with
+    ``-o wide`` also what the last sync did and the memory it peaked at, the figures the
+    dashboard shows per process, here per EnvSync."""
     ready = '.status.conditions[?(@.type=="Ready")]'
+    synced = '.status.conditions[?(@.type=="Synced")]'
+    wide = {"priority": 1}
     return [
         {"name": "Ready", "type": "string", "jsonPath": f"{ready}.status"},
-        {"name": "Reason", "type": "string", "jsonPath": f"{ready}.reason", "priority": 1},
+        {"name": "Reason", "type": "string", "jsonPath": f"{ready}.reason", **wide},
         {"name": "Provider", "type": "string", "jsonPath": ".spec.target.provider"},
         {"name": "Path", "type": "string", "jsonPath": ".spec.target.path"},
         {"name": "Keys", "type": "integer", "jsonPath": ".status.keys"},
         {"name": "Last Sync", "type": "date", "jsonPath": ".status.lastSyncTime"},
+        {"name": "Result", "type": "string", "jsonPath": f"{synced}.reason", **wide},
+        *(
+            {"name": name.title(), "type": "integer", "jsonPath": f".status.counts.{name}", **wide}
+            for name in ("created", "updated", "deleted", "failed")
+        ),
+        {"name": "Peak RSS", "type": "integer", "jsonPath": ".status.memory.peak", **wide},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
 
