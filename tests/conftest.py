@@ -107,8 +107,8 @@ def request_log() -> Iterator[list[tuple[str, str, str]]]:
 
     log: list[tuple[str, str, str]] = []
 
-    def observe(service: str, operation: str, outcome: str) -> None:
-        log.append((service, operation, outcome))
+    def observe(attempt: session.Attempt) -> None:
+        log.append((attempt.service, attempt.operation, attempt.outcome))
 
     session.add_request_observer(observe)
     try:

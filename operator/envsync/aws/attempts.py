@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Final
@@ -33,6 +34,7 @@ __all__ = [
     "ACCESS_DENIED_CODES",
     "CONTENTION_CODES",
     "THROTTLE_CODES",
+    "Attempt",
     "ObserverFn",
     "RateSettings",
     "add_request_observer",
@@ -130,7 +132,21 @@ class RateSettings:
         return float(value) if value else self.other
 
 
-ObserverFn = Callable[[str, str, str], None]
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One HTTP attempt, as the request observers see it: names and figures, never a value."""
+
+    service: str
+    operation: str
+    outcome: str
+    """``"ok"``, ``"throttled"`` or ``"error"``."""
+    seconds: float
+    """From the request leaving (after the rate limiter let it go) to the answer."""
+    retry: bool
+    """botocore's second or later attempt of one call."""
+
+
+ObserverFn = Callable[[Attempt], None]
 
 
 class _State:
@@ -158,10 +174,9 @@ def settings() -> RateSettings:
 
 
 def add_request_observer(callback: ObserverFn) -> None:
-    """Call ``callback(service, operation, outcome)`` after every HTTP attempt.
+    """Call ``callback(attempt)`` with an :class:`Attempt` after every HTTP attempt.
 
-    ``outcome`` is ``"ok"``, ``"throttled"`` or ``"error"``. Observers must be quick and must
-    not raise (exceptions are logged and dropped).
+    Observers must be quick and must not raise (exceptions are logged and dropped).
     """
     with _state.lock:
         _state.observers.append(callback)
@@ -215,18 +230,25 @@ def instrument(client: Any, service: str, *, limiter_scope: tuple[str, str]) -> 
         if stats is not None:
             stats.count_call(f"{service}:{model.name}")
 
-    def before_send(event_name: str, **_: Any) -> None:
+    def before_send(event_name: str, request: Any = None, **_: Any) -> None:
         operation = event_name.rsplit(".", 1)[-1]
         _limiter(limiter_scope, service, operation_class(operation)).acquire_blocking()
+        if request is not None:  # timed from here: the limiter's wait is not AWS's latency
+            request.context[_SENT] = time.monotonic()
 
     def response_received(
         event_name: str,
         parsed_response: dict[str, Any] | None = None,
         response_dict: dict[str, Any] | None = None,
         exception: BaseException | None = None,
+        context: dict[str, Any] | None = None,
         **_: Any,
     ) -> None:
         operation = event_name.rsplit(".", 1)[-1]
+        context = context or {}
+        sent = context.get(_SENT)
+        seconds = time.monotonic() - sent if isinstance(sent, float) else 0.0
+        retry = (context.get("retries") or {}).get("attempt", 1) > 1
         code = (parsed_response or {}).get("Error", {}).get("Code")
         status = (response_dict or {}).get("status_code", 0)
         limiter = _limiter(limiter_scope, service, operation_class(operation))
@@ -240,19 +262,23 @@ def instrument(client: Any, service: str, *, limiter_scope: tuple[str, str]) -> 
         else:
             outcome = "ok"
             limiter.on_success()
-        _notify(service, operation, outcome)
+        _notify(Attempt(service, operation, outcome, seconds, retry))
 
     events.register("before-call", before_call)
     events.register("before-send", before_send)
     events.register("response-received", response_received)
 
 
-def _notify(service: str, operation: str, outcome: str) -> None:
+_SENT: Final = "envsync.sent"
+"""Where ``before-send`` leaves the monotonic time in botocore's per-attempt request context."""
+
+
+def _notify(attempt: Attempt) -> None:
     stats: base.CallStats | None = getattr(_local, "stats", None)
     if stats is not None:
-        stats.count_attempt(outcome)
+        stats.count_attempt(attempt.outcome)
     for observer in list(_state.observers):
         try:
-            observer(service, operation, outcome)
+            observer(attempt)
         except Exception:  # an observer must never break a sync
             log.exception("request observer failed")

@@ -296,6 +296,13 @@ class AimdRateLimiter:
         """Times the rate was actually cut."""
         self.waited = 0.0
         """Seconds callers were told to wait, in total."""
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        """Callers sleeping until their token is due, now: the limiter's queue."""
+        with self._lock:
+            return self._waiting
 
     @property
     def rate(self) -> float:
@@ -313,12 +320,17 @@ class AimdRateLimiter:
         except BaseException:
             self._refund()
             raise
+        finally:
+            self._done_waiting()
 
     def acquire_blocking(self) -> None:
         """:meth:`acquire` for threads (boto3 calls in a worker thread)."""
         wait = self._reserve()
         if wait > 0:
-            self._sleep_blocking(wait)
+            try:
+                self._sleep_blocking(wait)
+            finally:
+                self._done_waiting()
 
     def on_throttle(self) -> None:
         """AWS said "slow down": cut the rate, once per cooldown, not below ``min_rate``."""
@@ -360,7 +372,12 @@ class AimdRateLimiter:
             self.acquired += 1
             wait = -self._tokens / self._rate if self._tokens < 0 else 0.0
             self.waited += wait
+            self._waiting += wait > 0
             return wait
+
+    def _done_waiting(self) -> None:
+        with self._lock:
+            self._waiting -= 1
 
     def _refund(self) -> None:
         with self._lock:

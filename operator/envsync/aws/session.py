@@ -37,6 +37,7 @@ from envsync.aws import attempts, base, batching
 from envsync.aws.attempts import (
     ACCESS_DENIED_CODES,
     THROTTLE_CODES,
+    Attempt,
     RateSettings,
     add_request_observer,
     attribute_to,
@@ -48,6 +49,7 @@ from envsync.aws.attempts import (
 __all__ = [
     "ACCESS_DENIED_CODES",
     "THROTTLE_CODES",
+    "Attempt",
     "RateSettings",
     "add_request_observer",
     "attribute_to",

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Final, NamedTuple, Protocol
+from collections.abc import Sequence
+from typing import Any, Final, Protocol
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -32,8 +32,9 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+
+from envsync.operator import collectors
+from envsync.operator.collectors import LimiterSource, PoolSource
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -75,7 +76,8 @@ DURATION_BUCKETS: Final = (
 )
 """Sync durations run from a no-op (well under a second) to a first push of thousands of SSM
 keys at a few writes per second (tens of minutes)."""
-POOLS: Final = ("string", "byte")
+AWS_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+"""One AWS request: a few milliseconds inside the region, up to the read timeout (30 s)."""
 
 
 class ReportLike(Protocol):
@@ -103,11 +105,19 @@ class ReportLike(Protocol):
     def aborted(self) -> bool: ...
 
 
-class PoolSource(Protocol):
-    """What the collector reads at scrape time: `envsync.dotenv.poolmanager.PoolManager` fits."""
+class AttemptLike(Protocol):
+    """One HTTP attempt as `envsync.aws.attempts.Attempt` describes it."""
 
-    def all_stats(self) -> Mapping[str, Any]: ...
-    def memory_stats(self) -> Any: ...
+    @property
+    def service(self) -> str: ...
+    @property
+    def operation(self) -> str: ...
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def retry(self) -> bool: ...
 
 
 class Metrics:
@@ -139,6 +149,24 @@ class Metrics:
             ["service", "operation", "outcome"],
             registry=reg,
         )
+        self.aws_latency = Histogram(
+            "envsync_aws_request_duration_seconds",
+            "Time from an AWS request leaving (the rate limiter's wait apart) to its answer, by"
+            " service and operation: slow AWS shows here, our own queue in"
+            " envsync_aws_rate_limit_waiting.",
+            ["service", "operation"],
+            buckets=AWS_BUCKETS,
+            registry=reg,
+        )
+        self.aws_retries = Counter(
+            "envsync_aws_retries",
+            "AWS requests that were a retry of one call (botocore's second or later attempt),"
+            " by service and operation.",
+            ["service", "operation"],
+            registry=reg,
+        )
+        self.limiters = collectors.LimiterCollector()
+        reg.register(self.limiters)
         self.keys = Counter(
             "envsync_keys",
             "Keys handled by syncs (dry runs excluded), by action.",
@@ -159,7 +187,7 @@ class Metrics:
             self.passes.labels(trigger)
         for state in READY_STATES:
             self.resources.labels(state)
-        self.pools = _PoolCollector()
+        self.pools = collectors.PoolCollector()
         reg.register(self.pools)
         if process:
             ProcessCollector(registry=reg)
@@ -190,11 +218,39 @@ class Metrics:
         """Count a sync that raised before it could produce a report."""
         self.syncs.labels("error").inc()
 
-    def observe_request(self, service: str, operation: str, outcome: str) -> None:
-        """Count one AWS request; the sinks call this through a hook the handlers pass down."""
+    def observe_request(
+        self,
+        service: str,
+        operation: str,
+        outcome: str,
+        *,
+        seconds: float | None = None,
+        retry: bool = False,
+    ) -> None:
+        """Count one AWS request (and time it); the sinks call this through a hook the runtime
+        registers."""
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}; use one of {', '.join(OUTCOMES)}")
         self.aws_requests.labels(service, operation, outcome).inc()
+        if seconds is not None:
+            self.aws_latency.labels(service, operation).observe(max(seconds, 0.0))
+        if retry:
+            self.aws_retries.labels(service, operation).inc()
+
+    def observe_attempt(self, attempt: AttemptLike) -> None:
+        """The AWS clients' request observer (`envsync.aws.session.add_request_observer`):
+        their ``ok`` is ``success`` here."""
+        self.observe_request(
+            attempt.service,
+            attempt.operation,
+            "success" if attempt.outcome == "ok" else attempt.outcome,
+            seconds=attempt.seconds,
+            retry=attempt.retry,
+        )
+
+    def watch_limiters(self, source: LimiterSource) -> None:
+        """Report the AWS rate limiters ``source()`` lists at every scrape."""
+        self.limiters.source = source
 
     def set_ready_counts(self, *, true: int = 0, false: int = 0, unknown: int = 0) -> None:
         """Set how many EnvSyncs are Ready, not Ready and not yet known."""
@@ -239,115 +295,3 @@ def _result(report: ReportLike) -> str:
     conflicts = report.conflicts
     conflicted = conflicts if isinstance(conflicts, int) else len(conflicts)
     return "partial" if report.failed or conflicted else "success"
-
-
-class _PoolCollector(Collector):
-    """Pool and memory-watch counters, read from the live managers at scrape time."""
-
-    _FIELDS: Final = ("gets", "puts", "hits", "misses")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sources: list[PoolSource] = []
-        self._retired: dict[str, float] = {}
-
-    def add(self, source: PoolSource) -> None:
-        with self._lock:
-            if not any(s is source for s in self._sources):
-                self._sources.append(source)
-
-    def remove(self, source: PoolSource) -> None:
-        with self._lock:
-            if not any(s is source for s in self._sources):
-                return
-            self._sources = [s for s in self._sources if s is not source]
-            for name, value in _read(source).counters.items():
-                self._retired[name] = self._retired.get(name, 0.0) + value
-
-    def collect(self) -> Iterator[Metric]:
-        with self._lock:
-            totals = dict(self._retired)
-            sizes: dict[str, float] = {}
-            highest: dict[str, float] = {}
-            for source in self._sources:
-                figures = _read(source)
-                for name, value in figures.counters.items():
-                    totals[name] = totals.get(name, 0.0) + value
-                for name, value in figures.sizes.items():
-                    sizes[name] = sizes.get(name, 0.0) + value
-                for name, value in figures.highest.items():
-                    highest[name] = max(highest.get(name, 0.0), value)
-        for field in self._FIELDS:
-            family = CounterMetricFamily(
-                f"envsync_pool_{field}",
-                f"Pool {field}, by pool (summed over managers).",
-                labels=["pool"],
-            )
-            for pool in POOLS:
-                family.add_metric([pool], totals.get(f"{pool}.{field}", 0.0))
-            yield family
-        size = GaugeMetricFamily(
-            "envsync_pool_size", "Objects held by each pool now.", labels=["pool"]
-        )
-        for pool in POOLS:
-            size.add_metric([pool], sizes.get(pool, 0.0))
-        yield size
-        yield CounterMetricFamily(
-            "envsync_memory_threshold_hits",
-            "Memory checks that found RSS above the threshold (memoryThreshold).",
-            value=totals.get("memory.threshold_hits", 0.0),
-        )
-        yield CounterMetricFamily(
-            "envsync_memory_gc_runs",
-            "Garbage collections envsync forced (threshold hits and explicit requests).",
-            value=totals.get("memory.gc_runs", 0.0),
-        )
-        yield CounterMetricFamily(
-            "envsync_memory_heap_releases",
-            "Times envsync handed freed C-heap pages back to the system (malloc_trim): after a"
-            " quiet spell following syncs, and on threshold hits.",
-            value=totals.get("memory.heap_releases", 0.0),
-        )
-        yield GaugeMetricFamily(
-            "envsync_memory_threshold_bytes",
-            "Highest memory threshold in force, in bytes (0: none).",
-            value=highest.get("threshold", 0.0),
-        )
-        yield GaugeMetricFamily(
-            "envsync_memory_peak_rss_bytes",
-            "Highest RSS the memory watch has sampled, in bytes.",
-            value=highest.get("peak", 0.0),
-        )
-
-
-class _Figures(NamedTuple):
-    counters: dict[str, float]
-    """Monotonic counts, summed over managers and kept when a manager goes."""
-    sizes: dict[str, float]
-    """Objects held per pool now, summed over live managers."""
-    highest: dict[str, float]
-    """Threshold and peak RSS, the highest over live managers."""
-
-
-def _read(source: PoolSource) -> _Figures:
-    """One manager's figures; a failing source is logged and skipped, not fatal to the scrape."""
-    figures = _Figures({}, {}, {})
-    try:
-        for pool, stats in source.all_stats().items():
-            for field in _PoolCollector._FIELDS:
-                figures.counters[f"{pool}.{field}"] = _number(stats, field)
-            figures.sizes[pool] = _number(stats, "size")
-        memory = source.memory_stats()
-    except Exception:  # a scrape must not fail because one manager is closing
-        log.exception("could not read pool statistics")
-        return figures
-    figures.counters["memory.threshold_hits"] = _number(memory, "threshold_hits")
-    figures.counters["memory.gc_runs"] = _number(memory, "gc_runs")
-    figures.counters["memory.heap_releases"] = _number(memory, "heap_releases")
-    figures.highest["threshold"] = _number(memory, "threshold_bytes")
-    figures.highest["peak"] = _number(memory, "peak_rss_bytes")
-    return figures
-
-
-def _number(obj: Any, name: str) -> float:
-    return float(getattr(obj, name, 0) or 0)

@@ -111,20 +111,17 @@ class Runtime:
             settings, self.client, self.process_pools, self.metrics
         )
 
-    def observe_request(self, service: str, operation: str, outcome: str) -> None:
-        """The sinks' request hook → the metrics' outcome names (``ok`` is ``success`` there)."""
-        self.metrics.observe_request(service, operation, "success" if outcome == "ok" else outcome)
-
     async def start(self) -> None:
         aws.session.configure(**self.settings.aws_limits())
         await self.process_pools.start()
         self.metrics.watch_pools(self.process_pools)
-        aws.session.add_request_observer(self.observe_request)
+        self.metrics.watch_limiters(aws.batching.registry().items)
+        aws.session.add_request_observer(self.metrics.observe_attempt)
         if self.settings.metrics_port:
             self.metrics.serve(self.settings.metrics_port, self.settings.metrics_address)
 
     async def close(self) -> None:
-        aws.session.remove_request_observer(self.observe_request)
+        aws.session.remove_request_observer(self.metrics.observe_attempt)
         self._closing = True
         if self._release is not None:
             self._release.cancel()
