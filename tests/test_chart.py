@@ -129,6 +129,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
         },
     },
     "no-metrics": {"metrics": {"enabled": False}},
+    "network-policy": {
+        "networkPolicy": {
+            "enabled": True,
+            "apiServer": [{"ipBlock": {"cidr": "10.96.0.1/32"}}],
+            "aws": [{"ipBlock": {"cidr": "10.0.16.0/20"}}],
+            "metricsFrom": [{"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": "monitoring"}}}],
+            "extraEgress": [{"ports": [{"port": 4566, "protocol": "TCP"}]}],
+        },
+    },
     "private-ca": {
         "extraVolumes": [{"name": "ca", "configMap": {"name": "corporate-ca"}}],
         "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/envsync-ca", "readOnly": True}],
@@ -340,6 +350,39 @@ def test_a_private_ca_bundle_is_mounted_and_named_to_the_sdk(chart: helm.Chart) 
     assert deployment["spec"]["revisionHistoryLimit"] == 0
     assert "args" not in container(render(chart))
     assert only(render(chart), "Deployment")["spec"]["revisionHistoryLimit"] == 3
+
+
+def test_the_network_policy_lets_out_only_dns_the_api_server_and_aws(chart: helm.Chart) -> None:
+    """With the policy on, the pod reaches DNS, the API server and AWS, each on its own ports
+    and peers, and is reached only on its metrics (by the scrapers named) and health ports."""
+    assert not of_kind(render(chart), "NetworkPolicy")
+    objects = render(chart, VARIANTS["network-policy"])
+    policy = only(objects, "NetworkPolicy")["spec"]
+    pod_labels = only(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+
+    def ports(rule: dict[str, Any]) -> set[tuple[Any, str]]:
+        return {(p["port"], p["protocol"]) for p in rule["ports"]}
+
+    egress = policy["egress"]
+    assert [ports(rule) for rule in egress] == [
+        {(53, "UDP"), (53, "TCP")},
+        {(443, "TCP"), (6443, "TCP")},
+        {(443, "TCP")},
+        {(4566, "TCP")},
+    ]
+    assert "to" not in egress[0]  # cluster DNS, wherever it runs
+    assert egress[1]["to"] == [{"ipBlock": {"cidr": "10.96.0.1/32"}}]
+    assert egress[2]["to"] == [{"ipBlock": {"cidr": "10.0.16.0/20"}}]
+    ingress = policy["ingress"]
+    assert [ports(rule) for rule in ingress] == [{("healthz", "TCP")}, {("metrics", "TCP")}]
+    assert ingress[1]["from"] == VARIANTS["network-policy"]["networkPolicy"]["metricsFrom"]
+    named = {p["name"] for p in container(objects)["ports"]}
+    assert {"healthz", "metrics"} <= named  # the policy's named ports exist on the pod
+    without_metrics = {**VARIANTS["network-policy"], "metrics": {"enabled": False}}
+    closed = only(render(chart, without_metrics), "NetworkPolicy")["spec"]["ingress"]
+    assert [ports(rule) for rule in closed] == [{("healthz", "TCP")}]
 
 
 def test_memory_budget_stays_below_the_memory_limit(chart: helm.Chart) -> None:
