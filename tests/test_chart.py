@@ -948,3 +948,30 @@ def test_schema_file_is_valid_json_with_a_draft() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
     assert schema["$schema"].startswith("http://json-schema.org/draft-07")
     assert schema["additionalProperties"] is False
+
+
+def test_the_readme_lists_every_value_with_its_comment_and_default(tmp_path: pathlib.Path) -> None:
+    """The README's table is generated from values.yaml and checked like the CRD reference: a
+    new value, or a changed default or comment, fails until `envsync crd --write` runs."""
+    from envsync.kube import chartvalues
+
+    assert chartvalues.check(ROOT) == []
+    text = (CHART / "values.yaml").read_text(encoding="utf-8")
+    listed = {row.key: row for row in chartvalues.rows(text)}
+    assert listed["crds.keep"].default == "true"
+    assert listed["crds.keep"].description.startswith("Keep the CRDs when the release")
+    assert listed["networkPolicy.apiServerPorts"].default == "[443, 6443]"
+    assert "operator.awsRates" in listed
+    assert "operator.awsRates.ssmWrite" in listed
+    assert "metrics.service" not in listed  # a map without a comment: its leaves are listed
+    copy = tmp_path / "charts" / "envsync"
+    copy.mkdir(parents=True)
+    (copy / "README.md").write_text((CHART / "README.md").read_text(encoding="utf-8"))
+    (copy / "values.yaml").write_text(text.replace("  keep: true", "  keep: false"))
+    assert chartvalues.check(tmp_path) == [
+        "charts/envsync/README.md: the values table differs from charts/envsync/values.yaml:"
+        " run `envsync crd --write`"
+    ]
+    assert chartvalues.write(tmp_path) == [copy / "README.md"]
+    assert chartvalues.check(tmp_path) == []
+    assert "| `crds.keep` | bool | `false` |" in (copy / "README.md").read_text()

@@ -1,7 +1,8 @@
 """`envsync crd`: print the CustomResourceDefinition, or write/check the generated files.
 
 Printing lets users install the CRD without the chart (`envsync crd | kubectl apply -f -`);
-`--write` regenerates `crds/`, the chart's copy and the reference docs after a model change;
+`--write` regenerates `crds/`, the chart's copy, the reference docs and the chart README's table
+of values after a change;
 `--check` is what CI runs, failing (exit 1) when any of them drifted from the models.
 """
 
@@ -12,7 +13,7 @@ import pathlib
 import sys
 from typing import Any
 
-from envsync.kube import crdgen, reference
+from envsync.kube import chartvalues, crdgen, reference
 
 __all__ = ["register", "run"]
 
@@ -44,11 +45,19 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     root: pathlib.Path = args.root
     if args.write:
-        for path in [*crdgen.write_crds(root), *reference.write_docs(root)]:
+        for path in [
+            *crdgen.write_crds(root),
+            *reference.write_docs(root),
+            *chartvalues.write(root),
+        ]:
             print(f"wrote {path}")
         return 0
     if args.check:
-        problems = [*crdgen.check_crds(root), *reference.check_docs(root)]
+        problems = [
+            *crdgen.check_crds(root),
+            *reference.check_docs(root),
+            *chartvalues.check(root),
+        ]
         for problem in problems:
             print(problem, file=sys.stderr)
         if not problems:
