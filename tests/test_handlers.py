@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import datetime
 import subprocess
 import sys
@@ -565,6 +566,86 @@ async def test_a_burst_of_envsyncs_queues_without_a_task_each_and_every_one_is_s
         reasons = [c["reason"] for c in stored["status"]["conditions"] if c["type"] == "Ready"]
         assert reasons == ["Suspended"]
     await running.close()
+
+
+class TimedPasses(runtime.Runtime):
+    """The runtime with a pass that only takes time (the scheduling is under test, not what a
+    pass does): each one is counted by namespace and lasts ``seconds``."""
+
+    def __init__(self, seconds: float, **changes: Any) -> None:
+        super().__init__(make_settings(metrics_port=0, **changes))
+        self.seconds = seconds
+        self.served: collections.Counter[str] = collections.Counter()
+
+    async def _pass(self, tracker: tracker_module.Tracker) -> float | None:
+        self.served[tracker.key[0]] += 1
+        await asyncio.sleep(self.seconds)
+        return None
+
+
+def _minimal(namespace: str) -> dict[str, Any]:
+    return {"metadata": {"namespace": namespace, "name": "app", "uid": namespace,
+                         "resourceVersion": "1", "generation": 1}, "spec": {}}  # fmt: skip
+
+
+async def test_envsyncs_whose_sources_never_stop_changing_take_turns_with_the_others() -> None:
+    """Two EnvSyncs whose sources change faster than a pass runs, and one that changed once:
+    each pass of the busy ones is followed by a turn at the back of the queue, so the quiet
+    one is served within a pass or two, not never (two runners, both busy, for ever)."""
+    running = TimedPasses(0.1, max_concurrent_syncs=1)  # two runners
+    for namespace in ("busy-1", "busy-2"):
+        running.observe(None, _minimal(namespace))
+    await asyncio.sleep(0.02)  # both runners are in a pass of a busy EnvSync
+    running.observe(None, _minimal("quiet"))
+
+    async def keep_changing(namespace: str) -> None:
+        while True:
+            running.want(running.trackers[(namespace, "app")], "source")
+            await asyncio.sleep(0.02)
+
+    changing = [asyncio.create_task(keep_changing(n)) for n in ("busy-1", "busy-2")]
+    try:
+        await asyncio.sleep(1.0)
+    finally:
+        for task in changing:
+            task.cancel()
+    assert running.served["quiet"] == 1
+    assert running.served["busy-1"] >= 3
+    assert running.served["busy-2"] >= 3
+    await running.close()
+
+
+async def test_a_bug_serving_one_envsync_strands_none_behind_it() -> None:
+    """An error escaping one EnvSync's turn is logged; the runner goes on with the queue."""
+
+    class Failing(TimedPasses):
+        async def _work(self, tracker: tracker_module.Tracker) -> bool:
+            if tracker.key[0] == "broken":
+                raise RuntimeError("a bug")
+            return await super()._work(tracker)
+
+    running = Failing(0.0, max_concurrent_syncs=1)
+    running.queue._limit = 1  # one runner: what follows the broken one waits on it
+    for namespace in ("broken", "next-1", "next-2"):
+        running.observe(None, _minimal(namespace))
+    works = [t.work for t in running.trackers.values()]
+    await asyncio.wait_for(asyncio.gather(*works), timeout=5)  # type: ignore[misc]
+    assert running.served == {"next-1": 1, "next-2": 1}
+    await running.close()
+
+
+async def test_after_close_nothing_is_queued_and_a_cancelled_pass_does_not_look_done() -> None:
+    running = TimedPasses(5.0, max_concurrent_syncs=1)
+    running.observe(None, _minimal("a"))
+    await asyncio.sleep(0.05)  # its pass is under way
+    work = running.trackers[("a", "app")].work
+    assert work is not None
+    await running.close()
+    assert work.cancelled()
+    running.trackers.clear()
+    running.observe(None, _minimal("late"))  # an event kopf delivers while stopping
+    assert running.trackers[("late", "app")].work is None
+    assert len(running.queue) == 0
 
 
 async def test_an_envsync_gone_without_its_deletion_event_is_no_longer_served(

@@ -189,6 +189,11 @@ class PoolManager:
             "byte": self.byte_pool.stats(),
         }
 
+    def sample(self) -> int:
+        """RSS now, counted in the peak: a sync calls it after each step, so the peak it
+        reports is the highest of those moments, not only the RSS once it is over."""
+        return self._sample()
+
     def memory_stats(self) -> MemoryStats:
         """A fresh sample: RSS now, the peaks, the collector's counters and the manager's own."""
         rss = self._sample()

@@ -50,6 +50,9 @@ class PoolCollector(Collector):
         self._lock = threading.Lock()
         self._sources: list[PoolSource] = []
         self._retired: dict[str, float] = {}
+        self._peak = 0.0
+        """The highest RSS any manager sampled, kept when it goes (a sync's pools are
+        dropped with the sync, and the peak it saw must not drop with them)."""
 
     def add(self, source: PoolSource) -> None:
         with self._lock:
@@ -61,14 +64,16 @@ class PoolCollector(Collector):
             if not any(s is source for s in self._sources):
                 return
             self._sources = [s for s in self._sources if s is not source]
-            for name, value in _read(source).counters.items():
+            figures = _read(source)
+            for name, value in figures.counters.items():
                 self._retired[name] = self._retired.get(name, 0.0) + value
+            self._peak = max(self._peak, figures.highest.get("peak", 0.0))
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             totals = dict(self._retired)
             sizes: dict[str, float] = {}
-            highest: dict[str, float] = {}
+            highest: dict[str, float] = {"peak": self._peak}
             for source in self._sources:
                 figures = _read(source)
                 for name, value in figures.counters.items():
@@ -110,7 +115,8 @@ class PoolCollector(Collector):
         )
         yield GaugeMetricFamily(
             "envsync_memory_threshold_bytes",
-            "Highest memory threshold in force, in bytes (0: none).",
+            "Highest memory threshold in force now, in bytes: the operator's budget"
+            " (ENVSYNC_MEMORY_BUDGET) and the memoryThreshold of each sync running (0: none).",
             value=highest.get("threshold", 0.0),
         )
         yield GaugeMetricFamily(

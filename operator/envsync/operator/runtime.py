@@ -211,13 +211,27 @@ class Runtime:
             self._enqueue(tracker)
 
     def _enqueue(self, tracker: tracker_module.Tracker) -> None:
+        if self._closing:
+            return  # nothing serves the queue any more
         tracker.work = asyncio.get_running_loop().create_future()
         self.queue.put(tracker)
 
     async def _serve(self, tracker: tracker_module.Tracker) -> None:
+        """One turn of one EnvSync; back to the end of the queue when it was wanted again
+        meanwhile, so that EnvSyncs whose sources change all the time take turns with the
+        others instead of keeping a runner each."""
+        again = False
         try:
-            await self._work(tracker)
-        finally:
+            again = await self._work(tracker)
+        except asyncio.CancelledError:
+            self._done(tracker, cancelled=True)  # closing: the pass did not finish
+            raise
+        except Exception:
+            self._done(tracker)  # a bug: the queue logs it; the next want starts afresh
+            raise
+        if again and not self._closing and self._current(tracker):
+            self.queue.put(tracker)
+        else:
             self._done(tracker)
 
     @staticmethod
@@ -256,35 +270,40 @@ class Runtime:
         if self.trackers.get(tracker.key) is tracker:
             self.want(tracker, "timer")
 
-    async def _work(self, tracker: tracker_module.Tracker) -> None:
-        """Run passes of one EnvSync while they are wanted, one at a time; first, write an
-        outcome that met a newer copy of the object, once that copy has arrived."""
+    async def _work(self, tracker: tracker_module.Tracker) -> bool:
+        """One EnvSync's turn: write an outcome that met a newer copy of the object, once that
+        copy has arrived; then a pass if one is wanted, and the sync at once after a
+        Progressing write (its source is in hand). True: wanted again during the pass, for
+        another turn."""
         while self._current(tracker):
             if tracker.pending is not None:
                 if tracker.stale():
-                    return  # the watch brings the newer copy, and observe() wakes us
+                    return False  # the watch brings the newer copy, and observe() wakes us
                 async with tracker.lock:
                     if not self._current(tracker):
-                        return
+                        return False
                     written = await self._write(tracker, tracker.pending)
                 if not written:
                     self.schedule(tracker, tracker.retry())
-                    return
+                    return False
                 continue
             if not tracker.requested:
-                return
+                return False
             tracker.requested = False
             tracker.cancel()
             async with tracker.lock:
                 if not self._current(tracker):
-                    return  # deleted while this pass waited for the deletion handler
+                    return False  # deleted while this pass waited for the deletion handler
                 delay = await self._pass(tracker)
             if not self._current(tracker):
-                return  # gone or being deleted meanwhile: nothing more is due
+                return False  # gone or being deleted meanwhile: nothing more is due
             if delay is not None and delay <= 0:
                 tracker.requested = True  # at once: the sync after a Progressing write
-            else:
-                self.schedule(tracker, delay)
+                continue
+            self.schedule(tracker, delay)
+            if tracker.requested:
+                return True  # wanted again during the pass: after the others waiting
+        return False
 
     def _release_later(self, delay: float) -> None:
         """When no pass has run for a moment, hand the memory the last ones freed back to the

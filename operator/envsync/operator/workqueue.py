@@ -13,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -49,6 +52,8 @@ class WorkQueue(Generic[T]):
         return bool(self._runners)
 
     def put(self, item: T) -> None:
+        if self._closed:
+            return  # nothing would ever serve it
         self._items.append(item)
         if len(self._runners) < self._limit and not self._closed:
             runner = asyncio.get_running_loop().create_task(
@@ -60,7 +65,11 @@ class WorkQueue(Generic[T]):
         this = asyncio.current_task()
         try:
             while self._items:
-                await self._serve(self._items.popleft())
+                item = self._items.popleft()
+                try:
+                    await self._serve(item)
+                except Exception:  # a bug in one item must not strand those queued behind it
+                    log.exception("serving %r failed", item)
         finally:
             if this is not None:
                 self._runners.discard(this)

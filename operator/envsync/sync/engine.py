@@ -121,6 +121,8 @@ async def _sync(
 ) -> SyncReport:
     sink = await _open(request)
     parsed = await asyncio.to_thread(source.parse_source, request, sink.problem, manager)
+    if manager is not None:
+        manager.sample()  # the parsed source is all in memory now
     tally = Tally(on_action)
     if parsed.error_count and request.on_parse_error == "Abort":
         return _report(request, parsed, tally, sink, started, aborted=True)
@@ -156,6 +158,8 @@ async def _sync(
             else:
                 tally.record(step.key, step.action, step.reason, line_of(parsed.desired, step.key))
     else:
+        if manager is not None:
+            manager.sample()  # the plan too, before the writes
         await apply.execute(request, sink, parsed.desired, steps, tally, names)
     return _report(request, parsed, tally, sink, started)
 
