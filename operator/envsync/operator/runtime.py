@@ -125,8 +125,10 @@ class Runtime:
         self._closing = True
         if self._release is not None:
             self._release.cancel()
-        for key in list(self.trackers):
-            self._retire(key)
+        for tracker in self.trackers.values():
+            tracker.cancel()
+        self.trackers.clear()  # at once: retiring one by one recounts Ready for each
+        self._count_ready()
         for tracker in await self.queue.close():  # nothing serves them now
             self._done(tracker, cancelled=True)
         await self.process_pools.aclose()
