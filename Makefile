@@ -3,7 +3,7 @@
 VENV ?= .venv
 PYTHON ?= $(VENV)/bin/python
 BIN = $(dir $(PYTHON))
-.PHONY: test lint typecheck layers pytest bench demo crds clean
+.PHONY: test lint typecheck layers pytest bench demo crds lock sbom clean
 
 test: $(PYTHON) lint typecheck layers pytest  ## everything CI runs
 
@@ -31,6 +31,12 @@ demo: $(PYTHON)  ## the operator against local Kubernetes and AWS emulators (kmo
 
 crds: $(PYTHON)  ## regenerate crds/, the chart's copy and the reference docs from the models
 	$(BIN)envsync crd --write
+
+lock: $(PYTHON)  ## re-pin requirements/operator.lock (the image's dependencies, with hashes) after a change in pyproject.toml
+	$(BIN)pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links --output-file requirements/operator.lock pyproject.toml
+
+sbom: $(PYTHON)  ## dist/sbom.cdx.json: CycloneDX SBOM of the locked dependencies
+	mkdir -p dist && $(BIN)cyclonedx-py requirements --pyproject pyproject.toml --of JSON --output-reproducible -o dist/sbom.cdx.json requirements/operator.lock
 
 clean:
 	rm -rf build dist .mypy_cache .ruff_cache bench/.data

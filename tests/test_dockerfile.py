@@ -155,7 +155,12 @@ def test_build_stage_builds_the_wheel_without_a_pip_cache(text: str) -> None:
     assert "PIP_NO_CACHE_DIR=1" in env
     (run,) = [i.args for i in build if i.keyword == "RUN"]
     assert "pip wheel --no-deps" in run
-    assert "pip install /dist/*.whl" in run
+    # the dependencies as locked, hashes checked; the wheel alone on top; pip's check of both
+    assert "pip install --require-hashes --no-deps -r requirements/operator.lock" in run
+    assert "pip install --no-deps /dist/*.whl" in run
+    assert "pip check" in run
+    copied = " ".join(i.args for i in build if i.keyword == "COPY")
+    assert "requirements/operator.lock" in copied
     assert "pip uninstall --yes pip setuptools" in run  # no installer left in the runtime venv
 
 

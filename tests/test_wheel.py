@@ -18,6 +18,7 @@ the image build does: that the dependency ranges resolve from the index in a cle
 from __future__ import annotations
 
 import email
+import json
 import os
 import pathlib
 import subprocess
@@ -131,3 +132,64 @@ def test_installed_image_entrypoint_exists(installed: Installed) -> None:
     """The image runs ``envsync run``; the installed wheel must know that command."""
     out = _ok(_run(installed.envsync, "run", "--help", cwd=installed.workdir))
     assert "usage: envsync run" in out
+
+
+LOCK = ROOT / "requirements" / "operator.lock"
+
+
+@pytest.fixture(scope="module")
+def locked(installed: Installed) -> pathlib.Path:
+    """A virtualenv with the locked dependencies (hashes checked, from the index, as the
+    image's build installs them) and the wheel alone on top: its ``bin`` directory."""
+    venv = installed.workdir / "locked"
+    _ok(_run(sys.executable, "-m", "venv", venv, cwd=installed.workdir))
+    pip = venv / "bin" / "pip"
+    _ok(_run(pip, "install", "--require-hashes", "--no-deps", "--no-cache-dir", "--quiet",
+             "--disable-pip-version-check", "-r", LOCK, cwd=installed.workdir))  # fmt: skip
+    _ok(_run(pip, "install", "--no-deps", "--no-index", "--no-cache-dir", "--quiet",
+             installed.wheel, cwd=installed.workdir))  # fmt: skip
+    return venv / "bin"
+
+
+def test_the_locked_set_satisfies_the_package_and_the_installed_operator_runs(
+    locked: pathlib.Path,
+) -> None:
+    """pip's own check fails when pyproject asks for a package, or a version, the lock does not
+    hold: the lock and pyproject cannot drift apart unnoticed (`make lock` regenerates it)."""
+    _ok(_run(locked / "pip", "check", cwd=locked))
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert _ok(_run(locked / "envsync", "--version", cwd=locked)).split()[-1] == project["version"]
+    assert "Run the EnvSync operator" in _ok(_run(locked / "envsync", "run", "--help", cwd=locked))
+
+
+def test_the_lock_pins_every_package_with_hashes_and_no_machine_paths() -> None:
+    text = LOCK.read_text(encoding="utf-8")
+    pins = [line for line in text.splitlines() if "==" in line and not line.startswith("#")]
+    assert len(pins) >= 11  # the direct dependencies at least
+    for pin in pins:
+        assert pin.endswith(" \\"), f"{pin}: no hash follows"
+    assert "--index-url" not in text
+    assert "--find-links" not in text
+    assert "file://" not in text
+
+
+def test_the_sbom_lists_every_locked_package_with_its_version_and_hashes(
+    tmp_path: pathlib.Path,
+) -> None:
+    """`make sbom`: CycloneDX, generated from the lock, one component per pin."""
+    out = tmp_path / "sbom.cdx.json"
+    cyclonedx = pathlib.Path(sys.executable).parent / "cyclonedx-py"
+    _ok(_run(cyclonedx, "requirements", "--pyproject", ROOT / "pyproject.toml", "--of", "JSON",
+             "--output-reproducible", "-o", out, LOCK, cwd=tmp_path))  # fmt: skip
+    bom = json.loads(out.read_text(encoding="utf-8"))
+    assert bom["bomFormat"] == "CycloneDX"
+    assert bom["metadata"]["component"]["name"] == "envsync-operator"
+    pins = dict(
+        line.split(" ")[0].split("==")
+        for line in LOCK.read_text(encoding="utf-8").splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    assert {c["name"]: c["version"] for c in bom["components"]} == pins
+    for component in bom["components"]:
+        (reference,) = component["externalReferences"]
+        assert reference["hashes"], component["name"]
