@@ -41,6 +41,27 @@ LimiterSource = Callable[[], Iterable[tuple[tuple[str, str, str], LimiterLike]]]
 """The limiters by (identity, region, ``service:class``): `batching.registry().items`."""
 
 
+_MEMORY_COUNTERS: Final = (
+    (
+        "envsync_memory_threshold_hits",
+        "Memory checks that found RSS above the threshold (memoryThreshold).",
+        "memory.threshold_hits",
+    ),
+    (
+        "envsync_memory_gc_runs",
+        "Garbage collections envsync forced (threshold hits and explicit requests).",
+        "memory.gc_runs",
+    ),
+    (
+        "envsync_memory_heap_releases",
+        "Times envsync handed freed C-heap pages back to the system (malloc_trim): after a"
+        " quiet spell following syncs, and on threshold hits.",
+        "memory.heap_releases",
+    ),
+)
+"""The memory watch's counters: metric, help, and the key :func:`_read` files them under."""
+
+
 class PoolCollector(Collector):
     """Pool and memory-watch counters, read from the live managers at scrape time."""
 
@@ -97,22 +118,8 @@ class PoolCollector(Collector):
         for pool in POOLS:
             size.add_metric([pool], sizes.get(pool, 0.0))
         yield size
-        yield CounterMetricFamily(
-            "envsync_memory_threshold_hits",
-            "Memory checks that found RSS above the threshold (memoryThreshold).",
-            value=totals.get("memory.threshold_hits", 0.0),
-        )
-        yield CounterMetricFamily(
-            "envsync_memory_gc_runs",
-            "Garbage collections envsync forced (threshold hits and explicit requests).",
-            value=totals.get("memory.gc_runs", 0.0),
-        )
-        yield CounterMetricFamily(
-            "envsync_memory_heap_releases",
-            "Times envsync handed freed C-heap pages back to the system (malloc_trim): after a"
-            " quiet spell following syncs, and on threshold hits.",
-            value=totals.get("memory.heap_releases", 0.0),
-        )
+        for name, text, key in _MEMORY_COUNTERS:
+            yield CounterMetricFamily(name, text, value=totals.get(key, 0.0))
         yield GaugeMetricFamily(
             "envsync_memory_threshold_bytes",
             "Highest memory threshold in force now, in bytes: the operator's budget"

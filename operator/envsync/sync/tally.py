@@ -20,17 +20,8 @@ from envsync.sync.report import MAX_ISSUES, ActionCallback, KeyIssue
 
 __all__ = ["OUTCOMES", "Tally", "line_of"]
 
-OUTCOMES: Final = (
-    "create",
-    "update",
-    "unchanged",
-    "delete",
-    "skip",
-    "conflict",
-    "adopt",
-    "failed",
-    "stopped",
-)
+OUTCOMES: Final = (*plan.ACTIONS, "failed", "stopped")
+"""What a key can come to: what the plan decided, or a write that failed or never started."""
 
 
 @dataclass
