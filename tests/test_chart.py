@@ -890,6 +890,66 @@ def exposed_metric_names() -> set[str]:
     }
 
 
+PROCESS_METRICS = {"process_resident_memory_bytes", "up"}
+"""Metrics Prometheus itself (``up``) or prometheus-client's process collector provide."""
+
+
+def selected_metrics(node: Any) -> set[str]:
+    """The metric names a parsed PromQL expression selects, from its syntax tree."""
+    if type(node).__name__ == "VectorSelector":
+        return {node.name}
+    found: set[str] = set()
+    for part in ("lhs", "rhs", "expr", "args", "vector_selector", "param"):
+        value = getattr(node, part, None)
+        for child in value if isinstance(value, list) else [value] if value is not None else []:
+            found |= selected_metrics(child)
+    return found
+
+
+def queries(chart: helm.Chart) -> dict[str, str]:
+    """Every PromQL expression the chart ships: the alerts and the dashboard's panels, by where
+    they come from. Grafana's ``$__rate_interval`` and ``$job`` become what Grafana puts in."""
+    rule = only(render(chart, VARIANTS["monitoring"]), "PrometheusRule")
+    found = {f"alert {r['alert']}": r["expr"] for r in rule["spec"]["groups"][0]["rules"]}
+    board = only(render(chart, {"metrics": {"dashboard": {"enabled": True}}}), "ConfigMap")
+    for panel in json.loads(board["data"]["envsync.json"])["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"].replace("$__rate_interval", "5m").replace("$job", ".+")
+            found[f"panel {panel['title']!r} {target['refId']}"] = expr
+    return found
+
+
+def test_every_query_the_chart_ships_parses_and_reads_only_exported_metrics(
+    chart: helm.Chart,
+) -> None:
+    """Dashboard and alerts alike: a PromQL parser (the Prometheus grammar) accepts each, and
+    each metric named is one the operator exports, so a renamed metric breaks this test, not a
+    dashboard in production."""
+    import promql_parser
+
+    exported = exposed_metric_names() | PROCESS_METRICS
+    shipped = queries(chart)
+    assert len([where for where in shipped if where.startswith("panel")]) >= 12
+    for where, expr in shipped.items():
+        named = selected_metrics(promql_parser.parse(expr))  # raises on a syntax error
+        assert named, f"{where}: no metric found in {expr}"
+        assert named <= exported, f"{where}: unknown metrics {named - exported}"
+
+
+def test_the_dashboard_is_off_by_default_and_labelled_for_grafanas_sidecar(
+    chart: helm.Chart,
+) -> None:
+    assert not [
+        o for o in of_kind(render(chart), "ConfigMap") if "dashboard" in o["metadata"]["name"]
+    ]
+    board = only(render(chart, {"metrics": {"dashboard": {"enabled": True}}}), "ConfigMap")
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+    panels = {p["title"] for p in json.loads(board["data"]["envsync.json"])["panels"]}
+    assert {"EnvSyncs not Ready", "Syncs by result", "Sync duration", "Memory",
+            "AWS requests by operation and outcome", "AWS latency p99 by operation",
+            "Our rate limiters: rate and queue"} <= panels  # fmt: skip
+
+
 def test_alerts_use_metrics_the_operator_exports(chart: helm.Chart) -> None:
     rule = only(render(chart, VARIANTS["monitoring"]), "PrometheusRule")
     used = {
