@@ -41,10 +41,9 @@ import kopf
 from envsync import aws, errors
 from envsync import settings as settings_module
 from envsync.dotenv import poolmanager
-from envsync.kube import status
 from envsync.operator import (
     apiclient,
-    leaving,
+    deletion,
     metrics,
     outcome,
     reconciler,
@@ -53,7 +52,6 @@ from envsync.operator import (
     writer,
 )
 from envsync.operator import tracker as tracker_module
-from envsync.sync import operations
 
 log = logging.getLogger(__name__)
 
@@ -399,62 +397,8 @@ class Runtime:
         tracker.cancel()
         seen = outcome.Seen.of(body, translate.FORCE_ANNOTATION)
         async with tracker.lock:
-            await self._finalize(seen, tracker)
+            await deletion.delete_remote(seen, tracker, self.settings, self.client, self.post)
         self._retire((namespace, name))
-
-    async def _finalize(self, seen: outcome.Seen, tracker: tracker_module.Tracker) -> None:
-        namespace, name, previous = seen.namespace, seen.name, seen.status()
-        try:
-            spec = translate.parse_spec(seen.spec())
-            translate.guard_tenancy(namespace, spec, self.settings)
-        except errors.ConfigError as exc:  # it could never have written there
-            log.warning("%s/%s: not cleaning up remote keys: %s", namespace, name, exc)
-            return
-        try:
-            credentials = await apiclient.credentials_for(
-                self.client, namespace, spec, self.settings
-            )
-            report = await operations.delete_owned(
-                translate.target_for(spec, self.settings),
-                translate.owner_id(namespace, name),
-                credentials,
-                workers=spec.performance_or_default.worker_count,
-            )
-            report = await leaving.with_old_place(
-                self.settings, namespace, name, spec, previous, credentials, report
-            )
-        except errors.EnvSyncError as exc:
-            raise await self._cleanup_failed(seen, str(exc), tracker) from None
-        except Exception as exc:  # logged without its message, which might echo input
-            _log_unexpected(namespace, name, exc)
-            message = f"unexpected {type(exc).__name__} while deleting remote keys"
-            raise await self._cleanup_failed(seen, message, tracker) from None
-        if report.failed or report.conflicts:
-            listed = "; ".join(f"{issue.key} ({issue.reason})" for issue in report.failures[:5])
-            message = f"{report.failed} keys could not be deleted: {listed}"
-            raise await self._cleanup_failed(seen, message, tracker)
-        message = f"deletionPolicy Delete: deleted the {report.deleted} keys this EnvSync owned"
-        done = status.Event("Normal", status.Reason.PRUNED, message)
-        await writer.apply(self.client, seen, outcome.Outcome(events=(done,)), self.post)
-
-    async def _cleanup_failed(
-        self, seen: outcome.Seen, message: str, tracker: tracker_module.Tracker
-    ) -> kopf.TemporaryError:
-        previous = seen.status()
-        new = status.reconciling(
-            status.Reason.CLEANUP_FAILED,
-            message,
-            previous_status=previous,
-            generation=seen.generation,
-            now=reconciler.utcnow(),
-        )
-        try:
-            result = reconciler.outcome_of(previous, new, next_in=None)
-            await writer.apply(self.client, seen, result, self.post)
-        except (errors.EnvSyncError, apiclient.ConflictError) as exc:
-            log.warning("%s/%s: could not write the status (%s)", seen.namespace, seen.name, exc)
-        tracker.failures += 1
-        return kopf.TemporaryError(message, delay=translate.backoff(tracker.failures))
 
 
 # ------------------------------------------------------------------------------ kopf wiring
