@@ -1024,6 +1024,8 @@ def test_the_readme_lists_every_value_with_its_comment_and_default(tmp_path: pat
     assert "operator.awsRates" in listed
     assert "operator.awsRates.ssmWrite" in listed
     assert "metrics.service" not in listed  # a map without a comment: its leaves are listed
+    in_a_list = "# -- Extra env.\nextraEnv:\n  - name: A\n    value: b\nport: 1\n"
+    assert [row.key for row in chartvalues.rows(in_a_list)] == ["extraEnv", "port"]
     copy = tmp_path / "charts" / "envsync"
     copy.mkdir(parents=True)
     (copy / "README.md").write_text((CHART / "README.md").read_text(encoding="utf-8"))

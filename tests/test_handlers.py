@@ -615,22 +615,31 @@ async def test_envsyncs_whose_sources_never_stop_changing_take_turns_with_the_ot
     await running.close()
 
 
-async def test_a_bug_serving_one_envsync_strands_none_behind_it() -> None:
-    """An error escaping one EnvSync's turn is logged; the runner goes on with the queue."""
+async def test_a_bug_serving_one_envsync_strands_none_behind_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An error escaping one EnvSync's turn is logged by type and frames, never with its
+    message or the source it held (both may carry a value); the runner goes on."""
+    secret = "s3cr3t-in-the-source"
 
     class Failing(TimedPasses):
         async def _work(self, tracker: tracker_module.Tracker) -> bool:
             if tracker.key[0] == "broken":
-                raise RuntimeError("a bug")
+                raise RuntimeError(f"a bug near {secret}")
             return await super()._work(tracker)
 
     running = Failing(0.0, max_concurrent_syncs=1)
     running.queue._limit = 1  # one runner: what follows the broken one waits on it
     for namespace in ("broken", "next-1", "next-2"):
         running.observe(None, _minimal(namespace))
+    broken = running.trackers[("broken", "app")]
+    broken.handed = tracker_module.Handed("ConfigMap", "env", {".env": f"TOKEN={secret}\n"})
     works = [t.work for t in running.trackers.values()]
     await asyncio.wait_for(asyncio.gather(*works), timeout=5)  # type: ignore[misc]
     assert running.served == {"next-1": 1, "next-2": 1}
+    assert "RuntimeError" in caplog.text
+    assert secret not in caplog.text
+    assert secret not in repr(broken)
     await running.close()
 
 

@@ -59,6 +59,10 @@ def rows(text: str) -> list[Row]:
         path.append((indent, match["key"]))
         keys = [key for _, key in path]
         value = _lookup(data, keys)
+        if value is _MISSING:  # a key of a map inside a list's default: not a value of its own
+            path.pop()
+            comment = None
+            continue
         if comment is not None or not (isinstance(value, dict) and value):
             description = " ".join(part for part in comment or [] if part)
             found.append(Row(".".join(keys), _type(value), _default(value), description))
@@ -108,11 +112,14 @@ def _updated(root: pathlib.Path) -> tuple[pathlib.Path | None, str | None]:
     return readme, current.rstrip("\n") + "\n\n## Values\n\n" + block + "\n"
 
 
+_MISSING: Final = object()
+
+
 def _lookup(data: Any, keys: list[str]) -> Any:
     for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
+        if not isinstance(data, dict) or key not in data:
+            return _MISSING
+        data = data[key]
     return data
 
 

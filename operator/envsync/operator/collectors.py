@@ -161,7 +161,8 @@ class LimiterCollector(Collector):
             for (_identity, region, scope), limiter in limiters:
                 service, _, op_class = scope.partition(":")
                 labels = (service, op_class, region)
-                lowest[labels] = min(lowest.get(labels, limiter.rate), limiter.rate)
+                rate_now = limiter.rate
+                lowest[labels] = min(lowest.get(labels, rate_now), rate_now)
                 queued[labels] = queued.get(labels, 0) + limiter.waiting
         except Exception:  # a scrape must not fail because of one limiter
             log.exception("could not read the rate limiters")

@@ -226,9 +226,10 @@ class Runtime:
         except asyncio.CancelledError:
             self._done(tracker, cancelled=True)  # closing: the pass did not finish
             raise
-        except Exception:
-            self._done(tracker)  # a bug: the queue logs it; the next want starts afresh
-            raise
+        except Exception as exc:  # a bug: by type and frames only, the message might echo a value
+            _log_unexpected(*tracker.key, exc)
+            self._done(tracker)  # the next want starts afresh
+            return
         if again and not self._closing and self._current(tracker):
             self.queue.put(tracker)
         else:

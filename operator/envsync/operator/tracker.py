@@ -27,8 +27,9 @@ class Handed:
 
     kind: str
     name: str
-    data: Mapping[str, Any]
-    """``data`` and ``binaryData`` of the object (references into the event's body)."""
+    data: Mapping[str, Any] = dataclasses.field(repr=False)
+    """``data`` and ``binaryData`` of the object (references into the event's body): the
+    values being synced, so never in a repr."""
     read: tuple[str, bytes] | None = None
     """A key already read and decoded (by the pass that announced a new generation)."""
 

@@ -14,6 +14,7 @@ import asyncio
 import collections
 import contextvars
 import logging
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -68,8 +69,10 @@ class WorkQueue(Generic[T]):
                 item = self._items.popleft()
                 try:
                     await self._serve(item)
-                except Exception:  # a bug in one item must not strand those queued behind it
-                    log.exception("serving %r failed", item)
+                except Exception as exc:  # a bug must not strand the items queued behind it
+                    # by type and frames: an item or a message may hold a value being synced
+                    frames = "".join(traceback.format_tb(exc.__traceback__))
+                    log.error("serving a queued item failed: %s\n%s", type(exc).__name__, frames)
         finally:
             if this is not None:
                 self._runners.discard(this)
