@@ -57,11 +57,25 @@ def wait_until(
         time.sleep(interval)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on, kept from the kernel's ephemeral ports until it is used.
+
+    A port picked by binding to 0 and closing is free only for a moment: a test that hands it
+    to a server started later (an operator's metrics, a fault proxy the operator was told
+    about at start) lost it now and then to another process's outgoing connection ("Address
+    already in use"). Here one connection is made to the port and closed from this side,
+    which leaves the port in TIME_WAIT for a minute: the kernel hands out no port in that
+    state for outgoing connections, while a server binding it with SO_REUSEADDR, as Python's
+    HTTP servers, aiohttp and Go's listeners do, still gets it."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind((host, 0))
+        server.listen(1)
+        port: int = server.getsockname()[1]
+        with socket.create_connection((host, port)):
+            accepted, _ = server.accept()
+            accepted.close()  # the side that closes first holds the TIME_WAIT: the port's
+    return port
 
 
 # ------------------------------------------------------------------------------------- manifests

@@ -121,10 +121,18 @@ def find_etcd() -> pathlib.Path:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port kept from the kernel's outgoing connections until etcd or the server binds it:
+    left in TIME_WAIT by a connection closed from this side, as ``tests/kube.py`` does (this
+    module also runs from the benches, without the tests on the path)."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind((LOOPBACK, 0))
+        server.listen(1)
+        port: int = server.getsockname()[1]
+        with socket.create_connection((LOOPBACK, port)):
+            accepted, _ = server.accept()
+            accepted.close()  # closed first: the TIME_WAIT is on the port's side
+    return port
 
 
 # -------------------------------------------------------------------------------- certificates
