@@ -945,7 +945,8 @@ def test_the_dashboard_is_off_by_default_and_labelled_for_grafanas_sidecar(
     board = only(render(chart, {"metrics": {"dashboard": {"enabled": True}}}), "ConfigMap")
     assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
     panels = {p["title"] for p in json.loads(board["data"]["envsync.json"])["panels"]}
-    assert {"EnvSyncs not Ready", "Syncs by result", "Sync duration", "Memory",
+    assert {"EnvSyncs not Ready", "Syncs by result", "Sync duration", "Edit → AWS latency",
+            "Memory",
             "AWS requests by operation and outcome", "AWS latency p99 by operation",
             "Our rate limiters: rate and queue"} <= panels  # fmt: skip
 

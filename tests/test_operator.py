@@ -540,6 +540,31 @@ def test_unchanged_source_costs_no_aws_calls(
     assert after["status"]["sourceHash"] == first["sourceHash"]
 
 
+def edits_delivered(operator: str) -> float:
+    return kube.total(kube.scrape(operator), "envsync_edit_to_aws_seconds_count")
+
+
+def test_an_edit_is_timed_once_it_is_in_aws_and_a_touch_that_changes_nothing_is_not(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
+) -> None:
+    path = f"/{namespace}/app/"
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
+    cluster.apply(
+        kube.envsync("app", namespace, source="app-env", path=path, endpoint=aws_endpoint)
+    )
+    ready(cluster, namespace, "app")
+    before = edits_delivered(operator)
+
+    cluster.apply(kube.configmap("app-env", namespace, "A=2\n"))
+    kube.wait_until(lambda: params(ssm, path) == {f"{path}A": "2"}, what="the edit in SSM")
+    kube.wait_until(lambda: edits_delivered(operator) == before + 1, what="the edit timed")
+
+    passes_before = source_passes(operator)
+    cluster.patch("ConfigMap", namespace, "app-env", {"metadata": {"labels": {"touched": "yes"}}})
+    looked_at_source(operator, passes_before)
+    assert edits_delivered(operator) == before + 1
+
+
 def test_force_sync_annotation_runs_a_full_sync_once_per_value(
     operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, aws_endpoint: str
 ) -> None:

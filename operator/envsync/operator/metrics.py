@@ -76,6 +76,9 @@ DURATION_BUCKETS: Final = (
 )
 """Sync durations run from a no-op (well under a second) to a first push of thousands of SSM
 keys at a few writes per second (tens of minutes)."""
+EDIT_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
+"""An edit reaches AWS in a fraction of a second when the queue is short, and waits behind
+its retries' backoff (up to minutes) when AWS refuses."""
 AWS_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """One AWS request: a few milliseconds inside the region, up to the read timeout (30 s)."""
 
@@ -143,6 +146,14 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=reg,
         )
+        self.edit_to_aws = Histogram(
+            "envsync_edit_to_aws_seconds",
+            "Time from the operator seeing an edit of a source to the end of the sync that"
+            " carried it to AWS: its wait in the queue, any retries and the sync itself (the"
+            " watch's own delivery delay is not seen).",
+            buckets=EDIT_BUCKETS,
+            registry=reg,
+        )
         self.aws_requests = Counter(
             "envsync_aws_requests",
             "AWS API requests, by service, operation and outcome (throttled apart from error).",
@@ -207,6 +218,10 @@ class Metrics:
             amount = int(getattr(report, action))
             if amount:
                 self.keys.labels(action).inc(amount)
+
+    def observe_edit_delivered(self, seconds: float) -> None:
+        """An edit of a source is in AWS, ``seconds`` after its event arrived."""
+        self.edit_to_aws.observe(max(seconds, 0.0))
 
     def observe_pass(self, trigger: str) -> None:
         """Count one pass, by what woke it (one of :data:`TRIGGERS`)."""
@@ -285,6 +300,11 @@ class Metrics:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+
+def in_step(report: ReportLike) -> bool:
+    """Whether a sync left AWS as its source says: every key written, none refused."""
+    return _result(report) == "success"
 
 
 def _result(report: ReportLike) -> str:

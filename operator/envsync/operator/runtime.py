@@ -199,6 +199,8 @@ class Runtime:
                 continue
             if tracker.seen.source == (kind, name):  # not a Secret it reads credentials from
                 tracker.handed = tracker_module.Handed(kind, name, data) if body else None
+                if tracker.edited is None:
+                    tracker.edited = asyncio.get_running_loop().time()
             self.want(tracker, "source")
 
     def want(self, tracker: tracker_module.Tracker, trigger: str) -> None:
@@ -342,14 +344,22 @@ class Runtime:
         if seen is None:
             return None
         self.metrics.observe_pass(tracker.trigger)
+        edited, tracker.edited = tracker.edited, None
         try:
             result = await self.reconciler.reconcile(seen, tracker)
         except Exception as exc:  # a bug must not leave the object without a next pass
             _log_unexpected(seen.namespace, seen.name, exc)
             self.metrics.observe_error()
+            tracker.edited = edited  # older than any edit seen meanwhile: the retry carries it
             return tracker.retry()
-        if result.report is not None:
-            self.metrics.observe_report(result.report)
+        report = result.report
+        if report is not None:
+            self.metrics.observe_report(report)
+        if edited is not None and report is not None and not report.dry_run:
+            if metrics.in_step(report):
+                self.metrics.observe_edit_delivered(asyncio.get_running_loop().time() - edited)
+            else:  # not in AWS yet: the retry that puts it there ends its wait
+                tracker.edited = edited
         if result.fault:
             self.metrics.observe_error()
         if not await self._write(tracker, result):

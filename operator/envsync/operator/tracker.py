@@ -65,6 +65,9 @@ class Tracker:
     requested: bool = False
     """Another pass is wanted after the running one (or now, when none runs)."""
     trigger: str = "envsync"
+    edited: float | None = None
+    """Loop time of the oldest event of an edit of the source not yet carried to AWS
+    (``envsync_edit_to_aws_seconds``)."""
     """What woke the wanted pass (``envsync_passes_total{trigger}``)."""
     work: asyncio.Future[None] | None = None
     """Set while this EnvSync is queued or a runner serves it; resolved when nothing more is
