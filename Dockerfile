@@ -7,7 +7,11 @@
 # (`make lock`), hashes checked. tests/test_wheel.py proves the same wheel installs on the
 # locked set and runs; tests/test_dockerfile.py lints this file with hadolint.
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# The base image by digest: the tag moves with every Debian and Python patch release, so two
+# builds of one commit could differ. `make pin-base-image` re-resolves the tag; Dependabot
+# proposes the same update (.github/dependabot.yml). A build for another base still passes
+# `--build-arg PYTHON_IMAGE=...`.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \

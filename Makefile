@@ -3,7 +3,7 @@
 VENV ?= .venv
 PYTHON ?= $(VENV)/bin/python
 BIN = $(dir $(PYTHON))
-.PHONY: test lint typecheck layers pytest bench demo crds lock sbom clean
+.PHONY: test lint typecheck layers pytest bench demo crds lock sbom pin-base-image clean
 
 test: $(PYTHON) lint typecheck layers pytest  ## everything CI runs
 
@@ -37,6 +37,13 @@ lock: $(PYTHON)  ## re-pin requirements/operator.lock (the image's dependencies,
 
 sbom: $(PYTHON)  ## dist/sbom.cdx.json: CycloneDX SBOM of the locked dependencies
 	mkdir -p dist && $(BIN)cyclonedx-py requirements --pyproject pyproject.toml --of JSON --output-reproducible -o dist/sbom.cdx.json requirements/operator.lock
+
+BASE_TAG ?= python:3.11-slim-bookworm
+pin-base-image:  ## re-resolve the Dockerfile's base image to the digest its tag names today (needs docker buildx and a registry)
+	digest=$$(docker buildx imagetools inspect $(BASE_TAG) --format '{{print .Manifest.Digest}}') \
+	 && test -n "$$digest" \
+	 && sed -i "s|^ARG PYTHON_IMAGE=.*|ARG PYTHON_IMAGE=$(BASE_TAG)@$$digest|" Dockerfile \
+	 && grep '^ARG PYTHON_IMAGE=' Dockerfile
 
 clean:
 	rm -rf build dist .mypy_cache .ruff_cache bench/.data

@@ -140,6 +140,18 @@ def test_multi_stage_with_a_slim_runtime(text: str) -> None:
     assert "-slim" in image.group(1)
 
 
+def test_the_base_image_is_pinned_by_digest_and_kept_fresh_by_dependabot(text: str) -> None:
+    """A tag moves with every patch release: two builds of one commit would differ."""
+    image = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE)
+    assert image
+    assert re.fullmatch(r"python:3\.\d+-slim-\w+@sha256:[0-9a-f]{64}", image.group(1))
+    assert all(f"FROM ${{PYTHON_IMAGE}} AS {s}" in text for s in ("build", "runtime"))
+    updates = yaml.safe_load((ROOT / ".github/dependabot.yml").read_text(encoding="utf-8"))
+    assert {"package-ecosystem": "docker", "directory": "/"}.items() <= next(
+        u for u in updates["updates"] if u["package-ecosystem"] == "docker"
+    ).items()
+
+
 def test_python_version_matches_the_package(text: str) -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     floor = re.fullmatch(r">=(\d+\.\d+)", project["requires-python"])
