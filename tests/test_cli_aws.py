@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 import io
 import json
 import pathlib
@@ -227,3 +228,26 @@ def test_parse_errors_abort_with_status_1(
     assert f"{bad}:2:" in out
     assert "nothing was pushed" in out
     assert SENTINEL not in out
+
+
+def test_push_reads_a_gzip_file_as_its_text_and_refuses_a_cut_off_one(
+    env_file: pathlib.Path,
+    moto_endpoint: str,
+    unique_path: str,
+    capsys: pytest.CaptureFixture[str],
+    ssm_client: Any,
+) -> None:
+    packed = env_file.with_suffix(".env.gz")
+    packed.write_bytes(gzip.compress(env_file.read_bytes()))
+    target = ["--to", f"ssm:{unique_path}", *aws(moto_endpoint)]
+    assert run(["push", str(packed), *target, "--prune"]) == 0
+    assert "3 created" in capsys.readouterr().out
+
+    cut = env_file.with_suffix(".cut.gz")
+    cut.write_bytes(packed.read_bytes()[:-12])
+    assert run(["push", str(cut), *target, "--prune"]) != 0
+    err = capsys.readouterr().err
+    assert f"{cut}: cannot decompress gzip: a truncated stream" in err
+    assert SENTINEL not in err
+    names = ssm_client.get_parameters_by_path(Path=unique_path)["Parameters"]
+    assert len(names) == 3  # the prune never ran

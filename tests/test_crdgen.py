@@ -11,6 +11,7 @@ library the rules use (`has`, `startsWith`, `endsWith`, `matches`).
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import functools
 import itertools
@@ -27,7 +28,7 @@ import yaml
 
 from envsync import cli, settings
 from envsync.cli import crdcmd
-from envsync.dotenv import reading
+from envsync.dotenv import compression, reading
 from envsync.kube import crdgen, models, reference, statusmodels, tuning
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -486,13 +487,16 @@ def test_every_example_is_accepted(path: pathlib.Path) -> None:
             kubernetes_validate.validate(document, version, strict=True)
 
 
-def _source_text(folder: pathlib.Path, kind: str, name: str, key: str) -> str:
-    """The .env text an EnvSync reads: from a manifest in its folder, or a kustomize generator."""
+def _source_text(folder: pathlib.Path, kind: str, name: str, key: str) -> str | bytes:
+    """The .env an EnvSync reads: from a manifest in its folder (binaryData as its bytes), or a
+    kustomize generator."""
     for path, document in _documents():
         if path.parent == folder and (document["kind"], document["metadata"]["name"]) == (
             kind,
             name,
         ):
+            if key in (document.get("binaryData") or {}):
+                return base64.b64decode(document["binaryData"][key])
             data = document.get("data") or document.get("stringData") or {}
             return str(data[key])
     kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
@@ -504,6 +508,10 @@ def _source_text(folder: pathlib.Path, kind: str, name: str, key: str) -> str:
     return (folder / files[key]).read_text()
 
 
+def read_all(stream: Any) -> bytes:
+    return stream if isinstance(stream, bytes) else bytes(stream.read())
+
+
 def test_example_sources_exist_and_parse() -> None:
     """Each EnvSync's source is shipped beside it, under the right key, and is valid .env."""
     checked = 0
@@ -512,6 +520,8 @@ def test_example_sources_exist_and_parse() -> None:
             continue
         source = statusmodels.EnvSync.model_validate(document).spec.source
         text = _source_text(path.parent, source.kind, source.ref.name, source.ref.key)
+        if isinstance(text, bytes):
+            text = read_all(compression.opened(text, source.compression))
         assert list(reading.parse(text)), path
         checked += 1
     assert checked >= 3

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import pathlib
 import sys
 
 import pytest
+import zstandard
 
 from envsync import aws, limits
 from envsync.cli import awsflags, main
@@ -434,3 +436,17 @@ def test_parse_stops_at_the_first_error_and_prints_nothing(
     code, out, err = run(["parse", str(path)], capsys)
     assert (code, out) == (1, "")
     assert err.strip() == f"{path}:2: unterminated single-quoted value for B"
+
+
+def test_the_lint_command_reads_compressed_files_and_names_a_broken_one(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    packed = tmp_path / "app.env.zst"
+    packed.write_bytes(zstandard.ZstdCompressor().compress(b"A=1\nA=2\nB\n"))
+    assert main(["lint", str(packed)]) == 0
+    assert "duplicate" in capsys.readouterr().out.lower()
+
+    broken = tmp_path / "broken.env.gz"
+    broken.write_bytes(gzip.compress(b"A=1\n" * 100)[:-9])
+    assert main(["lint", str(broken)]) == 2
+    assert f"{broken}: cannot decompress gzip: a truncated stream" in capsys.readouterr().err

@@ -184,6 +184,10 @@ class Settings(BaseSettings):
     sync_timeout: Seconds = Field(default=600.0, gt=0)
     """Longest one sync may run before it is cancelled and retried, as a duration. Default 10m: a
     first push of thousands of SSM keys at 3 writes/s takes minutes."""
+    max_decompressed_size: Bytes = Field(default=64 * 2**20, ge=1)
+    """Largest a compressed source (gzip, zstd) may grow when decompressed, as a byte size. A
+    larger one is refused (ParseFailed) before any AWS call, and what is stored stays. Default
+    64Mi: three times a 20 MiB `.env`, where a 1 MiB gzip bomb would inflate to a gigabyte."""
     ssm_write_rate: float = Field(default=3.0, gt=0, le=1000)
     """SSM writes per second for the whole process, per account and region (PutParameter,
     DeleteParameters, tags). Default 3, a default account's PutParameter quota; 10 with higher

@@ -297,6 +297,7 @@ def _request(
     request = engine.SyncRequest(
         source=source,
         source_name=name,
+        compression="auto",  # a gzip or zstd file reads as its text (by its magic bytes)
         target=target,
         credentials=credentials,
         owner=args.owner,

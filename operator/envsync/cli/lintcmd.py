@@ -15,11 +15,11 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any
 
 from envsync import aws, errors, limits
 from envsync.cli import awsflags, formats
-from envsync.dotenv import grammar, lint, reading, writing
+from envsync.dotenv import compression, grammar, lint, reading, writing
 
 __all__ = ["register", "run_lint", "run_parse"]
 
@@ -147,6 +147,9 @@ def run_lint(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"envsync: error: {name}: {exc.strerror or exc}", file=sys.stderr)
             return 2
+        except errors.SourceUndecodableError as exc:
+            print(f"envsync: error: {exc}", file=sys.stderr)
+            return 2
     if args.output != "text":
         formats.emit(found, args.output)
     if error_count or warning_count:
@@ -181,6 +184,9 @@ def run_parse(args: argparse.Namespace) -> int:
     except grammar.ParseError as exc:
         print(f"{exc}", file=sys.stderr)
         return 1
+    except errors.SourceUndecodableError as exc:
+        print(f"envsync: error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"envsync: error: {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
@@ -196,9 +202,10 @@ def _display(name: str) -> str:
 
 
 @contextlib.contextmanager
-def _opened(name: str) -> Iterator[IO[bytes]]:
+def _opened(name: str) -> Iterator[Any]:
+    """The file's text: a gzip or zstd file (by its magic bytes) decompressed as it is read."""
     if name == _STDIN:
-        yield sys.stdin.buffer
+        yield compression.opened(sys.stdin.buffer, "auto", source_name="<stdin>")
         return
     with open(name, "rb") as stream:
-        yield stream
+        yield compression.opened(stream, "auto", source_name=name)

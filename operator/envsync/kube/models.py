@@ -99,6 +99,10 @@ ONE_SOURCE: Final = Rule(
 )
 
 
+Compression = Literal["auto", "none", "gzip", "zstd"]
+"""``spec.source.compression``: the values `envsync.dotenv.compression` reads."""
+
+
 class Source(Model):
     """Where the .env text comes from: exactly one of configMapRef or secretRef."""
 
@@ -110,6 +114,11 @@ class Source(Model):
     says)."""
     secret_ref: SecretKeyRef | None = None
     """Read the .env text from a Secret, for files that hold credentials."""
+    compression: Compression = "auto"
+    """How the key's bytes are compressed: ``auto`` (gzip or zstd by their magic bytes, else
+    plain text), ``none``, ``gzip`` or ``zstd``. A compressed file goes in a ConfigMap's
+    binaryData or a Secret, and is streamed, never inflated whole; one that decompresses past
+    the operator's ENVSYNC_MAX_DECOMPRESSED_SIZE is refused."""
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:

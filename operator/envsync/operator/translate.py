@@ -130,6 +130,8 @@ def sync_request(
         workers=performance.worker_count,
         buffer_size=performance.buffer_size,
         max_line_size=performance.max_line_size,
+        compression=spec.source.compression,
+        max_decompressed_size=settings.max_decompressed_size,
     )
 
 

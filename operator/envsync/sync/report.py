@@ -13,6 +13,7 @@ from typing import IO, Any, Final, Literal
 
 from envsync import aws
 from envsync.dotenv import grammar
+from envsync.dotenv.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, Compression
 from envsync.sync import plan
 
 __all__ = [
@@ -60,6 +61,10 @@ class SyncRequest:
     buffer_size: int = 65536
     max_line_size: int = grammar.DEFAULT_MAX_LINE_SIZE
     max_value_size: int = grammar.DEFAULT_MAX_VALUE_SIZE
+    compression: Compression = "none"
+    """How ``source`` is compressed: ``auto`` reads its magic bytes (gzip, zstd or plain)."""
+    max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE
+    """Where decompressing stops with an error: the bound on a decompression bomb."""
     source_hash: str | None = None
     """sha256 hex of ``source`` when the caller already computed it (the operator hashes a
     source to decide whether there is work at all); None: the engine hashes while parsing."""

@@ -10,10 +10,10 @@ import hashlib
 import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any, cast
 
 from envsync import limits
-from envsync.dotenv import grammar, poolmanager, reading
+from envsync.dotenv import compression, grammar, poolmanager, reading
 from envsync.sync import plan
 from envsync.sync.report import MAX_PARSE_ERRORS, ParseProblem, Source, SyncRequest
 
@@ -63,13 +63,13 @@ def _hashing(chunks: Iterable[bytes], digest: Any) -> Iterator[bytes]:
         yield chunk
 
 
-def _readable(source: Source, digest: Any) -> _HashingReader | Iterator[bytes]:
+def _readable(source: Source | compression.Stream, digest: Any) -> _HashingReader | Iterator[bytes]:
     """The source as the parser should read it: a hashing reader, or hashed chunks."""
     if isinstance(source, bytes | bytearray | memoryview):
         return _HashingReader(io.BytesIO(source), digest)
     if callable(getattr(source, "read", None)):
         return _HashingReader(source, digest)  # type: ignore[arg-type]
-    return _hashing(source, digest)
+    return _hashing(source, digest)  # type: ignore[arg-type]
 
 
 def _read_size(request: SyncRequest) -> int:
@@ -84,6 +84,24 @@ def _read_size(request: SyncRequest) -> int:
     return request.buffer_size
 
 
+def _decompressed(request: SyncRequest) -> Source | compression.Stream:
+    """The source as text: a compressed one opened as a stream that decompresses as the
+    parser reads it (never whole), a plain one as it came."""
+    source = request.source
+    if request.compression == "none" or not (
+        isinstance(source, bytes | bytearray | memoryview)
+        or callable(getattr(source, "read", None))
+    ):
+        return source
+    opened = compression.opened(
+        source,  # type: ignore[arg-type]
+        request.compression,
+        limit=request.max_decompressed_size,
+        source_name=request.source_name,
+    )
+    return cast("Source | compression.Stream", opened)  # a held source comes back as it was
+
+
 def parse_source(
     request: SyncRequest,
     problem: Callable[[str, str], limits.Refusal | None],
@@ -92,16 +110,19 @@ def parse_source(
     """One streaming pass: variables into the desired mapping, errors kept as data."""
     digest = hashlib.sha256()
     known = request.source_hash
-    readable: _HashingReader | Iterator[bytes] | io.BytesIO
-    if known is not None and isinstance(request.source, bytes | bytearray | memoryview):
-        readable = io.BytesIO(request.source)  # hashed already: read once, hash nothing
+    held = isinstance(request.source, bytes | bytearray | memoryview)
+    source = _decompressed(request)
+    readable: _HashingReader | Iterator[bytes] | IO[bytes]
+    if known is not None and held:  # hashed already (as stored): read once, hash nothing
+        held_text = isinstance(source, bytes | bytearray | memoryview)
+        readable = io.BytesIO(source) if held_text else source  # type: ignore[arg-type,assignment]
     else:
-        known, readable = None, _readable(request.source, digest)
+        known, readable = None, _readable(source, digest)
     options: dict[str, Any] = {
         "strict": False,
         "max_line_size": request.max_line_size,
         "max_value_size": request.max_value_size,
-        "buffer_size": _read_size(request),
+        "buffer_size": _read_size(request) if source is request.source else request.buffer_size,
         "source_name": request.source_name,
     }
     if manager is not None:
@@ -122,7 +143,7 @@ def parse_source(
     if isinstance(readable, _HashingReader):
         while readable.read(request.buffer_size):
             pass
-    elif not isinstance(readable, io.BytesIO):
+    elif known is None:  # hashed chunks
         for _ in readable:
             pass
     # A key assigned twice is one variable (the last assignment): counted once, as AWS sees it.
