@@ -73,8 +73,8 @@ def opened(
         return source
     raw: io.BytesIO | io.BufferedReader
     if isinstance(source, bytes | bytearray | memoryview):
+        head = bytes(source[:4])  # not through the BytesIO: getbuffer() would copy all of it
         raw = io.BytesIO(source)
-        head = raw.getbuffer()[:4].tobytes()
     else:
         raw = source if isinstance(source, io.BufferedReader) else io.BufferedReader(_Raw(source))
         head = raw.peek(4)[:4]
