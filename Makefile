@@ -26,6 +26,9 @@ pytest: $(PYTHON)
 bench: $(PYTHON)
 	$(PYTHON) bench/run.py
 
+dashboard-image: $(PYTHON)  ## docs/images/dashboard.png: the chart's dashboard over a five-minute run against the emulators (pip install -e '.[test,bench]')
+	$(PYTHON) bench/dashboard.py
+
 demo: $(PYTHON)  ## the operator against local Kubernetes and AWS emulators (kmock, moto): no cluster, no account; EXAMPLE=gitops for another of examples/
 	$(BIN)envsync demo $(if $(EXAMPLE),--example $(EXAMPLE))
 
