@@ -3,7 +3,7 @@
 VENV ?= .venv
 PYTHON ?= $(VENV)/bin/python
 BIN = $(dir $(PYTHON))
-.PHONY: test lint typecheck layers pytest bench demo crds lock sbom pin-base-image clean
+.PHONY: test lint typecheck layers pytest bench dashboard-image demo crds lock sbom pin-base-image clean
 
 test: $(PYTHON) lint typecheck layers pytest  ## everything CI runs
 
