@@ -32,6 +32,7 @@ def refused(model: type[pydantic.BaseModel], body: dict[str, Any]) -> str:
 
 def test_minimal_spec_gets_safe_defaults() -> None:
     parsed = models.EnvSyncSpec.model_validate(spec())
+    assert parsed.source is not None
     assert parsed.source.kind == "ConfigMap"
     assert parsed.source.ref.key == ".env"
     assert parsed.target.parameter_type == "SecureString"
@@ -71,7 +72,11 @@ def test_to_dict_is_camel_case_and_leaves_out_unset_optionals() -> None:
         )
     )
     body = parsed.to_dict()
-    assert body["source"] == {"secretRef": {"name": "creds", "key": "app.env"}}
+    # a default the CRD also declares is written out, as the API server stores it
+    assert body["source"] == {
+        "secretRef": {"name": "creds", "key": "app.env"},
+        "compression": "auto",
+    }
     assert body["target"]["kmsKeyId"] == "alias/app"
     assert body["target"]["endpointUrl"] == "http://localhost:4566"
     assert body["syncPolicy"]["dryRun"] is True

@@ -518,11 +518,11 @@ def test_example_sources_exist_and_parse() -> None:
     for path, document in _documents():
         if document["kind"] != "EnvSync":
             continue
-        source = statusmodels.EnvSync.model_validate(document).spec.source
-        text = _source_text(path.parent, source.kind, source.ref.name, source.ref.key)
-        if isinstance(text, bytes):
-            text = read_all(compression.opened(text, source.compression))
-        assert list(reading.parse(text)), path
+        for source in statusmodels.EnvSync.model_validate(document).spec.layers:
+            text = _source_text(path.parent, source.kind, source.ref.name, source.ref.key)
+            if isinstance(text, bytes):
+                text = read_all(compression.opened(text, source.compression))
+            assert list(reading.parse(text)), path
         checked += 1
     assert checked >= 3
 

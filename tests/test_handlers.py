@@ -61,8 +61,9 @@ def test_sync_request_carries_the_spec_policy_and_tuning() -> None:
             },
         }
     )
+    assert spec.source is not None
     request = translate.sync_request(
-        spec, b"A=1\n", namespace="ns", name="app", source_name="src",
+        spec, [(spec.source, b"A=1\n")], namespace="ns", name="app",
         settings=make_settings(), credentials=None,
     )  # fmt: skip
     assert request.owner == "ns/app"
@@ -71,6 +72,12 @@ def test_sync_request_carries_the_spec_policy_and_tuning() -> None:
     assert (request.buffer_size, request.max_line_size) == (4096, 2048)
     assert request.target.region == "eu-west-1"
     assert dict(request.target.tags) == {"team": "a"}
+    (layer,) = request.sources()
+    assert (layer.name, layer.source, layer.compression) == (
+        "ns/ConfigMap/app-env[.env]",
+        b"A=1\n",
+        "auto",
+    )
 
 
 def test_target_region_falls_back_to_the_operator_default() -> None:

@@ -4,21 +4,30 @@ emulator and moto, over HTTP, asserting what a user sees (status, events, what S
 Compressed sources: a gzip or zstd `.env` in a ConfigMap's binaryData or a Secret syncs like
 plain text, and one that is corrupt, mislabelled or a decompression bomb is refused with the
 object named, before any AWS call, leaving what is stored as it was.
+
+Layered sources (``spec.sources``) merge in order with the winner of each name in status, an
+edit of any layer syncs, and a missing layer stops the sync rather than pruning its keys. Key
+selection and renaming (``spec.keys``) happen before the plan. A v1alpha1 object written
+before these fields reads exactly as it did.
 """
 
 from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import io
 import json
+import pathlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
+import yaml
 import zstandard
+from dotenv import dotenv_values
 
 import kube
 
@@ -194,7 +203,8 @@ def test_compression_none_takes_the_bytes_as_text(
     operator: str, cluster: kube.Cluster, namespace: str, moto_endpoint: str
 ) -> None:
     """The escape hatch is honoured: nothing is decompressed."""
-    cluster.apply(binary_configmap("app-env", namespace, gzip.compress(b"A=1\n")))
+    packed = gzip.compress(b"A=1\n", mtime=0)  # a fixed header: the same bytes every run
+    cluster.apply(binary_configmap("app-env", namespace, packed))
     manifest = kube.envsync(
         "app", namespace, source="app-env", path=f"/{namespace}/app/", endpoint=moto_endpoint
     )
@@ -205,3 +215,156 @@ def test_compression_none_takes_the_bytes_as_text(
     obj = kube.settled(cluster, namespace, "app", "EmptySource")
     assert "decompress" not in kube.condition(obj, "Ready")["message"]  # type: ignore[index]
     assert obj["status"]["counts"]["created"] == 0
+
+
+# ---------------------------------------------------------------------------- layered sources
+
+
+def text_configmap(name: str, namespace: str, text: str) -> dict[str, Any]:
+    return kube.configmap(name, namespace, text)
+
+
+def layered(namespace: str, path: str, endpoint: str, **spec: Any) -> dict[str, Any]:
+    """An EnvSync over a base ConfigMap, an overlay ConfigMap and a Secret, in that order."""
+    manifest = kube.envsync("app", namespace, source="base", path=path, endpoint=endpoint)
+    del manifest["spec"]["source"]
+    manifest["spec"]["sources"] = [
+        {"configMapRef": {"name": "base"}},
+        {"configMapRef": {"name": "overlay"}},
+        {"secretRef": {"name": "passwords"}},
+    ]
+    manifest["spec"].update(spec)
+    return manifest
+
+
+def passwords(namespace: str, text: str) -> dict[str, Any]:
+    meta = {"name": "passwords", "namespace": namespace, "labels": dict(kube.SOURCE_LABELS)}
+    encoded = base64.b64encode(text.encode()).decode()
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "data": {".env": encoded}}
+
+
+def test_sources_merge_in_order_and_status_names_who_won_never_the_value(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, moto_endpoint: str
+) -> None:
+    path = f"/{namespace}/app/"
+    cluster.apply(text_configmap("base", namespace, "LOG=info\nDB_HOST=db\nDB_PASSWORD=changeme\n"))
+    cluster.apply(text_configmap("overlay", namespace, "LOG=debug\nREPLICAS=3\n"))
+    cluster.apply(passwords(namespace, f"DB_PASSWORD={SENTINEL}\n"))
+    cluster.apply(layered(namespace, path, moto_endpoint))
+
+    obj = kube.settled(cluster, namespace, "app", "Synced")
+    assert kube.params(ssm, path) == {
+        f"{path}LOG": "debug", f"{path}DB_HOST": "db", f"{path}REPLICAS": "3",
+        f"{path}DB_PASSWORD": SENTINEL,
+    }  # fmt: skip
+    assert obj["status"]["counts"]["parsed"] == 4
+    base, overlay, secret = (
+        f"{namespace}/ConfigMap/base[.env]",
+        f"{namespace}/ConfigMap/overlay[.env]",
+        f"{namespace}/Secret/passwords[.env]",
+    )
+    assert obj["status"]["overrides"] == [
+        {"key": "LOG", "source": overlay, "over": base},
+        {"key": "DB_PASSWORD", "source": secret, "over": base},
+    ]
+    without_values(cluster, namespace, "app")
+
+    # an edit of any layer syncs: the overlay, then the base under it
+    cluster.apply(text_configmap("overlay", namespace, "LOG=warn\nREPLICAS=3\n"))
+    kube.wait_until(lambda: kube.params(ssm, path)[f"{path}LOG"] == "warn", what="overlay edit")
+    cluster.apply(text_configmap("base", namespace, "LOG=info\nDB_HOST=db2\nDB_PASSWORD=x\n"))
+    kube.wait_until(lambda: kube.params(ssm, path)[f"{path}DB_HOST"] == "db2", what="base edit")
+    assert kube.params(ssm, path)[f"{path}DB_PASSWORD"] == SENTINEL
+
+
+def test_a_missing_layer_stops_the_sync_and_prunes_nothing(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, moto_endpoint: str
+) -> None:
+    """Merging without the Secret would prune its keys: the sync waits for it instead."""
+    path = f"/{namespace}/app/"
+    cluster.apply(text_configmap("base", namespace, "A=1\n"))
+    cluster.apply(text_configmap("overlay", namespace, "B=2\n"))
+    cluster.apply(passwords(namespace, "C=3\n"))
+    cluster.apply(layered(namespace, path, moto_endpoint, syncPolicy={"prune": True}))
+    kube.settled(cluster, namespace, "app", "Synced")
+
+    cluster.delete("Secret", namespace, "passwords")
+    obj = kube.settled(cluster, namespace, "app", "SourceNotFound")
+    assert "Secret 'passwords'" in kube.condition(obj, "Ready")["message"]  # type: ignore[index]
+    assert kube.params(ssm, path) == {f"{path}A": "1", f"{path}B": "2", f"{path}C": "3"}
+
+
+def test_keys_select_and_rename_before_the_plan_so_prune_sees_the_final_names(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, moto_endpoint: str
+) -> None:
+    path = f"/{namespace}/app/"
+    cluster.apply(
+        text_configmap(
+            "app-env", namespace,
+            "APP_DB_URL=postgres://db\nAPP_LOG_LEVEL=info\nAPP_DEBUG_LOCAL=1\nOTHER=x\n",
+        )
+    )  # fmt: skip
+    manifest = kube.envsync(
+        "app", namespace, source="app-env", path=path, endpoint=moto_endpoint, prune=True
+    )
+    manifest["spec"]["keys"] = {
+        "include": ["APP_*"],
+        "exclude": ["*_LOCAL"],
+        "rewrite": {"stripPrefix": "APP_", "case": "kebab"},
+    }
+    cluster.apply(manifest)
+
+    obj = kube.settled(cluster, namespace, "app", "Synced")
+    assert kube.params(ssm, path) == {f"{path}db-url": "postgres://db", f"{path}log-level": "info"}
+    assert obj["status"]["counts"]["parsed"] == 2
+
+    # a name that leaves the selection leaves AWS, as if it left the file (prune is on)
+    manifest["spec"]["keys"]["exclude"] = ["*_LOCAL", "APP_LOG_*"]
+    cluster.apply(manifest)
+    kube.wait_until(
+        lambda: kube.params(ssm, path) == {f"{path}db-url": "postgres://db"}, what="the prune"
+    )
+
+
+def test_two_names_that_become_one_are_refused_naming_both_and_nothing_moves(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, moto_endpoint: str
+) -> None:
+    path = f"/{namespace}/app/"
+    ssm.put_parameter(Name=f"{path}keep", Value="x", Type="String")
+    cluster.apply(text_configmap("app-env", namespace, f"DB_URL={SENTINEL}\n\ndb-url=b\n"))
+    manifest = kube.envsync("app", namespace, source="app-env", path=path, endpoint=moto_endpoint)
+    manifest["spec"]["keys"] = {"rewrite": {"case": "kebab"}}
+    cluster.apply(manifest)
+
+    obj = kube.settled(cluster, namespace, "app", "ParseFailed")
+    message = kube.condition(obj, "Ready")["message"]  # type: ignore[index]
+    where = f"{namespace}/ConfigMap/app-env[.env]"
+    assert f"DB_URL ({where} line 1) and db-url ({where} line 3) both become 'db-url'" in message
+    assert kube.params(ssm, path) == {f"{path}keep": "x"}
+    without_values(cluster, namespace, "app")
+
+
+def test_an_envsync_of_the_basic_example_reads_as_it_always_did(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, moto_endpoint: str
+) -> None:
+    """A v1alpha1 object written before sources, keys and compression existed: the same
+    variables, names and counts, and the sourceHash of its bytes alone (an upgraded operator
+    sees no change, so it makes no AWS call for it)."""
+    folder = pathlib.Path(__file__).resolve().parents[1] / "examples/basic"
+    configmap = yaml.safe_load((folder / "10-configmap.yaml").read_text())
+    envsync = yaml.safe_load((folder / "20-envsync.yaml").read_text())
+    for document in (configmap, envsync):
+        document["metadata"]["namespace"] = namespace
+    path = f"/{namespace}/app/"
+    envsync["spec"]["target"].update(path=path, endpointUrl=moto_endpoint)
+    assert set(envsync["spec"]) == {"source", "target"}
+    cluster.apply(configmap)
+    cluster.apply(envsync)
+
+    obj = kube.settled(cluster, namespace, envsync["metadata"]["name"], "Synced")
+    text = configmap["data"][".env"]
+    assert obj["status"]["sourceHash"] == hashlib.sha256(text.encode()).hexdigest()
+    expected = {f"{path}{k}": v for k, v in dotenv_values(stream=io.StringIO(text)).items()}
+    assert kube.params(ssm, path) == expected
+    assert obj["status"]["counts"]["created"] == len(expected) == 5
+    assert "overrides" not in obj["status"] or obj["status"]["overrides"] == []

@@ -180,6 +180,9 @@ def _print_status(obj: Mapping[str, Any], out: TextIO) -> bool:
     if counts:
         listed = ", ".join(f"{k} {v}" for k, v in counts.items())
         print(f"  Counts:  {listed}; keys {state.get('keys', 0)}", file=out)
+    for override in state.get("overrides") or []:
+        print(f"  Override: {override['key']} from {override['source']} (over {override['over']})",
+              file=out)  # fmt: skip
     if memory:
         rss, peak, limit = (memory.get(k, 0) / 2**20 for k in ("rss", "peak", "threshold"))
         print(

@@ -66,7 +66,8 @@ class ReportLike(Protocol):
 
     Parse errors and key problems may be the engine's records or plain `(line, reason)` /
     `(key, reason)` pairs; pool and memory figures may be mappings (`as_dict()`) or objects.
-    Optional extras read when present: `parse_error_count`, `conflict_keys`, `notes`.
+    Optional extras read when present: `parse_error_count`, `conflict_keys`, `notes`,
+    `overrides` and `override_count`.
     """
 
     @property

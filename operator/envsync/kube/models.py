@@ -378,11 +378,66 @@ class SyncPolicy(Model):
 # ----------------------------------------------------------------------------------------- spec
 
 
-class EnvSyncSpec(Model):
-    """The desired state: one .env source, one AWS target, and how to keep them in step."""
+ONE_SOURCE_FIELD: Final = Rule(
+    "has(self.source) != has(self.sources)",
+    "set exactly one of source or sources",
+)
+GLOB: Final = r"^[A-Za-z0-9_.*?\[\]!/-]{1,128}$"
+"""A key name glob: the characters of a name, and fnmatch's ``* ? [ ] !``."""
+KEY_AFFIX: Final = r"^[A-Za-z0-9_./-]{1,128}$"
+"""A prefix added to or stripped from key names: the characters SSM names take."""
 
-    source: Source
-    """The .env file to read."""
+
+class KeyRewrite(Model):
+    """How a selected key's name becomes its name in AWS: strip a prefix, change its case, add
+    a prefix, in that order."""
+
+    strip_prefix: Annotated[str, Field(pattern=KEY_AFFIX)] | None = None
+    """Removed from the start of each name that has it (``APP_`` makes ``APP_DB_URL``
+    ``DB_URL``); other names are kept as they are."""
+    case: Literal["keep", "lower", "upper", "kebab", "snake"] = "keep"
+    """``kebab`` lower-cases and turns ``_`` into ``-`` (``DB_URL`` → ``db-url``, for SSM
+    paths); ``snake`` lower-cases and turns ``-`` into ``_``; ``lower`` and ``upper`` change
+    only the case."""
+    add_prefix: Annotated[str, Field(pattern=KEY_AFFIX)] | None = None
+    """Put in front of each name, after the case change (``svc.`` makes ``db-url``
+    ``svc.db-url``)."""
+
+
+class Keys(Model):
+    """Which of the merged variables reach AWS, and under what names. Applied before the plan,
+    so ownership, prune and the empty-source guard all see the final names."""
+
+    include: Annotated[list[Annotated[str, Field(pattern=GLOB)]], Field(max_length=64)] | None = (
+        None
+    )
+    """Globs (``*``, ``?``, ``[...]``, case-sensitive) on the names in the file: only the
+    names one matches are kept. Default: every name."""
+    exclude: Annotated[list[Annotated[str, Field(pattern=GLOB)]], Field(max_length=64)] | None = (
+        None
+    )
+    """Globs on the names in the file: a name one matches is left out, even if included."""
+    rewrite: KeyRewrite | None = None
+    """How a kept name becomes its AWS name. Two names that become one are an error naming
+    both (nothing is written)."""
+
+
+class EnvSyncSpec(Model):
+    """The desired state: one or more .env sources, one AWS target, and how to keep them in
+    step."""
+
+    model_config = ConfigDict(json_schema_extra=cel_validations(ONE_SOURCE_FIELD))
+    RULES: ClassVar[tuple[Rule, ...]] = (ONE_SOURCE_FIELD,)
+
+    source: Source | None = None
+    """The .env file to read. Set this or ``sources``."""
+    sources: Annotated[list[Source], Field(min_length=1, max_length=8)] | None = None
+    """Several .env files merged in order, a later one's value winning, like docker compose's
+    ``env_file:`` list: a shared base, an overlay per environment, a Secret with the
+    passwords. ``status.overrides`` names which source won each name set twice (never a
+    value). An edit of any of them syncs. Set this or ``source``."""
+    keys: Keys | None = None
+    """Which variables to keep and how to name them in AWS. Default: all, as they are named."""
     target: Target
     """Where in AWS to write it."""
     auth: Auth | None = None
@@ -393,6 +448,19 @@ class EnvSyncSpec(Model):
     """Memory tuning (envy's memory section). Default: envy's defaults."""
     performance: Performance | None = None
     """Throughput tuning (envy's performance section). Default: envy's defaults."""
+
+    @model_validator(mode="after")
+    def _one_source_field(self) -> Self:
+        check_rule(ONE_SOURCE_FIELD, (self.source is None) != (self.sources is None))
+        return self
+
+    @property
+    def layers(self) -> tuple[Source, ...]:
+        """The sources in merge order (``source`` alone is one layer)."""
+        if self.sources is not None:
+            return tuple(self.sources)
+        assert self.source is not None  # guaranteed by the validator
+        return (self.source,)
 
     @property
     def memory_or_default(self) -> Memory:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import copy
 import typing
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -111,6 +111,8 @@ def build_status(
     )
     updates = _outcome(report, counts, target)
     skipped, not_listed = _skipped(report)
+    overrides: Sequence[Any] = getattr(report, "overrides", ())  # an optional extra
+    override_count = int(getattr(report, "override_count", len(overrides)))
     patch = statusmodels.StatusPatch(
         observed_generation=generation,
         conditions=_conditions(previous_status, updates, generation, now),
@@ -129,6 +131,13 @@ def build_status(
         ],
         skipped=skipped,
         skipped_not_listed=not_listed,
+        overrides=[
+            statusmodels.OverriddenKey(
+                key=_clip(str(o.key)), source=_clip(str(o.source)), over=_clip(str(o.over))
+            )
+            for o in overrides[: statusmodels.MAX_OVERRIDES]
+        ],
+        overrides_not_listed=max(override_count - statusmodels.MAX_OVERRIDES, 0) or None,
         aws_calls={str(op): int(n) for op, n in sorted(report.aws_calls.items())},
         throttled_calls=report.throttled,
         memory=_memory(report.memory),

@@ -21,6 +21,7 @@ from envsync.kube.models import MAX_FORCE_TOKEN, EnvSyncSpec
 __all__ = [
     "CONDITION_REASON",
     "CONDITION_TYPE",
+    "MAX_OVERRIDES",
     "MAX_PARSE_ERRORS",
     "MAX_SKIPPED",
     "Condition",
@@ -28,6 +29,7 @@ __all__ = [
     "EnvSyncStatus",
     "KeyProblem",
     "MemoryStatus",
+    "OverriddenKey",
     "ParseErrorEntry",
     "PoolStatus",
     "PoolsStatus",
@@ -41,6 +43,8 @@ MAX_PARSE_ERRORS: Final = 10
 """How many parse errors (and per-key problems) the status keeps: enough to fix a file, bounded."""
 MAX_SKIPPED: Final = 20
 """How many skipped keys status.skipped lists; skippedNotListed counts the rest."""
+MAX_OVERRIDES: Final = 20
+"""How many overridden names status.overrides lists; overridesNotListed counts the rest."""
 CONDITION_TYPE: Final = (
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
     r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
@@ -110,6 +114,17 @@ class KeyProblem(_Status):
     """The variable name."""
     reason: str = Field(max_length=1024)
     """Why. Never the value."""
+
+
+class OverriddenKey(_Status):
+    """A name two sources of ``spec.sources`` both set: the later one's value is stored."""
+
+    key: str = Field(max_length=1024)
+    """The name, as stored in AWS."""
+    source: str = Field(max_length=1024)
+    """The source whose value is stored (``namespace/Kind/name[key]``)."""
+    over: str = Field(max_length=1024)
+    """The earlier source it overrode. Never either value."""
 
 
 SkipReason = Literal[
@@ -221,6 +236,11 @@ class EnvSyncStatus(_Status):
     rest). While any is listed, Ready is False with reason KeysSkipped."""
     skipped_not_listed: Count | None = None
     """Skipped keys beyond those listed in skipped."""
+    overrides: list[OverriddenKey] = Field(default_factory=list, max_length=MAX_OVERRIDES)
+    """Names set by more than one of spec.sources, with the source that won (first 20;
+    overridesNotListed counts the rest). An override is how layering works, not an error."""
+    overrides_not_listed: Count | None = None
+    """Overridden names beyond those listed in overrides."""
     target: TargetStatus | None = None
     """Where the last completed sync wrote. When spec.target moves, the keys this EnvSync owns
     at this place are pruned (with syncPolicy.prune) once the new place is in step."""

@@ -38,8 +38,8 @@ class Seen:
     """The force-sync annotation's value (raw), if any."""
     force_handled: str | None
     """``status.forceSyncHandled``: the force-sync value last answered."""
-    source: tuple[str, str] | None
-    """(kind, name) of the object the spec reads its .env from."""
+    sources: tuple[tuple[str, str], ...]
+    """(kind, name) of each object the spec reads a .env from."""
 
     @classmethod
     def of(cls, body: Mapping[str, Any], force_annotation: str) -> Seen:
@@ -59,7 +59,7 @@ class Seen:
             status_json=_compact(status_now),
             force=None if force is None else str(force),
             force_handled=None if handled is None else str(handled),
-            source=_source(spec),
+            sources=source_objects(spec),
         )
 
     def spec(self) -> dict[str, Any]:
@@ -86,13 +86,22 @@ def _compact(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def _source(spec: Mapping[str, Any]) -> tuple[str, str] | None:
-    source = spec.get("source") if isinstance(spec.get("source"), Mapping) else None
-    for field, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
-        ref = (source or {}).get(field)
-        if isinstance(ref, Mapping) and ref.get("name"):
-            return kind, str(ref["name"])
-    return None
+def source_objects(spec: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """(kind, name) of each object the spec reads a `.env` from: ``source``, or each of
+    ``sources`` (read from the raw spec: an invalid one still names what it watches)."""
+    found: list[tuple[str, str]] = []
+    listed = spec.get("sources")
+    layers: list[Any] = listed if isinstance(listed, list) else [spec.get("source")]
+    for source in layers:
+        for field, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
+            ref = source.get(field) if isinstance(source, Mapping) else None
+            if (
+                isinstance(ref, Mapping)
+                and ref.get("name")
+                and (kind, str(ref["name"])) not in found
+            ):
+                found.append((kind, str(ref["name"])))
+    return tuple(found)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -49,6 +49,20 @@ def _in_step(
     return _settled(previous, generation, digest)
 
 
+def _digest(namespace: str, sources: list[tuple[models.Source, bytes]]) -> str:
+    """``status.sourceHash``: of the bytes as stored, so an unchanged source costs no sync. One
+    source hashes as its bytes alone (as before ``sources`` existed: an upgrade is no change);
+    several hash each with its name and length, so moving a line between them is a change."""
+    if len(sources) == 1:
+        return hashlib.sha256(sources[0][1]).hexdigest()
+    digest = hashlib.sha256()
+    for layer, data in sources:
+        name = translate.layer_name(namespace, layer)
+        digest.update(f"{name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
 def _settled(previous: Mapping[str, Any], generation: int, digest: str) -> bool:
     """Whether the status already describes this generation and this source, successfully."""
     if previous.get("observedGeneration") != generation or previous.get("sourceHash") != digest:
@@ -116,14 +130,14 @@ class Reconciler:
         try:
             spec = translate.parse_spec(seen.spec())
             if spec.sync_policy.suspend:
-                tracker.handed = None
+                tracker.handed = ()
                 if _suspended(previous, generation):
                     return _unchanged(tracker, previous, None)
                 new = status.suspended(previous_status=previous, generation=generation, now=now)
                 return outcome_of(previous, new, next_in=None)
             translate.guard_tenancy(namespace, spec, self.settings)
-            source = await self._source(namespace, spec, tracker)
-            digest = hashlib.sha256(source).hexdigest()
+            sources = await self._sources(namespace, spec, tracker)
+            digest = _digest(namespace, sources)
             interval = translate.refresh_interval(spec, self.settings)
             wait = self._nothing_to_do(tracker, previous, generation, digest, interval, now)
             if wait is not None and not force:
@@ -144,22 +158,21 @@ class Reconciler:
                     now=now,
                 )
                 # the sync follows at once, with these bytes
-                ref = spec.source.ref
-                if tracker.handed is None:  # else a newer edit arrived meanwhile: that one
-                    tracker.handed = tracker_module.Handed(
-                        spec.source.kind, ref.name, {}, (ref.key, source)
-                    )
+                for layer, data in sources:
+                    kind, ref = layer.kind, layer.ref
+                    if not tracker.has_handed(kind, ref.name):  # else a newer edit: that one
+                        handed = tracker_module.Handed(kind, ref.name, {}, (ref.key, data))
+                        tracker.hand(kind, ref.name, handed)
                 return outcome_of(previous, new, next_in=0.0, events=warnings)
             credentials = await apiclient.credentials_for(
                 self.client, namespace, spec, self.settings
             )
             request = translate.sync_request(
                 spec,
-                source,
+                sources,
                 namespace=namespace,
                 name=name,
                 settings=self.settings,
-                source_name=translate.source_name(namespace, spec),
                 credentials=credentials,
                 source_hash=digest,
             )
@@ -213,18 +226,23 @@ class Reconciler:
             drift_check=drift_check,
         )
 
-    async def _source(
+    async def _sources(
         self, namespace: str, spec: models.EnvSyncSpec, tracker: tracker_module.Tracker
-    ) -> bytes:
-        """The source's bytes: as its watch event handed them over, else read from the API."""
-        kind, ref = spec.source.kind, spec.source.ref
-        handed = tracker.take_source(spec)
-        if handed is not None:
-            found = handed.key(ref.key)
-        else:
-            found = await self.client.read_key(namespace, kind, ref.name, ref.key)
-        if found is None:
-            raise errors.SourceMissingError(kind, ref.name, ref.key)
+    ) -> list[tuple[models.Source, bytes]]:
+        """Each source's bytes, in merge order: as its watch event handed them over, else read
+        from the API. One missing stops the pass (a merge without it would prune its keys)."""
+        handed = tracker.take_sources(spec)
+        found: list[tuple[models.Source, bytes]] = []
+        for layer in spec.layers:
+            kind, ref = layer.kind, layer.ref
+            carried = handed.get((kind, ref.name))
+            if carried is not None and (carried.read is None or carried.read[0] == ref.key):
+                data = carried.key(ref.key)
+            else:  # not carried, or a bytes shortcut of another key of the same object
+                data = await self.client.read_key(namespace, kind, ref.name, ref.key)
+            if data is None:
+                raise errors.SourceMissingError(kind, ref.name, ref.key)
+            found.append((layer, data))
         return found
 
     async def _run(

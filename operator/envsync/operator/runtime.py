@@ -197,8 +197,8 @@ class Runtime:
             tracker = self.trackers.get((namespace, reader))
             if tracker is None or tracker.seen is None:
                 continue
-            if tracker.seen.source == (kind, name):  # not a Secret it reads credentials from
-                tracker.handed = tracker_module.Handed(kind, name, data) if body else None
+            if (kind, name) in tracker.seen.sources:  # not a Secret it reads credentials from
+                tracker.hand(kind, name, tracker_module.Handed(kind, name, data) if body else None)
                 if tracker.edited is None:
                     tracker.edited = asyncio.get_running_loop().time()
             self.want(tracker, "source")
@@ -420,11 +420,8 @@ def source_keys(
 ) -> dict[tuple[str, str, str], str]:
     """Index entries of one EnvSync: each object it reads (source, credentials) → its name."""
     keys: dict[tuple[str, str, str], str] = {}
-    source = spec.get("source") or {}
-    for field, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
-        ref = source.get(field) or {}
-        if ref.get("name"):
-            keys[(namespace, kind, ref["name"])] = name
+    for kind, source in outcome.source_objects(spec):
+        keys[(namespace, kind, source)] = name
     auth_ref = (spec.get("auth") or {}).get("secretRef") or {}
     if auth_ref.get("name"):
         keys[(namespace, "Secret", auth_ref["name"])] = name

@@ -56,8 +56,8 @@ class Tracker:
     re-list (the watch can repeat the listed copy after a write has already moved the object
     on). Taking it would move ``seen`` backwards, and the next write would be refused against
     a copy no newer event ever replaces."""
-    handed: Handed | None = None
-    """The source as the last event of it carried it, until a pass reads it."""
+    handed: tuple[Handed, ...] = ()
+    """Each source as the last event of it carried it, until a pass reads it."""
     pending: outcome.Outcome | None = None
     """An outcome whose write met a newer copy of the object: written again to that copy."""
     conflicted: str = ""
@@ -97,12 +97,19 @@ class Tracker:
     timer: asyncio.TimerHandle | None = None
     """The scheduled next pass (drift check or retry)."""
 
-    def take_source(self, spec: models.EnvSyncSpec) -> Handed | None:
-        """The handed-over source, if it is the one ``spec`` reads; it is read once."""
-        handed, self.handed = self.handed, None
-        if handed is None or (handed.kind, handed.name) != (spec.source.kind, spec.source.ref.name):
-            return None
-        return handed
+    def hand(self, kind: str, name: str, handed: Handed | None) -> None:
+        """Keep what an event of a source carried (None: nothing usable, read it again)."""
+        kept = tuple(h for h in self.handed if (h.kind, h.name) != (kind, name))
+        self.handed = (*kept, handed) if handed is not None else kept
+
+    def has_handed(self, kind: str, name: str) -> bool:
+        return any((h.kind, h.name) == (kind, name) for h in self.handed)
+
+    def take_sources(self, spec: models.EnvSyncSpec) -> dict[tuple[str, str], Handed]:
+        """The handed-over sources ``spec`` reads, by (kind, name); each is read once."""
+        handed, self.handed = self.handed, ()
+        wanted = {(layer.kind, layer.ref.name) for layer in spec.layers}
+        return {(h.kind, h.name): h for h in handed if (h.kind, h.name) in wanted}
 
     def know(self, resource_version: str) -> None:
         self.known = (*self.known[1 - KNOWN_VERSIONS :], resource_version)

@@ -21,7 +21,7 @@ from envsync import settings as settings_module
 from envsync.aws import batching
 from envsync.dotenv import poolmanager
 from envsync.kube import models, places, status
-from envsync.sync import engine
+from envsync.sync import engine, keymap
 
 GROUP: Final = models.API_GROUP
 VERSION: Final = models.API_VERSION
@@ -102,23 +102,28 @@ def pool_config(spec: models.EnvSyncSpec) -> poolmanager.PoolConfig:
 
 def sync_request(
     spec: models.EnvSyncSpec,
-    source: bytes,
+    sources: list[tuple[models.Source, bytes]],
     *,
     namespace: str,
     name: str,
-    source_name: str,
     settings: settings_module.Settings,
     credentials: aws.Credentials | None,
     source_hash: str | None = None,
 ) -> engine.SyncRequest:
-    """The engine request for a spec: its policy, tuning and target, the object as owner."""
+    """The engine request for a spec: its sources in merge order, its key selection, policy,
+    tuning and target, the object as owner."""
     policy = spec.sync_policy
     performance = spec.performance_or_default
+    layers = tuple(
+        engine.Layer(data, layer_name(namespace, layer), layer.compression)
+        for layer, data in sources
+    )
     return engine.SyncRequest(
         allow_empty=policy.allow_empty,
-        source=source,
+        source=layers[0].source,
+        layers=layers,
+        keys=key_map(spec.keys),
         source_hash=source_hash,
-        source_name=source_name,
         target=target_for(spec, settings),
         owner=owner_id(namespace, name),
         credentials=credentials,
@@ -130,15 +135,27 @@ def sync_request(
         workers=performance.worker_count,
         buffer_size=performance.buffer_size,
         max_line_size=performance.max_line_size,
-        compression=spec.source.compression,
         max_decompressed_size=settings.max_decompressed_size,
     )
 
 
-def source_name(namespace: str, spec: models.EnvSyncSpec) -> str:
-    """How messages name the source: ``ns/ConfigMap/name[key]``."""
-    ref = spec.source.ref
-    return f"{namespace}/{spec.source.kind}/{ref.name}[{ref.key}]"
+def layer_name(namespace: str, source: models.Source) -> str:
+    """How messages and ``status.overrides`` name a source: ``ns/ConfigMap/name[key]``."""
+    return f"{namespace}/{source.kind}/{source.ref.name}[{source.ref.key}]"
+
+
+def key_map(keys: models.Keys | None) -> keymap.KeyMap:
+    """``spec.keys`` as the engine applies it."""
+    if keys is None:
+        return keymap.IDENTITY
+    rewrite = keys.rewrite or models.KeyRewrite()
+    return keymap.KeyMap(
+        include=keys.include or (),
+        exclude=keys.exclude or (),
+        strip_prefix=rewrite.strip_prefix or "",
+        case=rewrite.case,
+        add_prefix=rewrite.add_prefix or "",
+    )
 
 
 def guard_tenancy(

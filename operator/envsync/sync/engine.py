@@ -45,6 +45,8 @@ from envsync.sync.report import (
     ActionCallback,
     DiffLine,
     KeyIssue,
+    Layer,
+    Override,
     ParseProblem,
     PullResult,
     SyncReport,
@@ -55,6 +57,8 @@ from envsync.sync.tally import Tally, line_of
 __all__ = [
     "DiffLine",
     "KeyIssue",
+    "Layer",
+    "Override",
     "ParseProblem",
     "PullResult",
     "SyncReport",
@@ -341,6 +345,8 @@ def _report(
         conflicts=counts["conflict"],
         parse_errors=tuple(parsed.errors),
         parse_error_count=parsed.error_count,
+        overrides=parsed.overrides,
+        override_count=parsed.override_count,
         # writes settle in the order they finish: sorted, a report reads the same every time
         failures=tuple(sorted(tally.failures, key=_by_line)),
         skips=tuple(tally.skips),

@@ -14,7 +14,7 @@ from typing import IO, Any, Final, Literal
 from envsync import aws
 from envsync.dotenv import grammar
 from envsync.dotenv.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, Compression
-from envsync.sync import plan
+from envsync.sync import keymap, plan
 
 __all__ = [
     "MAX_ISSUES",
@@ -33,6 +33,25 @@ MAX_PARSE_ERRORS: Final = 10
 MAX_ISSUES: Final = 50
 Source = bytes | IO[bytes] | Iterable[bytes]
 ActionCallback = Callable[[str, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """One source of several merged in order (``spec.sources``): later layers win."""
+
+    source: Source
+    name: str
+    """How messages and ``status.overrides`` name it (``ns/ConfigMap/base[.env]``)."""
+    compression: Compression = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """A name set by two sources: ``source`` (the later) won over ``over``. Names only."""
+
+    key: str
+    source: str
+    over: str
 
 
 @dataclass(frozen=True)
@@ -63,6 +82,11 @@ class SyncRequest:
     max_value_size: int = grammar.DEFAULT_MAX_VALUE_SIZE
     compression: Compression = "none"
     """How ``source`` is compressed: ``auto`` reads its magic bytes (gzip, zstd or plain)."""
+    layers: tuple[Layer, ...] = ()
+    """Several sources merged in order, a later one's value winning; when set, ``source``,
+    ``source_name`` and ``compression`` are not read."""
+    keys: keymap.KeyMap = keymap.IDENTITY
+    """Which variables reach AWS and under what names (``spec.keys``)."""
     max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE
     """Where decompressing stops with an error: the bound on a decompression bomb."""
     source_hash: str | None = None
@@ -72,6 +96,10 @@ class SyncRequest:
     """Set to stop a sync between writes (the CLI sets it on Ctrl-C): no new write or delete
     starts, those already sent finish and are reported, and the rest are counted as
     ``not_attempted``. The next sync finds them still to do."""
+
+    def sources(self) -> tuple[Layer, ...]:
+        """The layers to read in order: ``layers``, or the one ``source``."""
+        return self.layers or (Layer(self.source, self.source_name, self.compression),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +139,10 @@ class SyncReport:
     parse_errors: tuple[ParseProblem, ...] = ()
     """The first parse errors (at most 10); ``parse_error_count`` has the total."""
     parse_error_count: int = 0
+    overrides: tuple[Override, ...] = ()
+    """The first names a later source set again (at most 50); ``override_count`` has the
+    total."""
+    override_count: int = 0
     failures: tuple[KeyIssue, ...] = ()
     """The first per-key failures (at most 50); ``failed`` has the total."""
     skips: tuple[KeyIssue, ...] = ()

@@ -12,10 +12,18 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
-from envsync import limits
+from envsync import errors, limits
 from envsync.dotenv import compression, grammar, poolmanager, reading
 from envsync.sync import plan
-from envsync.sync.report import MAX_PARSE_ERRORS, ParseProblem, Source, SyncRequest
+from envsync.sync.report import (
+    MAX_ISSUES,
+    MAX_PARSE_ERRORS,
+    Layer,
+    Override,
+    ParseProblem,
+    Source,
+    SyncRequest,
+)
 
 
 @dataclass
@@ -25,6 +33,8 @@ class Parsed:
     errors: list[ParseProblem]
     error_count: int
     digest: str
+    overrides: tuple[Override, ...] = ()
+    override_count: int = 0
 
 
 class _HashingReader:
@@ -72,34 +82,73 @@ def _readable(source: Source | compression.Stream, digest: Any) -> _HashingReade
     return _hashing(source, digest)  # type: ignore[arg-type]
 
 
-def _read_size(request: SyncRequest) -> int:
-    """The read buffer: ``buffer_size``, or less for a source already in memory and smaller.
+def _read_size(layer: Layer, buffer_size: int) -> int:
+    """The read buffer: ``buffer_size``, or less for a plain source already in memory and
+    smaller.
 
     A ConfigMap of 3 KiB read through a 64 KiB buffer wastes 61 KiB, and an operator keeps one
     pooled buffer per EnvSync: at a thousand EnvSyncs that was 60 MiB of idle RSS.
     """
-    source = request.source
-    if isinstance(source, bytes | bytearray | memoryview):
-        return max(1, min(request.buffer_size, len(source)))
-    return request.buffer_size
+    source = layer.source
+    if isinstance(source, bytes | bytearray | memoryview) and layer.compression == "none":
+        return max(1, min(buffer_size, len(source)))
+    return buffer_size
 
 
-def _decompressed(request: SyncRequest) -> Source | compression.Stream:
+def _decompressed(layer: Layer, limit: int) -> Source | compression.Stream:
     """The source as text: a compressed one opened as a stream that decompresses as the
     parser reads it (never whole), a plain one as it came."""
-    source = request.source
-    if request.compression == "none" or not (
+    source = layer.source
+    if layer.compression == "none" or not (
         isinstance(source, bytes | bytearray | memoryview)
         or callable(getattr(source, "read", None))
     ):
         return source
     opened = compression.opened(
         source,  # type: ignore[arg-type]
-        request.compression,
-        limit=request.max_decompressed_size,
-        source_name=request.source_name,
+        layer.compression,
+        limit=limit,
+        source_name=layer.name,
     )
     return cast("Source | compression.Stream", opened)  # a held source comes back as it was
+
+
+class _Merge:
+    """Where each final name came from, kept only when it can matter: when sources are merged
+    (a name set again by a later one is an override, reported by name) or when names are
+    rewritten (two names becoming one is an error naming both)."""
+
+    __slots__ = ("count", "layers", "origin", "overrides", "renames", "tracking")
+
+    def __init__(self, layers: tuple[Layer, ...], renames: bool) -> None:
+        self.layers = layers
+        self.renames = renames
+        self.tracking = renames or len(layers) > 1
+        self.origin: dict[str, tuple[str, int, int]] = {}
+        """final name → (name in the file, layer, line)."""
+        self.overrides: list[Override] = []
+        self.count = 0
+
+    def take(self, final: str, key: str, layer: int, line: int) -> None:
+        if not self.tracking:
+            return
+        before = self.origin.get(final)
+        self.origin[final] = (key, layer, line)
+        if before is None:
+            return
+        if self.renames and before[0] != key:
+            earlier = f"{before[0]} ({self.layers[before[1]].name} line {before[2]})"
+            later = f"{key} ({self.layers[layer].name} line {line})"
+            raise errors.InvalidSourceError(
+                f"{earlier} and {later} both become {final!r} under spec.keys; exclude or "
+                "rename one"
+            )
+        if before[1] != layer:
+            self.count += 1
+            if len(self.overrides) < MAX_ISSUES:
+                self.overrides.append(
+                    Override(final, self.layers[layer].name, self.layers[before[1]].name)
+                )
 
 
 def parse_source(
@@ -107,44 +156,64 @@ def parse_source(
     problem: Callable[[str, str], limits.Refusal | None],
     manager: poolmanager.PoolManager | None,
 ) -> Parsed:
-    """One streaming pass: variables into the desired mapping, errors kept as data."""
+    """One streaming pass over each layer in order: variables into the desired mapping, under
+    their final names (``request.keys``), later layers winning; errors kept as data."""
     digest = hashlib.sha256()
-    known = request.source_hash
-    held = isinstance(request.source, bytes | bytearray | memoryview)
-    source = _decompressed(request)
-    readable: _HashingReader | Iterator[bytes] | IO[bytes]
-    if known is not None and held:  # hashed already (as stored): read once, hash nothing
-        held_text = isinstance(source, bytes | bytearray | memoryview)
-        readable = io.BytesIO(source) if held_text else source  # type: ignore[arg-type,assignment]
-    else:
-        known, readable = None, _readable(source, digest)
-    options: dict[str, Any] = {
-        "strict": False,
-        "max_line_size": request.max_line_size,
-        "max_value_size": request.max_value_size,
-        "buffer_size": _read_size(request) if source is request.source else request.buffer_size,
-        "source_name": request.source_name,
-    }
-    if manager is not None:
-        options["byte_pool"] = manager.byte_pool
+    layers = request.sources()
+    held = all(isinstance(layer.source, bytes | bytearray | memoryview) for layer in layers)
+    known = request.source_hash if held else None  # else hashed as read: a stream's own hash
+    merge = _Merge(layers, request.keys.renames)
     desired: dict[str, plan.Desired] = {}
     problems: list[ParseProblem] = []
     error_count = 0
-    for item in reading.parse(readable, **options):
-        if isinstance(item, grammar.ParseError):
-            error_count += 1
-            if len(problems) < MAX_PARSE_ERRORS:
-                problems.append(ParseProblem(item.line, item.reason))
-            continue
-        key, value = item.key, item.value
-        desired.pop(key, None)  # the last assignment wins, in file order
-        desired[key] = plan.desired_entry(value, item.line, functools.partial(problem, key))
-    # a parser that stops early must still hash the whole source
-    if isinstance(readable, _HashingReader):
-        while readable.read(request.buffer_size):
-            pass
-    elif known is None:  # hashed chunks
-        for _ in readable:
-            pass
+    for index, layer in enumerate(layers):
+        if len(layers) > 1 and known is None:  # each layer's bytes, told apart by its name
+            digest.update(layer.name.encode() + b"\0")
+        source = _decompressed(layer, request.max_decompressed_size)
+        readable: _HashingReader | Iterator[bytes] | IO[bytes]
+        if known is not None:  # hashed already (as stored): read once, hash nothing
+            held_text = isinstance(source, bytes | bytearray | memoryview)
+            readable = io.BytesIO(source) if held_text else source  # type: ignore[arg-type,assignment]
+        else:
+            readable = _readable(source, digest)
+        options: dict[str, Any] = {
+            "strict": False,
+            "max_line_size": request.max_line_size,
+            "max_value_size": request.max_value_size,
+            "buffer_size": _read_size(layer, request.buffer_size),
+            "source_name": layer.name,
+        }
+        if manager is not None:
+            options["byte_pool"] = manager.byte_pool
+        for item in reading.parse(readable, **options):
+            if isinstance(item, grammar.ParseError):
+                error_count += 1
+                if len(problems) < MAX_PARSE_ERRORS:
+                    reason = f"{layer.name}: {item.reason}" if len(layers) > 1 else item.reason
+                    problems.append(ParseProblem(item.line, reason))
+                continue
+            final = request.keys.name(item.key)
+            if final is None:
+                continue
+            merge.take(final, item.key, index, item.line)
+            desired.pop(final, None)  # the last assignment wins, in file (then layer) order
+            desired[final] = plan.desired_entry(
+                item.value, item.line, functools.partial(problem, final)
+            )
+        # a parser that stops early must still hash the whole source
+        if isinstance(readable, _HashingReader):
+            while readable.read(request.buffer_size):
+                pass
+        elif known is None:  # hashed chunks
+            for _ in readable:
+                pass
     # A key assigned twice is one variable (the last assignment): counted once, as AWS sees it.
-    return Parsed(desired, len(desired), problems, error_count, known or digest.hexdigest())
+    return Parsed(
+        desired,
+        len(desired),
+        problems,
+        error_count,
+        known or digest.hexdigest(),
+        tuple(merge.overrides),
+        merge.count,
+    )
