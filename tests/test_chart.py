@@ -120,6 +120,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
                                  "https://vpce-0abc.ssm.eu-west-1.vpce.amazonaws.com"],
             "endpointUrl": "http://localstack.localstack.svc:4566",
             "stsEndpoint": "https://sts.eu-west-1.amazonaws.com",
+            "driftQueueUrl": "https://sqs.eu-west-1.amazonaws.com/123456789012/envsync-drift",
         },
         "operator": {
             "allowKmsKeyId": ["alias/envsync-{namespace}",
@@ -624,6 +625,7 @@ def test_rendered_environment_is_what_the_operator_reads(
     assert loaded.allowed_endpoints == [entry.rstrip("/") for entry in aws["allowedEndpoints"]]
     assert loaded.aws_endpoint_url == (aws["endpointUrl"] or None)
     assert loaded.sts_endpoint == (aws["stsEndpoint"] or None)
+    assert loaded.drift_queue_url == (aws.get("driftQueueUrl") or None)
     metrics = values["metrics"]
     assert loaded.metrics_port == (metrics["port"] if metrics["enabled"] else 0)
     assert loaded.liveness_port == values["liveness"]["port"]

@@ -223,7 +223,7 @@ def test_passes_are_counted_by_trigger_and_only_known_ones(m: metrics.Metrics) -
         for sample in family.samples
         if sample.name == "envsync_passes_total"
     }
-    assert samples == {"envsync": 0, "source": 2, "timer": 1}
+    assert samples == {"envsync": 0, "source": 2, "timer": 1, "remote": 0}
     with pytest.raises(ValueError, match="unknown trigger"):
         m.observe_pass("configmap/app-env")  # a name must never become a label value
 

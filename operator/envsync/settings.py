@@ -153,6 +153,11 @@ class Settings(BaseSettings):
     """Endpoint for SSM and Secrets Manager when the EnvSync names none (a LocalStack or moto for
     tests and demos, a VPC endpoint). Default: unset, the SDK's regional endpoint (botocore's own
     AWS_ENDPOINT_URL_SSM and AWS_ENDPOINT_URL_SECRETS_MANAGER variables work too)."""
+    drift_queue_url: str | None = None
+    """An SQS queue that an EventBridge rule fills with Parameter Store and Secrets Manager
+    change events (docs/aws.md). A change to a name an EnvSync owns checks that EnvSync within
+    seconds, so refreshInterval can be long. Default: unset, drift is found by polling alone.
+    Read with the operator's own credentials, at ENVSYNC_AWS_ENDPOINT_URL when that is set."""
     sts_endpoint: str | None = None
     """Endpoint for STS AssumeRole (spec.auth.roleArn). Default: unset, the SDK's regional STS.
     Never taken from an EnvSync: an STS of a tenant's choosing would hand out credentials of its

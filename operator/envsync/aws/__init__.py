@@ -8,7 +8,7 @@ request observers every HTTP attempt of those clients goes through.
 from __future__ import annotations
 
 from envsync import errors
-from envsync.aws import attempts, base, secretsmanager, session, ssm
+from envsync.aws import attempts, base, changes, secretsmanager, session, ssm
 from envsync.aws.base import (
     OWNER_TAG,
     CallStats,
@@ -27,6 +27,7 @@ __all__ = [
     "Target",
     "attempts",
     "base",
+    "changes",
     "open_sink",
     "secretsmanager",
     "session",

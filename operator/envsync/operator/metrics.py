@@ -56,9 +56,9 @@ OUTCOMES: Final = ("success", "throttled", "error")
 KEY_ACTIONS: Final = ("created", "updated", "unchanged", "deleted", "failed", "skipped")
 """`envsync_keys_total{action}`, the status counts (without `parsed`)."""
 READY_STATES: Final = ("true", "false", "unknown")
-TRIGGERS: Final = ("envsync", "source", "timer")
+TRIGGERS: Final = ("envsync", "source", "timer", "remote")
 """`envsync_passes_total{trigger}`: the EnvSync's own event, an event of a ConfigMap or Secret
-it reads, or a timer (drift check, retry)."""
+it reads, a timer (drift check, retry), or a change in AWS from the drift queue."""
 DURATION_BUCKETS: Final = (
     0.1,
     0.25,

@@ -86,6 +86,19 @@ def _compact(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def place_of(spec: Mapping[str, Any]) -> tuple[str, str, bool] | None:
+    """(service, path, exact) of the spec's target: SSM and per-key Secrets Manager paths are
+    prefixes, a JSON secret's path is its one name."""
+    target = spec.get("target")
+    if not isinstance(target, Mapping) or not isinstance(target.get("path"), str):
+        return None
+    provider = target.get("provider")
+    if provider not in ("ssm", "secretsmanager"):
+        return None
+    exact = provider == "secretsmanager" and target.get("mode") == "json"
+    return str(provider), str(target["path"]), exact
+
+
 def source_objects(spec: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     """(kind, name) of each object the spec reads a `.env` from: ``source``, or each of
     ``sources`` (read from the raw spec: an invalid one still names what it watches)."""

@@ -113,7 +113,8 @@ class Reconciler:
         in ``status.forceSyncHandled`` whatever the pass finds.
         """
         forced = translate.force_token(seen.force, seen.force_handled)
-        result = await self._decide(seen, tracker, force=forced is not None)
+        recheck, tracker.recheck = tracker.recheck, False  # a change seen on the drift queue
+        result = await self._decide(seen, tracker, force=forced is not None or recheck)
         if forced is None:
             return result
         answered = result.change.model_copy()

@@ -32,6 +32,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import time
 import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
@@ -44,6 +45,7 @@ from envsync.dotenv import poolmanager
 from envsync.operator import (
     apiclient,
     deletion,
+    driftwatch,
     metrics,
     outcome,
     reconciler,
@@ -105,12 +107,24 @@ class Runtime:
         self._release: asyncio.TimerHandle | None = None
         self._released_at = -RELEASE_EVERY
         self._closing = False
+        self.drift: driftwatch.DriftWatch | None = None
         self.reconciler = reconciler.Reconciler(
             settings, self.client, self.process_pools, self.metrics
         )
 
     async def start(self) -> None:
         aws.session.configure(**self.settings.aws_limits())
+        url = self.settings.drift_queue_url
+        if url:
+            queue = functools.partial(
+                aws.changes.ChangeQueue,
+                url,
+                region=self.settings.default_region,
+                endpoint_url=self.settings.aws_endpoint_url,
+            )
+            loop = asyncio.get_running_loop()
+            self.drift = driftwatch.DriftWatch(queue, self.remote_changed, loop)
+            self.drift.start()
         await self.process_pools.start()
         self.metrics.watch_pools(self.process_pools)
         self.metrics.watch_limiters(aws.batching.registry().items)
@@ -120,6 +134,8 @@ class Runtime:
 
     async def close(self) -> None:
         aws.session.remove_request_observer(self.metrics.observe_attempt)
+        if self.drift is not None:
+            self.drift.stop()
         self._closing = True
         if self._release is not None:
             self._release.cancel()
@@ -176,6 +192,7 @@ class Runtime:
             return  # older news: a write's answer adopted already, or a replayed event
         tracker.know(seen.resource_version)
         tracker.seen = seen
+        tracker.place = outcome.place_of(body.get("spec") or {})
         if metadata.get("deletionTimestamp"):
             tracker.deleting = True  # deletion is the delete handler's business now
             tracker.cancel()
@@ -202,6 +219,20 @@ class Runtime:
                 if tracker.edited is None:
                     tracker.edited = asyncio.get_running_loop().time()
             self.want(tracker, "source")
+
+    def remote_changed(self, found: Iterable[aws.changes.Change]) -> None:
+        """Names changed in AWS (the drift queue): a drift check of each EnvSync that owns one,
+        unless the change predates the end of its last sync (its own write, most likely: a
+        change stamped in the same second as that end is taken for one)."""
+        for change in found:
+            for tracker in self.trackers.values():
+                place = tracker.place
+                if place is None or place[0] != change.service or tracker.seen is None:
+                    continue
+                owned = change.name == place[1] if place[2] else change.name.startswith(place[1])
+                if owned and change.at > int(tracker.synced_at):
+                    tracker.recheck = True
+                    self.want(tracker, "remote")
 
     def want(self, tracker: tracker_module.Tracker, trigger: str) -> None:
         """Ask for a pass of this EnvSync: now, or after the one running (never two at once)."""
@@ -355,6 +386,7 @@ class Runtime:
         report = result.report
         if report is not None:
             self.metrics.observe_report(report)
+            tracker.synced_at = time.time()
         if edited is not None and report is not None and not report.dry_run:
             if metrics.in_step(report):
                 self.metrics.observe_edit_delivered(asyncio.get_running_loop().time() - edited)

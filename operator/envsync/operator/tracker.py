@@ -92,6 +92,13 @@ class Tracker:
     deleting: bool = False
     """The object is being deleted: no pass may start any more (one would write the keys
     that the deletion handler removes back to AWS)."""
+    place: tuple[str, str, bool] | None = None
+    """Where the spec writes: (service, path, whether path is one exact name), for matching
+    the drift queue's changes to their owner."""
+    synced_at: float = 0.0
+    """Epoch seconds when the last sync ended: a change stamped earlier is its own write."""
+    recheck: bool = False
+    """A change on the drift queue asks for a drift check at the next pass."""
     ready: str = "Unknown"
     """The Ready condition's status as last published, for the envsync_resources gauge."""
     timer: asyncio.TimerHandle | None = None

@@ -1,0 +1,207 @@
+"""Drift seen without polling (``ENVSYNC_DRIFT_QUEUE_URL``): kopf running the operator against
+kmock's emulator, with moto's SSM, Secrets Manager and SQS over HTTP. The queue gets events in
+the shapes AWS documents, as an EventBridge rule would deliver them (moto does not route AWS's
+own change events, so the test sends what the rule would).
+
+Every EnvSync here checks drift once an hour, so a repair within seconds can only come from
+the queue.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+import kube
+from envsync.aws import changes
+
+pytestmark = pytest.mark.timeout(120)
+
+REGION = "us-east-1"
+
+
+def ssm_event(name: str, *, at: float | None = None, operation: str = "Update") -> str:
+    """A "Parameter Store Change" event, as EventBridge puts it on the queue."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if at is None else at))
+    return json.dumps({
+        "version": "0", "id": str(uuid.uuid4()), "detail-type": "Parameter Store Change",
+        "source": "aws.ssm", "account": "123456789012", "time": stamp, "region": REGION,
+        "resources": [f"arn:aws:ssm:{REGION}:123456789012:parameter{name}"],
+        "detail": {"name": name, "type": "String", "operation": operation},
+    })  # fmt: skip
+
+
+def secret_event(secret_id: str, event_name: str = "PutSecretValue") -> str:
+    """A Secrets Manager API call through CloudTrail, as EventBridge puts it on the queue."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return json.dumps({
+        "version": "0", "id": str(uuid.uuid4()), "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.secretsmanager", "account": "123456789012", "time": stamp,
+        "region": REGION, "resources": [],
+        "detail": {
+            "eventSource": "secretsmanager.amazonaws.com", "eventName": event_name,
+            "awsRegion": REGION, "requestParameters": {"secretId": secret_id},
+        },
+    })  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[kube.EmulatedCluster]:
+    with kube.emulated_cluster() as emulated:
+        yield emulated
+
+
+@pytest.fixture(scope="module")
+def sqs(moto_endpoint: str) -> Any:
+    return boto3.client("sqs", region_name=REGION, endpoint_url=moto_endpoint)
+
+
+@pytest.fixture(scope="module")
+def queue(sqs: Any) -> str:
+    url: str = sqs.create_queue(QueueName=f"drift-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    return url
+
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster: kube.EmulatedCluster,
+    moto_endpoint: str,
+    queue: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    kubeconfig = cluster.server.write_kubeconfig(tmp_path_factory.mktemp("kube") / "config")
+    port = kube.free_port()
+    with kube.run_operator(
+        kubeconfig,
+        aws_endpoint_url=moto_endpoint,
+        default_region=REGION,
+        drift_queue_url=queue,
+        metrics_port=str(port),
+        liveness_port="0",
+        **kube.FAST_AWS_RATES,
+    ):
+        yield f"http://127.0.0.1:{port}/metrics"
+
+
+@pytest.fixture
+def namespace(cluster: kube.Cluster) -> str:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.create_namespace(name)
+    return name
+
+
+@pytest.fixture
+def ssm(moto_endpoint: str) -> Any:
+    return boto3.client("ssm", region_name=REGION, endpoint_url=moto_endpoint)
+
+
+def remote_passes(operator: str) -> float:
+    return kube.total(kube.scrape(operator), "envsync_passes_total", trigger="remote")
+
+
+def queue_drained(sqs: Any, queue: str) -> bool:
+    found = sqs.get_queue_attributes(
+        QueueUrl=queue,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return all(int(v) == 0 for v in found.values())
+
+
+def synced(cluster: kube.Cluster, namespace: str, path: str, text: str) -> dict[str, Any]:
+    cluster.apply(kube.configmap("app-env", namespace, text))
+    cluster.apply(kube.envsync("app", namespace, source="app-env", path=path, endpoint=None))
+    return kube.settled(cluster, namespace, "app", "Synced")
+
+
+def test_a_change_on_the_queue_repairs_drift_within_seconds(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, sqs: Any, queue: str
+) -> None:
+    path = f"/{namespace}/app/"
+    synced(cluster, namespace, path, "A=1\nB=2\n")
+    before = remote_passes(operator)
+    # events are stamped to the second: one in the second the sync ended is taken for its own
+    time.sleep(1.1)
+
+    ssm.put_parameter(Name=f"{path}A", Value="by-hand", Type="SecureString", Overwrite=True)
+    sqs.send_message(QueueUrl=queue, MessageBody=ssm_event(f"{path}A"))
+
+    kube.wait_until(lambda: kube.params(ssm, path)[f"{path}A"] == "1", what="the repair")
+    assert remote_passes(operator) == before + 1
+    kube.wait_until(lambda: queue_drained(sqs, queue), what="the message deleted")
+
+
+def test_its_own_writes_and_names_it_does_not_own_cost_nothing(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, sqs: Any, queue: str
+) -> None:
+    path = f"/{namespace}/app/"
+    obj = synced(cluster, namespace, path, "A=1\n")
+    before = remote_passes(operator)
+    calls = kube.total(kube.scrape(operator), "envsync_aws_requests_total", service="ssm")
+
+    # the event of its own write (stamped before that sync ended), another tenant's name, a
+    # message that is no event, and an SSM event of a read-only kind
+    started = calendar.timegm(time.strptime(obj["status"]["lastSyncTime"], "%Y-%m-%dT%H:%M:%SZ"))
+    own = ssm_event(f"{path}A", at=started)
+    for body in (own, ssm_event(f"/other-{namespace}/A"), "not json", '{"detail": {}}'):
+        sqs.send_message(QueueUrl=queue, MessageBody=body)
+
+    kube.wait_until(lambda: queue_drained(sqs, queue), what="the messages read and deleted")
+    time.sleep(0.5)  # a pass they had wanted would have started by now
+    assert remote_passes(operator) == before
+    assert kube.total(kube.scrape(operator), "envsync_aws_requests_total", service="ssm") == calls
+
+
+def test_a_json_secret_is_checked_on_a_cloudtrail_event_naming_its_arn(
+    operator: str, cluster: kube.Cluster, namespace: str, moto_endpoint: str, sqs: Any, queue: str
+) -> None:
+    name = f"{namespace}/app"
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
+    manifest = kube.envsync(
+        "app", namespace, source="app-env", path=name, endpoint=None, provider="secretsmanager"
+    )
+    manifest["spec"]["target"]["mode"] = "json"
+    cluster.apply(manifest)
+    kube.settled(cluster, namespace, "app", "Synced")
+    secrets = boto3.client("secretsmanager", region_name=REGION, endpoint_url=moto_endpoint)
+    arn = secrets.describe_secret(SecretId=name)["ARN"]
+
+    time.sleep(1.1)  # out of the second the sync ended in
+    secrets.put_secret_value(SecretId=name, SecretString='{"A": "by-hand"}')
+    sqs.send_message(QueueUrl=queue, MessageBody=secret_event(arn))
+
+    kube.wait_until(
+        lambda: json.loads(secrets.get_secret_value(SecretId=name)["SecretString"]) == {"A": "1"},
+        what="the secret repaired",
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (ssm_event("/team/app/A", at=1_800_000_000), ("ssm", "/team/app/A", 1_800_000_000.0)),
+        (
+            secret_event("arn:aws:secretsmanager:us-east-1:123456789012:secret:team/app-Ab12Cd"),
+            ("secretsmanager", "team/app", None),
+        ),
+        (secret_event("team/app", "GetSecretValue"), None),
+        ('{"source": "aws.ssm", "detail-type": "Parameter Store Change", "detail": {}}', None),
+        ("[1, 2]", None),
+    ],
+    ids=["ssm", "secret-arn", "secret-read", "no-name", "not-an-event"],
+)
+def test_event_shapes(body: str, expected: tuple[str, str, float | None] | None) -> None:
+    change = changes.read_event(body)
+    if expected is None:
+        assert change is None
+        return
+    assert change is not None
+    assert (change.service, change.name) == expected[:2]
+    if expected[2] is not None:
+        assert change.at == expected[2]
