@@ -14,7 +14,7 @@ import zstandard
 from envsync import errors
 from envsync.dotenv import compression, reading
 from envsync.sync import source
-from envsync.sync.report import SyncRequest
+from envsync.sync.report import Layer, SyncRequest
 
 SENTINEL = "s3cr3t-SENTINEL-41aa"
 
@@ -88,7 +88,8 @@ def test_output_stops_at_the_limit_and_not_one_byte_before() -> None:
         read_all(over)
     assert str(refused.value) == (
         f"ns/x: decompresses to more than {len(text) - 1} bytes "
-        "(ENVSYNC_MAX_DECOMPRESSED_SIZE); split the file or raise the limit"
+        "(ENVSYNC_MAX_DECOMPRESSED_SIZE, for all the sources of one sync together); "
+        "split the file or raise the limit"
     )
 
 
@@ -101,7 +102,7 @@ def test_a_bomb_costs_no_more_than_the_limit_to_refuse() -> None:
     stream = compression.opened(bomb.getvalue(), "auto", limit=4 * 1024 * 1024)
     with pytest.raises(errors.SourceUndecodableError, match="decompresses to more than"):
         read_all(stream)
-    assert stream._count <= 4 * 1024 * 1024 + 1  # type: ignore[union-attr]
+    assert stream._budget.used <= 4 * 1024 * 1024 + 1  # type: ignore[union-attr]
 
 
 def test_a_zstd_frame_asking_for_a_huge_window_is_refused_before_it_is_allocated() -> None:
@@ -158,3 +159,26 @@ def test_the_engine_stops_at_the_limit_before_anything_else() -> None:
     )  # fmt: skip
     with pytest.raises(errors.SourceUndecodableError, match=r"^ns/ConfigMap/app\[\.env\]: "):
         source.parse_source(request, lambda key, value: None, None)
+
+
+def test_one_budget_covers_every_layer_of_a_sync() -> None:
+    """Eight layers may not take eight times the limit."""
+    layers = tuple(
+        Layer(gzip.compress(plain(20)), f"ns/ConfigMap/l{i}[.env]", "auto") for i in range(8)
+    )
+    one = len(plain(20))
+    within = SyncRequest(source=b"", layers=layers[:2], target=None, owner="o",  # type: ignore[arg-type]
+                         max_decompressed_size=2 * one)  # fmt: skip
+    assert source.parse_source(within, lambda key, value: None, None).count == 21
+    over = SyncRequest(source=b"", layers=layers, target=None, owner="o",  # type: ignore[arg-type]
+                       max_decompressed_size=3 * one)  # fmt: skip
+    with pytest.raises(errors.SourceUndecodableError, match=r"^ns/ConfigMap/l3\[\.env\]: "):
+        source.parse_source(over, lambda key, value: None, None)
+
+
+def test_a_skippable_frame_first_is_still_zstd() -> None:
+    """pzstd writes a skippable frame before the data."""
+    skippable = b"\x50\x2a\x4d\x18" + (4).to_bytes(4, "little") + b"meta"
+    packed = skippable + zstd_frames(plain(10))
+    assert compression.detect(packed[:4]) == "zstd"
+    assert variables(compression.opened(packed, "zstd")) == variables(plain(10))

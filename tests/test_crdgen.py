@@ -359,6 +359,18 @@ def test_a_minimal_envsync_is_admitted() -> None:
             {"target": {"provider": "ssm", "path": "/a/", "pathPrefix": "/x/"}},
             "spec.target: Additional properties",
         ),
+        (
+            {"sources": [{"configMapRef": {"name": "b"}}]},
+            "spec: set exactly one of source or sources",
+        ),
+        ({"sources": []}, "spec.sources: [] should be non-empty"),
+        ({"keys": {"include": []}}, "spec.keys.include: [] should be non-empty"),
+        ({"keys": {"rewrite": {"addPrefix": "svc/"}}}, "spec.keys.rewrite.addPrefix: 'svc/' does"),
+        ({"keys": {"rewrite": {"case": "camel"}}}, "spec.keys.rewrite.case: 'camel' is not one"),
+        (
+            {"source": {"configMapRef": {"name": "a"}, "compression": "xz"}},
+            "spec.source.compression",
+        ),
     ],
 )
 def test_bad_objects_are_refused_with_a_useful_message(spec: dict[str, Any], expected: str) -> None:

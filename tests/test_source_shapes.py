@@ -368,3 +368,80 @@ def test_an_envsync_of_the_basic_example_reads_as_it_always_did(
     assert kube.params(ssm, path) == expected
     assert obj["status"]["counts"]["created"] == len(expected) == 5
     assert "overrides" not in obj["status"] or obj["status"]["overrides"] == []
+
+
+def test_an_emptied_layer_stops_the_sync_by_name_and_prunes_nothing(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, moto_endpoint: str
+) -> None:
+    """A Secret a failed rotation leaves blank: merged without it, prune would delete its keys."""
+    path = f"/{namespace}/app/"
+    cluster.apply(text_configmap("base", namespace, "A=1\n"))
+    cluster.apply(text_configmap("overlay", namespace, "B=2\n"))
+    cluster.apply(passwords(namespace, "C=3\nD=4\n"))
+    cluster.apply(layered(namespace, path, moto_endpoint, syncPolicy={"prune": True}))
+    kube.settled(cluster, namespace, "app", "Synced")
+
+    cluster.apply(passwords(namespace, "# rotated\n"))
+    obj = kube.settled(cluster, namespace, "app", "EmptySource")
+    message = kube.condition(obj, "Ready")["message"]  # type: ignore[index]
+    assert f"source {namespace}/Secret/passwords[.env] has no variable to store" in message
+    assert kube.params(ssm, path) == {f"{path}{k}": v for k, v in
+                                      (("A", "1"), ("B", "2"), ("C", "3"), ("D", "4"))}  # fmt: skip
+
+
+def test_under_skip_a_broken_line_in_a_later_layer_stops_the_sync(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, moto_endpoint: str
+) -> None:
+    """Left out, the overlay's broken DB_URL would let the base's value over production's."""
+    path = f"/{namespace}/app/"
+    cluster.apply(text_configmap("base", namespace, "DB_URL=postgres://dev\n"))
+    cluster.apply(text_configmap("overlay", namespace, "DB_URL=postgres://prod\n"))
+    cluster.apply(passwords(namespace, "P=1\n"))
+    policy = {"onParseError": "Skip"}
+    cluster.apply(layered(namespace, path, moto_endpoint, syncPolicy=policy))
+    kube.settled(cluster, namespace, "app", "Synced")
+    assert kube.params(ssm, path)[f"{path}DB_URL"] == "postgres://prod"
+
+    cluster.apply(text_configmap("overlay", namespace, 'DB_URL="postgres://prod-2\n'))
+    kube.settled(cluster, namespace, "app", "ParseFailed")
+    assert kube.params(ssm, path)[f"{path}DB_URL"] == "postgres://prod"
+
+
+def test_a_name_set_by_three_layers_is_one_override_naming_the_one_stored(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, moto_endpoint: str
+) -> None:
+    path = f"/{namespace}/app/"
+    cluster.apply(text_configmap("base", namespace, "A=1\n"))
+    cluster.apply(text_configmap("overlay", namespace, "A=2\n"))
+    cluster.apply(passwords(namespace, "A=3\n"))
+    cluster.apply(layered(namespace, path, moto_endpoint))
+
+    obj = kube.settled(cluster, namespace, "app", "Synced")
+    assert kube.params(ssm, path) == {f"{path}A": "3"}
+    assert obj["status"]["overrides"] == [
+        {
+            "key": "A",
+            "source": f"{namespace}/Secret/passwords[.env]",
+            "over": f"{namespace}/ConfigMap/overlay[.env]",
+        }
+    ]
+
+
+def test_reverting_to_the_synced_file_after_a_refused_one_says_ready_again(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, moto_endpoint: str
+) -> None:
+    """The status said ParseFailed for the refused file; the revert must not be skipped as
+    "already synced" on the memory of the sync before it."""
+    path = f"/{namespace}/app/"
+    good = gzip.compress(b"A=1\n", mtime=0)
+    cluster.apply(binary_configmap("app-env", namespace, good))
+    cluster.apply(
+        kube.envsync("app", namespace, source="app-env", path=path, endpoint=moto_endpoint)
+    )
+    kube.settled(cluster, namespace, "app", "Synced")
+
+    cluster.apply(binary_configmap("app-env", namespace, good[:-6]))  # cut off
+    kube.settled(cluster, namespace, "app", "ParseFailed")
+    cluster.apply(binary_configmap("app-env", namespace, good))
+    obj = kube.settled(cluster, namespace, "app", "Synced")
+    assert kube.is_true(obj, "Ready")

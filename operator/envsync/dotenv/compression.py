@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import zlib
 from typing import IO, Final, Literal, Protocol
 
@@ -32,6 +33,9 @@ MAX_ZSTD_WINDOW: Final = 8 * 1024 * 1024
 """The window every zstd level up to 19 uses; ``--long`` and ``--ultra`` frames ask for more
 and are refused, with an error saying so."""
 
+_ZSTD_SKIPPABLE: Final = re.compile(rb"^[\x50-\x5f]\x2a\x4d\x18")
+"""A skippable zstd frame (0x184D2A50 to 0x184D2A5F, little-endian), which some tools (pzstd)
+put first."""
 _FAILURES: Final = (OSError, EOFError, zlib.error, zstandard.ZstdError)
 """What a corrupt or truncated stream raises from either decompressor (gzip's BadGzipFile is
 an OSError)."""
@@ -47,12 +51,23 @@ class Stream(Protocol):
     def readinto(self, buffer: bytearray | memoryview, /) -> int: ...
 
 
+class Budget:
+    """Decompressed bytes a sync may still read: one budget for all of its sources, so eight
+    layers cannot take eight times the limit."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+
 def detect(head: bytes) -> Literal["gzip", "zstd", "none"]:
     """The compression the first bytes announce. A `.env` file is text and never starts with
     either magic number (both begin with bytes that are not printable or not UTF-8)."""
     if head.startswith(GZIP_MAGIC):
         return "gzip"
-    if head.startswith(ZSTD_MAGIC):
+    if head.startswith(ZSTD_MAGIC) or _ZSTD_SKIPPABLE.match(head):
         return "zstd"
     return "none"
 
@@ -61,7 +76,7 @@ def opened(
     source: Held | IO[bytes],
     compression: Compression,
     *,
-    limit: int = DEFAULT_MAX_DECOMPRESSED_SIZE,
+    limit: int | Budget = DEFAULT_MAX_DECOMPRESSED_SIZE,
     source_name: str = "<source>",
 ) -> Held | IO[bytes] | Stream:
     """``source`` decompressed as ``compression`` says (``auto``: as its magic bytes say), as
@@ -91,7 +106,8 @@ def opened(
     stream: Stream = (
         gzip.GzipFile(fileobj=raw, mode="rb") if compression == "gzip" else _ZstdFrames(raw)
     )
-    return _Capped(stream, compression, limit, source_name)
+    budget = limit if isinstance(limit, Budget) else Budget(limit)
+    return _Capped(stream, compression, budget, source_name)
 
 
 def _kind(found: str) -> str:
@@ -170,30 +186,31 @@ class _Capped(io.RawIOBase):
     """A decompressed stream that stops at ``limit`` bytes and names the source in its errors
     (never the data: a decompressor's message quotes no input, and none is added here)."""
 
-    def __init__(self, stream: Stream, compression: str, limit: int, source_name: str) -> None:
+    def __init__(self, stream: Stream, compression: str, budget: Budget, source_name: str) -> None:
         super().__init__()
         self._stream = stream
         self._compression = compression
-        self._limit = limit
+        self._budget = budget
         self._source_name = source_name
-        self._count = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         # read one byte past what the limit leaves, so a stream exactly at the limit passes
+        budget = self._budget
         with memoryview(buffer) as view:
-            room = min(len(view), self._limit - self._count + 1)
+            room = min(len(view), budget.limit - budget.used + 1)
             try:
                 count = self._stream.readinto(view[:room])
             except _FAILURES as exc:
                 raise self._undecodable(exc) from None
-        self._count += count
-        if self._count > self._limit:
+        budget.used += count
+        if budget.used > budget.limit:
             raise errors.SourceUndecodableError(
-                f"{self._source_name}: decompresses to more than {self._limit} bytes "
-                f"(ENVSYNC_MAX_DECOMPRESSED_SIZE); split the file or raise the limit"
+                f"{self._source_name}: decompresses to more than {budget.limit} bytes "
+                f"(ENVSYNC_MAX_DECOMPRESSED_SIZE, for all the sources of one sync together); "
+                "split the file or raise the limit"
             )
         return int(count)
 

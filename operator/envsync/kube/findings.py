@@ -67,7 +67,7 @@ class ReportLike(Protocol):
     Parse errors and key problems may be the engine's records or plain `(line, reason)` /
     `(key, reason)` pairs; pool and memory figures may be mappings (`as_dict()`) or objects.
     Optional extras read when present: `parse_error_count`, `conflict_keys`, `notes`,
-    `overrides` and `override_count`.
+    `overrides`, `override_count` and `empty_layers`.
     """
 
     @property
@@ -171,7 +171,14 @@ def _outcome(
             " written or deleted; fix the source, or set syncPolicy.allowEmpty to prune every key"
             " this EnvSync owns"
         )
-        if report.refused:
+        empty_layers: Sequence[str] = getattr(report, "empty_layers", ())
+        if empty_layers:
+            text = (
+                f"source {', '.join(empty_layers)} has no variable to store{where}: nothing was"
+                " written or deleted (merged without it, its names would be pruned); fix it, or"
+                " set syncPolicy.allowEmpty to sync the other sources without it"
+            )
+        elif report.refused:
             text = (
                 f"the target refuses every variable of the source ({report.refused} refused)"
                 f"{where}: nothing was written or deleted; status.skipped gives each key's reason"

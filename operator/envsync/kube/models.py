@@ -384,8 +384,9 @@ ONE_SOURCE_FIELD: Final = Rule(
 )
 GLOB: Final = r"^[A-Za-z0-9_.*?\[\]!/-]{1,128}$"
 """A key name glob: the characters of a name, and fnmatch's ``* ? [ ] !``."""
-KEY_AFFIX: Final = r"^[A-Za-z0-9_./-]{1,128}$"
-"""A prefix added to or stripped from key names: the characters SSM names take."""
+KEY_AFFIX: Final = r"^[A-Za-z0-9_.-]{1,128}$"
+"""A prefix added to or stripped from key names: characters every target takes in a key (a
+``/`` would make each name a path the stores refuse as a key)."""
 
 
 class KeyRewrite(Model):
@@ -408,14 +409,17 @@ class Keys(Model):
     """Which of the merged variables reach AWS, and under what names. Applied before the plan,
     so ownership, prune and the empty-source guard all see the final names."""
 
-    include: Annotated[list[Annotated[str, Field(pattern=GLOB)]], Field(max_length=64)] | None = (
-        None
-    )
+    include: (
+        Annotated[list[Annotated[str, Field(pattern=GLOB)]], Field(min_length=1, max_length=64)]
+        | None
+    ) = None
     """Globs (``*``, ``?``, ``[...]``, case-sensitive) on the names in the file: only the
-    names one matches are kept. Default: every name."""
-    exclude: Annotated[list[Annotated[str, Field(pattern=GLOB)]], Field(max_length=64)] | None = (
-        None
-    )
+    names one matches are kept. Default: every name. An empty list is refused: a template
+    that renders none would otherwise select everything."""
+    exclude: (
+        Annotated[list[Annotated[str, Field(pattern=GLOB)]], Field(min_length=1, max_length=64)]
+        | None
+    ) = None
     """Globs on the names in the file: a name one matches is left out, even if included."""
     rewrite: KeyRewrite | None = None
     """How a kept name becomes its AWS name. Two names that become one are an error naming

@@ -237,9 +237,13 @@ class Reconciler:
         for layer in spec.layers:
             kind, ref = layer.kind, layer.ref
             carried = handed.get((kind, ref.name))
-            if carried is not None and (carried.read is None or carried.read[0] == ref.key):
+            if (
+                carried is not None
+                and not carried.gone
+                and (carried.read is None or carried.read[0] == ref.key)
+            ):
                 data = carried.key(ref.key)
-            else:  # not carried, or a bytes shortcut of another key of the same object
+            else:  # not carried, deleted since, or a bytes shortcut of another key of it
                 data = await self.client.read_key(namespace, kind, ref.name, ref.key)
             if data is None:
                 raise errors.SourceMissingError(kind, ref.name, ref.key)
@@ -316,6 +320,7 @@ class Reconciler:
         exc: errors.EnvSyncError,
     ) -> outcome.Outcome:
         found = policy.verdict(exc)
+        tracker.synced = None  # the status says this failure now: a revert must sync again
         if isinstance(exc, errors.SourceMissingError):
             new = status.source_not_found(
                 exc.kind,

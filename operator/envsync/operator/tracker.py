@@ -32,6 +32,9 @@ class Handed:
     values being synced, so never in a repr."""
     read: tuple[str, bytes] | None = None
     """A key already read and decoded (by the pass that announced a new generation)."""
+    gone: bool = False
+    """The event was the object's deletion (or carried no body): read it from the API, and
+    never hand over bytes read before it."""
 
     def key(self, key: str) -> bytes | None:
         if self.read is not None and self.read[0] == key:
@@ -107,7 +110,7 @@ class Tracker:
     def hand(self, kind: str, name: str, handed: Handed | None) -> None:
         """Keep what an event of a source carried (None: nothing usable, read it again)."""
         kept = tuple(h for h in self.handed if (h.kind, h.name) != (kind, name))
-        self.handed = (*kept, handed) if handed is not None else kept
+        self.handed = (*kept, handed or Handed(kind, name, {}, gone=True))
 
     def has_handed(self, kind: str, name: str) -> bool:
         return any((h.kind, h.name) == (kind, name) for h in self.handed)

@@ -128,7 +128,10 @@ async def _sync(
     if manager is not None:
         manager.sample()  # the parsed source is all in memory now
     tally = Tally(on_action)
-    if parsed.error_count and request.on_parse_error == "Abort":
+    # Several sources: a line left out of a later one would let an earlier one's value of the
+    # same name through, so Skip cannot keep what AWS holds for it: such a sync stops.
+    layered = len(request.sources()) > 1
+    if parsed.error_count and (request.on_parse_error == "Abort" or layered):
         return _report(request, parsed, tally, sink, started, aborted=True)
     if _empty(request, parsed):
         return _report_empty(request, parsed, tally, sink, started)
@@ -172,9 +175,13 @@ _WRITES: Final = frozenset({"create", "update", "adopt", "delete"})
 
 
 def _empty(request: SyncRequest, parsed: source.Parsed) -> bool:
-    """The empty-source guard: nothing storable, no parse error to explain it, no opt-in."""
+    """The empty-source guard: nothing storable, no parse error to explain it, no opt-in. Of
+    several sources, one that holds nothing stops the sync too: merged without it, its names
+    would be pruned (a Secret emptied by a failed rotation, a template gone wrong)."""
     if request.allow_empty or parsed.error_count:
         return False
+    if parsed.empty_layers:
+        return True
     return all(want.skip is not None for want in parsed.desired.values())
 
 
@@ -347,6 +354,7 @@ def _report(
         parse_error_count=parsed.error_count,
         overrides=parsed.overrides,
         override_count=parsed.override_count,
+        empty_layers=parsed.empty_layers if empty else (),
         # writes settle in the order they finish: sorted, a report reads the same every time
         failures=tuple(sorted(tally.failures, key=_by_line)),
         skips=tuple(tally.skips),

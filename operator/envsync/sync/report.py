@@ -143,6 +143,9 @@ class SyncReport:
     """The first names a later source set again (at most 50); ``override_count`` has the
     total."""
     override_count: int = 0
+    empty_layers: tuple[str, ...] = ()
+    """Of several sources, those with no variable to store, which stopped the sync
+    (``empty_source``)."""
     failures: tuple[KeyIssue, ...] = ()
     """The first per-key failures (at most 50); ``failed`` has the total."""
     skips: tuple[KeyIssue, ...] = ()

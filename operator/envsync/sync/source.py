@@ -35,6 +35,9 @@ class Parsed:
     digest: str
     overrides: tuple[Override, ...] = ()
     override_count: int = 0
+    empty_layers: tuple[str, ...] = ()
+    """Sources of several that hold no variable with a value (and no line that failed to
+    parse): the empty-source guard stops the sync for each, as for a single empty source."""
 
 
 class _HashingReader:
@@ -84,18 +87,20 @@ def _readable(source: Source | compression.Stream, digest: Any) -> _HashingReade
 
 def _read_size(layer: Layer, buffer_size: int) -> int:
     """The read buffer: ``buffer_size``, or less for a plain source already in memory and
-    smaller.
+    smaller (a compressed one grows as it is read).
 
     A ConfigMap of 3 KiB read through a 64 KiB buffer wastes 61 KiB, and an operator keeps one
     pooled buffer per EnvSync: at a thousand EnvSyncs that was 60 MiB of idle RSS.
     """
     source = layer.source
-    if isinstance(source, bytes | bytearray | memoryview) and layer.compression == "none":
-        return max(1, min(buffer_size, len(source)))
-    return buffer_size
+    if not isinstance(source, bytes | bytearray | memoryview):
+        return buffer_size
+    if layer.compression != "none" and compression.detect(bytes(source[:4])) != "none":
+        return buffer_size
+    return max(1, min(buffer_size, len(source)))
 
 
-def _decompressed(layer: Layer, limit: int) -> Source | compression.Stream:
+def _decompressed(layer: Layer, limit: compression.Budget) -> Source | compression.Stream:
     """The source as text: a compressed one opened as a stream that decompresses as the
     parser reads it (never whole), a plain one as it came."""
     source = layer.source
@@ -118,7 +123,7 @@ class _Merge:
     (a name set again by a later one is an override, reported by name) or when names are
     rewritten (two names becoming one is an error naming both)."""
 
-    __slots__ = ("count", "layers", "origin", "overrides", "renames", "tracking")
+    __slots__ = ("layers", "origin", "overrides", "renames", "tracking")
 
     def __init__(self, layers: tuple[Layer, ...], renames: bool) -> None:
         self.layers = layers
@@ -126,8 +131,9 @@ class _Merge:
         self.tracking = renames or len(layers) > 1
         self.origin: dict[str, tuple[str, int, int]] = {}
         """final name → (name in the file, layer, line)."""
-        self.overrides: list[Override] = []
-        self.count = 0
+        self.overrides: dict[str, Override] = {}
+        """Each name set by more than one layer → the last layer that set it, over the one
+        before it (a name set by three layers is one entry, naming the one stored)."""
 
     def take(self, final: str, key: str, layer: int, line: int) -> None:
         if not self.tracking:
@@ -144,11 +150,10 @@ class _Merge:
                 "rename one"
             )
         if before[1] != layer:
-            self.count += 1
-            if len(self.overrides) < MAX_ISSUES:
-                self.overrides.append(
-                    Override(final, self.layers[layer].name, self.layers[before[1]].name)
-                )
+            self.overrides.pop(final, None)  # listed in the order of the last override
+            self.overrides[final] = Override(
+                final, self.layers[layer].name, self.layers[before[1]].name
+            )
 
 
 def parse_source(
@@ -163,13 +168,16 @@ def parse_source(
     held = all(isinstance(layer.source, bytes | bytearray | memoryview) for layer in layers)
     known = request.source_hash if held else None  # else hashed as read: a stream's own hash
     merge = _Merge(layers, request.keys.renames)
+    budget = compression.Budget(request.max_decompressed_size)  # one for all the layers
+    empty: list[str] = []
     desired: dict[str, plan.Desired] = {}
     problems: list[ParseProblem] = []
     error_count = 0
     for index, layer in enumerate(layers):
         if len(layers) > 1 and known is None:  # each layer's bytes, told apart by its name
             digest.update(layer.name.encode() + b"\0")
-        source = _decompressed(layer, request.max_decompressed_size)
+        source = _decompressed(layer, budget)
+        values, errors_before = 0, error_count  # this layer's
         readable: _HashingReader | Iterator[bytes] | IO[bytes]
         if known is not None:  # hashed already (as stored): read once, hash nothing
             held_text = isinstance(source, bytes | bytearray | memoryview)
@@ -192,6 +200,8 @@ def parse_source(
                     reason = f"{layer.name}: {item.reason}" if len(layers) > 1 else item.reason
                     problems.append(ParseProblem(item.line, reason))
                 continue
+            if item.value is not None:
+                values += 1
             final = request.keys.name(item.key)
             if final is None:
                 continue
@@ -207,6 +217,8 @@ def parse_source(
         elif known is None:  # hashed chunks
             for _ in readable:
                 pass
+        if len(layers) > 1 and values == 0 and error_count == errors_before:
+            empty.append(layer.name)
     # A key assigned twice is one variable (the last assignment): counted once, as AWS sees it.
     return Parsed(
         desired,
@@ -214,6 +226,7 @@ def parse_source(
         problems,
         error_count,
         known or digest.hexdigest(),
-        tuple(merge.overrides),
-        merge.count,
+        tuple(merge.overrides.values())[:MAX_ISSUES],
+        len(merge.overrides),
+        tuple(empty),
     )
