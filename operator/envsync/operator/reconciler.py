@@ -177,7 +177,12 @@ class Reconciler:
                 credentials=credentials,
                 source_hash=digest,
             )
+            remembered, tracker.stored = tracker.stored, None  # a sync that fails forgets it
+            if not (force or drift_check) and remembered and remembered[0] == generation:
+                request = dataclasses.replace(request, stored=remembered[1])  # an edit
             report = await self._run(request, spec)
+            if report.stored is not None:
+                tracker.stored = (generation, report.stored)
             move = await leaving.leave_old_place(
                 self.settings, namespace, name, spec, previous, report, credentials
             )

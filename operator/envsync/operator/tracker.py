@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from envsync.kube import models
+from envsync.sync.stored import StoredState
 from envsync.operator import apiclient, outcome, translate
 
 KNOWN_VERSIONS = 16
@@ -95,6 +96,9 @@ class Tracker:
     deleting: bool = False
     """The object is being deleted: no pass may start any more (one would write the keys
     that the deletion handler removes back to AWS)."""
+    stored: tuple[int, StoredState] | None = None
+    """(generation, what the last complete sync of it left in AWS): an edit of the source
+    plans against it and reads only what changed (:mod:`envsync.sync.stored`)."""
     place: tuple[str, str, bool] | None = None
     """Where the spec writes: (service, path, whether path is one exact name), for matching
     the drift queue's changes to their owner."""

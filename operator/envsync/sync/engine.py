@@ -39,7 +39,7 @@ from typing import Final
 from envsync import aws, policy
 from envsync.aws import batching
 from envsync.dotenv import poolmanager, pools
-from envsync.sync import apply, plan, source
+from envsync.sync import apply, plan, source, stored
 from envsync.sync.batches import StoppedError, check_stop, name_batches, run_in_threads
 from envsync.sync.report import (
     ActionCallback,
@@ -143,10 +143,14 @@ async def _sync(
     # a sink that writes one document: a dry run checks the document it would write
     check = sink.document_problem if request.dry_run and sink.one_document else None
     remote: dict[str, str | None] | None = {} if check is not None else None
+    known = None if request.stored is None or sink.one_document else request.stored.unpacked()
     try:
-        steps = await _plan(
-            request, sink, parsed.desired, prune=prune, names=names, remote_values=remote
-        )
+        if known is None:
+            steps = await _plan(
+                request, sink, parsed.desired, prune=prune, names=names, remote_values=remote
+            )
+        else:
+            steps = await _plan_changes(request, sink, parsed.desired, known, prune, names)
     except StoppedError:  # stopped while reading: nothing was written, all of it is to do
         for key, want in parsed.desired.items():
             if want.skip is None:
@@ -255,22 +259,59 @@ async def _plan(
             feed(page)
             check_stop(request)
     else:
-        await _fetch(request, sink, desired, feed, names)
+        keys = [key for key, want in desired.items() if want.skip is None]
+        await _fetch(request, sink, keys, feed, names)
     steps.extend(planner.finish())
+    return await _settle_owners(request, sink, steps, names)
+
+
+async def _plan_changes(
+    request: SyncRequest,
+    sink: aws.Sink,
+    desired: Mapping[str, plan.Desired],
+    known: Mapping[str, bytes],
+    prune: bool,
+    names: pools.StringPool | None,
+) -> list[plan.Step]:
+    """Plan against what the last complete sync left (``request.stored``): read only the names
+    whose value changed since, that are new, or that left the file; the rest are unchanged
+    without a call. The names read are planned as any sync plans them (owner checks
+    included), so an entry taken by another owner meanwhile is still a conflict."""
+    look: dict[str, plan.Desired] = {}
+    same: list[str] = []
+    for key, want in desired.items():
+        value = want.value
+        if want.skip is None and value is not None and known.get(key) == stored.digest(value):
+            same.append(key)
+        else:
+            look[key] = want
+    gone = [key for key in known if key not in desired] if prune else []
+    planner = plan.Planner(
+        look,
+        owner=request.owner,
+        prune=prune,
+        update_policy=request.update_policy,
+        adopt=request.adopt,
+        kind=sink.kind,
+    )
+    steps: list[plan.Step] = []
+    keys = [key for key, want in look.items() if want.skip is None] + gone
+    await _fetch(request, sink, keys, lambda page: steps.extend(planner.feed(page)), names)
+    steps.extend(planner.finish())
+    steps.extend(plan.Step("unchanged", key) for key in same)
     return await _settle_owners(request, sink, steps, names)
 
 
 async def _fetch(
     request: SyncRequest,
     sink: aws.Sink,
-    desired: Mapping[str, plan.Desired],
+    keys: list[str],
     feed: Callable[[list[aws.RemoteEntry]], None],
     names: pools.StringPool | None,
 ) -> None:
-    """Read the file's keys by name, ``read_batch`` per call, in parallel; each answer is
-    diffed as it arrives. Any failed read fails the sync: without the remote state there is
-    no safe plan."""
-    keys = [key for key, want in desired.items() if want.skip is None]
+    """Read these keys by name, ``read_batch`` per call, in parallel; each answer is diffed
+    as it arrives. Any failed read fails the sync: without the remote state there is no safe
+    plan."""
 
     def settle(result: batching.JobResult[list[aws.RemoteEntry]]) -> None:
         if result.error is not None:
@@ -339,7 +380,7 @@ def _report(
     notes = tally.notes
     if empty:
         notes = [*notes, ALL_REFUSED if tally.refused else EMPTY_SOURCE]
-    return SyncReport(
+    report = SyncReport(
         parsed=parsed.count,
         created=counts["create"],
         updated=counts["update"],
@@ -368,3 +409,8 @@ def _report(
         empty_source=empty,
         notes=tuple(notes),
     )
+    if not report.complete or request.dry_run:
+        return report
+    # every storable key is now in AWS as the file says: what the next edit plans against
+    values = {k: w.value for k, w in parsed.desired.items() if w.skip is None and w.value}
+    return dataclasses.replace(report, stored=stored.StoredState.of(values))

@@ -15,6 +15,7 @@ from envsync import aws
 from envsync.dotenv import grammar
 from envsync.dotenv.compression import DEFAULT_MAX_DECOMPRESSED_SIZE, Compression
 from envsync.sync import keymap, plan
+from envsync.sync.stored import StoredState
 
 __all__ = [
     "MAX_ISSUES",
@@ -87,6 +88,10 @@ class SyncRequest:
     ``source_name`` and ``compression`` are not read."""
     keys: keymap.KeyMap = keymap.IDENTITY
     """Which variables reach AWS and under what names (``spec.keys``)."""
+    stored: StoredState | None = None
+    """What the last complete sync of this same spec and target left in AWS: given, only
+    names that changed since, are new or left the file are read (:mod:`envsync.sync.stored`).
+    None: read everything, as a first sync and a drift check must."""
     max_decompressed_size: int = DEFAULT_MAX_DECOMPRESSED_SIZE
     """Where decompressing stops with an error: the bound on a decompression bomb."""
     source_hash: str | None = None
@@ -165,6 +170,9 @@ class SyncReport:
     """No variable to store and ``allow_empty`` off: nothing was read from or written to AWS."""
     notes: tuple[str, ...] = ()
     """Sync-level remarks (e.g. prune suspended), never values."""
+    stored: StoredState | None = field(default=None, repr=False, compare=False)
+    """After a complete sync (not a dry run): what AWS now holds, for the next edit to plan
+    against. Keyed digests, never values; kept out of :meth:`as_dict`."""
     pool_stats: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     memory: Mapping[str, Any] = field(default_factory=dict)
 
@@ -191,7 +199,8 @@ class SyncReport:
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (the CLI's ``--output json``)."""
-        data = dataclasses.asdict(self)
+        data = dataclasses.asdict(dataclasses.replace(self, stored=None))
+        data.pop("stored", None)
         data["ok"] = self.ok
         data["aws_calls"] = dict(self.aws_calls)
         return data
