@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from envsync.kube import models
-from envsync.sync.stored import StoredState
 from envsync.operator import apiclient, outcome, translate
+from envsync.sync.stored import StoredState
 
 KNOWN_VERSIONS = 16
 """resourceVersions a tracker remembers: more than the copies that can cross in flight."""
