@@ -170,9 +170,11 @@ def test_a_drift_check_still_reads_everything_and_repairs_what_an_edit_did_not_l
         lambda: kube.params(ssm, path)[f"{path}KEY_001"] == "value-1", what="the drift check"
     )
     checked = kube.wait_until(
-        lambda: (o := cluster.get("EnvSync", namespace, "app"))
-        and o["status"].get("forceSyncHandled")
-        and o["status"],
+        lambda: (
+            (o := cluster.get("EnvSync", namespace, "app"))
+            and o["status"].get("forceSyncHandled")
+            and o["status"]
+        ),
         what="the forced sync's status",
     )
     assert checked["awsCalls"]["ssm:GetParametersByPath"] >= KEYS // 10  # the whole path
