@@ -412,6 +412,19 @@ def run_operator(
         yield runner
 
 
+@contextlib.contextmanager
+def serving_operator(
+    cluster: EmulatedCluster, workdir: pathlib.Path, **settings: str
+) -> Iterator[str]:
+    """The operator against ``cluster`` at AWS rates a test does not wait on, configured by
+    ``settings`` (``ENVSYNC_<SETTING>``); its metrics URL."""
+    kubeconfig = cluster.server.write_kubeconfig(workdir / "config")
+    port = free_port()
+    configured = {**FAST_AWS_RATES, "metrics_port": str(port), "liveness_port": "0", **settings}
+    with run_operator(kubeconfig, **configured):  # type: ignore[arg-type]  # settings only
+        yield f"http://127.0.0.1:{port}/metrics"
+
+
 def scrape(url: str) -> dict[str, float]:
     """Every sample of a Prometheus endpoint, keyed ``name{label="value",...}``.
 

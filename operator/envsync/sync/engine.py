@@ -238,14 +238,7 @@ async def _plan(
     names: pools.StringPool | None = None,
 ) -> list[plan.Step]:
     """Read remote state in batches, diff as pages arrive, then settle owners in batches."""
-    planner = plan.Planner(
-        desired,
-        owner=request.owner,
-        prune=prune,
-        update_policy=request.update_policy,
-        adopt=request.adopt,
-        kind=sink.kind,
-    )
+    planner = _planner(request, sink, desired, prune)
     steps: list[plan.Step] = []
 
     def feed(page: list[aws.RemoteEntry]) -> None:
@@ -263,6 +256,19 @@ async def _plan(
         await _fetch(request, sink, keys, feed, names)
     steps.extend(planner.finish())
     return await _settle_owners(request, sink, steps, names)
+
+
+def _planner(
+    request: SyncRequest, sink: aws.Sink, desired: Mapping[str, plan.Desired], prune: bool
+) -> plan.Planner:
+    return plan.Planner(
+        desired,
+        owner=request.owner,
+        prune=prune,
+        update_policy=request.update_policy,
+        adopt=request.adopt,
+        kind=sink.kind,
+    )
 
 
 async def _plan_changes(
@@ -286,14 +292,7 @@ async def _plan_changes(
         else:
             look[key] = want
     gone = [key for key in known if key not in desired] if prune else []
-    planner = plan.Planner(
-        look,
-        owner=request.owner,
-        prune=prune,
-        update_policy=request.update_policy,
-        adopt=request.adopt,
-        kind=sink.kind,
-    )
+    planner = _planner(request, sink, look, prune)
     steps: list[plan.Step] = []
     keys = [key for key, want in look.items() if want.skip is None] + gone
     await _fetch(request, sink, keys, lambda page: steps.extend(planner.feed(page)), names)

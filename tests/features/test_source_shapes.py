@@ -19,11 +19,9 @@ import hashlib
 import io
 import json
 import pathlib
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 import yaml
 import zstandard
@@ -40,38 +38,14 @@ LIMIT = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[kube.EmulatedCluster]:
-    with kube.emulated_cluster() as emulated:
-        yield emulated
-
-
-@pytest.fixture(scope="module")
 def operator(
     cluster: kube.EmulatedCluster, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    kubeconfig = cluster.server.write_kubeconfig(tmp_path_factory.mktemp("kube") / "config")
-    port = kube.free_port()
-    with kube.run_operator(
-        kubeconfig,
-        allowed_endpoints=moto_endpoint,
-        max_decompressed_size="1Mi",
-        metrics_port=str(port),
-        liveness_port="0",
-        **kube.FAST_AWS_RATES,
-    ):
-        yield f"http://127.0.0.1:{port}/metrics"
-
-
-@pytest.fixture
-def namespace(cluster: kube.Cluster) -> str:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    cluster.create_namespace(name)
-    return name
-
-
-@pytest.fixture
-def ssm(moto_endpoint: str) -> Any:
-    return boto3.client("ssm", region_name="us-east-1", endpoint_url=moto_endpoint)
+    with kube.serving_operator(
+        cluster, tmp_path_factory.mktemp("kube"),
+        allowed_endpoints=moto_endpoint, max_decompressed_size="1Mi",
+    ) as metrics:  # fmt: skip
+        yield metrics
 
 
 def binary_configmap(name: str, namespace: str, data: bytes) -> dict[str, Any]:
@@ -350,7 +324,7 @@ def test_an_envsync_of_the_basic_example_reads_as_it_always_did(
     """A v1alpha1 object written before sources, keys and compression existed: the same
     variables, names and counts, and the sourceHash of its bytes alone (an upgraded operator
     sees no change, so it makes no AWS call for it)."""
-    folder = pathlib.Path(__file__).resolve().parents[1] / "examples/basic"
+    folder = pathlib.Path(__file__).resolve().parents[2] / "examples/basic"
     configmap = yaml.safe_load((folder / "10-configmap.yaml").read_text())
     envsync = yaml.safe_load((folder / "20-envsync.yaml").read_text())
     for document in (configmap, envsync):

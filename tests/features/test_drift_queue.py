@@ -53,12 +53,6 @@ def secret_event(secret_id: str, event_name: str = "PutSecretValue") -> str:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[kube.EmulatedCluster]:
-    with kube.emulated_cluster() as emulated:
-        yield emulated
-
-
-@pytest.fixture(scope="module")
 def sqs(moto_endpoint: str) -> Any:
     return boto3.client("sqs", region_name=REGION, endpoint_url=moto_endpoint)
 
@@ -76,30 +70,11 @@ def operator(
     queue: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
-    kubeconfig = cluster.server.write_kubeconfig(tmp_path_factory.mktemp("kube") / "config")
-    port = kube.free_port()
-    with kube.run_operator(
-        kubeconfig,
-        aws_endpoint_url=moto_endpoint,
-        default_region=REGION,
-        drift_queue_url=queue,
-        metrics_port=str(port),
-        liveness_port="0",
-        **kube.FAST_AWS_RATES,
-    ):
-        yield f"http://127.0.0.1:{port}/metrics"
-
-
-@pytest.fixture
-def namespace(cluster: kube.Cluster) -> str:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    cluster.create_namespace(name)
-    return name
-
-
-@pytest.fixture
-def ssm(moto_endpoint: str) -> Any:
-    return boto3.client("ssm", region_name=REGION, endpoint_url=moto_endpoint)
+    with kube.serving_operator(
+        cluster, tmp_path_factory.mktemp("kube"),
+        aws_endpoint_url=moto_endpoint, default_region=REGION, drift_queue_url=queue,
+    ) as metrics:  # fmt: skip
+        yield metrics
 
 
 def remote_passes(operator: str) -> float:

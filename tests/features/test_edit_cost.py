@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 
 import kube
@@ -25,37 +24,13 @@ KEYS = 200
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[kube.EmulatedCluster]:
-    with kube.emulated_cluster() as emulated:
-        yield emulated
-
-
-@pytest.fixture(scope="module")
 def operator(
     cluster: kube.EmulatedCluster, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    kubeconfig = cluster.server.write_kubeconfig(tmp_path_factory.mktemp("kube") / "config")
-    port = kube.free_port()
-    with kube.run_operator(
-        kubeconfig,
-        allowed_endpoints=moto_endpoint,
-        metrics_port=str(port),
-        liveness_port="0",
-        **kube.FAST_AWS_RATES,
-    ):
-        yield f"http://127.0.0.1:{port}/metrics"
-
-
-@pytest.fixture
-def namespace(cluster: kube.Cluster) -> str:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    cluster.create_namespace(name)
-    return name
-
-
-@pytest.fixture
-def ssm(moto_endpoint: str) -> Any:
-    return boto3.client("ssm", region_name="us-east-1", endpoint_url=moto_endpoint)
+    with kube.serving_operator(
+        cluster, tmp_path_factory.mktemp("kube"), allowed_endpoints=moto_endpoint
+    ) as metrics:
+        yield metrics
 
 
 def text(values: dict[str, str]) -> str:
@@ -76,7 +51,7 @@ def edit(
 ) -> dict[str, Any]:
     """Apply the file and wait for the sync of it; its status."""
     cluster.apply(kube.configmap("app-env", namespace, text(values)))
-    return kube.wait_until(
+    found: dict[str, Any] = kube.wait_until(
         lambda: (
             (o := cluster.get("EnvSync", namespace, "app"))
             and o["status"].get("lastSyncTime")
@@ -86,6 +61,7 @@ def edit(
         ),
         what="the edit synced",
     )
+    return found
 
 
 def budget(k: int) -> int:
