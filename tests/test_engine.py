@@ -532,3 +532,19 @@ async def test_a_one_document_target_stopped_before_its_flush_writes_nothing(
     assert report.aws_calls.get("secretsmanager:CreateSecret", 0) == 0
     listed = secrets_client.list_secrets(Filters=[{"Key": "name", "Values": [name]}])
     assert listed["SecretList"] == []
+
+
+async def test_what_a_complete_sync_left_is_remembered_only_when_it_saves_calls(
+    moto_endpoint: str, unique_path: str
+) -> None:
+    """Over 20 keys the state is kept for the next edit; at 20 a full read costs no more than
+    an edit's budget, so nothing is kept (0.8 KiB an EnvSync at 10,000 EnvSyncs)."""
+    target = ssm_target(moto_endpoint, unique_path)
+    twenty = {f"K{i}": f"v{i}" for i in range(20)}
+    assert (await push(target, env_bytes(twenty))).stored is None
+    report = await push(target, env_bytes(twenty | {"K20": "v20"}))
+    assert report.stored is not None
+    assert len(report.stored) == 21
+    assert "stored" not in report.as_dict()  # never in the CLI's JSON
+    dry = await push(target, env_bytes(twenty | {"K20": "x"}), dry_run=True)
+    assert dry.stored is None

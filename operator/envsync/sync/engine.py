@@ -412,4 +412,6 @@ def _report(
         return report
     # every storable key is now in AWS as the file says: what the next edit plans against
     values = {k: w.value for k, w in parsed.desired.items() if w.skip is None and w.value}
+    if len(values) <= stored.WORTH_REMEMBERING:
+        return report
     return dataclasses.replace(report, stored=stored.StoredState.of(values))
