@@ -121,6 +121,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "endpointUrl": "http://localstack.localstack.svc:4566",
             "stsEndpoint": "https://sts.eu-west-1.amazonaws.com",
             "driftQueueUrl": "https://sqs.eu-west-1.amazonaws.com/123456789012/envsync-drift",
+            "driftQueueEndpoint": "https://vpce-0def.sqs.eu-west-1.vpce.amazonaws.com",
         },
         "operator": {
             "allowKmsKeyId": ["alias/envsync-{namespace}",
@@ -626,6 +627,7 @@ def test_rendered_environment_is_what_the_operator_reads(
     assert loaded.aws_endpoint_url == (aws["endpointUrl"] or None)
     assert loaded.sts_endpoint == (aws["stsEndpoint"] or None)
     assert loaded.drift_queue_url == (aws.get("driftQueueUrl") or None)
+    assert loaded.drift_queue_endpoint == (aws.get("driftQueueEndpoint") or None)
     metrics = values["metrics"]
     assert loaded.metrics_port == (metrics["port"] if metrics["enabled"] else 0)
     assert loaded.liveness_port == values["liveness"]["port"]

@@ -548,3 +548,6 @@ async def test_what_a_complete_sync_left_is_remembered_only_when_it_saves_calls(
     assert "stored" not in report.as_dict()  # never in the CLI's JSON
     dry = await push(target, env_bytes(twenty | {"K20": "x"}), dry_run=True)
     assert dry.stored is None
+    # a bare KEY is skipped, so not remembered: removed later, it must still be pruned
+    bare = await push(target, env_bytes(twenty | {"K20": "v20"}) + b"GONE\n", stored=report.stored)
+    assert bare.stored is None

@@ -83,8 +83,8 @@ SECRETSMANAGER_MAX_VALUE_BYTES: Final = 65536
 
 SECRETSMANAGER_MAX_NAME_CHARS: Final = 512
 
-_SSM_NAME = re.compile(r"^[a-zA-Z0-9_.\-/]+$")
-_SECRET_NAME = re.compile(r"^[a-zA-Z0-9/_+=.@\-]+$")
+_SSM_NAME = re.compile(r"^[a-zA-Z0-9_.\-/]+\Z")
+_SECRET_NAME = re.compile(r"^[a-zA-Z0-9/_+=.@\-]+\Z")
 _RESERVED = re.compile(r"^/?(aws|ssm)", re.IGNORECASE)
 
 

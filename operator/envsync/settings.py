@@ -157,7 +157,11 @@ class Settings(BaseSettings):
     """An SQS queue that an EventBridge rule fills with Parameter Store and Secrets Manager
     change events (docs/aws.md). A change to a name an EnvSync owns checks that EnvSync within
     seconds, so refreshInterval can be long. Default: unset, drift is found by polling alone.
-    Read with the operator's own credentials, at ENVSYNC_AWS_ENDPOINT_URL when that is set."""
+    Read with the operator's own credentials, in the region the URL names."""
+    drift_queue_endpoint: str | None = None
+    """Endpoint for the drift queue's SQS calls (an SQS VPC endpoint, a LocalStack). Default:
+    unset, the SDK's regional SQS (ENVSYNC_AWS_ENDPOINT_URL is SSM's and Secrets Manager's, not
+    this one's)."""
     sts_endpoint: str | None = None
     """Endpoint for STS AssumeRole (spec.auth.roleArn). Default: unset, the SDK's regional STS.
     Never taken from an EnvSync: an STS of a tenant's choosing would hand out credentials of its

@@ -73,6 +73,7 @@ def operator(
     with kube.serving_operator(
         cluster, tmp_path_factory.mktemp("kube"),
         aws_endpoint_url=moto_endpoint, default_region=REGION, drift_queue_url=queue,
+        drift_queue_endpoint=moto_endpoint,
     ) as metrics:  # fmt: skip
         yield metrics
 
@@ -180,3 +181,42 @@ def test_event_shapes(body: str, expected: tuple[str, str, float | None] | None)
     assert (change.service, change.name) == expected[:2]
     if expected[2] is not None:
         assert change.at == expected[2]
+
+
+def test_a_foreign_change_is_not_taken_for_its_own_because_a_later_sync_ended_after_it(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, sqs: Any, queue: str
+) -> None:
+    """An edit's sync that writes B ends after someone changed A: the event of A, stamped
+    before that end, is still someone else's (the sync did not write A)."""
+    path = f"/{namespace}/app/"
+    synced(cluster, namespace, path, "A=1\nB=2\n")
+    time.sleep(1.1)
+    ssm.put_parameter(Name=f"{path}A", Value="by-hand", Type="SecureString", Overwrite=True)
+    changed_at = time.time()
+    time.sleep(1.1)
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\nB=3\n"))
+    kube.wait_until(lambda: kube.params(ssm, path)[f"{path}B"] == "3", what="the edit synced")
+    time.sleep(0.5)  # its sync has ended
+
+    sqs.send_message(QueueUrl=queue, MessageBody=ssm_event(f"{path}A", at=changed_at))
+    kube.wait_until(lambda: kube.params(ssm, path)[f"{path}A"] == "1", what="the repair")
+
+
+def test_a_message_of_any_shape_leaves_the_reader_alive(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, sqs: Any, queue: str
+) -> None:
+    path = f"/{namespace}/app/"
+    synced(cluster, namespace, path, "A=1\n")
+    time.sleep(1.1)
+    hostile = [
+        '{"source": "aws.secretsmanager", "detail-type": "AWS API Call via CloudTrail",'
+        ' "detail": {"eventName": []}}',
+        '{"source": "aws.secretsmanager", "detail-type": "AWS API Call via CloudTrail",'
+        ' "detail": {"eventName": "PutSecretValue", "requestParameters": ["x"]}}',
+        '{"source": "aws.ssm", "detail-type": "Parameter Store Change", "detail": {"name": 7}}',
+    ]
+    for body in hostile:
+        sqs.send_message(QueueUrl=queue, MessageBody=body)
+    ssm.put_parameter(Name=f"{path}A", Value="by-hand", Type="SecureString", Overwrite=True)
+    sqs.send_message(QueueUrl=queue, MessageBody=ssm_event(f"{path}A"))
+    kube.wait_until(lambda: kube.params(ssm, path)[f"{path}A"] == "1", what="the repair")

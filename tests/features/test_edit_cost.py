@@ -10,6 +10,7 @@ and owner-checked as in any sync, and a drift check still reads everything.
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -28,8 +29,9 @@ def operator(
     cluster: kube.EmulatedCluster, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     with kube.serving_operator(
-        cluster, tmp_path_factory.mktemp("kube"), allowed_endpoints=moto_endpoint
-    ) as metrics:
+        cluster, tmp_path_factory.mktemp("kube"),
+        allowed_endpoints=moto_endpoint, min_refresh_interval="10s",
+    ) as metrics:  # fmt: skip
         yield metrics
 
 
@@ -154,3 +156,29 @@ def test_a_drift_check_still_reads_everything_and_repairs_what_an_edit_did_not_l
         what="the forced sync's status",
     )
     assert checked["awsCalls"]["ssm:GetParametersByPath"] >= KEYS // 10  # the whole path
+
+
+def test_edits_more_often_than_the_refresh_interval_do_not_put_off_the_drift_check(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, moto_endpoint: str
+) -> None:
+    """An edit reads only what it changed, so it checks nothing else: the drift check is
+    counted from the last full read, or a file edited every few seconds would never get one."""
+    path = f"/{namespace}/app/"
+    values = {f"KEY_{i:03d}": f"value-{i}" for i in range(50)}
+    cluster.apply(kube.configmap("app-env", namespace, text(values)))
+    manifest = kube.envsync(
+        "app", namespace, source="app-env", path=path, endpoint=moto_endpoint,
+        refreshInterval="12s",
+    )  # fmt: skip
+    cluster.apply(manifest)
+    kube.settled(cluster, namespace, "app", "Synced")
+    ssm.put_parameter(Name=f"{path}KEY_001", Value="by-hand", Type="SecureString", Overwrite=True)
+
+    deadline = time.monotonic() + 30
+    edits = 0
+    while kube.params(ssm, path)[f"{path}KEY_001"] == "by-hand":
+        assert time.monotonic() < deadline, "the drift check never came"
+        edits += 1
+        cluster.apply(kube.configmap("app-env", namespace, text(values | {"KEY_002": f"e{edits}"})))
+        time.sleep(3)
+    assert edits >= 2  # edits ran in between, and did not put it off

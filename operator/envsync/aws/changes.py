@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import calendar
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from envsync import errors
 from envsync.aws import base, calls, session
+
+log = logging.getLogger(__name__)
 
 SSM_EVENT: Final = "Parameter Store Change"
 CLOUDTRAIL_EVENT: Final = "AWS API Call via CloudTrail"
@@ -58,11 +62,16 @@ class Change:
 
 
 def read_event(body: str, *, now: float | None = None) -> Change | None:
-    """The change an EventBridge event describes, or None for anything else."""
+    """The change an EventBridge event describes, or None for anything else (the queue is
+    writable by whoever its policy lets in: any shape is read without an exception)."""
     try:
         event = json.loads(body)
-    except ValueError:
+        return _change(event, now)
+    except (ValueError, TypeError, AttributeError, KeyError):
         return None
+
+
+def _change(event: Any, now: float | None) -> Change | None:
     if not isinstance(event, dict) or not isinstance(event.get("detail"), dict):
         return None
     detail: dict[str, Any] = event["detail"]
@@ -72,10 +81,13 @@ def read_event(body: str, *, now: float | None = None) -> Change | None:
         name = detail.get("name")
         return Change("ssm", name, at) if isinstance(name, str) and name else None
     if event.get("source") == "aws.secretsmanager" and kind == CLOUDTRAIL_EVENT:
-        if detail.get("eventName") not in SECRET_WRITES or detail.get("errorCode"):
+        called = detail.get("eventName")
+        if not isinstance(called, str) or called not in SECRET_WRITES or detail.get("errorCode"):
             return None  # a read, or a call AWS refused: nothing changed
         params = detail.get("requestParameters")
-        secret = (params or {}).get("secretId") or (params or {}).get("name")
+        if not isinstance(params, dict):
+            return None
+        secret = params.get("secretId") or params.get("name")
         if not isinstance(secret, str) or not secret:
             return None
         arn = _SECRET_ARN.match(secret)
@@ -112,7 +124,7 @@ class ChangeQueue:
         """The queue's own AWS calls (the metrics count them too, as sqs requests)."""
         self._client = session.get_client(
             "sqs",
-            region=region or _region_of(url),
+            region=_region_of(url) or region,
             credentials=credentials,
             endpoint_url=endpoint_url,
             workers=1,
@@ -130,10 +142,13 @@ class ChangeQueue:
             entries = [
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
             ]
-            calls.call(
-                self._client, self.stats, "sqs", "DeleteMessageBatch", "the drift queue",
-                QueueUrl=self.url, Entries=entries,
-            )  # fmt: skip
+            try:
+                calls.call(
+                    self._client, self.stats, "sqs", "DeleteMessageBatch", "the drift queue",
+                    QueueUrl=self.url, Entries=entries,
+                )  # fmt: skip
+            except errors.EnvSyncError as exc:  # read is read: the checks still happen
+                log.warning("drift queue: cannot delete what was read (%s)", exc)
         return changes
 
 

@@ -50,10 +50,12 @@ class DriftWatch:
             try:
                 queue = queue or self._queue()
                 found = queue.receive()
-            except errors.EnvSyncError as exc:  # no value in it: envsync's errors carry none
+            except Exception as exc:  # the thread must outlive any failure: the checks depend on it
                 delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
                 failures += 1
-                log.warning("drift queue: cannot read it (%s); again in %gs", exc, delay)
+                # envsync's errors carry no value; anything else is named by its type alone
+                said = str(exc) if isinstance(exc, errors.EnvSyncError) else type(exc).__name__
+                log.warning("drift queue: cannot read it (%s); again in %gs", said, delay)
                 self._stop.wait(delay)
                 continue
             failures = 0

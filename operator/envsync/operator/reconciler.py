@@ -20,8 +20,8 @@ import hashlib
 import math
 import random
 import types
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 from envsync import errors, policy
 from envsync import settings as settings_module
@@ -47,6 +47,20 @@ def _in_step(
     if tracker.synced is not None and tracker.synced[:2] == (generation, digest):
         return True
     return _settled(previous, generation, digest)
+
+
+WRITES: Final = frozenset({"create", "update", "adopt", "delete"})
+
+
+def _collect(written: set[str]) -> Callable[[str, str], None]:
+    """The engine's action callback: the names this sync wrote or deleted, so the drift
+    queue's events of them are known for its own."""
+
+    def record(key: str, action: str) -> None:
+        if action in WRITES:
+            written.add(key)
+
+    return record
 
 
 def _digest(namespace: str, sources: list[tuple[models.Source, bytes]]) -> str:
@@ -114,7 +128,11 @@ class Reconciler:
         """
         forced = translate.force_token(seen.force, seen.force_handled)
         recheck, tracker.recheck = tracker.recheck, False  # a change seen on the drift queue
+        if recheck:
+            tracker.rechecked_at = asyncio.get_running_loop().time()
         result = await self._decide(seen, tracker, force=forced is not None or recheck)
+        if recheck and result.report is None:
+            tracker.recheck = True  # no sync ran (suspended, a source missing): still owed
         if forced is None:
             return result
         answered = result.change.model_copy()
@@ -177,12 +195,18 @@ class Reconciler:
                 credentials=credentials,
                 source_hash=digest,
             )
-            remembered, tracker.stored = tracker.stored, None  # a sync that fails forgets it
-            if not (force or drift_check) and remembered and remembered[0] == generation:
-                request = dataclasses.replace(request, stored=remembered[1])  # an edit
-            report = await self._run(request, spec)
+            # what the last complete sync left, for this spec and these credentials (a Secret
+            # of keys can change account without a new generation); a sync that fails forgets
+            identity = (generation, credentials.cache_key() if credentials else "")
+            remembered, tracker.stored = tracker.stored, None
+            if not (force or drift_check) and remembered and remembered[:2] == identity:
+                request = dataclasses.replace(request, stored=remembered[2])  # an edit
+            written: set[str] = set()
+            report = await self._run(request, spec, written)
+            kept = len(written) <= tracker_module.OWN_WRITES_KEPT
+            tracker.wrote = frozenset(written) if kept else None
             if report.stored is not None:
-                tracker.stored = (generation, report.stored)
+                tracker.stored = (*identity, report.stored)
             move = await leaving.leave_old_place(
                 self.settings, namespace, name, spec, previous, report, credentials
             )
@@ -214,9 +238,15 @@ class Reconciler:
         elif report.ok:
             tracker.failures, tracker.retry_at = 0, None
             synced_at = new.last_sync_time
-            tracker.synced = (generation, digest, synced_at.isoformat() if synced_at else "")
+            at = synced_at.isoformat() if synced_at else ""
+            if request.stored is None:  # a full read: what a drift check is counted from
+                tracker.full_read = at
+            # an edit that read only what it changed checks nothing else: it must not push
+            # the next drift check back (a file edited hourly would never get one)
+            since = tracker.full_read or at
+            tracker.synced = (generation, digest, since)
             tracker.jitter = random.uniform(0.0, self.settings.drift_jitter)
-            next_in = translate.drift_due_in(synced_at, interval, utcnow(), jitter=tracker.jitter)
+            next_in = translate.drift_due_in(since, interval, utcnow(), jitter=tracker.jitter)
         elif (report.aborted and report.parse_error_count) or report.empty_source:
             tracker.failures, tracker.retry_at = 0, None
             next_in = None  # the source (or the spec) has to change first
@@ -256,7 +286,7 @@ class Reconciler:
         return found
 
     async def _run(
-        self, request: engine.SyncRequest, spec: models.EnvSyncSpec
+        self, request: engine.SyncRequest, spec: models.EnvSyncSpec, written: set[str]
     ) -> engine.SyncReport:
         """The engine inside the process-wide slot, with pools and a threshold of this sync's own.
 
@@ -276,7 +306,9 @@ class Reconciler:
             async with self.process_pools.sync_slot(timeout=policy.MEMORY_WAIT):
                 try:  # in this task: a task of its own could outlive a cancelled pass
                     async with asyncio.timeout(self.settings.sync_timeout):
-                        return await engine.sync(request, pools=manager)
+                        return await engine.sync(
+                            request, pools=manager, on_action=_collect(written)
+                        )
                 except TimeoutError:
                     raise errors.RemoteError(
                         f"the sync took longer than ENVSYNC_SYNC_TIMEOUT "

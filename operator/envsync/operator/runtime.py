@@ -53,12 +53,15 @@ from envsync.operator import (
     workqueue,
     writer,
 )
+from envsync.operator import owners as owners_module
 from envsync.operator import tracker as tracker_module
 
 log = logging.getLogger(__name__)
 
 RELEASE_AFTER = 5.0
 """Seconds without a running pass before freed memory is handed back to the system."""
+RECHECK_EVERY: Final = 30.0
+"""Seconds between two drift checks the drift queue asks of one EnvSync."""
 RELEASE_EVERY = 60.0
 """Seconds between two such releases at least: steady drift checks leave many quiet spells."""
 
@@ -91,6 +94,8 @@ class Runtime:
         self.client = apiclient.KubeClient()
         self.post: writer.Post = writer.post_with_kopf
         self.trackers: dict[translate.Key, tracker_module.Tracker] = {}
+        self.owners = owners_module.Owners()
+        """The trackers by target path, for the drift queue's changes."""
         self.queue = workqueue.WorkQueue(
             self._serve,
             runners=PASSES_PER_SLOT * settings.max_concurrent_syncs,
@@ -120,7 +125,7 @@ class Runtime:
                 aws.changes.ChangeQueue,
                 url,
                 region=self.settings.default_region,
-                endpoint_url=self.settings.aws_endpoint_url,
+                endpoint_url=self.settings.drift_queue_endpoint,
             )
             loop = asyncio.get_running_loop()
             self.drift = driftwatch.DriftWatch(queue, self.remote_changed, loop)
@@ -153,6 +158,7 @@ class Runtime:
         tracker = self.trackers.pop(key, None)
         if tracker is None:
             return
+        self.owners.move(key, tracker.place, None)
         tracker.cancel()
         self._count_ready()
 
@@ -192,7 +198,11 @@ class Runtime:
             return  # older news: a write's answer adopted already, or a replayed event
         tracker.know(seen.resource_version)
         tracker.seen = seen
-        tracker.place = outcome.place_of(body.get("spec") or {})
+        place = outcome.place_of(body.get("spec") or {})
+        self.owners.move(key, tracker.place, place)
+        tracker.place = place
+        if not tracker.synced_at:  # new to this process: its last sync, as the status says
+            tracker.synced_at = translate.epoch(seen.status().get("lastSyncTime"))
         if metadata.get("deletionTimestamp"):
             tracker.deleting = True  # deletion is the delete handler's business now
             tracker.cancel()
@@ -221,17 +231,29 @@ class Runtime:
             self.want(tracker, "source")
 
     def remote_changed(self, found: Iterable[aws.changes.Change]) -> None:
-        """Names changed in AWS (the drift queue): a drift check of each EnvSync that owns one,
-        unless the change predates the end of its last sync (its own write, most likely: a
-        change stamped in the same second as that end is taken for one)."""
+        """Names changed in AWS (the drift queue): a drift check of each EnvSync that owns one.
+
+        Not for its own write: a name its last sync wrote, stamped no later than that sync
+        ended (a name it did not write is someone else's change, whenever stamped). Without
+        that list (after a restart, or a sync of over ``tracker.OWN_WRITES_KEPT`` writes), any
+        change stamped no later than the last sync's end is taken for its own. Not for an
+        EnvSync in backoff (its retry reads everything), and at most once per
+        :data:`RECHECK_EVERY`: two writers fighting over a name, or a flood on the queue,
+        cost a full read per EnvSync that often, not per event."""
+        now, loop = time.time(), asyncio.get_running_loop()
         for change in found:
-            for tracker in self.trackers.values():
-                place = tracker.place
-                if place is None or place[0] != change.service or tracker.seen is None:
+            at = min(change.at, now)  # a stamp from the future is now
+            for key in self.owners.of(change.service, change.name):
+                tracker = self.trackers.get(key)
+                if tracker is None or tracker.seen is None or tracker.failures or tracker.recheck:
                     continue
-                owned = change.name == place[1] if place[2] else change.name.startswith(place[1])
-                if owned and change.at > int(tracker.synced_at):
-                    tracker.recheck = True
+                if at <= int(tracker.synced_at) and _wrote(tracker, change.name):
+                    continue  # its own write
+                tracker.recheck = True
+                wait = tracker.rechecked_at + RECHECK_EVERY - loop.time()
+                if wait > 0:
+                    loop.call_later(wait, self.want, tracker, "remote")
+                else:
                     self.want(tracker, "remote")
 
     def want(self, tracker: tracker_module.Tracker, trigger: str) -> None:
@@ -445,6 +467,16 @@ class Runtime:
 
 
 # ------------------------------------------------------------------------------ kopf wiring
+
+
+def _wrote(tracker: tracker_module.Tracker, name: str) -> bool:
+    """Whether the last sync of ``tracker`` wrote the AWS name ``name`` (True when unknown)."""
+    wrote, place = tracker.wrote, tracker.place
+    if wrote is None or place is None:
+        return True
+    if place[2]:  # a JSON secret: one name, written when any key was
+        return bool(wrote)
+    return name[len(place[1]) :] in wrote
 
 
 def source_keys(

@@ -17,6 +17,9 @@ from envsync.kube import models
 from envsync.operator import apiclient, outcome, translate
 from envsync.sync.stored import StoredState
 
+OWN_WRITES_KEPT = 1000
+"""Names of its last sync's writes an EnvSync remembers, to know the drift queue's events of
+them for its own; a larger sync (a first push) is known by time alone."""
 KNOWN_VERSIONS = 16
 """resourceVersions a tracker remembers: more than the copies that can cross in flight."""
 
@@ -96,9 +99,9 @@ class Tracker:
     deleting: bool = False
     """The object is being deleted: no pass may start any more (one would write the keys
     that the deletion handler removes back to AWS)."""
-    stored: tuple[int, StoredState] | None = None
-    """(generation, what the last complete sync of it left in AWS): an edit of the source
-    plans against it and reads only what changed (:mod:`envsync.sync.stored`)."""
+    stored: tuple[int, str, StoredState] | None = None
+    """(generation, credentials, what the last complete sync of it left in AWS): an edit of
+    the source plans against it and reads only what changed (:mod:`envsync.sync.stored`)."""
     place: tuple[str, str, bool] | None = None
     """Where the spec writes: (service, path, whether path is one exact name), for matching
     the drift queue's changes to their owner."""
@@ -106,6 +109,13 @@ class Tracker:
     """Epoch seconds when the last sync ended: a change stamped earlier is its own write."""
     recheck: bool = False
     """A change on the drift queue asks for a drift check at the next pass."""
+    rechecked_at: float = float("-inf")
+    """Loop time of the last drift check the queue asked for."""
+    wrote: frozenset[str] | None = None
+    """Names the last sync wrote or deleted (None: unknown, or too many to keep)."""
+    full_read: str = ""
+    """When the last sync that read the whole target ended (ISO time): the next drift check
+    is counted from it, not from an edit's sync, which read only what it changed."""
     ready: str = "Unknown"
     """The Ready condition's status as last published, for the envsync_resources gauge."""
     timer: asyncio.TimerHandle | None = None

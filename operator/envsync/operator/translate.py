@@ -139,6 +139,17 @@ def sync_request(
     )
 
 
+def epoch(stamp: object) -> float:
+    """``status.lastSyncTime`` (``2026-12-06T21:30:00Z``) as epoch seconds; 0 when unknown."""
+    if not isinstance(stamp, str):
+        return 0.0
+    try:
+        parsed = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return parsed.timestamp() if parsed.tzinfo else 0.0
+
+
 def layer_name(namespace: str, source: models.Source) -> str:
     """How messages and ``status.overrides`` name a source: ``ns/ConfigMap/name[key]``."""
     return f"{namespace}/{source.kind}/{source.ref.name}[{source.ref.key}]"

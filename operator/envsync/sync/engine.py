@@ -143,7 +143,11 @@ async def _sync(
     # a sink that writes one document: a dry run checks the document it would write
     check = sink.document_problem if request.dry_run and sink.one_document else None
     remote: dict[str, str | None] | None = {} if check is not None else None
-    known = None if request.stored is None or sink.one_document else request.stored.unpacked()
+    # Secrets Manager perKey checks owners by listing (eventually consistent): only its full
+    # read, which sees each secret's tags, is sure of them
+    known = request.stored.unpacked() if request.stored is not None else None
+    if sink.one_document or sink.prefers_scan:
+        known = None
     try:
         if known is None:
             steps = await _plan(
@@ -408,8 +412,8 @@ def _report(
         empty_source=empty,
         notes=tuple(notes),
     )
-    if not report.complete or request.dry_run:
-        return report
+    if not report.complete or request.dry_run or report.skipped:
+        return report  # a skipped name (a bare KEY) is not in the memory, so would never be pruned
     # every storable key is now in AWS as the file says: what the next edit plans against
     values = {k: w.value for k, w in parsed.desired.items() if w.skip is None and w.value}
     if len(values) <= stored.WORTH_REMEMBERING:
