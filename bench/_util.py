@@ -12,6 +12,7 @@ import os
 import pathlib
 import random
 import resource
+import socket
 import string
 import subprocess
 import sys
@@ -109,6 +110,14 @@ def best_of(repeat: int, func: Callable[[], object]) -> float:
         func()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def free_port() -> int:
+    """A localhost port nothing listens on now, for a server the benchmark starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def max_rss_bytes() -> int:

@@ -30,7 +30,6 @@ import pathlib
 import platform
 import random
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,6 +57,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, MultipleLocator
 from prometheus_client.parser import text_string_to_metric_families
 
 import _cluster
+import _util
 from envsync.cli import sandbox, sandboxclient
 from operator_rss import CHILD, create_apps, operator_env, ready_count
 
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """The operator at work under scrapes: the scrapes, the phases' times and the run's facts."""
     namespace = "dashboard"
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="envsync-dashboard-"))
-    port = _free_port()
+    port = _util.free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     with _cluster.start(args.kube, workdir) as kube, sandbox.AwsServer() as aws:
         _cluster.ensure_namespace(kube.client, namespace)
@@ -622,13 +622,6 @@ def _style(ax: Axes, unit: str) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _clock(v)))
     ax.yaxis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10], min_n_ticks=3))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt(v, unit)))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _clock(seconds: float) -> str:

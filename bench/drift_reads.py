@@ -42,7 +42,6 @@ import json
 import pathlib
 import platform
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -60,6 +59,7 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 import _cluster
+import _util
 from envsync import settings
 from envsync.cli import sandbox, sandboxclient
 from operator_rss import CHILD, operator_env, ready_count
@@ -182,7 +182,7 @@ def run_phase(args: argparse.Namespace, name: str) -> Phase:
     queue = name == "queue"
     phase = Phase(name, "24h" if queue else f"{args.interval}s")
     workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"envsync-drift-{name}-"))
-    port = _free_port()
+    port = _util.free_port()
     metrics_url = f"http://127.0.0.1:{port}/metrics"
     with _cluster.start(args.kube, workdir) as kube, sandbox.AwsServer() as aws:
         _cluster.ensure_namespace(kube.client, NAMESPACE)
@@ -434,13 +434,6 @@ def _client(service: str, url: str) -> Any:
         service, endpoint_url=url, region_name=REGION,  # type: ignore[call-overload]
         aws_access_key_id="testing", aws_secret_access_key="testing",
     )  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import base64
 import math
 import pathlib
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 import _cluster
+import _util
 from envsync.cli import sandbox, sandboxclient
 from operator_rss import CHILD, create_apps, operator_env, ready_count, rss_mib, time_edit
 
@@ -92,7 +92,7 @@ def main() -> int:
     namespace = "scale"
     regions = REGIONS[: max(1, min(args.regions, len(REGIONS)))]
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="envsync-scale-"))
-    metrics_port = _free_port()
+    metrics_port = _util.free_port()
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     with _cluster.start(args.kube, workdir) as kube, sandbox.AwsServer() as aws:
         for name in (namespace, "unrelated"):
@@ -311,13 +311,6 @@ def _package(filename: str) -> str:
         return filename
     lib = next((i for i, part in enumerate(parts) if part.startswith("python3")), len(parts) - 2)
     return "stdlib:" + ".".join(parts[lib + 1 :]).removesuffix(".py").removesuffix(".__init__")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 if __name__ == "__main__":
