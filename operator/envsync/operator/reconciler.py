@@ -203,8 +203,7 @@ class Reconciler:
                 request = dataclasses.replace(request, stored=remembered[2])  # an edit
             written: set[str] = set()
             report = await self._run(request, spec, written)
-            kept = len(written) <= tracker_module.OWN_WRITES_KEPT
-            tracker.wrote = frozenset(written) if kept else None
+            tracker.remember_writes(written)
             if report.stored is not None:
                 tracker.stored = (*identity, report.stored)
             move = await leaving.leave_old_place(

@@ -20,6 +20,9 @@ from envsync.sync.stored import StoredState
 OWN_WRITES_KEPT = 1000
 """Names of its last sync's writes an EnvSync remembers, to know the drift queue's events of
 them for its own; a larger sync (a first push) is known by time alone."""
+OWN_WRITES_FOR = 120.0
+"""Seconds they are kept: the events of a write arrive within seconds, and 100 names held by
+each of 1,000 idle EnvSyncs were 12 MiB of RSS."""
 KNOWN_VERSIONS = 16
 """resourceVersions a tracker remembers: more than the copies that can cross in flight."""
 
@@ -134,6 +137,20 @@ class Tracker:
         handed, self.handed = self.handed, ()
         wanted = {(layer.kind, layer.ref.name) for layer in spec.layers}
         return {(h.kind, h.name): h for h in handed if (h.kind, h.name) in wanted}
+
+    def remember_writes(self, written: set[str]) -> None:
+        """Keep the names the sync just wrote for :data:`OWN_WRITES_FOR` seconds (then they are
+        unknown, and the drift queue tells its own events by time alone)."""
+        if not written or len(written) > OWN_WRITES_KEPT:
+            self.wrote = None if written else frozenset()
+            return
+        wrote = self.wrote = frozenset(written)
+
+        def forget() -> None:
+            if self.wrote is wrote:
+                self.wrote = None
+
+        asyncio.get_running_loop().call_later(OWN_WRITES_FOR, forget)
 
     def know(self, resource_version: str) -> None:
         self.known = (*self.known[1 - KNOWN_VERSIONS :], resource_version)
