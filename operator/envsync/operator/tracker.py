@@ -17,9 +17,10 @@ from envsync.kube import models
 from envsync.operator import apiclient, outcome, translate
 from envsync.sync.stored import StoredState
 
-OWN_WRITES_KEPT = 1000
+OWN_WRITES_KEPT = 50
 """Names of its last sync's writes an EnvSync remembers, to know the drift queue's events of
-them for its own; a larger sync (a first push) is known by time alone."""
+them for its own: an edit's few. A larger sync (a first push) is known by time alone, so a
+burst of first pushes holds no names."""
 OWN_WRITES_FOR = 120.0
 """Seconds they are kept: the events of a write arrive within seconds, and 100 names held by
 each of 1,000 idle EnvSyncs were 12 MiB of RSS."""
