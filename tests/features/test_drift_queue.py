@@ -220,3 +220,24 @@ def test_a_message_of_any_shape_leaves_the_reader_alive(
     ssm.put_parameter(Name=f"{path}A", Value="by-hand", Type="SecureString", Overwrite=True)
     sqs.send_message(QueueUrl=queue, MessageBody=ssm_event(f"{path}A"))
     kube.wait_until(lambda: kube.params(ssm, path)[f"{path}A"] == "1", what="the repair")
+
+
+def test_a_change_at_any_of_several_targets_repairs_it(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, sqs: Any, queue: str
+) -> None:
+    """spec.targets: each target's path is indexed, not only the first one's."""
+    first, second = f"/{namespace}/first/", f"/{namespace}/second/"
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
+    manifest = kube.envsync("app", namespace, source="app-env", path=first, endpoint=None)
+    target = manifest["spec"].pop("target")
+    manifest["spec"]["targets"] = [target, {**target, "path": second}]
+    cluster.apply(manifest)
+    kube.settled(cluster, namespace, "app", "Synced")
+    before = remote_passes(operator)
+    time.sleep(1.1)  # events are stamped to the second
+
+    ssm.put_parameter(Name=f"{second}A", Value="by-hand", Type="String", Overwrite=True)
+    sqs.send_message(QueueUrl=queue, MessageBody=ssm_event(f"{second}A"))
+
+    kube.wait_until(lambda: kube.params(ssm, second)[f"{second}A"] == "1", what="the repair")
+    assert remote_passes(operator) == before + 1

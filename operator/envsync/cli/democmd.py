@@ -166,12 +166,11 @@ def _wait_ready(
 
 
 def _print_status(obj: Mapping[str, Any], out: TextIO) -> bool:
-    meta, spec, state = obj["metadata"], obj.get("spec", {}), obj.get("status") or {}
+    meta, state = obj["metadata"], obj.get("status") or {}
     ready = _ready_condition(obj)
     counts = state.get("counts") or {}
     memory = state.get("memory") or {}
-    target = spec.get("target", {})
-    where = f"{target.get('provider')} {target.get('path')}"
+    where = ", ".join(f"{t.get('provider')} {t.get('path')}" for t in _targets(obj))
     print(f"EnvSync {meta['namespace']}/{meta['name']} → {where}", file=out)
     print(
         f"  Ready:   {ready.get('status')} ({ready.get('reason')}): {ready.get('message')}",
@@ -180,6 +179,17 @@ def _print_status(obj: Mapping[str, Any], out: TextIO) -> bool:
     if counts:
         listed = ", ".join(f"{k} {v}" for k, v in counts.items())
         print(f"  Counts:  {listed}; keys {state.get('keys', 0)}", file=out)
+    for entry in state.get("targets") or []:
+        conditions = entry.get("conditions") or []
+        state_of: Mapping[str, Any] = next((c for c in conditions if c["type"] == "Ready"), {})
+        done = entry.get("counts") or {}
+        region = f" ({entry['region']})" if entry.get("region") else ""
+        print(
+            f"  Target:  {entry.get('provider')} {entry.get('path')}{region}: Ready "
+            f"{state_of.get('status')}, {done.get('created', 0)} created, "
+            f"{done.get('updated', 0)} updated, {entry.get('calls', 0)} AWS calls",
+            file=out,
+        )
     for override in state.get("overrides") or []:
         print(f"  Override: {override['key']} from {override['source']} (over {override['over']})",
               file=out)  # fmt: skip
@@ -202,8 +212,14 @@ def _print_status(obj: Mapping[str, Any], out: TextIO) -> bool:
     return bool(ready.get("status") == "True")
 
 
-def _remote(obj: Mapping[str, Any], endpoint: str) -> aws.Target:
-    target = obj.get("spec", {}).get("target", {})
+def _targets(obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """``spec.target``, or each of ``spec.targets``."""
+    spec = obj.get("spec", {})
+    listed = spec.get("targets")
+    return list(listed) if isinstance(listed, list) else [spec.get("target", {})]
+
+
+def _remote(target: Mapping[str, Any], endpoint: str) -> aws.Target:
     return aws.Target(
         provider=target.get("provider", "ssm"),
         path=target.get("path", "/"),
@@ -214,14 +230,18 @@ def _remote(obj: Mapping[str, Any], endpoint: str) -> aws.Target:
 
 
 def _print_remote(obj: Mapping[str, Any], endpoint: str, out: TextIO) -> None:
-    remote = _remote(obj, endpoint)
+    for target in _targets(obj):
+        _print_target(_remote(target, endpoint), out)
+
+
+def _print_target(remote: aws.Target, out: TextIO) -> None:
     demo_keys = aws.Credentials(access_key_id="testing", secret_access_key="testing")
     sink = aws.open_sink(remote, owner="envsync-demo", credentials=demo_keys)
     one_secret = remote.provider == "secretsmanager" and remote.mode == "json"
     if one_secret:
         heading = f"Secrets Manager secret {remote.path}, one JSON object whose keys are"
     elif remote.provider == "ssm":
-        heading = f"SSM parameters under {remote.path}"
+        heading = f"SSM parameters under {remote.path} in {remote.region}"
     else:
         heading = f"Secrets Manager secrets under {remote.path}"
     print(f"  {heading} (emulated, values masked):", file=out)
@@ -388,7 +408,7 @@ def _run(
                 if obj is None:
                     continue
                 healthy = _print_status(obj, out) and healthy
-                remotes.append(_remote(obj, emulated_aws.url))
+                remotes.extend(_remote(target, emulated_aws.url) for target in _targets(obj))
                 _print_remote(obj, emulated_aws.url, out)
                 _say(out)
             if process.poll() is not None:

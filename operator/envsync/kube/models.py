@@ -382,6 +382,12 @@ ONE_SOURCE_FIELD: Final = Rule(
     "has(self.source) != has(self.sources)",
     "set exactly one of source or sources",
 )
+ONE_TARGET_FIELD: Final = Rule(
+    "has(self.target) != has(self.targets)",
+    "set exactly one of target or targets",
+)
+MAX_TARGETS: Final = 8
+"""Targets one EnvSync may fan out to: each costs its own sync (and AWS calls) per change."""
 GLOB: Final = r"^[A-Za-z0-9_.*?\[\]!/-]{1,128}$"
 """A key name glob: the characters of a name, and fnmatch's ``* ? [ ] !``."""
 KEY_AFFIX: Final = r"^[A-Za-z0-9_.-]{1,128}$"
@@ -427,11 +433,11 @@ class Keys(Model):
 
 
 class EnvSyncSpec(Model):
-    """The desired state: one or more .env sources, one AWS target, and how to keep them in
-    step."""
+    """The desired state: one or more .env sources, one or more AWS targets, and how to keep
+    them in step."""
 
-    model_config = ConfigDict(json_schema_extra=cel_validations(ONE_SOURCE_FIELD))
-    RULES: ClassVar[tuple[Rule, ...]] = (ONE_SOURCE_FIELD,)
+    model_config = ConfigDict(json_schema_extra=cel_validations(ONE_SOURCE_FIELD, ONE_TARGET_FIELD))
+    RULES: ClassVar[tuple[Rule, ...]] = (ONE_SOURCE_FIELD, ONE_TARGET_FIELD)
 
     source: Source | None = None
     """The .env file to read. Set this or ``sources``."""
@@ -442,8 +448,15 @@ class EnvSyncSpec(Model):
     value). An edit of any of them syncs. Set this or ``source``."""
     keys: Keys | None = None
     """Which variables to keep and how to name them in AWS. Default: all, as they are named."""
-    target: Target
-    """Where in AWS to write it."""
+    target: Target | None = None
+    """Where in AWS to write it. Set this or ``targets``."""
+    targets: Annotated[list[Target], Field(min_length=1, max_length=MAX_TARGETS)] | None = None
+    """Several places to write the same variables to (SSM in two regions for failover, a
+    Secrets Manager JSON secret for a Lambda). Each is synced and reported on its own in
+    ``status.targets``: one that fails (throttling, AccessDenied) never stops or rolls back
+    the others, and Ready is True only when every one is in step. Two targets that could
+    hold the same name are refused. Removing one prunes what this EnvSync owns there (with
+    syncPolicy.prune). Set this or ``target``."""
     auth: Auth | None = None
     """Credentials to use. Default: the operator's own (IRSA / EKS Pod Identity)."""
     sync_policy: SyncPolicy = Field(default_factory=SyncPolicy, json_schema_extra={"default": {}})
@@ -456,7 +469,21 @@ class EnvSyncSpec(Model):
     @model_validator(mode="after")
     def _one_source_field(self) -> Self:
         check_rule(ONE_SOURCE_FIELD, (self.source is None) != (self.sources is None))
+        check_rule(ONE_TARGET_FIELD, (self.target is None) != (self.targets is None))
         return self
+
+    @property
+    def destinations(self) -> tuple[Target, ...]:
+        """The targets in spec order (``target`` alone is one)."""
+        if self.targets is not None:
+            return tuple(self.targets)
+        assert self.target is not None  # guaranteed by the validator
+        return (self.target,)
+
+    @property
+    def fans_out(self) -> bool:
+        """Whether the spec uses ``targets`` (reported per target in ``status.targets``)."""
+        return self.targets is not None
 
     @property
     def layers(self) -> tuple[Source, ...]:

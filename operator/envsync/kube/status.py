@@ -279,11 +279,15 @@ def failure(
     previous_status: Status | None,
     generation: int,
     now: datetime,
+    context: str = "",
 ) -> statusmodels.StatusPatch:
-    """The change for a sync that raised: stalled when retrying cannot help, else reconciling."""
+    """The change for a sync that raised: stalled when retrying cannot help, else reconciling.
+    ``context`` goes before the message (which of several targets failed)."""
     found = policy.verdict(exc)
     why = found.reason
     message = str(exc) or type(exc).__name__
+    if context:
+        message = f"{context}: {message}"
     if found.stalled:
         return stalled(
             why, message, previous_status=previous_status, generation=generation, now=now

@@ -37,6 +37,7 @@ __all__ = [
     "StatusPatch",
     "SyncCounts",
     "TargetStatus",
+    "TargetSyncStatus",
 ]
 
 MAX_PARSE_ERRORS: Final = 10
@@ -163,6 +164,31 @@ class TargetStatus(_Status):
     SDK's regional endpoint."""
 
 
+MAX_TARGET_ENTRIES: Final = 16
+"""status.targets holds the spec's targets (at most 8) and removed ones not yet cleaned up."""
+
+
+class TargetSyncStatus(TargetStatus):
+    """One of spec.targets (or one removed whose keys are still being pruned): where it is,
+    and how its last sync went."""
+
+    observed_generation: Count | None = None
+    """The spec generation this target was last synced with."""
+    source_hash: str | None = Field(default=None, max_length=128)
+    """status.sourceHash of the source this target was last synced with; with the generation
+    and Ready, what lets a retry skip a target already in step."""
+    last_sync_time: datetime | None = None
+    """When this target's last sync finished (successfully or not)."""
+    keys: Count | None = None
+    """Keys this EnvSync manages at this target after its last sync."""
+    counts: SyncCounts | None = None
+    """Key counts of this target's last sync."""
+    calls: Count | None = None
+    """AWS API calls this target's last sync made."""
+    conditions: list[Condition] = Field(default_factory=list, max_length=1)
+    """This target's Ready condition: True when it is in step with the source."""
+
+
 class MemoryStatus(_Status):
     """Memory figures of the operator process around the last sync."""
 
@@ -244,6 +270,10 @@ class EnvSyncStatus(_Status):
     target: TargetStatus | None = None
     """Where the last completed sync wrote. When spec.target moves, the keys this EnvSync owns
     at this place are pruned (with syncPolicy.prune) once the new place is in step."""
+    targets: list[TargetSyncStatus] | None = Field(default=None, max_length=MAX_TARGET_ENTRIES)
+    """With spec.targets: each target's own place, counts, last sync and Ready condition, in
+    spec order, then any removed target whose keys could not be pruned yet. The top-level
+    counts add up every target that synced in the last pass."""
     refresh_interval: str | None = Field(default=None, max_length=64)
     """The drift-check interval in force, after the operator's ENVSYNC_MIN_REFRESH_INTERVAL
     floor; `0s`: periodic checks are off."""

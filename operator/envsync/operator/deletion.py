@@ -8,17 +8,18 @@ holds nothing of it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import traceback
 
 import kopf
 
-from envsync import errors
+from envsync import aws, errors
 from envsync import settings as settings_module
-from envsync.kube import status
-from envsync.operator import apiclient, leaving, outcome, reconciler, translate, writer
+from envsync.kube import models, status
+from envsync.operator import apiclient, fanout, leaving, outcome, reconciler, translate, writer
 from envsync.operator import tracker as tracker_module
-from envsync.sync import operations
+from envsync.sync import engine, operations
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +43,17 @@ async def delete_remote(
         return
     try:
         credentials = await apiclient.credentials_for(client, namespace, spec, settings)
-        report = await operations.delete_owned(
-            translate.target_for(spec, settings),
-            translate.owner_id(namespace, name),
-            credentials,
-            workers=spec.performance_or_default.worker_count,
-        )
-        report = await leaving.with_old_place(
-            settings, namespace, name, spec, previous, credentials, report
-        )
+        report = await _delete_at_targets(settings, namespace, name, spec, credentials)
+        if spec.fans_out:
+            current = translate.places_of(spec, settings)
+            removed = [place for place in fanout.recorded(previous) if place not in current]
+            report = await leaving.delete_at_removed(
+                settings, namespace, name, spec, removed, credentials, report
+            )
+        else:
+            report = await leaving.with_old_place(
+                settings, namespace, name, spec, previous, credentials, report
+            )
     except errors.EnvSyncError as exc:
         raise await _cleanup_failed(seen, str(exc), tracker, client, post) from None
     except Exception as exc:  # logged without its message, which might echo input
@@ -66,6 +69,41 @@ async def delete_remote(
     message = f"deletionPolicy Delete: deleted the {report.deleted} keys this EnvSync owned"
     done = status.Event("Normal", status.Reason.PRUNED, message)
     await writer.apply(client, seen, outcome.Outcome(events=(done,)), post)
+
+
+async def _delete_at_targets(
+    settings: settings_module.Settings,
+    namespace: str,
+    name: str,
+    spec: models.EnvSyncSpec,
+    credentials: aws.Credentials | None,
+) -> engine.SyncReport:
+    """Delete what the EnvSync owns at each of its targets. Every target is tried, and the
+    counts add up; one that cannot be reached raises after the others were cleaned (the
+    finalizer stays, and kopf's retry tries them all again)."""
+    report = engine.SyncReport()
+    unreached: errors.EnvSyncError | None = None
+    for target in spec.destinations:
+        try:
+            more = await operations.delete_owned(
+                translate.target_for(spec, settings, target),
+                translate.owner_id(namespace, name),
+                credentials,
+                workers=spec.performance_or_default.worker_count,
+            )
+        except errors.EnvSyncError as exc:
+            unreached = unreached or exc
+            continue
+        report = dataclasses.replace(
+            report,
+            deleted=report.deleted + more.deleted,
+            failed=report.failed + more.failed,
+            conflicts=report.conflicts + more.conflicts,
+            failures=report.failures + more.failures,
+        )
+    if unreached is not None:
+        raise unreached
+    return report
 
 
 async def _cleanup_failed(

@@ -135,3 +135,107 @@ async def with_old_place(
         conflicts=report.conflicts + more.conflicts,
         failures=report.failures + more.failures,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Departures:
+    """What became of places no target names any more: those whose pruning failed (kept, to
+    retry), and what to tell the user."""
+
+    failed: tuple[tuple[places.Place, str], ...] = ()
+    events: tuple[status.Event, ...] = ()
+
+
+async def leave_removed(
+    settings: settings_module.Settings,
+    namespace: str,
+    name: str,
+    spec: models.EnvSyncSpec,
+    removed: list[places.Place],
+    current: list[places.Place],
+    credentials: aws.Credentials | None,
+) -> Departures:
+    """Prune what this EnvSync owns at each place a target was removed from, on the rules of
+    a move (:func:`leave_old_place`): called only once every current target is in step, only
+    with ``prune``, only where the namespace may still write and the operator may still call,
+    and never at a place that shares names with a current target."""
+    failed: list[tuple[places.Place, str]] = []
+    events: list[status.Event] = []
+    for old in removed:
+        left = _left_because(settings, namespace, old, current, spec.sync_policy.prune)
+        if left is not None:
+            message = f"{old.describe()} is no longer a target; the keys there {left}"
+            events.append(status.Event("Warning", status.Reason.TARGET_MOVED, message))
+            continue
+        try:
+            cleanup = await operations.delete_owned(
+                old.target(translate.target_for(spec, settings)),
+                translate.owner_id(namespace, name),
+                credentials,
+                workers=spec.performance_or_default.worker_count,
+            )
+        except errors.EnvSyncError as exc:
+            failed.append((old, f"pruning {old.describe()}, no longer a target, failed: {exc}"))
+            continue
+        if cleanup.failed:
+            listed = "; ".join(f"{issue.key} ({issue.reason})" for issue in cleanup.failures[:5])
+            failed.append(
+                (
+                    old,
+                    f"{cleanup.failed} keys at {old.describe()}, no longer a target, were not "
+                    f"deleted: {listed}",
+                )
+            )
+            continue
+        message = (
+            f"{old.describe()} is no longer a target: deleted the {cleanup.deleted} keys this "
+            "EnvSync owned there"
+        )
+        events.append(status.Event("Normal", status.Reason.TARGET_MOVED, message))
+    return Departures(tuple(failed), tuple(events))
+
+
+def _left_because(
+    settings: settings_module.Settings,
+    namespace: str,
+    old: places.Place,
+    current: list[places.Place],
+    prune: bool,
+) -> str | None:
+    for here in current:
+        left = unreachable(settings, namespace, old, here, prune=prune)
+        if left is not None:
+            return left
+    if not current:  # cannot happen (a spec has a target), but never prune on no evidence
+        return "were left there"
+    return None
+
+
+async def delete_at_removed(
+    settings: settings_module.Settings,
+    namespace: str,
+    name: str,
+    spec: models.EnvSyncSpec,
+    removed: list[places.Place],
+    credentials: aws.Credentials | None,
+    report: engine.SyncReport,
+) -> engine.SyncReport:
+    """Deleting the EnvSync deletes at removed targets not pruned yet, where it may."""
+    current = translate.places_of(spec, settings)
+    for old in removed:
+        if _left_because(settings, namespace, old, current, True) is not None:
+            continue
+        more = await operations.delete_owned(
+            old.target(translate.target_for(spec, settings)),
+            translate.owner_id(namespace, name),
+            credentials,
+            workers=spec.performance_or_default.worker_count,
+        )
+        report = dataclasses.replace(
+            report,
+            deleted=report.deleted + more.deleted,
+            failed=report.failed + more.failed,
+            conflicts=report.conflicts + more.conflicts,
+            failures=report.failures + more.failures,
+        )
+    return report

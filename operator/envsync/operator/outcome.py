@@ -86,17 +86,24 @@ def _compact(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def place_of(spec: Mapping[str, Any]) -> tuple[str, str, bool] | None:
-    """(service, path, exact) of the spec's target: SSM and per-key Secrets Manager paths are
-    prefixes, a JSON secret's path is its one name."""
-    target = spec.get("target")
-    if not isinstance(target, Mapping) or not isinstance(target.get("path"), str):
-        return None
-    provider = target.get("provider")
-    if provider not in ("ssm", "secretsmanager"):
-        return None
-    exact = provider == "secretsmanager" and target.get("mode") == "json"
-    return str(provider), str(target["path"]), exact
+def places_of(spec: Mapping[str, Any]) -> tuple[tuple[str, str, bool], ...]:
+    """(service, path, exact) of each of the spec's targets (``target``, or each of
+    ``targets``): SSM and per-key Secrets Manager paths are prefixes, a JSON secret's path is
+    its one name. Read from the raw spec, so an invalid one is still indexed."""
+    listed = spec.get("targets")
+    targets: list[Any] = listed if isinstance(listed, list) else [spec.get("target")]
+    found: list[tuple[str, str, bool]] = []
+    for target in targets:
+        if not isinstance(target, Mapping) or not isinstance(target.get("path"), str):
+            continue
+        provider = target.get("provider")
+        if provider not in ("ssm", "secretsmanager"):
+            continue
+        exact = provider == "secretsmanager" and target.get("mode") == "json"
+        place = (str(provider), str(target["path"]), exact)
+        if place not in found:
+            found.append(place)
+    return tuple(found)
 
 
 def source_objects(spec: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:

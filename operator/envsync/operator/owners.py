@@ -13,7 +13,7 @@ from __future__ import annotations
 from envsync.operator import translate
 
 Place = tuple[str, str, bool]
-"""(service, path, whether the path is one exact name), as ``outcome.place_of`` gives it."""
+"""(service, path, whether the path is one exact name), as ``outcome.places_of`` gives them."""
 
 
 class Owners:
@@ -22,13 +22,13 @@ class Owners:
         self._odd: dict[Place, set[translate.Key]] = {}
         """Prefixes not ending in ``/``."""
 
-    def move(self, key: translate.Key, old: Place | None, new: Place | None) -> None:
-        """``key``'s target is now ``new`` (None: gone)."""
+    def move(self, key: translate.Key, old: tuple[Place, ...], new: tuple[Place, ...]) -> None:
+        """``key``'s targets are now ``new`` (empty: gone)."""
         if old == new:
             return
-        for place, add in ((old, False), (new, True)):
-            if place is None:
-                continue
+        changes = [(place, False) for place in old if place not in new]
+        changes += [(place, True) for place in new if place not in old]
+        for place, add in changes:
             table = self._odd if not place[2] and not place[1].endswith("/") else self._places
             keys = table.setdefault(place, set())
             if add:

@@ -23,11 +23,11 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from envsync import errors, policy
+from envsync import aws, errors, policy
 from envsync import settings as settings_module
 from envsync.dotenv import poolmanager
 from envsync.kube import models, status, statusmodels
-from envsync.operator import apiclient, leaving, metrics, outcome, translate
+from envsync.operator import apiclient, fanout, leaving, metrics, outcome, translate
 from envsync.operator import tracker as tracker_module
 from envsync.sync import engine
 
@@ -155,6 +155,8 @@ class Reconciler:
                 new = status.suspended(previous_status=previous, generation=generation, now=now)
                 return outcome_of(previous, new, next_in=None)
             translate.guard_tenancy(namespace, spec, self.settings)
+            if spec.fans_out:
+                translate.check_targets(spec, self.settings)
             sources = await self._sources(namespace, spec, tracker)
             digest = _digest(namespace, sources)
             interval = translate.refresh_interval(spec, self.settings)
@@ -186,6 +188,18 @@ class Reconciler:
             credentials = await apiclient.credentials_for(
                 self.client, namespace, spec, self.settings
             )
+            if spec.fans_out:
+                return await self._fan_out(
+                    seen,
+                    tracker,
+                    spec,
+                    sources,
+                    credentials,
+                    digest=digest,
+                    interval=interval,
+                    full=force or drift_check,
+                    drift_check=drift_check,
+                )
             request = translate.sync_request(
                 spec,
                 sources,
@@ -199,16 +213,18 @@ class Reconciler:
             # of keys can change account without a new generation); a sync that fails forgets
             identity = (generation, credentials.cache_key() if credentials else "")
             remembered, tracker.stored = tracker.stored, None
-            if not (force or drift_check) and remembered and remembered[:2] == identity:
-                request = dataclasses.replace(request, stored=remembered[2])  # an edit
+            kept = remembered.get(0) if remembered else None
+            if not (force or drift_check) and kept and kept[:2] == identity:
+                request = dataclasses.replace(request, stored=kept[2])  # an edit
             written: set[str] = set()
             report = await self._run(request, spec, written)
             tracker.remember_writes(written)
             if report.stored is not None:
-                tracker.stored = (*identity, report.stored)
+                tracker.stored = {0: (*identity, report.stored)}
             move = await leaving.leave_old_place(
                 self.settings, namespace, name, spec, previous, report, credentials
             )
+            left = await self._leave_fanned_out(seen, spec, report, credentials)
         except errors.EnvSyncError as exc:  # what it means: envsync.policy, one table
             return self._failed(tracker, previous, generation, now, exc)
         new = status.build_status(
@@ -216,7 +232,7 @@ class Reconciler:
             previous_status=previous,
             generation=generation,
             now=utcnow(),
-            target=f"{spec.target.provider} {spec.target.path}",
+            target=f"{spec.destinations[0].provider} {spec.destinations[0].path}",
         )
         new.refresh_interval = f"{interval:g}s"
         if move.target is not None:
@@ -231,26 +247,31 @@ class Reconciler:
                     now=now,
                 )
             )
-        moved = (move.event,) if move.event is not None else ()
-        if move.failure is not None:
-            next_in: float | None = tracker.retry()
-        elif report.ok:
-            tracker.failures, tracker.retry_at = 0, None
-            synced_at = new.last_sync_time
-            at = synced_at.isoformat() if synced_at else ""
-            if request.stored is None:  # a full read: what a drift check is counted from
-                tracker.full_read = at
-            # an edit that read only what it changed checks nothing else: it must not push
-            # the next drift check back (a file edited hourly would never get one)
-            since = tracker.full_read or at
-            tracker.synced = (generation, digest, since)
-            tracker.jitter = random.uniform(0.0, self.settings.drift_jitter)
-            next_in = translate.drift_due_in(since, interval, utcnow(), jitter=tracker.jitter)
-        elif (report.aborted and report.parse_error_count) or report.empty_source:
-            tracker.failures, tracker.retry_at = 0, None
-            next_in = None  # the source (or the spec) has to change first
-        else:
-            next_in = tracker.retry()
+        if left is not None:  # spec.targets before: its removed places, pruned or kept
+            new.targets = left.kept or None
+            if left.failure is not None and move.failure is None:
+                move = dataclasses.replace(move, failure=left.failure)
+                new.update(
+                    status.reconciling(
+                        status.Reason.CLEANUP_FAILED,
+                        left.failure,
+                        previous_status=status.apply(previous, new),
+                        generation=generation,
+                        now=now,
+                    )
+                )
+        moved: tuple[status.Event, ...] = (move.event,) if move.event is not None else ()
+        moved += left.events if left is not None else ()
+        next_in = self._next(
+            tracker,
+            report,
+            generation=generation,
+            digest=digest,
+            interval=interval,
+            synced_at=new.last_sync_time,
+            full_read=request.stored is None,
+            cleanup_failed=move.failure is not None,
+        )
         return outcome_of(
             previous,
             new,
@@ -259,6 +280,185 @@ class Reconciler:
             report=report,
             synced=True,
             drift_check=drift_check,
+        )
+
+    def _next(
+        self,
+        tracker: tracker_module.Tracker,
+        report: engine.SyncReport,
+        *,
+        generation: int,
+        digest: str,
+        interval: float,
+        synced_at: datetime.datetime | None,
+        full_read: bool,
+        cleanup_failed: bool = False,
+        stalled: bool = False,
+    ) -> float | None:
+        """When to look again after a sync ran: the drift check when all is in step, the
+        backoff after a failure, never when only a change of the source or spec can help."""
+        if cleanup_failed:
+            return tracker.retry()
+        if report.ok and not stalled:
+            tracker.failures, tracker.retry_at = 0, None
+            at = synced_at.isoformat() if synced_at else ""
+            if full_read:  # a full read: what a drift check is counted from
+                tracker.full_read = at
+            # an edit that read only what it changed checks nothing else: it must not push
+            # the next drift check back (a file edited hourly would never get one)
+            since = tracker.full_read or at
+            tracker.synced = (generation, digest, since)
+            tracker.jitter = random.uniform(0.0, self.settings.drift_jitter)
+            return translate.drift_due_in(since, interval, utcnow(), jitter=tracker.jitter)
+        if (report.aborted and report.parse_error_count) or report.empty_source or stalled:
+            tracker.failures, tracker.retry_at = 0, None
+            return None  # the source (or the spec) has to change first
+        return tracker.retry()
+
+    async def _fan_out(
+        self,
+        seen: outcome.Seen,
+        tracker: tracker_module.Tracker,
+        spec: models.EnvSyncSpec,
+        sources: list[tuple[models.Source, bytes]],
+        credentials: aws.Credentials | None,
+        *,
+        digest: str,
+        interval: float,
+        full: bool,
+        drift_check: bool,
+    ) -> outcome.Outcome:
+        """``spec.targets``: each target synced on its own (:mod:`envsync.operator.fanout`),
+        the top-level status their sum, then the places no target names any more pruned."""
+        namespace, name, generation = seen.namespace, seen.name, seen.generation
+        previous, now = seen.status(), utcnow()
+        results = await fanout.sync_each(
+            spec,
+            sources,
+            namespace=namespace,
+            name=name,
+            settings=self.settings,
+            credentials=credentials,
+            digest=digest,
+            previous=previous,
+            generation=generation,
+            tracker=tracker,
+            full=full,
+            run=lambda request, written: self._run(request, spec, written),
+            view=_ReportView,
+        )
+        ran = [r for r in results if r.report is not None]
+        report = fanout.combine(results) if ran else engine.SyncReport(source_hash=digest)
+        error = fanout.first_error(spec, results)
+        new = status.build_status(
+            _ReportView(report),
+            previous_status=previous,
+            generation=generation,
+            now=utcnow(),
+            target=f"{len(results)} targets",
+        )
+        new.refresh_interval = f"{interval:g}s"
+        if new.keys is not None:
+            new.keys = sum(r.entry.keys or 0 for r in results)
+        left = await fanout.leave_removed(
+            self.settings,
+            namespace,
+            name,
+            spec,
+            previous,
+            [r.place for r in results],
+            credentials,
+            in_step=error is None and report.complete and not report.dry_run,
+            generation=generation,
+        )
+        new.targets = [r.entry for r in results] + (left.kept if left else [])
+        if "target" in previous and left is not None and not left.kept:
+            new.target = None  # the one-target form's record: a target now, or pruned
+        fault = False
+        short = fanout.first_short(spec, results) if error is None else None
+        if short is not None:  # the top-level says what the first target short of it says
+            _, own, context = short
+            alone = status.build_status(
+                _ReportView(own),
+                previous_status=status.apply(previous, new),
+                generation=generation,
+                now=now,
+                target=short[0].place.describe(),
+            )
+            new.conditions = fanout.in_context(alone.conditions, context)
+        if error is not None:
+            exc, context = error
+            found = policy.verdict(exc)
+            fault = found.fault
+            new.update(
+                status.failure(
+                    exc,
+                    previous_status=status.apply(previous, new),
+                    generation=generation,
+                    now=now,
+                    context=context,
+                )
+            )
+            tracker.synced = None
+            if found.then is policy.Then.RETRY:
+                next_in: float | None = tracker.retry()
+            else:
+                tracker.failures, tracker.retry_at = 0, None
+                next_in = None
+        else:
+            if left is not None and left.failure is not None:
+                new.update(
+                    status.reconciling(
+                        status.Reason.CLEANUP_FAILED,
+                        left.failure,
+                        previous_status=status.apply(previous, new),
+                        generation=generation,
+                        now=now,
+                    )
+                )
+            next_in = self._next(
+                tracker,
+                report,
+                generation=generation,
+                digest=digest,
+                interval=interval,
+                synced_at=new.last_sync_time,
+                full_read=len(ran) == len(results) and all(r.full_read for r in ran),
+                cleanup_failed=left is not None and left.failure is not None,
+            )
+        return outcome_of(
+            previous,
+            new,
+            next_in=next_in,
+            events=left.events if left else (),
+            report=report if ran else None,
+            fault=fault,
+            synced=bool(ran),
+            drift_check=drift_check,
+        )
+
+    async def _leave_fanned_out(
+        self,
+        seen: outcome.Seen,
+        spec: models.EnvSyncSpec,
+        report: engine.SyncReport,
+        credentials: aws.Credentials | None,
+    ) -> fanout.Left | None:
+        """Back to one ``target`` from ``targets``: the places no longer written, pruned as
+        removed targets are (``status.target`` is the move's business, not this)."""
+        previous = seen.status()
+        if not previous.get("targets"):
+            return None
+        return await fanout.leave_removed(
+            self.settings,
+            seen.namespace,
+            seen.name,
+            spec,
+            {k: v for k, v in previous.items() if k != "target"},
+            [translate.place_of(spec, self.settings)],
+            credentials,
+            in_step=report.complete and not report.dry_run,
+            generation=seen.generation,
         )
 
     async def _sources(

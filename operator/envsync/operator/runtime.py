@@ -158,7 +158,7 @@ class Runtime:
         tracker = self.trackers.pop(key, None)
         if tracker is None:
             return
-        self.owners.move(key, tracker.place, None)
+        self.owners.move(key, tracker.places, ())
         tracker.cancel()
         self._count_ready()
 
@@ -198,9 +198,9 @@ class Runtime:
             return  # older news: a write's answer adopted already, or a replayed event
         tracker.know(seen.resource_version)
         tracker.seen = seen
-        place = outcome.place_of(body.get("spec") or {})
-        self.owners.move(key, tracker.place, place)
-        tracker.place = place
+        found = outcome.places_of(body.get("spec") or {})
+        self.owners.move(key, tracker.places, found)
+        tracker.places = found
         if not tracker.synced_at:  # new to this process: its last sync, as the status says
             tracker.synced_at = translate.epoch(seen.status().get("lastSyncTime"))
         if metadata.get("deletionTimestamp"):
@@ -471,12 +471,15 @@ class Runtime:
 
 def _wrote(tracker: tracker_module.Tracker, name: str) -> bool:
     """Whether the last sync of ``tracker`` wrote the AWS name ``name`` (True when unknown)."""
-    wrote, place = tracker.wrote, tracker.place
-    if wrote is None or place is None:
+    wrote = tracker.wrote
+    if wrote is None:
         return True
-    if place[2]:  # a JSON secret: one name, written when any key was
-        return bool(wrote)
-    return name[len(place[1]) :] in wrote
+    for _, path, exact in tracker.places:
+        if exact and name == path:  # a JSON secret: one name, written when any key was
+            return bool(wrote)
+        if not exact and name.startswith(path) and name[len(path) :] in wrote:
+            return True
+    return False
 
 
 def source_keys(

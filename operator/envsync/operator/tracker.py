@@ -103,12 +103,13 @@ class Tracker:
     deleting: bool = False
     """The object is being deleted: no pass may start any more (one would write the keys
     that the deletion handler removes back to AWS)."""
-    stored: tuple[int, str, StoredState] | None = None
-    """(generation, credentials, what the last complete sync of it left in AWS): an edit of
-    the source plans against it and reads only what changed (:mod:`envsync.sync.stored`)."""
-    place: tuple[str, str, bool] | None = None
-    """Where the spec writes: (service, path, whether path is one exact name), for matching
-    the drift queue's changes to their owner."""
+    stored: dict[int, tuple[int, str, StoredState]] | None = None
+    """By target (its index in the spec): (generation, credentials, what the last complete
+    sync of it left in AWS). An edit of the source plans against it and reads only what
+    changed (:mod:`envsync.sync.stored`)."""
+    places: tuple[tuple[str, str, bool], ...] = ()
+    """Where the spec writes, each target as (service, path, whether path is one exact name),
+    for matching the drift queue's changes to their owner."""
     synced_at: float = 0.0
     """Epoch seconds when the last sync ended: a change stamped earlier is its own write."""
     recheck: bool = False

@@ -67,32 +67,66 @@ def parse_spec(spec: Mapping[str, Any]) -> models.EnvSyncSpec:
         raise errors.ConfigError(problems) from None
 
 
-def target_for(spec: models.EnvSyncSpec, settings: settings_module.Settings) -> aws.Target:
-    """The sink's target. The endpoint is the operator's: its own setting, or the listed origin
-    a spec's endpointUrl matched (:func:`guard_tenancy` refused any other before this runs)."""
-    target = spec.target
+def target_for(
+    spec: models.EnvSyncSpec,
+    settings: settings_module.Settings,
+    target: models.Target | None = None,
+) -> aws.Target:
+    """The sink's target for ``target`` (default: the spec's first). The endpoint is the
+    operator's: its own setting, or the listed origin a spec's endpointUrl matched
+    (:func:`guard_tenancy` refused any other before this runs)."""
+    chosen = target if target is not None else spec.destinations[0]
     endpoint = settings.aws_endpoint_url
-    if target.endpoint_url is not None:
-        endpoint = settings.allowed_endpoint(target.endpoint_url)
+    if chosen.endpoint_url is not None:
+        endpoint = settings.allowed_endpoint(chosen.endpoint_url)
         if endpoint is None:
-            raise _endpoint_refused(target.endpoint_url)
+            raise _endpoint_refused(chosen.endpoint_url, "spec.target")
     return aws.Target(
-        provider=target.provider,
-        path=target.path,
-        region=target.region or settings.default_region,
-        parameter_type=target.parameter_type,
-        kms_key_id=target.kms_key_id,
-        tier=target.tier,
-        tags=dict(target.tags),
-        mode=target.mode,
+        provider=chosen.provider,
+        path=chosen.path,
+        region=chosen.region or settings.default_region,
+        parameter_type=chosen.parameter_type,
+        kms_key_id=chosen.kms_key_id,
+        tier=chosen.tier,
+        tags=dict(chosen.tags),
+        mode=chosen.mode,
         endpoint_url=endpoint,
     )
 
 
-def place_of(spec: models.EnvSyncSpec, settings: settings_module.Settings) -> places.Place:
-    """Where the spec's keys live (status.target): region and endpoint resolved as the client
-    resolves them, so an equivalent spec is never mistaken for a move."""
-    return places.Place.of(target_for(spec, settings), aws.session.sdk_region())
+def place_of(
+    spec: models.EnvSyncSpec,
+    settings: settings_module.Settings,
+    target: models.Target | None = None,
+) -> places.Place:
+    """Where a target's keys live (status.target, status.targets[]): region and endpoint
+    resolved as the client resolves them, so an equivalent spec is never mistaken for a
+    move."""
+    return places.Place.of(target_for(spec, settings, target), aws.session.sdk_region())
+
+
+def places_of(spec: models.EnvSyncSpec, settings: settings_module.Settings) -> list[places.Place]:
+    """Every target's place, in spec order."""
+    return [place_of(spec, settings, target) for target in spec.destinations]
+
+
+def target_field(spec: models.EnvSyncSpec, index: int) -> str:
+    """How messages name a target of the spec: ``spec.target`` or ``spec.targets[i]``."""
+    return f"spec.targets[{index}]" if spec.fans_out else "spec.target"
+
+
+def check_targets(spec: models.EnvSyncSpec, settings: settings_module.Settings) -> None:
+    """Refuse two targets that could hold the same name: both carry this EnvSync's owner
+    mark, so one's prune would delete what the other just wrote."""
+    found = places_of(spec, settings)
+    for later, place in enumerate(found):
+        for earlier in range(later):
+            if found[earlier].overlaps(place):
+                raise errors.ConfigError(
+                    f"spec.targets[{later}] ({place.describe()}) and spec.targets[{earlier}] "
+                    f"({found[earlier].describe()}) could hold the same names; pruning one "
+                    "would delete the other's keys: give each target its own path"
+                )
 
 
 def pool_config(spec: models.EnvSyncSpec) -> poolmanager.PoolConfig:
@@ -109,9 +143,10 @@ def sync_request(
     settings: settings_module.Settings,
     credentials: aws.Credentials | None,
     source_hash: str | None = None,
+    target: models.Target | None = None,
 ) -> engine.SyncRequest:
     """The engine request for a spec: its sources in merge order, its key selection, policy,
-    tuning and target, the object as owner."""
+    tuning and ``target`` (default: its first), the object as owner."""
     policy = spec.sync_policy
     performance = spec.performance_or_default
     layers = tuple(
@@ -124,7 +159,7 @@ def sync_request(
         layers=layers,
         keys=key_map(spec.keys),
         source_hash=source_hash,
-        target=target_for(spec, settings),
+        target=target_for(spec, settings, target),
         owner=owner_id(namespace, name),
         credentials=credentials,
         prune=policy.prune,
@@ -174,34 +209,42 @@ def guard_tenancy(
 ) -> None:
     """Refuse endpoints, paths, roles and KMS keys the cluster admin did not allow this namespace.
 
-    Runs before anything is read or sent: a refused spec costs no request anywhere.
+    Runs before anything is read or sent, for every target: a refused spec costs no request
+    anywhere, not even to the targets that are allowed.
     """
-    endpoint = spec.target.endpoint_url
-    if endpoint is not None and settings.allowed_endpoint(endpoint) is None:
-        raise _endpoint_refused(endpoint)
-    if not settings.path_allowed(namespace, spec.target.path):
-        allowed = ", ".join(settings.path_prefixes(namespace))
-        raise errors.NotAllowedError(
-            status.Reason.PATH_NOT_ALLOWED,
-            f"spec.target.path {spec.target.path!r} is outside the prefixes allowed in "
-            f"namespace {namespace!r}: {allowed}",
-        )
+    for index, target in enumerate(spec.destinations):
+        _guard_target(namespace, target, target_field(spec, index), settings)
     role = spec.auth.role_arn if spec.auth else None
     if role and not settings.role_allowed(namespace, role):
         raise errors.NotAllowedError(
             status.Reason.ROLE_NOT_ALLOWED,
             f"spec.auth.roleArn {role!r} is not allowed in namespace {namespace!r}",
         )
-    key = spec.target.kms_key_id
+
+
+def _guard_target(
+    namespace: str, target: models.Target, field: str, settings: settings_module.Settings
+) -> None:
+    endpoint = target.endpoint_url
+    if endpoint is not None and settings.allowed_endpoint(endpoint) is None:
+        raise _endpoint_refused(endpoint, field)
+    if not settings.path_allowed(namespace, target.path):
+        allowed = ", ".join(settings.path_prefixes(namespace))
+        raise errors.NotAllowedError(
+            status.Reason.PATH_NOT_ALLOWED,
+            f"{field}.path {target.path!r} is outside the prefixes allowed in "
+            f"namespace {namespace!r}: {allowed}",
+        )
+    key = target.kms_key_id
     if key and not settings.kms_key_allowed(namespace, key):
         raise errors.NotAllowedError(
             status.Reason.KMS_KEY_NOT_ALLOWED,
-            f"spec.target.kmsKeyId {key!r} is not allowed in namespace {namespace!r} "
+            f"{field}.kmsKeyId {key!r} is not allowed in namespace {namespace!r} "
             "(ENVSYNC_ALLOW_KMS_KEY_ID)",
         )
 
 
-def _endpoint_refused(endpoint: str) -> errors.NotAllowedError:
+def _endpoint_refused(endpoint: str, field: str) -> errors.NotAllowedError:
     """The refusal names the origin only: a URL's user info or query may hold a credential."""
     found = settings_module.origin(endpoint)
     shown = (
@@ -211,7 +254,7 @@ def _endpoint_refused(endpoint: str) -> errors.NotAllowedError:
     )
     return errors.NotAllowedError(
         status.Reason.ENDPOINT_NOT_ALLOWED,
-        f"spec.target.endpointUrl {shown} is not an origin this operator may call "
+        f"{field}.endpointUrl {shown} is not an origin this operator may call "
         "(ENVSYNC_ALLOWED_ENDPOINTS); no request was sent to it",
     )
 
