@@ -117,12 +117,12 @@ def test_tenancy_refuses_paths_and_roles_the_namespace_may_not_use() -> None:
 
 def test_index_keys_name_every_object_an_envsync_reads() -> None:
     spec = {**SPEC, "auth": {"secretRef": {"name": "aws-keys"}}}
-    assert runtime.source_keys("ns", "app", spec) == {
+    assert outcome.source_keys("ns", "app", spec) == {
         ("ns", "ConfigMap", "app-env"): "app",
         ("ns", "Secret", "aws-keys"): "app",
     }
     secret_source = {"source": {"secretRef": {"name": "env"}}}
-    assert runtime.source_keys("ns", "app", secret_source) == {("ns", "Secret", "env"): "app"}
+    assert outcome.source_keys("ns", "app", secret_source) == {("ns", "Secret", "env"): "app"}
 
 
 # ----------------------------------------------------------------------------------- timing
@@ -168,7 +168,7 @@ def test_report_view_fits_the_status_builder() -> None:
     )  # fmt: skip
     now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     built = status.build_status(
-        reconciler._ReportView(report), previous_status=None, generation=1, now=now
+        outcome.ReportView(report), previous_status=None, generation=1, now=now
     ).as_patch()
     assert built["parseErrors"] == [{"line": 3, "message": "unterminated quote"}]
     assert built["failures"] == [{"key": "B", "reason": "too large"}]

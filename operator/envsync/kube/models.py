@@ -12,7 +12,8 @@ API server evaluates on `kubectl apply`, and as a pydantic validator, which the 
 operator run. Both use the same message, and a test evaluates the CEL with a real CEL
 interpreter against the Python check so the two cannot drift apart.
 
-The tuning sections (`memory`, `performance`) are modelled in :mod:`envsync.kube.tuning`; the
+What is read (`source`, `sources`, `keys`) is modelled in :mod:`envsync.kube.sourcemodels`
+and the tuning sections (`memory`, `performance`) in :mod:`envsync.kube.tuning`; the
 `status` and the resource as a whole in :mod:`envsync.kube.statusmodels`; all of them on the base
 class and rules of :mod:`envsync.kube.modelbase`.
 """
@@ -26,20 +27,41 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from envsync import limits, units
 from envsync.kube.modelbase import Model, Rule, cel_validations, check_rule
+from envsync.kube.sourcemodels import (
+    CONFIG_KEY,
+    DNS_SUBDOMAIN,
+    GLOB,
+    KEY_AFFIX,
+    ONE_SOURCE,
+    Compression,
+    ConfigMapKeyRef,
+    KeyRewrite,
+    Keys,
+    SecretKeyRef,
+    Source,
+)
 from envsync.kube.tuning import Memory, Performance
 
 __all__ = [
     "API_GROUP",
     "API_VERSION",
     "CATEGORIES",
+    "CONFIG_KEY",
+    "DNS_SUBDOMAIN",
+    "GLOB",
+    "KEY_AFFIX",
     "KIND",
+    "ONE_SOURCE",
     "PLURAL",
     "SHORT_NAMES",
     "SINGULAR",
     "Auth",
     "AuthSecretRef",
+    "Compression",
     "ConfigMapKeyRef",
     "EnvSyncSpec",
+    "KeyRewrite",
+    "Keys",
     "SecretKeyRef",
     "Source",
     "SyncPolicy",
@@ -59,8 +81,6 @@ CATEGORIES: Final = ("envsync",)
 MAX_FORCE_TOKEN: Final = 120
 """Longest force-sync annotation value kept verbatim in status; longer ones are kept as a hash."""
 
-DNS_SUBDOMAIN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-CONFIG_KEY: Final = r"^[-._a-zA-Z0-9]+$"
 REGION: Final = limits.REGION
 ROLE_ARN: Final = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$"
 TARGET_PATH: Final = r"^[a-zA-Z0-9/_+=.@-]+$"
@@ -68,74 +88,6 @@ SSM_PREFIX: Final = r"^/([a-zA-Z0-9_.-]+/)*$"
 TAG_KEY: Final = r"^[\w .:/=+@-]+$"
 RESERVED_TAG_PREFIXES: Final = ("aws:", "envsync.dev/")
 """Tag keys users may not set: AWS reserves `aws:`; envsync marks ownership under `envsync.dev/`."""
-
-
-# --------------------------------------------------------------------------------------- source
-
-
-class ConfigMapKeyRef(Model):
-    """A key of a ConfigMap in the EnvSync's own namespace that holds .env text."""
-
-    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
-    """Name of the ConfigMap. Same namespace only, so a tenant can read nothing it could not read
-    itself."""
-    key: str = Field(default=".env", min_length=1, max_length=253, pattern=CONFIG_KEY)
-    """Key in `data` (or `binaryData`) holding the .env text. Default `.env`, what kustomize's
-    configMapGenerator names it."""
-
-
-class SecretKeyRef(Model):
-    """A key of a Secret in the EnvSync's own namespace that holds .env text."""
-
-    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
-    """Name of the Secret. Same namespace only, for the same reason as configMapRef."""
-    key: str = Field(default=".env", min_length=1, max_length=253, pattern=CONFIG_KEY)
-    """Key in the Secret's `data` holding the .env text. Default `.env`."""
-
-
-ONE_SOURCE: Final = Rule(
-    "has(self.configMapRef) != has(self.secretRef)",
-    "set exactly one of configMapRef or secretRef",
-)
-
-
-Compression = Literal["auto", "none", "gzip", "zstd"]
-"""``spec.source.compression``: the values `envsync.dotenv.compression` reads."""
-
-
-class Source(Model):
-    """Where the .env text comes from: exactly one of configMapRef or secretRef."""
-
-    model_config = ConfigDict(json_schema_extra=cel_validations(ONE_SOURCE))
-    RULES: ClassVar[tuple[Rule, ...]] = (ONE_SOURCE,)
-
-    config_map_ref: ConfigMapKeyRef | None = None
-    """Read the .env text from a ConfigMap (plain configuration; values reach AWS as the target
-    says)."""
-    secret_ref: SecretKeyRef | None = None
-    """Read the .env text from a Secret, for files that hold credentials."""
-    compression: Compression = "auto"
-    """How the key's bytes are compressed: ``auto`` (gzip or zstd by their magic bytes, else
-    plain text), ``none``, ``gzip`` or ``zstd``. A compressed file goes in a ConfigMap's
-    binaryData or a Secret, and is streamed, never inflated whole; one that decompresses past
-    the operator's ENVSYNC_MAX_DECOMPRESSED_SIZE is refused."""
-
-    @model_validator(mode="after")
-    def _one_source(self) -> Self:
-        check_rule(ONE_SOURCE, (self.config_map_ref is None) != (self.secret_ref is None))
-        return self
-
-    @property
-    def kind(self) -> Literal["ConfigMap", "Secret"]:
-        """The Kubernetes kind of the referenced object."""
-        return "ConfigMap" if self.config_map_ref is not None else "Secret"
-
-    @property
-    def ref(self) -> ConfigMapKeyRef | SecretKeyRef:
-        """The one reference that is set."""
-        ref = self.config_map_ref or self.secret_ref
-        assert ref is not None  # guaranteed by the validator
-        return ref
 
 
 # --------------------------------------------------------------------------------------- target
@@ -388,48 +340,6 @@ ONE_TARGET_FIELD: Final = Rule(
 )
 MAX_TARGETS: Final = 8
 """Targets one EnvSync may fan out to: each costs its own sync (and AWS calls) per change."""
-GLOB: Final = r"^[A-Za-z0-9_.*?\[\]!/-]{1,128}$"
-"""A key name glob: the characters of a name, and fnmatch's ``* ? [ ] !``."""
-KEY_AFFIX: Final = r"^[A-Za-z0-9_.-]{1,128}$"
-"""A prefix added to or stripped from key names: characters every target takes in a key (a
-``/`` would make each name a path the stores refuse as a key)."""
-
-
-class KeyRewrite(Model):
-    """How a selected key's name becomes its name in AWS: strip a prefix, change its case, add
-    a prefix, in that order."""
-
-    strip_prefix: Annotated[str, Field(pattern=KEY_AFFIX)] | None = None
-    """Removed from the start of each name that has it (``APP_`` makes ``APP_DB_URL``
-    ``DB_URL``); other names are kept as they are."""
-    case: Literal["keep", "lower", "upper", "kebab", "snake"] = "keep"
-    """``kebab`` lower-cases and turns ``_`` into ``-`` (``DB_URL`` → ``db-url``, for SSM
-    paths); ``snake`` lower-cases and turns ``-`` into ``_``; ``lower`` and ``upper`` change
-    only the case."""
-    add_prefix: Annotated[str, Field(pattern=KEY_AFFIX)] | None = None
-    """Put in front of each name, after the case change (``svc.`` makes ``db-url``
-    ``svc.db-url``)."""
-
-
-class Keys(Model):
-    """Which of the merged variables reach AWS, and under what names. Applied before the plan,
-    so ownership, prune and the empty-source guard all see the final names."""
-
-    include: (
-        Annotated[list[Annotated[str, Field(pattern=GLOB)]], Field(min_length=1, max_length=64)]
-        | None
-    ) = None
-    """Globs (``*``, ``?``, ``[...]``, case-sensitive) on the names in the file: only the
-    names one matches are kept. Default: every name. An empty list is refused: a template
-    that renders none would otherwise select everything."""
-    exclude: (
-        Annotated[list[Annotated[str, Field(pattern=GLOB)]], Field(min_length=1, max_length=64)]
-        | None
-    ) = None
-    """Globs on the names in the file: a name one matches is left out, even if included."""
-    rewrite: KeyRewrite | None = None
-    """How a kept name becomes its AWS name. Two names that become one are an error naming
-    both (nothing is written)."""
 
 
 class EnvSyncSpec(Model):

@@ -17,7 +17,7 @@ import kopf
 from envsync import aws, errors
 from envsync import settings as settings_module
 from envsync.kube import models, status
-from envsync.operator import apiclient, fanout, leaving, outcome, reconciler, translate, writer
+from envsync.operator import apiclient, leaving, outcome, targetstatus, translate, writer
 from envsync.operator import tracker as tracker_module
 from envsync.sync import engine, operations
 
@@ -46,7 +46,7 @@ async def delete_remote(
         report = await _delete_at_targets(settings, namespace, name, spec, credentials)
         if spec.fans_out:
             current = translate.places_of(spec, settings)
-            removed = [place for place in fanout.recorded(previous) if place not in current]
+            removed = [place for place in targetstatus.recorded(previous) if place not in current]
             report = await leaving.delete_at_removed(
                 settings, namespace, name, spec, removed, credentials, report
             )
@@ -119,10 +119,10 @@ async def _cleanup_failed(
         message,
         previous_status=previous,
         generation=seen.generation,
-        now=reconciler.utcnow(),
+        now=translate.utcnow(),
     )
     try:
-        result = reconciler.outcome_of(previous, new, next_in=None)
+        result = outcome.outcome_of(previous, new, next_in=None)
         await writer.apply(client, seen, result, post)
     except (errors.EnvSyncError, apiclient.ConflictError) as exc:
         log.warning("%s/%s: could not write the status (%s)", seen.namespace, seen.name, exc)

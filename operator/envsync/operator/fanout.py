@@ -1,291 +1,32 @@
 """``spec.targets``: one source synced to several places, each on its own.
 
-A pass of an EnvSync with ``targets`` runs the engine once per target, in spec order, each in
-its own slot of the process pools and with its own timeout: the AWS clients (and so the rate
-limiters) are per region and service already. A target's failure is that target's state, in
-its ``status.targets[]`` entry; the others go on, and nothing they wrote is undone. A target
-whose entry says it is in step with this generation and source is skipped without a call, so
-the retry of a failed target costs the healthy ones nothing, and an unchanged source costs
-every target nothing (the pass stops earlier, at the top-level hash).
+A pass of an EnvSync with ``targets`` (:func:`fan_out`) runs the engine once per target, in spec
+order, each in its own slot of the process pools and with its own timeout: the AWS clients
+(and so the rate limiters) are per region and service already. A target's failure is that
+target's state, in its ``status.targets[]`` entry (:mod:`envsync.operator.targetstatus`); the
+others go on, and nothing they wrote is undone. A target whose entry says it is in step with
+this generation and source is skipped without a call, so the retry of a failed target costs
+the healthy ones nothing, and an unchanged source costs every target nothing (the pass stops
+earlier, at the top-level hash).
 
-The top-level status adds the targets up: Ready is True only when every target is, and a
-failed target's error (named by its field and place) is the top-level reason. Places that
-were targets and are no longer are pruned, as a move prunes its old place, once every current
-target is in step (:func:`envsync.operator.leaving.leave_removed`).
+Places that were targets and are no longer are pruned, as a move prunes its old place, once
+every current target is in step (:func:`leave_removed`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from envsync import aws, errors, policy
 from envsync import settings as settings_module
 from envsync.kube import models, places, status, statusmodels
-from envsync.kube.conditions import READY, RECONCILING, STALLED
-from envsync.operator import leaving, translate
+from envsync.operator import leaving, outcome, targetstatus, translate
 from envsync.operator import tracker as tracker_module
+from envsync.operator.targetstatus import Result
 from envsync.sync import engine
-
-
-@dataclasses.dataclass(frozen=True)
-class Result:
-    """One target after the pass: its entry for ``status.targets``, and what ran."""
-
-    index: int
-    place: places.Place
-    entry: statusmodels.TargetSyncStatus
-    report: engine.SyncReport | None = None
-    """None: skipped (in step), or the sync raised (``error``)."""
-    error: errors.EnvSyncError | None = None
-    full_read: bool = False
-    """The sync read the whole target (no remembered state): a drift check's worth."""
-
-
-def recorded(previous: Mapping[str, Any]) -> dict[places.Place, statusmodels.TargetSyncStatus]:
-    """``status.targets`` as this operator could have written it, by place; an entry that is
-    not valid (status is writable by whoever holds the subresource) is ignored."""
-    found: dict[places.Place, statusmodels.TargetSyncStatus] = {}
-    listed = previous.get("targets")
-    for item in listed if isinstance(listed, list) else ():
-        place = places.Place.from_status(item)
-        if place is None:
-            continue
-        try:
-            found[place] = statusmodels.TargetSyncStatus.model_validate(dict(item))
-        except ValueError:
-            continue
-    return found
-
-
-def in_step(entry: statusmodels.TargetSyncStatus, generation: int, digest: str) -> bool:
-    """Whether the entry says its target holds this generation's source, completely."""
-    if entry.observed_generation != generation or entry.source_hash != digest:
-        return False
-    ready = next((c for c in entry.conditions if c.type == READY), None)
-    return ready is not None and ready.status == "True" and ready.observed_generation == generation
-
-
-def after_sync(
-    place: places.Place,
-    report: engine.SyncReport,
-    before: statusmodels.TargetSyncStatus | None,
-    *,
-    generation: int,
-    digest: str,
-    now: datetime,
-    view: Callable[[engine.SyncReport], Any],
-) -> statusmodels.TargetSyncStatus:
-    """The entry of a target whose sync ran: its Ready condition is the one the top-level
-    status would have for this report alone."""
-    patch = status.build_status(
-        view(report),
-        previous_status=_as_status(before),
-        generation=generation,
-        now=now,
-        target=place.describe(),
-    )
-    return _entry(
-        place,
-        patch,
-        generation=generation,
-        digest=digest,
-        keys=patch.keys,
-        counts=patch.counts,
-        calls=report.total_calls,
-    )
-
-
-def after_failure(
-    place: places.Place,
-    exc: errors.EnvSyncError,
-    before: statusmodels.TargetSyncStatus | None,
-    *,
-    generation: int,
-    digest: str,
-    now: datetime,
-) -> statusmodels.TargetSyncStatus:
-    """The entry of a target whose sync raised: Ready False with the error's reason; the keys
-    and counts of its last sync stay."""
-    patch = status.failure(exc, previous_status=_as_status(before), generation=generation, now=now)
-    patch.last_sync_time = now.replace(microsecond=0)
-    return _entry(
-        place,
-        patch,
-        generation=generation,
-        digest=digest,
-        keys=before.keys if before else None,
-        counts=before.counts if before else None,
-        calls=None,
-    )
-
-
-def cleanup_pending(
-    place: places.Place,
-    message: str,
-    before: statusmodels.TargetSyncStatus | None,
-    *,
-    generation: int,
-    now: datetime,
-) -> statusmodels.TargetSyncStatus:
-    """The entry of a removed target whose keys could not be pruned yet: kept, to retry."""
-    patch = status.reconciling(
-        status.Reason.CLEANUP_FAILED,
-        message,
-        previous_status=_as_status(before),
-        generation=generation,
-        now=now,
-    )
-    return _entry(
-        place,
-        patch,
-        generation=generation,
-        digest=before.source_hash if before else None,
-        keys=before.keys if before else None,
-        counts=before.counts if before else None,
-        calls=None,
-    )
-
-
-def _entry(
-    place: places.Place,
-    patch: statusmodels.StatusPatch,
-    *,
-    generation: int,
-    digest: str | None,
-    keys: int | None,
-    counts: statusmodels.SyncCounts | None,
-    calls: int | None,
-) -> statusmodels.TargetSyncStatus:
-    ready = [c for c in patch.conditions if c.type == READY]
-    return statusmodels.TargetSyncStatus(
-        **place.as_status(),
-        observed_generation=generation,
-        source_hash=digest or None,
-        last_sync_time=patch.last_sync_time,
-        keys=keys,
-        counts=counts,
-        calls=calls,
-        conditions=ready,
-    )
-
-
-def _as_status(entry: statusmodels.TargetSyncStatus | None) -> dict[str, Any] | None:
-    return None if entry is None else entry.model_dump(mode="json", by_alias=True)
-
-
-# --------------------------------------------------------------------------- the top level
-
-
-def combine(results: Sequence[Result]) -> engine.SyncReport:
-    """The targets' reports as one, for the top-level status and the metrics: writes, calls
-    and failures add up (each failure's reason names its target); what the source says
-    (parsed, parse errors, overrides) is the same in each and taken once; a key skipped by
-    several targets is listed once, and ``skipped`` is the most any target skipped."""
-    ran = [(r.place, r.report) for r in results if r.report is not None]
-    if not ran:
-        return engine.SyncReport()
-    first, last = ran[0][1], ran[-1][1]
-    calls: dict[str, int] = {}
-    for _, report in ran:
-        for operation, count in report.aws_calls.items():
-            calls[operation] = calls.get(operation, 0) + count
-    skips: dict[tuple[str, str | None], engine.KeyIssue] = {}
-    for _, report in ran:
-        for issue in report.skips:
-            skips.setdefault((issue.key, issue.code), issue)
-    return dataclasses.replace(
-        first,
-        created=sum(r.created for _, r in ran),
-        updated=sum(r.updated for _, r in ran),
-        unchanged=sum(r.unchanged for _, r in ran),
-        deleted=sum(r.deleted for _, r in ran),
-        failed=sum(r.failed for _, r in ran),
-        skipped=max(r.skipped for _, r in ran),
-        refused=max(r.refused for _, r in ran),
-        conflicts=sum(r.conflicts for _, r in ran),
-        not_attempted=sum(r.not_attempted for _, r in ran),
-        failures=_named(ran, "failures"),
-        conflict_keys=_named(ran, "conflict_keys"),
-        skips=tuple(skips.values()),
-        throttled=sum(r.throttled for _, r in ran),
-        aws_calls=calls,
-        duration_seconds=sum(r.duration_seconds for _, r in ran),
-        aborted=any(r.aborted for _, r in ran),
-        empty_source=all(r.empty_source for _, r in ran),
-        notes=tuple(dict.fromkeys(note for _, r in ran for note in r.notes)),
-        stored=None,
-        pool_stats=last.pool_stats,
-        memory=last.memory,
-    )
-
-
-def _named(
-    ran: Sequence[tuple[places.Place, engine.SyncReport]], field: str
-) -> tuple[engine.KeyIssue, ...]:
-    issues: list[engine.KeyIssue] = []
-    for place, report in ran:
-        for issue in getattr(report, field):
-            reason = f"at {place.describe()}: {issue.reason}"
-            issues.append(dataclasses.replace(issue, reason=reason))
-    return tuple(issues)
-
-
-def first_error(
-    spec: models.EnvSyncSpec, results: Sequence[Result]
-) -> tuple[errors.EnvSyncError, str] | None:
-    """The error the top-level status reports (a retryable one first: it decides the
-    backoff), with the context that names its target and how many others are in step."""
-    failed = [r for r in results if r.error is not None]
-    if not failed:
-        return None
-    failed.sort(
-        key=lambda r: r.error is None or policy.verdict(r.error).then is not policy.Then.RETRY
-    )
-    chosen = failed[0]
-    assert chosen.error is not None
-    return chosen.error, _context(spec, chosen, results)
-
-
-def first_short(
-    spec: models.EnvSyncSpec, results: Sequence[Result]
-) -> tuple[Result, engine.SyncReport, str] | None:
-    """The first target whose sync ran but left it short of the source (failed, refused,
-    conflicting or skipped keys), with its context; None when every one that ran is in step."""
-    for result in results:
-        if result.report is not None and not _ready(result.entry):
-            return result, result.report, _context(spec, result, results)
-    return None
-
-
-def in_context(
-    conditions: Sequence[statusmodels.Condition], context: str
-) -> list[statusmodels.Condition]:
-    """A target's own conditions as the top-level's: Ready, Reconciling and Stalled say
-    which target."""
-    return [
-        c.model_copy(update={"message": f"{context}: {c.message}"})
-        if c.type in (READY, RECONCILING, STALLED)
-        else c
-        for c in conditions
-    ]
-
-
-def _context(spec: models.EnvSyncSpec, chosen: Result, results: Sequence[Result]) -> str:
-    fine = sum(1 for r in results if r.error is None and _ready(r.entry))
-    return (
-        f"spec.targets[{chosen.index}] ({chosen.place.describe()}); {fine} of "
-        f"{len(spec.destinations)} targets in step"
-    )
-
-
-def _ready(entry: statusmodels.TargetSyncStatus) -> bool:
-    return any(c.type == READY and c.status == "True" for c in entry.conditions)
-
-
-# --------------------------------------------------------------------------------- the pass
 
 
 async def sync_each(
@@ -309,7 +50,7 @@ async def sync_each(
 
     Each target plans against what its own last complete sync left
     (``tracker.stored[index]``), under the same rules as one target."""
-    before = recorded(previous)
+    before = targetstatus.recorded(previous)
     identity = (generation, credentials.cache_key() if credentials else "")
     remembered, tracker.stored = tracker.stored or {}, {}
     written: set[str] = set()
@@ -317,7 +58,7 @@ async def sync_each(
     for index, target in enumerate(spec.destinations):
         place = translate.place_of(spec, settings, target)
         entry = before.get(place)
-        if not full and entry is not None and in_step(entry, generation, digest):
+        if not full and entry is not None and targetstatus.in_step(entry, generation, digest):
             kept = remembered.get(index)
             if kept is not None:
                 tracker.stored[index] = kept
@@ -340,12 +81,14 @@ async def sync_each(
         try:
             report = await run(request, written)
         except errors.EnvSyncError as exc:
-            failed = after_failure(place, exc, entry, generation=generation, digest=digest, now=now)
+            failed = targetstatus.after_failure(
+                place, exc, entry, generation=generation, digest=digest, now=now
+            )
             results.append(Result(index, place, failed, error=exc))
             continue
         if report.stored is not None:
             tracker.stored[index] = (*identity, report.stored)
-        synced = after_sync(
+        synced = targetstatus.after_sync(
             place,
             report,
             entry,
@@ -386,7 +129,7 @@ async def leave_removed(
     """Prune the places that ``status.targets`` (and a ``status.target`` of the one-target
     form) name and no current target does, once every current target is ``in_step``; until
     then, and where pruning fails, their entries stay. None: nothing was recorded there."""
-    before = recorded(previous)
+    before = targetstatus.recorded(previous)
     removed = [place for place in before if place not in current]
     single = places.Place.from_status(previous.get("target"))
     if single is not None and single not in current and single not in removed:
@@ -403,8 +146,161 @@ async def leave_removed(
     )
     now = datetime.now(UTC)
     kept = [
-        cleanup_pending(place, message, before.get(place), generation=generation, now=now)
+        targetstatus.cleanup_pending(
+            place, message, before.get(place), generation=generation, now=now
+        )
         for place, message in gone.failed
     ]
     failure = gone.failed[0][1] if gone.failed else None
     return Left(kept, failure, gone.events)
+
+
+async def fan_out(
+    seen: outcome.Seen,
+    tracker: tracker_module.Tracker,
+    spec: models.EnvSyncSpec,
+    sources: list[tuple[models.Source, bytes]],
+    credentials: aws.Credentials | None,
+    *,
+    digest: str,
+    interval: float,
+    settings: settings_module.Settings,
+    full: bool,
+    drift_check: bool,
+    run: Callable[[engine.SyncRequest, set[str]], Awaitable[engine.SyncReport]],
+    schedule: Callable[..., float | None],
+) -> outcome.Outcome:
+    """One pass of an EnvSync with ``spec.targets``: each target synced on its own, the
+    top-level status their sum, then the places no target names any more pruned.
+    ``schedule`` is the pass's rule for when to look again after a sync that ran."""
+    namespace, name, generation = seen.namespace, seen.name, seen.generation
+    previous, now = seen.status(), translate.utcnow()
+    results = await sync_each(
+        spec,
+        sources,
+        namespace=namespace,
+        name=name,
+        settings=settings,
+        credentials=credentials,
+        digest=digest,
+        previous=previous,
+        generation=generation,
+        tracker=tracker,
+        full=full,
+        run=run,
+        view=outcome.ReportView,
+    )
+    ran = [r for r in results if r.report is not None]
+    report = targetstatus.combine(results) if ran else engine.SyncReport(source_hash=digest)
+    error = targetstatus.first_error(spec, results)
+    new = status.build_status(
+        outcome.ReportView(report),
+        previous_status=previous,
+        generation=generation,
+        now=translate.utcnow(),
+        target=f"{len(results)} targets",
+    )
+    new.refresh_interval = f"{interval:g}s"
+    if new.keys is not None:
+        new.keys = sum(r.entry.keys or 0 for r in results)
+    left = await leave_removed(
+        settings,
+        namespace,
+        name,
+        spec,
+        previous,
+        [r.place for r in results],
+        credentials,
+        in_step=error is None and report.complete and not report.dry_run,
+        generation=generation,
+    )
+    new.targets = [r.entry for r in results] + (left.kept if left else [])
+    if "target" in previous and left is not None and not left.kept:
+        new.target = None  # the one-target form's record: a target now, or pruned
+    fault = False
+    short = targetstatus.first_short(spec, results) if error is None else None
+    if short is not None:  # the top-level says what the first target short of it says
+        _, own, context = short
+        alone = status.build_status(
+            outcome.ReportView(own),
+            previous_status=status.apply(previous, new),
+            generation=generation,
+            now=now,
+            target=short[0].place.describe(),
+        )
+        new.conditions = targetstatus.in_context(alone.conditions, context)
+    if error is not None:
+        exc, context = error
+        found = policy.verdict(exc)
+        fault = found.fault
+        new.update(
+            status.failure(
+                exc,
+                previous_status=status.apply(previous, new),
+                generation=generation,
+                now=now,
+                context=context,
+            )
+        )
+        tracker.synced = None
+        if found.then is policy.Then.RETRY:
+            next_in: float | None = tracker.retry()
+        else:
+            tracker.failures, tracker.retry_at = 0, None
+            next_in = None
+    else:
+        if left is not None and left.failure is not None:
+            new.update(
+                status.reconciling(
+                    status.Reason.CLEANUP_FAILED,
+                    left.failure,
+                    previous_status=status.apply(previous, new),
+                    generation=generation,
+                    now=now,
+                )
+            )
+        next_in = schedule(
+            tracker,
+            report,
+            generation=generation,
+            digest=digest,
+            interval=interval,
+            synced_at=new.last_sync_time,
+            full_read=len(ran) == len(results) and all(r.full_read for r in ran),
+            cleanup_failed=left is not None and left.failure is not None,
+        )
+    return outcome.outcome_of(
+        previous,
+        new,
+        next_in=next_in,
+        events=left.events if left else (),
+        report=report if ran else None,
+        fault=fault,
+        synced=bool(ran),
+        drift_check=drift_check,
+    )
+
+
+async def leave_fanned_out(
+    settings: settings_module.Settings,
+    seen: outcome.Seen,
+    spec: models.EnvSyncSpec,
+    report: engine.SyncReport,
+    credentials: aws.Credentials | None,
+) -> Left | None:
+    """Back to one ``target`` from ``targets``: the places no longer written, pruned as
+    removed targets are (``status.target`` is the move's business, not this)."""
+    previous = seen.status()
+    if not previous.get("targets"):
+        return None
+    return await leave_removed(
+        settings,
+        seen.namespace,
+        seen.name,
+        spec,
+        {k: v for k, v in previous.items() if k != "target"},
+        [translate.place_of(spec, settings)],
+        credentials,
+        in_step=report.complete and not report.dry_run,
+        generation=seen.generation,
+    )

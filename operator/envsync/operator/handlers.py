@@ -21,7 +21,7 @@ import kopf
 
 from envsync import errors
 from envsync import settings as settings_module
-from envsync.operator import apiclient, runtime, translate
+from envsync.operator import apiclient, outcome, runtime, translate
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def envsync_sources(
     namespace: str | None, name: str, spec: kopf.Spec, **_: Any
 ) -> dict[tuple[str, str, str], str]:
     """(namespace, kind, name) of each object an EnvSync reads → the EnvSync's name. Names only."""
-    return runtime.source_keys(namespace or "", name, spec)
+    return outcome.source_keys(namespace or "", name, spec)
 
 
 @kopf.on.event(translate.GROUP, translate.VERSION, translate.PLURAL)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
@@ -124,6 +125,19 @@ def source_objects(spec: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
+def source_keys(
+    namespace: str, name: str, spec: Mapping[str, Any]
+) -> dict[tuple[str, str, str], str]:
+    """Index entries of one EnvSync: each object it reads (source, credentials) → its name."""
+    keys: dict[tuple[str, str, str], str] = {}
+    for kind, source in source_objects(spec):
+        keys[(namespace, kind, source)] = name
+    auth_ref = (spec.get("auth") or {}).get("secretRef") or {}
+    if auth_ref.get("name"):
+        keys[(namespace, "Secret", auth_ref["name"])] = name
+    return keys
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Outcome:
     """Everything one pass decided, for the writer and the scheduler to carry out.
@@ -147,3 +161,74 @@ class Outcome:
     def transform(self) -> Callable[[MutableMapping[str, Any]], None]:
         """The change as a transformation of the stored status (see ``status.onto``)."""
         return status.onto(self.change)
+
+
+def ready_of(previous: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The Ready condition of a status, or an empty mapping."""
+    conditions = previous.get("conditions") or []
+    found: Mapping[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
+    return found
+
+
+def unchanged(ready: str, previous: Mapping[str, Any], next_in: float | None) -> Outcome:
+    """Nothing to write: only when to look again."""
+    return Outcome(next_in=next_in, ready=str(ready_of(previous).get("status", ready)))
+
+
+def outcome_of(
+    previous: Mapping[str, Any],
+    new: statusmodels.StatusPatch,
+    *,
+    next_in: float | None,
+    events: tuple[status.Event, ...] = (),
+    report: engine.SyncReport | None = None,
+    fault: bool = False,
+    synced: bool = False,
+    drift_check: bool = False,
+) -> Outcome:
+    """The status change with the events its transitions call for (status.transition_events).
+
+    ``synced``: ``new`` reports a sync that just ran, whose writes get an event;
+    ``drift_check``: it ran only because the drift check was due."""
+    after = status.apply(previous, new)
+    changes = status.transition_events(previous, after, synced=synced, drift_check=drift_check)
+    return Outcome(
+        new,
+        events=(*events, *changes),
+        next_in=next_in,
+        report=report,
+        fault=fault,
+        ready=str(ready_of(after).get("status", "Unknown")),
+    )
+
+
+class ReportView:
+    """The engine's report in the shape :mod:`envsync.kube.status` reads (tuples, attributes)."""
+
+    def __init__(self, report: engine.SyncReport) -> None:
+        self._report = report
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._report, name)
+
+    @property
+    def parse_errors(self) -> list[tuple[int, str]]:
+        return [(p.line, p.reason) for p in self._report.parse_errors]
+
+    @property
+    def failures(self) -> list[tuple[str, str]]:
+        return [(f.key, f.reason) for f in self._report.failures]
+
+    @property
+    def conflicts(self) -> int | list[tuple[str, str]]:
+        keys = [(c.key, c.reason) for c in self._report.conflict_keys]
+        return keys or self._report.conflicts
+
+    @property
+    def memory(self) -> Any:
+        return types.SimpleNamespace(**self._report.memory) if self._report.memory else None
+
+    @property
+    def pool_stats(self) -> Any:
+        stats = self._report.pool_stats
+        return {k: types.SimpleNamespace(**v) for k, v in stats.items()} if stats else None

@@ -10,6 +10,7 @@ changed name. Prefixes that do not end in ``/`` (a Secrets Manager ``perKey`` pa
 
 from __future__ import annotations
 
+from envsync.operator import tracker as tracker_module
 from envsync.operator import translate
 
 Place = tuple[str, str, bool]
@@ -49,3 +50,16 @@ class Owners:
             if kind == service and name.startswith(path):
                 found.update(keys)
         return found
+
+
+def wrote(tracker: tracker_module.Tracker, name: str) -> bool:
+    """Whether the last sync of ``tracker`` wrote the AWS name ``name`` (True when unknown)."""
+    wrote = tracker.wrote
+    if wrote is None:
+        return True
+    for _, path, exact in tracker.places:
+        if exact and name == path:  # a JSON secret: one name, written when any key was
+            return bool(wrote)
+        if not exact and name.startswith(path) and name[len(path) :] in wrote:
+            return True
+    return False

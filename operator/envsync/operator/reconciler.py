@@ -19,14 +19,13 @@ import datetime
 import hashlib
 import math
 import random
-import types
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any
 
-from envsync import aws, errors, policy
+from envsync import errors, policy
 from envsync import settings as settings_module
 from envsync.dotenv import poolmanager
-from envsync.kube import models, status, statusmodels
+from envsync.kube import models, status
 from envsync.operator import apiclient, fanout, leaving, metrics, outcome, translate
 from envsync.operator import tracker as tracker_module
 from envsync.sync import engine
@@ -49,15 +48,12 @@ def _in_step(
     return _settled(previous, generation, digest)
 
 
-WRITES: Final = frozenset({"create", "update", "adopt", "delete"})
-
-
 def _collect(written: set[str]) -> Callable[[str, str], None]:
     """The engine's action callback: the names this sync wrote or deleted, so the drift
     queue's events of them are known for its own."""
 
     def record(key: str, action: str) -> None:
-        if action in WRITES:
+        if action in engine.WRITES:
             written.add(key)
 
     return record
@@ -81,24 +77,14 @@ def _settled(previous: Mapping[str, Any], generation: int, digest: str) -> bool:
     """Whether the status already describes this generation and this source, successfully."""
     if previous.get("observedGeneration") != generation or previous.get("sourceHash") != digest:
         return False
-    ready = ready_of(previous)
+    ready = outcome.ready_of(previous)
     return ready.get("status") == "True" and ready.get("observedGeneration") == generation
-
-
-def ready_of(previous: Mapping[str, Any]) -> Mapping[str, Any]:
-    conditions = previous.get("conditions") or []
-    found: Mapping[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
-    return found
 
 
 def _suspended(previous: Mapping[str, Any], generation: int) -> bool:
     """Whether the status already says "suspended" for this generation (no need to write again)."""
-    ready = ready_of(previous)
+    ready = outcome.ready_of(previous)
     return ready.get("reason") == "Suspended" and previous.get("observedGeneration") == generation
-
-
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 class Reconciler:
@@ -144,16 +130,16 @@ class Reconciler:
     ) -> outcome.Outcome:
         namespace, name, generation = seen.namespace, seen.name, seen.generation
         previous = seen.status()
-        now = utcnow()
+        now = translate.utcnow()
         tracker.generation = generation
         try:
             spec = translate.parse_spec(seen.spec())
             if spec.sync_policy.suspend:
                 tracker.handed = ()
                 if _suspended(previous, generation):
-                    return _unchanged(tracker, previous, None)
+                    return outcome.unchanged(tracker.ready, previous, None)
                 new = status.suspended(previous_status=previous, generation=generation, now=now)
-                return outcome_of(previous, new, next_in=None)
+                return outcome.outcome_of(previous, new, next_in=None)
             translate.guard_tenancy(namespace, spec, self.settings)
             if spec.fans_out:
                 translate.check_targets(spec, self.settings)
@@ -162,7 +148,9 @@ class Reconciler:
             interval = translate.refresh_interval(spec, self.settings)
             wait = self._nothing_to_do(tracker, previous, generation, digest, interval, now)
             if wait is not None and not force:
-                return _unchanged(tracker, previous, None if math.isinf(wait) else wait)
+                return outcome.unchanged(
+                    tracker.ready, previous, None if math.isinf(wait) else wait
+                )
             drift_check = _in_step(tracker, previous, generation, digest)
             if previous.get("observedGeneration") != generation and tracker.announced != generation:
                 # kstatus: say Reconciling for a new generation before the (maybe long) sync.
@@ -184,21 +172,24 @@ class Reconciler:
                     if not tracker.has_handed(kind, ref.name):  # else a newer edit: that one
                         handed = tracker_module.Handed(kind, ref.name, {}, (ref.key, data))
                         tracker.hand(kind, ref.name, handed)
-                return outcome_of(previous, new, next_in=0.0, events=warnings)
+                return outcome.outcome_of(previous, new, next_in=0.0, events=warnings)
             credentials = await apiclient.credentials_for(
                 self.client, namespace, spec, self.settings
             )
             if spec.fans_out:
-                return await self._fan_out(
+                return await fanout.fan_out(
                     seen,
                     tracker,
                     spec,
                     sources,
                     credentials,
+                    settings=self.settings,
                     digest=digest,
                     interval=interval,
                     full=force or drift_check,
                     drift_check=drift_check,
+                    run=lambda request, written: self._run(request, spec, written),
+                    schedule=self._next,
                 )
             request = translate.sync_request(
                 spec,
@@ -224,14 +215,14 @@ class Reconciler:
             move = await leaving.leave_old_place(
                 self.settings, namespace, name, spec, previous, report, credentials
             )
-            left = await self._leave_fanned_out(seen, spec, report, credentials)
+            left = await fanout.leave_fanned_out(self.settings, seen, spec, report, credentials)
         except errors.EnvSyncError as exc:  # what it means: envsync.policy, one table
             return self._failed(tracker, previous, generation, now, exc)
         new = status.build_status(
-            _ReportView(report),
+            outcome.ReportView(report),
             previous_status=previous,
             generation=generation,
-            now=utcnow(),
+            now=translate.utcnow(),
             target=f"{spec.destinations[0].provider} {spec.destinations[0].path}",
         )
         new.refresh_interval = f"{interval:g}s"
@@ -272,7 +263,7 @@ class Reconciler:
             full_read=request.stored is None,
             cleanup_failed=move.failure is not None,
         )
-        return outcome_of(
+        return outcome.outcome_of(
             previous,
             new,
             next_in=next_in,
@@ -309,157 +300,13 @@ class Reconciler:
             since = tracker.full_read or at
             tracker.synced = (generation, digest, since)
             tracker.jitter = random.uniform(0.0, self.settings.drift_jitter)
-            return translate.drift_due_in(since, interval, utcnow(), jitter=tracker.jitter)
+            return translate.drift_due_in(
+                since, interval, translate.utcnow(), jitter=tracker.jitter
+            )
         if (report.aborted and report.parse_error_count) or report.empty_source or stalled:
             tracker.failures, tracker.retry_at = 0, None
             return None  # the source (or the spec) has to change first
         return tracker.retry()
-
-    async def _fan_out(
-        self,
-        seen: outcome.Seen,
-        tracker: tracker_module.Tracker,
-        spec: models.EnvSyncSpec,
-        sources: list[tuple[models.Source, bytes]],
-        credentials: aws.Credentials | None,
-        *,
-        digest: str,
-        interval: float,
-        full: bool,
-        drift_check: bool,
-    ) -> outcome.Outcome:
-        """``spec.targets``: each target synced on its own (:mod:`envsync.operator.fanout`),
-        the top-level status their sum, then the places no target names any more pruned."""
-        namespace, name, generation = seen.namespace, seen.name, seen.generation
-        previous, now = seen.status(), utcnow()
-        results = await fanout.sync_each(
-            spec,
-            sources,
-            namespace=namespace,
-            name=name,
-            settings=self.settings,
-            credentials=credentials,
-            digest=digest,
-            previous=previous,
-            generation=generation,
-            tracker=tracker,
-            full=full,
-            run=lambda request, written: self._run(request, spec, written),
-            view=_ReportView,
-        )
-        ran = [r for r in results if r.report is not None]
-        report = fanout.combine(results) if ran else engine.SyncReport(source_hash=digest)
-        error = fanout.first_error(spec, results)
-        new = status.build_status(
-            _ReportView(report),
-            previous_status=previous,
-            generation=generation,
-            now=utcnow(),
-            target=f"{len(results)} targets",
-        )
-        new.refresh_interval = f"{interval:g}s"
-        if new.keys is not None:
-            new.keys = sum(r.entry.keys or 0 for r in results)
-        left = await fanout.leave_removed(
-            self.settings,
-            namespace,
-            name,
-            spec,
-            previous,
-            [r.place for r in results],
-            credentials,
-            in_step=error is None and report.complete and not report.dry_run,
-            generation=generation,
-        )
-        new.targets = [r.entry for r in results] + (left.kept if left else [])
-        if "target" in previous and left is not None and not left.kept:
-            new.target = None  # the one-target form's record: a target now, or pruned
-        fault = False
-        short = fanout.first_short(spec, results) if error is None else None
-        if short is not None:  # the top-level says what the first target short of it says
-            _, own, context = short
-            alone = status.build_status(
-                _ReportView(own),
-                previous_status=status.apply(previous, new),
-                generation=generation,
-                now=now,
-                target=short[0].place.describe(),
-            )
-            new.conditions = fanout.in_context(alone.conditions, context)
-        if error is not None:
-            exc, context = error
-            found = policy.verdict(exc)
-            fault = found.fault
-            new.update(
-                status.failure(
-                    exc,
-                    previous_status=status.apply(previous, new),
-                    generation=generation,
-                    now=now,
-                    context=context,
-                )
-            )
-            tracker.synced = None
-            if found.then is policy.Then.RETRY:
-                next_in: float | None = tracker.retry()
-            else:
-                tracker.failures, tracker.retry_at = 0, None
-                next_in = None
-        else:
-            if left is not None and left.failure is not None:
-                new.update(
-                    status.reconciling(
-                        status.Reason.CLEANUP_FAILED,
-                        left.failure,
-                        previous_status=status.apply(previous, new),
-                        generation=generation,
-                        now=now,
-                    )
-                )
-            next_in = self._next(
-                tracker,
-                report,
-                generation=generation,
-                digest=digest,
-                interval=interval,
-                synced_at=new.last_sync_time,
-                full_read=len(ran) == len(results) and all(r.full_read for r in ran),
-                cleanup_failed=left is not None and left.failure is not None,
-            )
-        return outcome_of(
-            previous,
-            new,
-            next_in=next_in,
-            events=left.events if left else (),
-            report=report if ran else None,
-            fault=fault,
-            synced=bool(ran),
-            drift_check=drift_check,
-        )
-
-    async def _leave_fanned_out(
-        self,
-        seen: outcome.Seen,
-        spec: models.EnvSyncSpec,
-        report: engine.SyncReport,
-        credentials: aws.Credentials | None,
-    ) -> fanout.Left | None:
-        """Back to one ``target`` from ``targets``: the places no longer written, pruned as
-        removed targets are (``status.target`` is the move's business, not this)."""
-        previous = seen.status()
-        if not previous.get("targets"):
-            return None
-        return await fanout.leave_removed(
-            self.settings,
-            seen.namespace,
-            seen.name,
-            spec,
-            {k: v for k, v in previous.items() if k != "target"},
-            [translate.place_of(spec, self.settings)],
-            credentials,
-            in_step=report.complete and not report.dry_run,
-            generation=seen.generation,
-        )
 
     async def _sources(
         self, namespace: str, spec: models.EnvSyncSpec, tracker: tracker_module.Tracker
@@ -573,72 +420,4 @@ class Reconciler:
         else:
             tracker.failures, tracker.retry_at = 0, None
             next_in = None
-        return outcome_of(previous, new, next_in=next_in, fault=found.fault)
-
-
-def _unchanged(
-    tracker: tracker_module.Tracker, previous: Mapping[str, Any], next_in: float | None
-) -> outcome.Outcome:
-    """Nothing to write: only when to look again."""
-    return outcome.Outcome(
-        next_in=next_in, ready=str(ready_of(previous).get("status", tracker.ready))
-    )
-
-
-def outcome_of(
-    previous: Mapping[str, Any],
-    new: statusmodels.StatusPatch,
-    *,
-    next_in: float | None,
-    events: tuple[status.Event, ...] = (),
-    report: engine.SyncReport | None = None,
-    fault: bool = False,
-    synced: bool = False,
-    drift_check: bool = False,
-) -> outcome.Outcome:
-    """The status change with the events its transitions call for (status.transition_events).
-
-    ``synced``: ``new`` reports a sync that just ran, whose writes get an event;
-    ``drift_check``: it ran only because the drift check was due."""
-    after = status.apply(previous, new)
-    changes = status.transition_events(previous, after, synced=synced, drift_check=drift_check)
-    return outcome.Outcome(
-        new,
-        events=(*events, *changes),
-        next_in=next_in,
-        report=report,
-        fault=fault,
-        ready=str(ready_of(after).get("status", "Unknown")),
-    )
-
-
-class _ReportView:
-    """The engine's report in the shape :mod:`envsync.kube.status` reads (tuples, attributes)."""
-
-    def __init__(self, report: engine.SyncReport) -> None:
-        self._report = report
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._report, name)
-
-    @property
-    def parse_errors(self) -> list[tuple[int, str]]:
-        return [(p.line, p.reason) for p in self._report.parse_errors]
-
-    @property
-    def failures(self) -> list[tuple[str, str]]:
-        return [(f.key, f.reason) for f in self._report.failures]
-
-    @property
-    def conflicts(self) -> int | list[tuple[str, str]]:
-        keys = [(c.key, c.reason) for c in self._report.conflict_keys]
-        return keys or self._report.conflicts
-
-    @property
-    def memory(self) -> Any:
-        return types.SimpleNamespace(**self._report.memory) if self._report.memory else None
-
-    @property
-    def pool_stats(self) -> Any:
-        stats = self._report.pool_stats
-        return {k: types.SimpleNamespace(**v) for k, v in stats.items()} if stats else None
+        return outcome.outcome_of(previous, new, next_in=next_in, fault=found.fault)

@@ -247,7 +247,7 @@ class Runtime:
                 tracker = self.trackers.get(key)
                 if tracker is None or tracker.seen is None or tracker.failures or tracker.recheck:
                     continue
-                if at <= int(tracker.synced_at) and _wrote(tracker, change.name):
+                if at <= int(tracker.synced_at) and owners_module.wrote(tracker, change.name):
                     continue  # its own write
                 tracker.recheck = True
                 wait = tracker.rechecked_at + RECHECK_EVERY - loop.time()
@@ -464,32 +464,3 @@ class Runtime:
         async with tracker.lock:
             await deletion.delete_remote(seen, tracker, self.settings, self.client, self.post)
         self._retire((namespace, name))
-
-
-# ------------------------------------------------------------------------------ kopf wiring
-
-
-def _wrote(tracker: tracker_module.Tracker, name: str) -> bool:
-    """Whether the last sync of ``tracker`` wrote the AWS name ``name`` (True when unknown)."""
-    wrote = tracker.wrote
-    if wrote is None:
-        return True
-    for _, path, exact in tracker.places:
-        if exact and name == path:  # a JSON secret: one name, written when any key was
-            return bool(wrote)
-        if not exact and name.startswith(path) and name[len(path) :] in wrote:
-            return True
-    return False
-
-
-def source_keys(
-    namespace: str, name: str, spec: Mapping[str, Any]
-) -> dict[tuple[str, str, str], str]:
-    """Index entries of one EnvSync: each object it reads (source, credentials) → its name."""
-    keys: dict[tuple[str, str, str], str] = {}
-    for kind, source in outcome.source_objects(spec):
-        keys[(namespace, kind, source)] = name
-    auth_ref = (spec.get("auth") or {}).get("secretRef") or {}
-    if auth_ref.get("name"):
-        keys[(namespace, "Secret", auth_ref["name"])] = name
-    return keys

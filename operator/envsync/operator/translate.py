@@ -174,6 +174,10 @@ def sync_request(
     )
 
 
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
 def epoch(stamp: object) -> float:
     """``status.lastSyncTime`` (``2026-12-06T21:30:00Z``) as epoch seconds; 0 when unknown."""
     if not isinstance(stamp, str):

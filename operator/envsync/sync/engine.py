@@ -55,6 +55,7 @@ from envsync.sync.report import (
 from envsync.sync.tally import Tally, line_of
 
 __all__ = [
+    "WRITES",
     "DiffLine",
     "KeyIssue",
     "Layer",
@@ -161,14 +162,14 @@ async def _sync(
                 tally.record(key, "stopped")
         return _report(request, parsed, tally, sink, started)
     if on_plan is not None:
-        writes = 0 if request.dry_run else sum(step.action in _WRITES for step in steps)
+        writes = 0 if request.dry_run else sum(step.action in WRITES for step in steps)
         on_plan(len(steps), min(writes, 1) if sink.one_document else writes)
     if request.dry_run:
         problem = None
         if check is not None and remote is not None:
             problem = check(_document_after(remote, steps, parsed.desired))
         for step in steps:
-            if problem is not None and step.action in _WRITES:
+            if problem is not None and step.action in WRITES:
                 tally.record(step.key, "failed", problem)
             else:
                 tally.record(step.key, step.action, step.reason, line_of(parsed.desired, step.key))
@@ -179,7 +180,8 @@ async def _sync(
     return _report(request, parsed, tally, sink, started)
 
 
-_WRITES: Final = frozenset({"create", "update", "adopt", "delete"})
+WRITES: Final = frozenset({"create", "update", "adopt", "delete"})
+"""The outcomes that change AWS (``on_action``'s writes and deletes)."""
 
 
 def _empty(request: SyncRequest, parsed: source.Parsed) -> bool:
