@@ -11,6 +11,7 @@ pruned like a moved one; deletion with ``deletionPolicy: Delete`` cleans every t
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -144,6 +145,15 @@ def test_one_source_reaches_two_regions_and_a_json_secret_each_reported_on_its_o
     assert obj["status"]["counts"]["created"] == 9
     assert obj["status"]["keys"] == 9
     assert "target" not in obj["status"]
+
+    # the same bytes again (a re-apply, a label change): no call to any target
+    calls = kube.total(kube.scrape(operator), "envsync_aws_requests_total")
+    same = kube.configmap("app-env", namespace, text)
+    same["metadata"]["annotations"] = {"touched": "yes"}
+    cluster.apply(same)
+    time.sleep(1.0)  # a pass it had wanted would have run by now
+    assert kube.total(kube.scrape(operator), "envsync_aws_requests_total") == calls
+    assert cluster.get("EnvSync", namespace, "app")["status"] == obj["status"]  # type: ignore[index]
 
     # an edit writes the changed key at each target, once
     cluster.apply(kube.configmap("app-env", namespace, text.replace("B=2", "B=3")))
@@ -338,3 +348,103 @@ def test_an_envsync_with_one_target_has_no_per_target_status(
     obj = kube.settled(cluster, namespace, "app", "Synced")
     assert "targets" not in obj["status"]
     assert obj["status"]["target"]["path"] == path
+
+
+def test_a_removed_target_that_never_worked_is_let_go_with_a_warning(
+    operator: str, cluster: kube.Cluster, namespace: str, moto_endpoint: str
+) -> None:
+    """Removing the target that fails is how a user recovers: its place never completed a
+    sync, so a failed prune there is said once, not retried for ever."""
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
+    path = f"/{namespace}/app/"
+    both = [ssm_target(path, moto_endpoint), ssm_target(path, DEAD, "us-west-2")]
+    cluster.apply(fanned_out("app", namespace, "app-env", both))
+    kube.wait_until(
+        lambda: (
+            [ready(e) for e in entries(cluster.get("EnvSync", namespace, "app") or {})]
+            == ["True", "False"]
+        ),
+        timeout=30,
+        what="the second target failing",
+    )
+
+    cluster.apply(fanned_out("app", namespace, "app-env", both[:1]))
+    obj = synced_with(cluster, namespace, "app", lambda o: len(entries(o)) == 1, "one target")
+    assert entries(obj)[0]["path"] == path
+    messages = [e.get("message", "") for e in cluster.events(namespace, "app")]
+    assert any("never completed a sync" in m for m in messages)
+    assert kube.params(ssm_in("us-east-1", moto_endpoint), path) == {f"{path}A": "1"}
+
+
+def test_the_one_target_place_left_out_of_a_new_list_is_kept_until_every_target_is_in_step(
+    operator: str, cluster: kube.Cluster, namespace: str, moto_endpoint: str
+) -> None:
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
+    old, new = f"/{namespace}/old/", f"/{namespace}/new/"
+    one = kube.envsync(
+        "app", namespace, source="app-env", path=old, endpoint=moto_endpoint, prune=True
+    )
+    one["spec"]["target"]["region"] = "us-east-1"
+    cluster.apply(one)
+    kube.settled(cluster, namespace, "app", "Synced")
+    east = ssm_in("us-east-1", moto_endpoint)
+
+    # the list names neither the old place nor a reachable second one: the old keys stay,
+    # recorded in status.targets (nothing records them anywhere else any more)
+    listed = fanned_out(
+        "app",
+        namespace,
+        "app-env",
+        [ssm_target(new, moto_endpoint), ssm_target(new, DEAD, "us-west-2")],
+        prune=True,
+    )
+    listed["spec"]["target"] = None
+    cluster.apply(listed)
+
+    def pending() -> dict[str, Any] | None:
+        obj = cluster.get("EnvSync", namespace, "app") or {}
+        found = [(e["path"], e["region"], ready(e)) for e in entries(obj)]
+        wanted = [
+            (new, "us-east-1", "True"),
+            (new, "us-west-2", "False"),
+            (old, "us-east-1", "Unknown"),
+        ]
+        return obj if found == wanted else None
+
+    obj = kube.wait_until(pending, timeout=30, what="the old place pending")
+    assert "target" not in obj["status"]
+    assert kube.params(east, old) == {f"{old}A": "1"}
+
+    # the second target comes up: every target in step, the old place is pruned
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=DEAD_PORT, verbose=False)
+    server.start()
+    try:
+        obj = synced_with(
+            cluster, namespace, "app", lambda o: len(entries(o)) == 2, "the old place pruned"
+        )
+        assert kube.params(east, old) == {}
+        assert kube.params(east, new) == {f"{new}A": "1"}
+    finally:
+        server.stop()
+
+
+def test_deletion_cleans_the_allowed_targets_when_another_is_refused(
+    operator: str, cluster: kube.Cluster, namespace: str, moto_endpoint: str
+) -> None:
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
+    east, west = f"/{namespace}/east/", f"/{namespace}/west/"
+    targets = [ssm_target(east, moto_endpoint), ssm_target(west, moto_endpoint)]
+    cluster.apply(fanned_out("app", namespace, "app-env", targets, deletionPolicy="Delete"))
+    kube.settled(cluster, namespace, "app", "Synced")
+
+    # a target outside the namespace's prefixes, added just before the deletion
+    refused = [*targets, ssm_target("/someone-else/app/", moto_endpoint)]
+    cluster.apply(fanned_out("app", namespace, "app-env", refused, deletionPolicy="Delete"))
+    kube.settled(cluster, namespace, "app", "PathNotAllowed")
+    cluster.delete("EnvSync", namespace, "app")
+    kube.wait_until(
+        lambda: cluster.get("EnvSync", namespace, "app") is None, what="the object gone"
+    )
+    east_ssm = ssm_in("us-east-1", moto_endpoint)
+    assert kube.params(east_ssm, east) == {}
+    assert kube.params(east_ssm, west) == {}

@@ -17,7 +17,7 @@ import kopf
 from envsync import aws, errors
 from envsync import settings as settings_module
 from envsync.kube import models, status
-from envsync.operator import apiclient, leaving, outcome, targetstatus, translate, writer
+from envsync.operator import apiclient, leaving, outcome, translate, writer
 from envsync.operator import tracker as tracker_module
 from envsync.sync import engine, operations
 
@@ -37,23 +37,23 @@ async def delete_remote(
     namespace, name, previous = seen.namespace, seen.name, seen.status()
     try:
         spec = translate.parse_spec(seen.spec())
-        translate.guard_tenancy(namespace, spec, settings)
-    except errors.ConfigError as exc:  # it could never have written there
+        translate.guard_role(namespace, spec, settings)
+    except errors.ConfigError as exc:  # it could never have written anywhere
         log.warning("%s/%s: not cleaning up remote keys: %s", namespace, name, exc)
         return
+    refused = translate.refused_targets(namespace, spec, settings)
+    for why in refused.values():  # it could never have written there: the others are cleaned
+        log.warning("%s/%s: not cleaning up remote keys there: %s", namespace, name, why)
+    allowed = [t for i, t in enumerate(spec.destinations) if i not in refused]
+    here = [translate.place_of(spec, settings, target) for target in allowed]
+    left = leaving.removed_places(previous, here)
+    removed = leaving.prunable(settings, namespace, left, here) if here else []
     try:
         credentials = await apiclient.credentials_for(client, namespace, spec, settings)
-        report = await _delete_at_targets(settings, namespace, name, spec, credentials)
-        if spec.fans_out:
-            current = translate.places_of(spec, settings)
-            removed = [place for place in targetstatus.recorded(previous) if place not in current]
-            report = await leaving.delete_at_removed(
-                settings, namespace, name, spec, removed, credentials, report
-            )
-        else:
-            report = await leaving.with_old_place(
-                settings, namespace, name, spec, previous, credentials, report
-            )
+        like = translate.target_for(spec, settings, allowed[0]) if allowed else None
+        where = [translate.target_for(spec, settings, target) for target in allowed]
+        where += [place.target(like) for place in removed if like is not None]
+        report = await _delete_at(where, translate.owner_id(namespace, name), credentials, spec)
     except errors.EnvSyncError as exc:
         raise await _cleanup_failed(seen, str(exc), tracker, client, post) from None
     except Exception as exc:  # logged without its message, which might echo input
@@ -71,25 +71,21 @@ async def delete_remote(
     await writer.apply(client, seen, outcome.Outcome(events=(done,)), post)
 
 
-async def _delete_at_targets(
-    settings: settings_module.Settings,
-    namespace: str,
-    name: str,
-    spec: models.EnvSyncSpec,
+async def _delete_at(
+    where: list[aws.Target],
+    owner: str,
     credentials: aws.Credentials | None,
+    spec: models.EnvSyncSpec,
 ) -> engine.SyncReport:
-    """Delete what the EnvSync owns at each of its targets. Every target is tried, and the
-    counts add up; one that cannot be reached raises after the others were cleaned (the
-    finalizer stays, and kopf's retry tries them all again)."""
+    """Delete what ``owner`` owns at each place. Every place is tried and the counts add up;
+    one that cannot be reached raises after the others were cleaned (the finalizer stays,
+    and kopf's retry tries them all again)."""
     report = engine.SyncReport()
     unreached: errors.EnvSyncError | None = None
-    for target in spec.destinations:
+    for target in where:
         try:
             more = await operations.delete_owned(
-                translate.target_for(spec, settings, target),
-                translate.owner_id(namespace, name),
-                credentials,
-                workers=spec.performance_or_default.worker_count,
+                target, owner, credentials, workers=spec.performance_or_default.worker_count
             )
         except errors.EnvSyncError as exc:
             unreached = unreached or exc

@@ -42,11 +42,13 @@ async def sync_each(
     generation: int,
     tracker: tracker_module.Tracker,
     full: bool,
+    interval: float,
     run: Callable[[engine.SyncRequest, set[str]], Awaitable[engine.SyncReport]],
     view: Callable[[engine.SyncReport], Any],
 ) -> list[Result]:
-    """Sync each target not already in step (all of them when ``full``: a drift check or a
-    forced sync), one after another; a failure is recorded and the next target goes on.
+    """Sync each target not already in step, or whose drift check is due (all of them when
+    ``full``: a drift check or a forced sync), one after another; a failure is recorded and
+    the next target goes on, so one that keeps failing never holds back the others' checks.
 
     Each target plans against what its own last complete sync left
     (``tracker.stored[index]``), under the same rules as one target."""
@@ -54,11 +56,17 @@ async def sync_each(
     identity = (generation, credentials.cache_key() if credentials else "")
     remembered, tracker.stored = tracker.stored or {}, {}
     written: set[str] = set()
+    now = translate.utcnow()
     results: list[Result] = []
     for index, target in enumerate(spec.destinations):
         place = translate.place_of(spec, settings, target)
         entry = before.get(place)
-        if not full and entry is not None and targetstatus.in_step(entry, generation, digest):
+        due = entry is not None and targetstatus.drift_due([entry], interval, now) == 0.0
+        if (
+            not (full or due)
+            and entry is not None
+            and targetstatus.in_step(entry, generation, digest)
+        ):
             kept = remembered.get(index)
             if kept is not None:
                 tracker.stored[index] = kept
@@ -75,14 +83,13 @@ async def sync_each(
             target=target,
         )
         kept = remembered.get(index)
-        if not full and kept is not None and kept[:2] == identity:
+        if not (full or due) and kept is not None and kept[:2] == identity:
             request = dataclasses.replace(request, stored=kept[2])
-        now = datetime.now(UTC)
         try:
             report = await run(request, written)
         except errors.EnvSyncError as exc:
             failed = targetstatus.after_failure(
-                place, exc, entry, generation=generation, digest=digest, now=now
+                place, exc, entry, generation=generation, digest=digest, now=translate.utcnow()
             )
             results.append(Result(index, place, failed, error=exc))
             continue
@@ -126,33 +133,62 @@ async def leave_removed(
     in_step: bool,
     generation: int,
 ) -> Left | None:
-    """Prune the places that ``status.targets`` (and a ``status.target`` of the one-target
-    form) name and no current target does, once every current target is ``in_step``; until
-    then, and where pruning fails, their entries stay. None: nothing was recorded there."""
+    """Prune the places that ``status.target`` (the one-target form's record) and
+    ``status.targets`` name and no current target does, once every current target is
+    ``in_step``. Until then they stay in ``status.targets``, pending; where pruning fails they
+    stay with CleanupFailed, to retry, unless the place never completed a sync (a target
+    removed because it never worked): that one is let go with a Warning. None: nothing was
+    ever recorded."""
     before = targetstatus.recorded(previous)
-    removed = [place for place in before if place not in current]
     single = places.Place.from_status(previous.get("target"))
-    if single is not None and single not in current and single not in removed:
-        removed.append(single)
-    # the status is the operator's to write, but whoever holds the subresource can too: no
-    # more removed places than status.targets has room for beside the current ones
-    del removed[statusmodels.MAX_TARGET_ENTRIES - len(current) :]
+    removed = [single] if single is not None and single not in current else []
+    removed += [place for place in before if place not in current and place not in removed]
+    # whoever holds the status subresource can write status.targets too: no more removed
+    # places than it has room for beside the current ones; the others are said, not lost quietly
+    room = statusmodels.MAX_TARGET_ENTRIES - len(current)
+    events = [
+        status.Event(
+            "Warning",
+            status.Reason.TARGET_MOVED,
+            f"{place.describe()} is no longer a target and status.targets has no room to "
+            "record it: what this EnvSync owns there is not pruned",
+        )
+        for place in removed[room:]
+    ]
+    del removed[room:]
     if not removed:
-        return Left([]) if before or single else None
+        return Left([], events=tuple(events)) if before or single else None
+    now = datetime.now(UTC)
     if not in_step:
-        return Left([before[place] for place in removed if place in before])
+        waiting = [
+            targetstatus.prune_pending(place, before.get(place), generation=generation, now=now)
+            for place in removed
+        ]
+        return Left(waiting, events=tuple(events))
     gone = await leaving.leave_removed(
         settings, seen_namespace, seen_name, spec, removed, current, credentials
     )
-    now = datetime.now(UTC)
-    kept = [
-        targetstatus.cleanup_pending(
-            place, message, before.get(place), generation=generation, now=now
+    events += gone.events
+    kept: list[statusmodels.TargetSyncStatus] = []
+    failure: str | None = None
+    for place, message in gone.failed:
+        entry = before.get(place)
+        if place != single and (entry is None or not targetstatus.ever_synced(entry)):
+            events.append(
+                status.Event(
+                    "Warning",
+                    status.Reason.TARGET_MOVED,
+                    f"{message}; it never completed a sync, so it is not retried (a sync cut "
+                    f"short there may have left keys tagged with owner {seen_namespace}/"
+                    f"{seen_name})",
+                )
+            )
+            continue
+        kept.append(
+            targetstatus.cleanup_pending(place, message, entry, generation=generation, now=now)
         )
-        for place, message in gone.failed
-    ]
-    failure = gone.failed[0][1] if gone.failed else None
-    return Left(kept, failure, gone.events)
+        failure = failure or message
+    return Left(kept, failure, tuple(events))
 
 
 async def fan_out(
@@ -187,11 +223,15 @@ async def fan_out(
         generation=generation,
         tracker=tracker,
         full=full,
+        interval=interval,
         run=run,
         view=outcome.ReportView,
     )
     ran = [r for r in results if r.report is not None]
-    report = targetstatus.combine(results) if ran else engine.SyncReport(source_hash=digest)
+    if ran:
+        report = targetstatus.combine(results)
+    else:  # every target in step already (the pass came for a removed place, or a retry)
+        report = targetstatus.as_before(previous, digest, dry_run=spec.sync_policy.dry_run)
     error = targetstatus.first_error(spec, results)
     new = status.build_status(
         outcome.ReportView(report),
@@ -211,12 +251,17 @@ async def fan_out(
         previous,
         [r.place for r in results],
         credentials,
-        in_step=error is None and report.complete and not report.dry_run,
+        in_step=(
+            error is None
+            and report.complete
+            and not spec.sync_policy.dry_run
+            and all(targetstatus.ready(r.entry) for r in results)
+        ),
         generation=generation,
     )
     new.targets = [r.entry for r in results] + (left.kept if left else [])
-    if "target" in previous and left is not None and not left.kept:
-        new.target = None  # the one-target form's record: a target now, or pruned
+    if "target" in previous:
+        new.target = None  # the one-target form's record: a target now, pruned, or pending
     fault = False
     short = targetstatus.first_short(spec, results) if error is None else None
     if short is not None:  # the top-level says what the first target short of it says
@@ -245,9 +290,9 @@ async def fan_out(
         tracker.synced = None
         if found.then is policy.Then.RETRY:
             next_in: float | None = tracker.retry()
-        else:
+        else:  # retrying cannot help that target; the others still get their drift checks
             tracker.failures, tracker.retry_at = 0, None
-            next_in = None
+            next_in = targetstatus.drift_due(results, interval, translate.utcnow())
     else:
         if left is not None and left.failure is not None:
             new.update(

@@ -108,35 +108,6 @@ def unreachable(
     return None
 
 
-async def with_old_place(
-    settings: settings_module.Settings,
-    namespace: str,
-    name: str,
-    spec: models.EnvSyncSpec,
-    previous: Mapping[str, Any],
-    credentials: aws.Credentials | None,
-    report: engine.SyncReport,
-) -> engine.SyncReport:
-    """A move whose old place was not pruned yet: deleting the EnvSync deletes there too."""
-    here = translate.place_of(spec, settings)
-    old = places.Place.from_status(previous.get("target"))
-    if old is None or old == here or unreachable(settings, namespace, old, here, prune=True):
-        return report
-    more = await operations.delete_owned(
-        old.target(translate.target_for(spec, settings)),
-        translate.owner_id(namespace, name),
-        credentials,
-        workers=spec.performance_or_default.worker_count,
-    )
-    return dataclasses.replace(
-        report,
-        deleted=report.deleted + more.deleted,
-        failed=report.failed + more.failed,
-        conflicts=report.conflicts + more.conflicts,
-        failures=report.failures + more.failures,
-    )
-
-
 @dataclasses.dataclass(frozen=True)
 class Departures:
     """What became of places no target names any more: those whose pruning failed (kept, to
@@ -211,31 +182,33 @@ def _left_because(
     return None
 
 
-async def delete_at_removed(
+def removed_places(previous: Mapping[str, Any], current: list[places.Place]) -> list[places.Place]:
+    """Every place the status records (``status.target``, each of ``status.targets``) that no
+    current target is: what deletion must clean besides the targets."""
+    recorded = [places.Place.from_status(previous.get("target"))]
+    listed = previous.get("targets")
+    recorded += (
+        [places.Place.from_status(item) for item in listed if isinstance(item, Mapping)]
+        if isinstance(listed, list)
+        else []
+    )
+    found: list[places.Place] = []
+    for place in recorded:
+        if place is not None and place not in current and place not in found:
+            found.append(place)
+    return found
+
+
+def prunable(
     settings: settings_module.Settings,
     namespace: str,
-    name: str,
-    spec: models.EnvSyncSpec,
     removed: list[places.Place],
-    credentials: aws.Credentials | None,
-    report: engine.SyncReport,
-) -> engine.SyncReport:
-    """Deleting the EnvSync deletes at removed targets not pruned yet, where it may."""
-    current = translate.places_of(spec, settings)
-    for old in removed:
-        if _left_because(settings, namespace, old, current, True) is not None:
-            continue
-        more = await operations.delete_owned(
-            old.target(translate.target_for(spec, settings)),
-            translate.owner_id(namespace, name),
-            credentials,
-            workers=spec.performance_or_default.worker_count,
-        )
-        report = dataclasses.replace(
-            report,
-            deleted=report.deleted + more.deleted,
-            failed=report.failed + more.failed,
-            conflicts=report.conflicts + more.conflicts,
-            failures=report.failures + more.failures,
-        )
-    return report
+    current: list[places.Place],
+) -> list[places.Place]:
+    """Of ``removed``, the places deletion may clean: the namespace may still write there, the
+    operator may still call them, and no current target shares a name with them."""
+    return [
+        place
+        for place in removed
+        if _left_because(settings, namespace, place, current, True) is None
+    ]

@@ -17,7 +17,7 @@ from typing import Any
 
 from envsync import errors, policy
 from envsync.kube import models, places, status, statusmodels
-from envsync.kube.conditions import READY, RECONCILING, STALLED
+from envsync.kube.conditions import READY, RECONCILING, STALLED, _clip
 from envsync.sync import engine
 
 
@@ -137,6 +137,81 @@ def cleanup_pending(
         keys=before.keys if before else None,
         counts=before.counts if before else None,
         calls=None,
+        last_sync_time=before.last_sync_time if before else None,
+    )
+
+
+def prune_pending(
+    place: places.Place,
+    before: statusmodels.TargetSyncStatus | None,
+    *,
+    generation: int,
+    now: datetime,
+) -> statusmodels.TargetSyncStatus:
+    """The entry of a removed target kept until every current target is in step, when what
+    this EnvSync owns there is pruned: Ready Unknown, saying so."""
+    patch = status.reconciling(
+        status.Reason.PROGRESSING,
+        "no longer a target: what this EnvSync owns here is pruned once every target is in step",
+        previous_status=_as_status(before),
+        generation=generation,
+        now=now,
+    )
+    return _entry(
+        place,
+        patch,
+        generation=generation,
+        digest=before.source_hash if before else None,
+        keys=before.keys if before else None,
+        counts=before.counts if before else None,
+        calls=None,
+        last_sync_time=before.last_sync_time if before else None,
+    )
+
+
+def ever_synced(entry: statusmodels.TargetSyncStatus) -> bool:
+    """Whether a sync of this target ever ran to its end (and so may have written there)."""
+    return entry.counts is not None
+
+
+def drift_due(results: Sequence[Any], interval: float, now: datetime) -> float | None:
+    """Seconds until the first drift check of these entries (or results) is due, 0 when one
+    is overdue; None when periodic checks are off or none has synced."""
+    waits: list[float] = []
+    for item in results:
+        entry = item if isinstance(item, statusmodels.TargetSyncStatus) else item.entry
+        if entry.last_sync_time is None:
+            continue
+        due = _due(entry.last_sync_time, interval, now)
+        if due is not None:
+            waits.append(max(due, 0.0))
+    return min(waits) if waits else None
+
+
+def _due(last: datetime, interval: float, now: datetime) -> float | None:
+    if interval <= 0:
+        return None
+    return interval - (now - last).total_seconds()
+
+
+def as_before(previous: Mapping[str, Any], digest: str, *, dry_run: bool) -> engine.SyncReport:
+    """The top-level report of a pass in which no target had to sync: the counts of the last
+    one that did (every target's entry says it is in step, so none skipped or failed)."""
+    counts = previous.get("counts")
+    counted = counts if isinstance(counts, Mapping) else {}
+
+    def number(name: str) -> int:
+        value = counted.get(name)
+        return value if isinstance(value, int) and value >= 0 else 0
+
+    return engine.SyncReport(
+        parsed=number("parsed"),
+        created=number("created"),
+        updated=number("updated"),
+        unchanged=number("unchanged"),
+        deleted=number("deleted"),
+        source_hash=digest,
+        dry_run=dry_run,
     )
 
 
@@ -149,13 +224,14 @@ def _entry(
     keys: int | None,
     counts: statusmodels.SyncCounts | None,
     calls: int | None,
+    last_sync_time: datetime | None = None,
 ) -> statusmodels.TargetSyncStatus:
     ready = [c for c in patch.conditions if c.type == READY]
     return statusmodels.TargetSyncStatus(
         **place.as_status(),
         observed_generation=generation,
         source_hash=digest or None,
-        last_sync_time=patch.last_sync_time,
+        last_sync_time=last_sync_time or patch.last_sync_time,
         keys=keys,
         counts=counts,
         calls=calls,
@@ -246,7 +322,7 @@ def first_short(
     """The first target whose sync ran but left it short of the source (failed, refused,
     conflicting or skipped keys), with its context; None when every one that ran is in step."""
     for result in results:
-        if result.report is not None and not _ready(result.entry):
+        if result.report is not None and not ready(result.entry):
             return result, result.report, _context(spec, result, results)
     return None
 
@@ -257,7 +333,7 @@ def in_context(
     """A target's own conditions as the top-level's: Ready, Reconciling and Stalled say
     which target."""
     return [
-        c.model_copy(update={"message": f"{context}: {c.message}"})
+        c.model_copy(update={"message": _clip(f"{context}: {c.message}")})
         if c.type in (READY, RECONCILING, STALLED)
         else c
         for c in conditions
@@ -265,12 +341,12 @@ def in_context(
 
 
 def _context(spec: models.EnvSyncSpec, chosen: Result, results: Sequence[Result]) -> str:
-    fine = sum(1 for r in results if r.error is None and _ready(r.entry))
+    fine = sum(1 for r in results if r.error is None and ready(r.entry))
     return (
         f"spec.targets[{chosen.index}] ({chosen.place.describe()}); {fine} of "
         f"{len(spec.destinations)} targets in step"
     )
 
 
-def _ready(entry: statusmodels.TargetSyncStatus) -> bool:
+def ready(entry: statusmodels.TargetSyncStatus) -> bool:
     return any(c.type == READY and c.status == "True" for c in entry.conditions)

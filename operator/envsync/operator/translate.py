@@ -218,6 +218,27 @@ def guard_tenancy(
     """
     for index, target in enumerate(spec.destinations):
         _guard_target(namespace, target, target_field(spec, index), settings)
+    guard_role(namespace, spec, settings)
+
+
+def refused_targets(
+    namespace: str, spec: models.EnvSyncSpec, settings: settings_module.Settings
+) -> dict[int, errors.NotAllowedError]:
+    """The targets :func:`guard_tenancy` would refuse, by index, each with why: deletion
+    cleans the others rather than none."""
+    refused: dict[int, errors.NotAllowedError] = {}
+    for index, target in enumerate(spec.destinations):
+        try:
+            _guard_target(namespace, target, target_field(spec, index), settings)
+        except errors.NotAllowedError as exc:
+            refused[index] = exc
+    return refused
+
+
+def guard_role(
+    namespace: str, spec: models.EnvSyncSpec, settings: settings_module.Settings
+) -> None:
+    """Refuse a role the cluster admin did not allow this namespace (every target uses it)."""
     role = spec.auth.role_arn if spec.auth else None
     if role and not settings.role_allowed(namespace, role):
         raise errors.NotAllowedError(
