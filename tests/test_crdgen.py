@@ -494,7 +494,8 @@ def test_every_example_is_accepted(path: pathlib.Path) -> None:
             assert admit(document) == [], path
             parsed = statusmodels.EnvSync.model_validate(document)
             namespace = document["metadata"]["namespace"]
-            assert settings.Settings().path_allowed(namespace, parsed.spec.target.path)
+            for target in parsed.spec.destinations:
+                assert settings.Settings().path_allowed(namespace, target.path)
         elif _core(document):
             kubernetes_validate.validate(document, version, strict=True)
 
