@@ -6,6 +6,12 @@ pipelines (the formats are :mod:`envsync.cli.awsoutput`'s). The same engine runs
 operator, so a CLI push and an operator sync make the same calls and honour the same ownership
 rules.
 
+Reading: several FILEs merge in order, the later winning, as an EnvSync's ``spec.sources`` do,
+and ``--include``, ``--exclude``, ``--strip-prefix``, ``--case``, ``--add-prefix`` and
+``--compression`` are its ``spec.keys`` and ``compression``. A file pushed from a laptop and the
+same file synced by the operator then land under the same names with the same values, and
+``diff`` takes the same FILEs and flags so that it shows what that push would do.
+
 Owner: what the CLI creates is marked ``cli`` unless ``--owner`` or ``ENVSYNC_OWNER`` says
 otherwise. One shared default lets CI and laptops update each other's pushes, while entries
 created by an EnvSync (owner ``namespace/name``) or by hand (no owner) stay untouchable unless
@@ -14,7 +20,7 @@ created by an EnvSync (owner ``namespace/name``) or by hand (no owner) stay unto
 AWS pacing: the same ``ENVSYNC_SSM_WRITE_RATE`` (and the other ``ENVSYNC_*_RATE`` settings) as
 the operator, so a laptop push and the operator can share an account's quota deliberately.
 
-The flags and what they become (target, credentials, rate ceilings) are
+The flags and what they become (target, credentials, rate ceilings, the key map) are
 :mod:`envsync.cli.awsflags`'s.
 
 Exit status: 0 success; 1 per-key failures, ownership conflicts, parse errors or a remote
@@ -38,8 +44,9 @@ from typing import IO, Any, Final, TextIO
 
 from envsync import aws, errors
 from envsync.cli import awsflags, formats
-from envsync.cli.awsoutput import _diff_json, _diff_text, _print_report, plural
-from envsync.dotenv import reading
+from envsync.cli.awsoutput import STDIN, STDIN_NAME, _diff_json, _diff_text, _print_report, plural
+from envsync.dotenv import compression, reading
+from envsync.dotenv.compression import Compression
 from envsync.sync import engine, operations
 
 __all__ = ["register", "run_diff", "run_pull", "run_push"]
@@ -49,11 +56,15 @@ def register(subparsers: Any) -> None:
     push = subparsers.add_parser(
         "push",
         help="push a .env file to SSM Parameter Store or Secrets Manager (only what changed)",
-        description="Diff FILE against the target and write only the keys that changed.",
+        description="Diff FILE against the target and write only the keys that changed. "
+        "Several FILEs merge in order, a later file's value winning (as docker compose's "
+        "env_file: list and an EnvSync's spec.sources do); each name a later file sets again "
+        "is reported, never its value.",
     )
-    push.add_argument("file", metavar="FILE", help=".env file to push ('-' for standard input)")
+    _file_arguments(push, "to push")
     awsflags.target_flags(push, "--to")
     awsflags.sync_flags(push, writes=True)
+    awsflags.reading_flags(push)
     awsflags.rate_flags(push, writes=True)
     push.add_argument("--dry-run", action="store_true", help="plan only; change nothing")
     push.add_argument(
@@ -67,11 +78,13 @@ def register(subparsers: Any) -> None:
         description="Compare FILE with the target, one line per key: + create, ~ update, "
         "- delete (--prune), = unchanged or adopted, ! skipped (the store refuses it; the "
         "reason follows), x conflict (another owner's; --adopt takes it over). Values are "
-        "masked unless --show-values.",
+        "masked unless --show-values. Takes push's FILEs and reading flags, so it shows "
+        "what that push would do.",
     )
-    diff.add_argument("file", metavar="FILE", help=".env file ('-' for standard input)")
+    _file_arguments(diff, "to compare")
     awsflags.target_flags(diff, "--to")
     awsflags.sync_flags(diff, writes=False)
+    awsflags.reading_flags(diff)
     awsflags.rate_flags(diff, writes=False)
     diff.add_argument("--show-values", action="store_true", help="print values (careful)")
     diff.add_argument(
@@ -96,6 +109,16 @@ def register(subparsers: Any) -> None:
         pull, ("env", "json", "yaml"), default="env", note="; env parses back exactly"
     )
     pull.set_defaults(func=run_pull)
+
+
+def _file_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
+    parser.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help=f".env file {verb}; several merge in order, the later winning ('-' for standard "
+        "input, once)",
+    )
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -287,17 +310,19 @@ def _request(
     target, credentials = awsflags.target_of(args)
     if args.workers < 1:
         raise errors.ConfigError("--workers must be at least 1")
-    source: IO[bytes]
-    opened: contextlib.AbstractContextManager[Any]
-    if args.file == "-":
-        source, name, opened = sys.stdin.buffer, "<stdin>", contextlib.nullcontext()
-    else:
-        source = open(args.file, "rb")  # noqa: SIM115 - closed by the caller's with-block
-        name, opened = args.file, source
+    keys = awsflags.key_map_of(args)
+    opened = contextlib.ExitStack()
+    try:
+        layers = _layers(args.files, args.compression, opened)
+    except BaseException:  # a file that cannot be opened or is not as told closes the others
+        opened.close()
+        raise
     request = engine.SyncRequest(
-        source=source,
-        source_name=name,
-        compression="auto",  # a gzip or zstd file reads as its text (by its magic bytes)
+        source=layers[0].source,
+        source_name=layers[0].name,
+        compression=layers[0].compression,
+        layers=layers if len(layers) > 1 else (),  # one FILE reads as it always has
+        keys=keys,
         target=target,
         credentials=credentials,
         owner=args.owner,
@@ -311,6 +336,42 @@ def _request(
         stop=stop,
     )
     return request, opened
+
+
+def _layers(
+    names: list[str], packed: Compression, opened: contextlib.ExitStack
+) -> tuple[engine.Layer, ...]:
+    """Each FILE opened, in merge order, before any AWS call: a missing later file stops the
+    command before an earlier one is read."""
+    if names.count(STDIN) > 1:
+        raise errors.ConfigError("FILE '-' (standard input) can be given only once")
+    layers = []
+    for name in names:
+        source: IO[bytes]
+        if name == STDIN:
+            source, shown = sys.stdin.buffer, STDIN_NAME
+        else:
+            source = opened.enter_context(open(name, "rb"))  # noqa: SIM115 - the caller closes it
+            shown = name
+        if packed in ("gzip", "zstd"):
+            _check_compressed(source, shown, packed)
+        layers.append(engine.Layer(source, shown, packed))
+    return tuple(layers)
+
+
+def _check_compressed(source: IO[bytes], name: str, expected: Compression) -> None:
+    """Refuse a file whose first bytes are not those ``--compression`` names, in the flag's
+    words: the engine refuses it too, but names the operator's ``source.compression``."""
+    peek = getattr(source, "peek", None)
+    if peek is None:  # not buffered: the engine checks it as it reads
+        return
+    found = compression.detect(bytes(peek(4)[:4]))
+    if found != expected:
+        what = "plain text" if found == "none" else found
+        raise errors.SourceUndecodableError(
+            f"{name}: --compression {expected}, but the file does not start with "
+            f"{expected}'s magic bytes (found {what})"
+        )
 
 
 def _exit_code(report: engine.SyncReport) -> int:

@@ -4,6 +4,11 @@ Each flag's value is checked where it is parsed (``--region`` against the CRD's 
 ``--endpoint-url`` as an http(s) URL, a rate as a positive number), so a bad one is a usage
 error naming it before any call is made. ``lint --to`` reads a target with the same
 :func:`parse_target`, so lint cannot accept a target push would refuse.
+
+The reading flags (``--compression``, ``--include``, ``--exclude``, ``--strip-prefix``,
+``--case``, ``--add-prefix``) are an EnvSync's ``spec.source.compression`` and ``spec.keys``,
+checked against the spec's own patterns: a command line can become a spec, and back, without
+a name or a file being read differently.
 """
 
 from __future__ import annotations
@@ -11,17 +16,25 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import typing
 import urllib.parse
 from typing import Any
 
 from envsync import aws, errors, limits, settings
 from envsync.cli import formats
+from envsync.dotenv import compression
+from envsync.kube import sourcemodels
+from envsync.sync import keymap
 
 __all__ = [
     "DEFAULT_OWNER",
     "endpoint_url",
+    "key_map_of",
+    "name_glob",
+    "name_prefix",
     "parse_target",
     "rate_flags",
+    "reading_flags",
     "region_name",
     "sync_flags",
     "target_flags",
@@ -192,6 +205,104 @@ def sync_flags(parser: argparse.ArgumentParser, *, writes: bool) -> None:
         ("text", "json", "yaml", "wide"),
         default="text",
         note="; wide adds one line per key; json and yaml never hold values",
+    )
+
+
+def reading_flags(parser: argparse.ArgumentParser) -> None:
+    """How each FILE is read and which of the merged variables reach AWS, under what names:
+    a group of its own in ``--help``, as they are a section of their own in the spec."""
+    group = parser.add_argument_group(
+        "reading FILE (an EnvSync's spec.source.compression and spec.keys)",
+        "Names are selected, then stripped, cased and prefixed, before the plan: prune and "
+        "ownership see only the final names.",
+    )
+    group.add_argument(
+        "--compression",
+        choices=compression.COMPRESSIONS,
+        default="auto",
+        help="how each FILE is compressed: auto (default) by its magic bytes, gzip or zstd, "
+        "else plain text; gzip or zstd refuse anything else; none reads the bytes as they are",
+    )
+    group.add_argument(
+        "--include",
+        action="append",
+        type=name_glob,
+        metavar="GLOB",
+        help="keep only the names a GLOB matches (repeatable; *, ?, [...], case-sensitive, "
+        "on the names in the files; default: every name)",
+    )
+    group.add_argument(
+        "--exclude",
+        action="append",
+        type=name_glob,
+        metavar="GLOB",
+        help="leave out the names a GLOB matches, even if included (repeatable)",
+    )
+    group.add_argument(
+        "--strip-prefix",
+        type=name_prefix,
+        metavar="PREFIX",
+        help="remove PREFIX from each name that starts with it (APP_ makes APP_DB_URL DB_URL)",
+    )
+    group.add_argument(
+        "--case",
+        choices=typing.get_args(keymap.Case),
+        default="keep",
+        help="then change the case: kebab (DB_URL becomes db-url), snake (db-url becomes "
+        "db_url), lower, upper, keep (default)",
+    )
+    group.add_argument(
+        "--add-prefix",
+        type=name_prefix,
+        metavar="PREFIX",
+        help="then put PREFIX in front of each name (svc. makes db-url svc.db-url); two names "
+        "that become one are refused, naming both",
+    )
+
+
+def name_glob(text: str) -> str:
+    """``--include``/``--exclude``: a glob ``spec.keys.include`` accepts; an empty one is
+    refused, as an empty include list is: a template that renders nothing would otherwise
+    select every name."""
+    if not re.fullmatch(sourcemodels.GLOB, text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a name glob (1 to 128 characters: letters, digits, _ . - / "
+            "and the glob's * ? [ ] !)"
+        )
+    return text
+
+
+def name_prefix(text: str) -> str:
+    """``--strip-prefix``/``--add-prefix``: an affix ``spec.keys.rewrite`` accepts, made of
+    characters every store takes in a key (a ``/`` would turn each name into a path)."""
+    if not re.fullmatch(sourcemodels.KEY_AFFIX, text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a name prefix (1 to 128 characters: letters, digits, _ . -)"
+        )
+    return text
+
+
+def key_map_of(args: argparse.Namespace) -> keymap.KeyMap:
+    """The reading flags as the engine applies them (the operator's ``spec.keys``). A refused
+    collision names the flags that caused it, as the operator names ``spec.keys``."""
+    renames = [
+        f"{flag} {value}"
+        for flag, value in (
+            ("--strip-prefix", args.strip_prefix),
+            ("--case", None if args.case == "keep" else args.case),
+            ("--add-prefix", args.add_prefix),
+        )
+        if value
+    ]
+    if not (args.include or args.exclude or renames):
+        return keymap.IDENTITY
+    return keymap.KeyMap(
+        include=args.include or (),
+        exclude=args.exclude or (),
+        strip_prefix=args.strip_prefix or "",
+        case=args.case,
+        add_prefix=args.add_prefix or "",
+        described_as=" ".join(renames),
     )
 
 

@@ -19,7 +19,7 @@ Case = Literal["keep", "lower", "upper", "kebab", "snake"]
 class KeyMap:
     """``spec.keys`` compiled once per sync: globs into one expression each."""
 
-    __slots__ = ("_add", "_case", "_exclude", "_include", "_strip", "renames")
+    __slots__ = ("_add", "_case", "_exclude", "_include", "_strip", "described_as", "renames")
 
     def __init__(
         self,
@@ -29,12 +29,16 @@ class KeyMap:
         strip_prefix: str = "",
         case: Case = "keep",
         add_prefix: str = "",
+        described_as: str = "spec.keys",
     ) -> None:
         self._include = _globs(include)
         self._exclude = _globs(exclude)
         self._strip, self._case, self._add = strip_prefix, case, add_prefix
         self.renames: bool = bool(strip_prefix or add_prefix or case != "keep")
         """Whether a name can change: two names becoming one must then be looked for."""
+        self.described_as = described_as
+        """How an error names these rules to whoever set them: the spec's field, or the
+        command line's flags (``--case kebab``)."""
 
     def name(self, key: str) -> str | None:
         """The AWS name of the variable ``key``, or None when it is left out."""

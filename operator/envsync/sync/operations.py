@@ -39,7 +39,9 @@ async def diff(request: SyncRequest) -> tuple[list[DiffLine], SyncReport]:
     sink = await _open(request)
     parsed = await asyncio.to_thread(source.parse_source, request, sink.problem, None)
     tally = Tally(None)
-    if parsed.error_count and request.on_parse_error == "Abort":
+    # as sync stops several sources with a bad line even under Skip, so does the diff of them
+    layered = len(request.sources()) > 1
+    if parsed.error_count and (request.on_parse_error == "Abort" or layered):
         return [], _report(request, parsed, tally, sink, started, aborted=True)
     if _empty(request, parsed):
         report = _report_empty(request, parsed, tally, sink, started)

@@ -14,7 +14,7 @@ from typing import IO, Any, cast
 
 from envsync import errors, limits
 from envsync.dotenv import compression, grammar, poolmanager, reading
-from envsync.sync import plan
+from envsync.sync import keymap, plan
 from envsync.sync.report import (
     MAX_ISSUES,
     MAX_PARSE_ERRORS,
@@ -123,11 +123,12 @@ class _Merge:
     (a name set again by a later one is an override, reported by name) or when names are
     rewritten (two names becoming one is an error naming both)."""
 
-    __slots__ = ("layers", "origin", "overrides", "renames", "tracking")
+    __slots__ = ("described_as", "layers", "origin", "overrides", "renames", "tracking")
 
-    def __init__(self, layers: tuple[Layer, ...], renames: bool) -> None:
+    def __init__(self, layers: tuple[Layer, ...], keys: keymap.KeyMap) -> None:
         self.layers = layers
-        self.renames = renames
+        self.renames = renames = keys.renames
+        self.described_as = keys.described_as
         self.tracking = renames or len(layers) > 1
         self.origin: dict[str, tuple[str, int, int]] = {}
         """final name → (name in the file, layer, line)."""
@@ -146,8 +147,8 @@ class _Merge:
             earlier = f"{before[0]} ({self.layers[before[1]].name} line {before[2]})"
             later = f"{key} ({self.layers[layer].name} line {line})"
             raise errors.InvalidSourceError(
-                f"{earlier} and {later} both become {final!r} under spec.keys; exclude or "
-                "rename one"
+                f"{earlier} and {later} both become {final!r} under {self.described_as}; "
+                "exclude or rename one"
             )
         if before[1] != layer:
             self.overrides.pop(final, None)  # listed in the order of the last override
@@ -167,7 +168,7 @@ def parse_source(
     layers = request.sources()
     held = all(isinstance(layer.source, bytes | bytearray | memoryview) for layer in layers)
     known = request.source_hash if held else None  # else hashed as read: a stream's own hash
-    merge = _Merge(layers, request.keys.renames)
+    merge = _Merge(layers, request.keys)
     budget = compression.Budget(request.max_decompressed_size)  # one for all the layers
     empty: list[str] = []
     desired: dict[str, plan.Desired] = {}
