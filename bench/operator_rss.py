@@ -56,6 +56,23 @@ def rss_mib(process: psutil.Process) -> tuple[float, float]:
     return rss, peak
 
 
+def rss_parts(process: psutil.Process) -> str:
+    """RSS split as the kernel counts it (/proc status): anonymous pages (the heap, stacks:
+    what the operator's own data costs) and file-backed ones (shared libraries, mapped
+    files: how many of their pages are mapped depends on the page cache, not on the
+    operator, so this part can move between runs of the same code)."""
+    parts: dict[str, float] = {}
+    status = pathlib.Path(f"/proc/{process.pid}/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("RssAnon", "RssFile", "RssShmem"):
+                parts[name] = int(value.split()[0]) / 1024
+    if not parts:
+        return "not known here"
+    return ", ".join(f"{name[3:].lower()} {mib:.1f} MiB" for name, mib in parts.items())
+
+
 class _Kube(Protocol):
     def write_kubeconfig(self, path: pathlib.Path) -> pathlib.Path: ...
 

@@ -46,7 +46,15 @@ from prometheus_client.parser import text_string_to_metric_families
 import _cluster
 import _util
 from envsync.cli import sandbox, sandboxclient
-from operator_rss import CHILD, create_apps, operator_env, ready_count, rss_mib, time_edit
+from operator_rss import (
+    CHILD,
+    create_apps,
+    operator_env,
+    ready_count,
+    rss_mib,
+    rss_parts,
+    time_edit,
+)
 
 REGIONS = (  # noqa: SIM905 - a readable run of names
     "us-east-1 us-east-2 us-west-1 us-west-2 ca-central-1 eu-west-1 eu-west-2 eu-west-3 "
@@ -139,6 +147,7 @@ def _run(
     _create_unrelated(client, args.unrelated)
     time.sleep(8)  # imports, login, first (empty) listings
     idle, _ = rss_mib(proc)
+    idle_parts = rss_parts(proc)
 
     started = time.monotonic()
     create_apps(client, namespace, args.count, args.keys, tuple(regions))
@@ -156,6 +165,7 @@ def _run(
     quiet = kube.mark()
     time.sleep(args.quiet_seconds)  # nothing changes: no AWS call and no status write may happen
     settled, _ = rss_mib(proc)
+    settled_parts = rss_parts(proc)
     memory = _where_memory_goes(child, args.snapshot, args.count) if args.tracemalloc else []
     quiet_calls = sum(aws_calls(metrics_url).values()) - sum(first_calls.values())
     quiet_writes = sum(
@@ -167,11 +177,14 @@ def _run(
     ours = sum(first_calls.values())
     by_op = ", ".join(f"{op} {n:,}" for op, n in sorted(first_calls.items()))
     return [
-        ("operator RSS, idle before any EnvSync", f"{idle:.1f} MiB"),
+        ("operator RSS, idle before any EnvSync", f"{idle:.1f} MiB ({idle_parts})"),
         ("time to create the objects (this process)", f"{created:.1f} s"),
         ("time until all are Ready", f"{converged:.1f} s"),
         ("operator RSS when all are Ready", f"{loaded:.1f} MiB"),
-        (f"operator RSS, idle {args.quiet_seconds:.0f} s later", f"{settled:.1f} MiB"),
+        (
+            f"operator RSS, idle {args.quiet_seconds:.0f} s later",
+            f"{settled:.1f} MiB ({settled_parts})",
+        ),
         ("operator peak RSS (VmHWM)", f"{peak:.1f} MiB"),
         ("median RSS while converging", f"{statistics.median(samples or [loaded]):.1f} MiB"),
         ("AWS requests to converge (envsync)", f"{ours:,} ({by_op})"),
