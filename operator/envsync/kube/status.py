@@ -65,6 +65,7 @@ __all__ = [
     "Reason",
     "apply",
     "build_status",
+    "cleanup_failed",
     "failure",
     "onto",
     "reason_for",
@@ -204,6 +205,27 @@ def reconciling(
     if why is R.THROTTLED:
         updates[THROTTLED] = _Cond("True", why, message)
     return _failure_patch(previous_status, updates, generation, now)
+
+
+def cleanup_failed(
+    new: statusmodels.StatusPatch,
+    message: str,
+    *,
+    previous_status: Status | None,
+    generation: int,
+    now: datetime,
+) -> None:
+    """Add to ``new`` (a sync's change) that keys left at a place no longer written could not
+    be pruned: ``Reconciling``, reason CleanupFailed, whatever the sync itself said."""
+    new.update(
+        reconciling(
+            R.CLEANUP_FAILED,
+            message,
+            previous_status=apply(previous_status, new),
+            generation=generation,
+            now=now,
+        )
+    )
 
 
 def source_not_found(

@@ -295,14 +295,8 @@ async def fan_out(
             next_in = targetstatus.drift_due(results, interval, translate.utcnow())
     else:
         if left is not None and left.failure is not None:
-            new.update(
-                status.reconciling(
-                    status.Reason.CLEANUP_FAILED,
-                    left.failure,
-                    previous_status=status.apply(previous, new),
-                    generation=generation,
-                    now=now,
-                )
+            status.cleanup_failed(
+                new, left.failure, previous_status=previous, generation=generation, now=now
             )
         next_in = schedule(
             tracker,

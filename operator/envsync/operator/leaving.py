@@ -61,12 +61,7 @@ async def leave_old_place(
             _recorded(here), event=status.Event("Warning", status.Reason.TARGET_MOVED, message)
         )
     try:
-        cleanup = await operations.delete_owned(
-            old.target(translate.target_for(spec, settings)),
-            translate.owner_id(namespace, name),
-            credentials,
-            workers=spec.performance_or_default.worker_count,
-        )
+        cleanup = await _prune(settings, namespace, name, spec, old, credentials)
     except errors.EnvSyncError as exc:
         return Move(None, f"moved to {here.describe()}, but pruning {old.describe()} failed: {exc}")
     if cleanup.failed:
@@ -81,6 +76,23 @@ async def leave_old_place(
         "keys this EnvSync owned there"
     )
     return Move(_recorded(here), event=status.Event("Normal", status.Reason.TARGET_MOVED, message))
+
+
+async def _prune(
+    settings: settings_module.Settings,
+    namespace: str,
+    name: str,
+    spec: models.EnvSyncSpec,
+    old: places.Place,
+    credentials: aws.Credentials | None,
+) -> engine.SyncReport:
+    """Delete what this EnvSync owns at ``old`` (the caller has checked that it may)."""
+    return await operations.delete_owned(
+        old.target(translate.target_for(spec, settings)),
+        translate.owner_id(namespace, name),
+        credentials,
+        workers=spec.performance_or_default.worker_count,
+    )
 
 
 def _recorded(place: places.Place) -> statusmodels.TargetStatus:
@@ -139,12 +151,7 @@ async def leave_removed(
             events.append(status.Event("Warning", status.Reason.TARGET_MOVED, message))
             continue
         try:
-            cleanup = await operations.delete_owned(
-                old.target(translate.target_for(spec, settings)),
-                translate.owner_id(namespace, name),
-                credentials,
-                workers=spec.performance_or_default.worker_count,
-            )
+            cleanup = await _prune(settings, namespace, name, spec, old, credentials)
         except errors.EnvSyncError as exc:
             failed.append((old, f"pruning {old.describe()}, no longer a target, failed: {exc}"))
             continue

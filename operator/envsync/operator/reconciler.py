@@ -228,29 +228,14 @@ class Reconciler:
         new.refresh_interval = f"{interval:g}s"
         if move.target is not None:
             new.target = move.target
-        if move.failure is not None:
-            new.update(
-                status.reconciling(
-                    status.Reason.CLEANUP_FAILED,
-                    move.failure,
-                    previous_status=status.apply(previous, new),
-                    generation=generation,
-                    now=now,
-                )
-            )
         if left is not None:  # spec.targets before: its removed places, pruned or kept
             new.targets = left.kept or None
             if left.failure is not None and move.failure is None:
                 move = dataclasses.replace(move, failure=left.failure)
-                new.update(
-                    status.reconciling(
-                        status.Reason.CLEANUP_FAILED,
-                        left.failure,
-                        previous_status=status.apply(previous, new),
-                        generation=generation,
-                        now=now,
-                    )
-                )
+        if move.failure is not None:
+            status.cleanup_failed(
+                new, move.failure, previous_status=previous, generation=generation, now=now
+            )
         moved: tuple[status.Event, ...] = (move.event,) if move.event is not None else ()
         moved += left.events if left is not None else ()
         next_in = self._next(

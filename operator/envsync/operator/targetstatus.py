@@ -122,23 +122,7 @@ def cleanup_pending(
     now: datetime,
 ) -> statusmodels.TargetSyncStatus:
     """The entry of a removed target whose keys could not be pruned yet: kept, to retry."""
-    patch = status.reconciling(
-        status.Reason.CLEANUP_FAILED,
-        message,
-        previous_status=_as_status(before),
-        generation=generation,
-        now=now,
-    )
-    return _entry(
-        place,
-        patch,
-        generation=generation,
-        digest=before.source_hash if before else None,
-        keys=before.keys if before else None,
-        counts=before.counts if before else None,
-        calls=None,
-        last_sync_time=before.last_sync_time if before else None,
-    )
+    return _kept(place, status.Reason.CLEANUP_FAILED, message, before, generation, now)
 
 
 def prune_pending(
@@ -150,12 +134,24 @@ def prune_pending(
 ) -> statusmodels.TargetSyncStatus:
     """The entry of a removed target kept until every current target is in step, when what
     this EnvSync owns there is pruned: Ready Unknown, saying so."""
+    message = (
+        "no longer a target: what this EnvSync owns here is pruned once every target is in step"
+    )
+    return _kept(place, status.Reason.PROGRESSING, message, before, generation, now)
+
+
+def _kept(
+    place: places.Place,
+    reason: status.Reason,
+    message: str,
+    before: statusmodels.TargetSyncStatus | None,
+    generation: int,
+    now: datetime,
+) -> statusmodels.TargetSyncStatus:
+    """A removed target's entry: its last sync's figures, a Ready condition saying why it is
+    still listed."""
     patch = status.reconciling(
-        status.Reason.PROGRESSING,
-        "no longer a target: what this EnvSync owns here is pruned once every target is in step",
-        previous_status=_as_status(before),
-        generation=generation,
-        now=now,
+        reason, message, previous_status=_as_status(before), generation=generation, now=now
     )
     return _entry(
         place,
