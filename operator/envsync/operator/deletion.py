@@ -48,11 +48,13 @@ async def delete_remote(
     here = [translate.place_of(spec, settings, target) for target in allowed]
     left = leaving.removed_places(previous, here)
     removed = leaving.prunable(settings, namespace, left, here) if here else []
+    if not allowed:  # and so no removed place either: it could never have written anywhere
+        return
     try:
         credentials = await apiclient.credentials_for(client, namespace, spec, settings)
-        like = translate.target_for(spec, settings, allowed[0]) if allowed else None
+        like = translate.target_for(spec, settings, allowed[0])
         where = [translate.target_for(spec, settings, target) for target in allowed]
-        where += [place.target(like) for place in removed if like is not None]
+        where += [place.target(like) for place in removed]
         report = await _delete_at(where, translate.owner_id(namespace, name), credentials, spec)
     except errors.EnvSyncError as exc:
         raise await _cleanup_failed(seen, str(exc), tracker, client, post) from None
