@@ -110,14 +110,15 @@ def aws_requests(operator: str) -> dict[str, float]:
 
 
 def quiet_aws_requests(operator: str) -> dict[str, float]:
-    """:func:`aws_requests` once they stop moving (a pass in flight finishes first)."""
-    last = aws_requests(operator)
-    while True:
+    """:func:`aws_requests` once they have not moved for 3 s: a pass in flight, or the retry
+    of a status write that timed out under load (first retry within 2 s), finishes first."""
+    last, still = aws_requests(operator), 0
+    while still < 6:
         time.sleep(0.5)
         now = aws_requests(operator)
-        if now == last:
-            return now
+        still = still + 1 if now == last else 0
         last = now
+    return last
 
 
 def without_values(cluster: kube.Cluster, namespace: str, name: str) -> None:
