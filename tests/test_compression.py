@@ -182,3 +182,27 @@ def test_a_skippable_frame_first_is_still_zstd() -> None:
     packed = skippable + zstd_frames(plain(10))
     assert compression.detect(packed[:4]) == "zstd"
     assert variables(compression.opened(packed, "zstd")) == variables(plain(10))
+
+
+class _Trickle(io.RawIOBase):
+    """A pipe whose writer writes a byte at a time: each read returns one byte."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self._data = data
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+        chunk, self._data = self._data[:1], self._data[1:]
+        return chunk
+
+
+@pytest.mark.parametrize("pack", [gzip.compress, zstd_frames], ids=["gzip", "zstd"])
+def test_a_stream_that_arrives_a_byte_at_a_time_is_still_recognised(pack: Any) -> None:
+    """`producer | envsync push -`: one read of a pipe can hold fewer bytes than the magic."""
+    text = plain(50)
+    found = compression.opened(_Trickle(pack(text)), "auto", limit=len(text))
+    assert variables(found) == variables(text)
+    assert read_all(compression.opened(_Trickle(text), "auto")) == text  # plain stays plain

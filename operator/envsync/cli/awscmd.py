@@ -363,9 +363,10 @@ def _check_compressed(source: IO[bytes], name: str, expected: Compression) -> No
     """Refuse a file whose first bytes are not those ``--compression`` names, in the flag's
     words: the engine refuses it too, but names the operator's ``source.compression``."""
     peek = getattr(source, "peek", None)
-    if peek is None:  # not buffered: the engine checks it as it reads
+    head = bytes(peek(4)[:4]) if peek is not None else b""
+    if len(head) < 4:  # not buffered, or a pipe not that far yet: the engine checks as it reads
         return
-    found = compression.detect(bytes(peek(4)[:4]))
+    found = compression.detect(head)
     if found != expected:
         what = "plain text" if found == "none" else found
         raise errors.SourceUndecodableError(

@@ -91,8 +91,7 @@ def opened(
         head = bytes(source[:4])  # not through the BytesIO: getbuffer() would copy all of it
         raw = io.BytesIO(source)
     else:
-        raw = source if isinstance(source, io.BufferedReader) else io.BufferedReader(_Raw(source))
-        head = raw.peek(4)[:4]
+        head, raw = _head(source)
     found = detect(head)
     if compression == "auto":
         if found == "none":
@@ -166,18 +165,41 @@ class _ZstdFrames:
         self._raw.close()
 
 
-class _Raw(io.RawIOBase):
-    """A binary stream without ``peek`` (a socket's, a pipe's), made bufferable to peek at."""
+def _head(source: IO[bytes]) -> tuple[bytes, io.BufferedReader]:
+    """The first 4 bytes of a stream, and a reader that still starts with them.
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    Not ``peek``: it makes at most one read, and one read of a pipe returns what the writer
+    has written so far (a producer writing a byte at a time, a network hop), so a gzip stream
+    could look like plain text and be parsed as such. Reading until 4 bytes or the end is
+    sure; the bytes read are handed back first. A file's buffer holds them at once: it is
+    read as it is, with no second buffer."""
+    if isinstance(source, io.BufferedReader) and len(found := source.peek(4)) >= 4:
+        return found[:4], source
+    head = b""
+    while len(head) < 4:
+        more = source.read(4 - len(head))
+        if not more:
+            break
+        head += more
+    return head, io.BufferedReader(_Raw(source, head))
+
+
+class _Raw(io.RawIOBase):
+    """A binary stream as a raw one (to buffer it), with bytes already read from it first."""
+
+    def __init__(self, stream: IO[bytes], first: bytes = b"") -> None:
         super().__init__()
         self._stream = stream
+        self._first = first
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self._stream.read(len(buffer))
+        if self._first:
+            data, self._first = self._first[: len(buffer)], self._first[len(buffer) :]
+        else:
+            data = self._stream.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
 
