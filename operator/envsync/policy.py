@@ -106,7 +106,7 @@ RULES: Final[tuple[tuple[type[errors.EnvSyncError], Verdict], ...]] = (
     (errors.RemoteError, Verdict(R.REMOTE_ERROR, False, RETRY, True, True)),
     (errors.OwnershipError, Verdict(R.OWNERSHIP_CONFLICT, True, RETRY, False, True)),
     (errors.SourceUndecodableError, Verdict(R.PARSE_FAILED, True, WAIT, False, False)),
-    (errors.InvalidSourceError, Verdict(R.PARSE_FAILED, True, WAIT, False, True)),
+    (errors.InvalidSourceError, Verdict(R.PARSE_FAILED, True, WAIT, False, False)),
     (
         errors.CredentialsMissingError,
         Verdict(R.CREDENTIALS_UNAVAILABLE, False, RETRY, False, False),

@@ -308,9 +308,14 @@ def test_two_names_that_become_one_are_refused_naming_both_and_nothing_moves(
     cluster.apply(text_configmap("app-env", namespace, f"DB_URL={SENTINEL}\n\ndb-url=b\n"))
     manifest = kube.envsync("app", namespace, source="app-env", path=path, endpoint=moto_endpoint)
     manifest["spec"]["keys"] = {"rewrite": {"case": "kebab"}}
+    errors_before = kube.total(kube.scrape(operator), "envsync_syncs_total", result="error")
     cluster.apply(manifest)
 
     obj = kube.settled(cluster, namespace, "app", "ParseFailed")
+    # the file's fault, said in the status: not a failed sync in the metrics (an alert on
+    # those pages whoever runs the operator, who can do nothing about a tenant's file)
+    errors_after = kube.total(kube.scrape(operator), "envsync_syncs_total", result="error")
+    assert errors_after == errors_before
     message = kube.condition(obj, "Ready")["message"]  # type: ignore[index]
     where = f"{namespace}/ConfigMap/app-env[.env]"
     assert f"DB_URL ({where} line 1) and db-url ({where} line 3) both become 'db-url'" in message
