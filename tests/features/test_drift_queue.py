@@ -166,11 +166,15 @@ def test_a_json_secret_is_checked_on_a_cloudtrail_event_naming_its_arn(
             secret_event("arn:aws:secretsmanager:us-east-1:123456789012:secret:team/app-Ab12Cd"),
             ("secretsmanager", "team/app", None),
         ),
+        (
+            secret_event("arn:aws:secretsmanager:us-east-1:123456789012:secret:team/app/DB"),
+            ("secretsmanager", "team/app/DB", None),
+        ),
         (secret_event("team/app", "GetSecretValue"), None),
         ('{"source": "aws.ssm", "detail-type": "Parameter Store Change", "detail": {}}', None),
         ("[1, 2]", None),
     ],
-    ids=["ssm", "secret-arn", "secret-read", "no-name", "not-an-event"],
+    ids=["ssm", "secret-arn", "secret-partial-arn", "secret-read", "no-name", "not-an-event"],
 )
 def test_event_shapes(body: str, expected: tuple[str, str, float | None] | None) -> None:
     change = changes.read_event(body)

@@ -46,9 +46,11 @@ SECRET_WRITES: Final = frozenset(
 )
 """Secrets Manager calls that change what a secret holds (reads and tags are not drift)."""
 _SECRET_ARN: Final = re.compile(
-    r"^arn:[^:]+:secretsmanager:[^:]*:[^:]*:secret:(.+)-[A-Za-z0-9]{6}$"
+    r"^arn:[^:]+:secretsmanager:[^:]*:[^:]*:secret:(.+?)(?:-[A-Za-z0-9]{6})?$"
 )
-"""A secret's ARN ends in its name and a hyphen with six random characters."""
+"""A secret's ARN ends in its name and a hyphen with six random characters; a partial ARN
+(which callers may pass as ``secretId``) ends in the name alone. envsync refuses names that end
+in such a suffix, so taking it off never turns one of its own names into another."""
 
 
 @dataclass(frozen=True, slots=True)
