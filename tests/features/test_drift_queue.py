@@ -25,6 +25,8 @@ from envsync.aws import changes
 pytestmark = pytest.mark.timeout(120)
 
 REGION = "us-east-1"
+DEAD = f"http://127.0.0.1:{kube.free_port()}"
+"""A listed origin nothing answers on: a target there keeps failing."""
 
 
 def ssm_event(name: str, *, at: float | None = None, operation: str = "Update") -> str:
@@ -73,7 +75,7 @@ def operator(
     with kube.serving_operator(
         cluster, tmp_path_factory.mktemp("kube"),
         aws_endpoint_url=moto_endpoint, default_region=REGION, drift_queue_url=queue,
-        drift_queue_endpoint=moto_endpoint,
+        drift_queue_endpoint=moto_endpoint, allowed_endpoints=DEAD,
     ) as metrics:  # fmt: skip
         yield metrics
 
@@ -245,3 +247,32 @@ def test_a_change_at_any_of_several_targets_repairs_it(
 
     kube.wait_until(lambda: kube.params(ssm, second)[f"{second}A"] == "1", what="the repair")
     assert remote_passes(operator) == before + 1
+
+
+def test_a_change_at_a_healthy_target_is_repaired_while_another_target_keeps_failing(
+    operator: str, cluster: kube.Cluster, namespace: str, ssm: Any, sqs: Any, queue: str
+) -> None:
+    """The EnvSync is in backoff for its failing target; the event is carried by the retry,
+    which checks every target (a retry alone skips those in step)."""
+    path = f"/{namespace}/healthy/"
+    cluster.apply(kube.configmap("app-env", namespace, "A=1\n"))
+    manifest = kube.envsync("app", namespace, source="app-env", path=path, endpoint=None)
+    target = manifest["spec"].pop("target")
+    failing = {**target, "path": f"/{namespace}/dead/", "region": "us-west-2", "endpointUrl": DEAD}
+    manifest["spec"]["targets"] = [target, failing]
+    cluster.apply(manifest)
+
+    def split() -> bool:
+        obj = cluster.get("EnvSync", namespace, "app") or {}
+        listed = (obj.get("status") or {}).get("targets") or []
+        states = [c["status"] for e in listed for c in e["conditions"] if c["type"] == "Ready"]
+        return states == ["True", "False"]
+
+    kube.wait_until(split, timeout=30, what="one target in step, one failing")
+    time.sleep(1.1)  # events are stamped to the second
+    ssm.put_parameter(Name=f"{path}A", Value="by-hand", Type="String", Overwrite=True)
+    sqs.send_message(QueueUrl=queue, MessageBody=ssm_event(f"{path}A"))
+
+    kube.wait_until(
+        lambda: kube.params(ssm, path)[f"{path}A"] == "1", timeout=60, what="the repair"
+    )

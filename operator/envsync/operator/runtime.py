@@ -236,20 +236,23 @@ class Runtime:
         Not for its own write: a name its last sync wrote, stamped no later than that sync
         ended (a name it did not write is someone else's change, whenever stamped). Without
         that list (after a restart, or a sync of over ``tracker.OWN_WRITES_KEPT`` writes), any
-        change stamped no later than the last sync's end is taken for its own. Not for an
-        EnvSync in backoff (its retry reads everything), and at most once per
-        :data:`RECHECK_EVERY`: two writers fighting over a name, or a flood on the queue,
+        change stamped no later than the last sync's end is taken for its own. An EnvSync in
+        backoff gets no pass of its own: its retry carries the check (with several targets,
+        that retry would otherwise skip the ones in step, however they drifted). At most once
+        per :data:`RECHECK_EVERY`: two writers fighting over a name, or a flood on the queue,
         cost a full read per EnvSync that often, not per event."""
         now, loop = time.time(), asyncio.get_running_loop()
         for change in found:
             at = min(change.at, now)  # a stamp from the future is now
             for key in self.owners.of(change.service, change.name):
                 tracker = self.trackers.get(key)
-                if tracker is None or tracker.seen is None or tracker.failures or tracker.recheck:
+                if tracker is None or tracker.seen is None or tracker.recheck:
                     continue
                 if at <= int(tracker.synced_at) and owners_module.wrote(tracker, change.name):
                     continue  # its own write
                 tracker.recheck = True
+                if tracker.failures:
+                    continue  # the retry, already scheduled, checks everything
                 wait = tracker.rechecked_at + RECHECK_EVERY - loop.time()
                 if wait > 0:
                     loop.call_later(wait, self.want, tracker, "remote")
