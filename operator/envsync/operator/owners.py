@@ -10,8 +10,15 @@ changed name. Prefixes that do not end in ``/`` (a Secrets Manager ``perKey`` pa
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Final
+
+from envsync import aws
 from envsync.operator import tracker as tracker_module
 from envsync.operator import translate
+
+RECHECK_EVERY: Final = 30.0
+"""Seconds between two drift checks the drift queue asks of one EnvSync."""
 
 Place = tuple[str, str, bool]
 """(service, path, whether the path is one exact name), as ``outcome.places_of`` gives them."""
@@ -63,3 +70,34 @@ def wrote(tracker: tracker_module.Tracker, name: str) -> bool:
         if not exact and name.startswith(path) and name[len(path) :] in wrote:
             return True
     return False
+
+
+def rechecks(
+    owners: Owners,
+    trackers: Mapping[translate.Key, tracker_module.Tracker],
+    found: Iterable[aws.changes.Change],
+    now: float,
+    loop_now: float,
+) -> Iterator[tuple[tracker_module.Tracker, float]]:
+    """Each EnvSync a drift check is now owed, with the seconds to wait before its pass.
+
+    Not for its own write: a name its last sync wrote, stamped no later than that sync ended
+    (a name it did not write is someone else's change, whenever stamped). Without that list
+    (after a restart, or a sync of over ``tracker.OWN_WRITES_KEPT`` writes), any change
+    stamped no later than the last sync's end is taken for its own. An EnvSync in backoff is
+    marked but not yielded: its retry carries the check (with several targets, that retry
+    would otherwise skip the ones in step, however they drifted). At most once per
+    :data:`RECHECK_EVERY`: two writers fighting over a name, or a flood on the queue, cost a
+    full read per EnvSync that often, not per event."""
+    for change in found:
+        at = min(change.at, now)  # a stamp from the future is now
+        for key in owners.of(change.service, change.name):
+            tracker = trackers.get(key)
+            if tracker is None or tracker.seen is None or tracker.recheck:
+                continue
+            if at <= int(tracker.synced_at) and wrote(tracker, change.name):
+                continue  # its own write
+            tracker.recheck = True
+            if tracker.failures:
+                continue  # the retry, already scheduled, checks everything
+            yield tracker, tracker.rechecked_at + RECHECK_EVERY - loop_now

@@ -46,6 +46,7 @@ from envsync.operator import (
     apiclient,
     deletion,
     driftwatch,
+    idlerelease,
     metrics,
     outcome,
     reconciler,
@@ -57,13 +58,6 @@ from envsync.operator import owners as owners_module
 from envsync.operator import tracker as tracker_module
 
 log = logging.getLogger(__name__)
-
-RELEASE_AFTER = 5.0
-"""Seconds without a running pass before freed memory is handed back to the system."""
-RECHECK_EVERY: Final = 30.0
-"""Seconds between two drift checks the drift queue asks of one EnvSync."""
-RELEASE_EVERY = 60.0
-"""Seconds between two such releases at least: steady drift checks leave many quiet spells."""
 
 _POSTING_VARS = frozenset({"settings_var", "event_queue_var", "event_queue_loop_var"})
 """The context variables kopf.event() reads (kopf/_core/engines/posting.py); an event posted
@@ -96,11 +90,14 @@ class Runtime:
         self.trackers: dict[translate.Key, tracker_module.Tracker] = {}
         self.owners = owners_module.Owners()
         """The trackers by target path, for the drift queue's changes."""
+        self.idle_release = idlerelease.IdleRelease(
+            self.process_pools.release_freed_memory, lambda: self.queue.busy
+        )
         self.queue = workqueue.WorkQueue(
             self._serve,
             runners=PASSES_PER_SLOT * settings.max_concurrent_syncs,
             context=self._passes_context,
-            when_idle=functools.partial(self._release_later, RELEASE_AFTER),
+            when_idle=self.idle_release.soon,
         )
         """EnvSyncs wanting a pass (or a write), each in it, or being served, at most once
         (:attr:`Tracker.work <.tracker.Tracker.work>` says which). The runners bound the
@@ -109,8 +106,6 @@ class Runtime:
         otherwise hold thousands of sources at once, a height the allocators keep long
         after."""
         self._context: contextvars.Context | None = None
-        self._release: asyncio.TimerHandle | None = None
-        self._released_at = -RELEASE_EVERY
         self._closing = False
         self.drift: driftwatch.DriftWatch | None = None
         self.reconciler = reconciler.Reconciler(
@@ -142,8 +137,7 @@ class Runtime:
         if self.drift is not None:
             self.drift.stop()
         self._closing = True
-        if self._release is not None:
-            self._release.cancel()
+        self.idle_release.close()
         for tracker in self.trackers.values():
             tracker.cancel()
         self.trackers.clear()  # at once: retiring one by one recounts Ready for each
@@ -231,33 +225,16 @@ class Runtime:
             self.want(tracker, "source")
 
     def remote_changed(self, found: Iterable[aws.changes.Change]) -> None:
-        """Names changed in AWS (the drift queue): a drift check of each EnvSync that owns one.
-
-        Not for its own write: a name its last sync wrote, stamped no later than that sync
-        ended (a name it did not write is someone else's change, whenever stamped). Without
-        that list (after a restart, or a sync of over ``tracker.OWN_WRITES_KEPT`` writes), any
-        change stamped no later than the last sync's end is taken for its own. An EnvSync in
-        backoff gets no pass of its own: its retry carries the check (with several targets,
-        that retry would otherwise skip the ones in step, however they drifted). At most once
-        per :data:`RECHECK_EVERY`: two writers fighting over a name, or a flood on the queue,
-        cost a full read per EnvSync that often, not per event."""
-        now, loop = time.time(), asyncio.get_running_loop()
-        for change in found:
-            at = min(change.at, now)  # a stamp from the future is now
-            for key in self.owners.of(change.service, change.name):
-                tracker = self.trackers.get(key)
-                if tracker is None or tracker.seen is None or tracker.recheck:
-                    continue
-                if at <= int(tracker.synced_at) and owners_module.wrote(tracker, change.name):
-                    continue  # its own write
-                tracker.recheck = True
-                if tracker.failures:
-                    continue  # the retry, already scheduled, checks everything
-                wait = tracker.rechecked_at + RECHECK_EVERY - loop.time()
-                if wait > 0:
-                    loop.call_later(wait, self.want, tracker, "remote")
-                else:
-                    self.want(tracker, "remote")
+        """Names changed in AWS (the drift queue): a drift check of each EnvSync that owns
+        one and did not make the change itself (:func:`.owners.rechecks` says which, when)."""
+        loop = asyncio.get_running_loop()
+        for tracker, wait in owners_module.rechecks(
+            self.owners, self.trackers, found, time.time(), loop.time()
+        ):
+            if wait > 0:
+                loop.call_later(wait, self.want, tracker, "remote")
+            else:
+                self.want(tracker, "remote")
 
     def want(self, tracker: tracker_module.Tracker, trigger: str) -> None:
         """Ask for a pass of this EnvSync: now, or after the one running (never two at once)."""
@@ -363,31 +340,6 @@ class Runtime:
             if tracker.requested:
                 return True  # wanted again during the pass: after the others waiting
         return False
-
-    def _release_later(self, delay: float) -> None:
-        """When no pass has run for a moment, hand the memory the last ones freed back to the
-        system. The C allocator keeps freed pages for reuse, so after a burst (an operator
-        starting with a thousand EnvSyncs, a chart upgrade) the RSS would stay at the burst's
-        height however little stays alive. ``malloc_trim`` walks the heap's free chunks (20 ms
-        at 200 MB), so it runs in a thread and at most once per ``RELEASE_EVERY``."""
-        if self._closing:
-            return
-        if self._release is not None:
-            self._release.cancel()
-        loop = asyncio.get_running_loop()
-        self._release = loop.call_later(delay, self._release_if_idle)
-
-    def _release_if_idle(self) -> None:
-        self._release = None
-        if self._closing or self.queue.busy:
-            return  # a pass runs: the next quiet spell releases
-        loop = asyncio.get_running_loop()
-        wait = self._released_at + RELEASE_EVERY - loop.time()
-        if wait > 0:
-            self._release_later(wait)
-            return
-        self._released_at = loop.time()
-        loop.run_in_executor(None, self.process_pools.release_freed_memory)
 
     def _current(self, tracker: tracker_module.Tracker) -> bool:
         """Whether passes of this tracker may still run: its object is neither gone nor being
