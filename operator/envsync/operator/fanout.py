@@ -61,7 +61,7 @@ async def sync_each(
     for index, target in enumerate(spec.destinations):
         place = translate.place_of(spec, settings, target)
         entry = before.get(place)
-        due = entry is not None and targetstatus.drift_due([entry], interval, now) == 0.0
+        due = entry is not None and _drift_due([entry], interval, now) == 0.0
         if (
             not (full or due)
             and entry is not None
@@ -292,7 +292,7 @@ async def fan_out(
             next_in: float | None = tracker.retry()
         else:  # retrying cannot help that target; the others still get their drift checks
             tracker.failures, tracker.retry_at = 0, None
-            next_in = targetstatus.drift_due(results, interval, translate.utcnow())
+            next_in = _drift_due([r.entry for r in results], interval, translate.utcnow())
     else:
         if left is not None and left.failure is not None:
             status.cleanup_failed(
@@ -343,3 +343,17 @@ async def leave_fanned_out(
         in_step=report.complete and not report.dry_run,
         generation=seen.generation,
     )
+
+
+def _drift_due(
+    entries: list[statusmodels.TargetSyncStatus], interval: float, now: datetime
+) -> float | None:
+    """Seconds until the first of these targets' drift checks is due, 0 when one is overdue;
+    None when periodic checks are off or none has synced."""
+    waits = [
+        translate.drift_due_in(entry.last_sync_time, interval, now)
+        for entry in entries
+        if entry.last_sync_time is not None
+    ]
+    found = [max(wait, 0.0) for wait in waits if wait is not None]
+    return min(found) if found else None

@@ -170,26 +170,6 @@ def ever_synced(entry: statusmodels.TargetSyncStatus) -> bool:
     return entry.counts is not None
 
 
-def drift_due(results: Sequence[Any], interval: float, now: datetime) -> float | None:
-    """Seconds until the first drift check of these entries (or results) is due, 0 when one
-    is overdue; None when periodic checks are off or none has synced."""
-    waits: list[float] = []
-    for item in results:
-        entry = item if isinstance(item, statusmodels.TargetSyncStatus) else item.entry
-        if entry.last_sync_time is None:
-            continue
-        due = _due(entry.last_sync_time, interval, now)
-        if due is not None:
-            waits.append(max(due, 0.0))
-    return min(waits) if waits else None
-
-
-def _due(last: datetime, interval: float, now: datetime) -> float | None:
-    if interval <= 0:
-        return None
-    return interval - (now - last).total_seconds()
-
-
 def as_before(previous: Mapping[str, Any], digest: str, *, dry_run: bool) -> engine.SyncReport:
     """The top-level report of a pass in which no target had to sync: the counts of the last
     one that did (every target's entry says it is in step, so none skipped or failed)."""
